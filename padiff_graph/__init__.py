@@ -1,0 +1,64 @@
+"""padiff_graph: why do a PaddlePaddle model and a PyTorch model disagree?
+
+Export both models as trees, match their layers structurally, check what an
+order-based copy would break, copy weights through the map and name the
+first diverging layer. Importing this package loads neither torch nor
+paddle; each framework is imported when a model of it is first seen.
+
+Example::
+
+    import padiff_graph as pg
+
+    layer_map = pg.suggest_map(torch_model, paddle_model, {"x": x})
+    layer_map.save("map.yaml")
+    findings = pg.preflight(torch_model, paddle_model, layer_map)
+    report = pg.diff(torch_model, paddle_model, {"x": x}, layer_map)
+    print(report.ok, report.first_divergence)
+"""
+
+from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
+from padiff_graph.diff import DiffReport, Divergence
+from padiff_graph.errors import (
+    AssignError,
+    FactoryError,
+    InputError,
+    LayerMapError,
+    ModelRunError,
+    PadiffGraphError,
+    UnsupportedModelError,
+)
+from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, Conversion, register_conversion
+from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.match import MatchOptions
+from padiff_graph.preflight import Code, Finding
+from padiff_graph.records import Severity, TensorKind
+from padiff_graph.transforms import TensorPair, Transform
+
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "AssignError",
+    "Code",
+    "Conversion",
+    "DiffReport",
+    "Divergence",
+    "FactoryError",
+    "Finding",
+    "InputError",
+    "LayerMap",
+    "LayerMapError",
+    "LayerPair",
+    "MatchOptions",
+    "ModelRunError",
+    "PadiffGraphError",
+    "Severity",
+    "TensorKind",
+    "TensorPair",
+    "Transform",
+    "UnsupportedModelError",
+    "assign_weights",
+    "diff",
+    "export_tree",
+    "preflight",
+    "register_conversion",
+    "suggest_map",
+]

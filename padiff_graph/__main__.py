@@ -1,0 +1,3 @@
+from padiff_graph.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""One error hierarchy for every user-facing failure.
+
+Each error carries a one-line message that names the layer paths involved and
+says what to do next; the CLI prints it and exits with ``exit_code`` (2 for
+usage and input problems) without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class PadiffGraphError(Exception):
+    """Base class: a problem the user can act on."""
+
+    exit_code = 2
+
+
+class InputError(PadiffGraphError):
+    """A model spec, file, input or option that cannot be used."""
+
+
+class FactoryError(InputError):
+    """A user's model factory raised; ``__cause__`` holds the original error."""
+
+
+class UnsupportedModelError(InputError):
+    """The object is neither a ``torch.nn.Module`` nor a ``paddle.nn.Layer``."""
+
+
+class LayerMapError(InputError):
+    """A layer-map file or object is malformed or does not fit the models."""
+
+
+class AssignError(PadiffGraphError):
+    """Weights could not be copied through the map (names both layers)."""
+
+
+class ModelRunError(PadiffGraphError):
+    """A model's forward or backward raised; names the last layer that ran."""

@@ -1,0 +1,162 @@
+"""PaddlePaddle adapter: ``paddle.nn.Layer`` to neutral records, hooks and tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.frameworks.base import RemovableHandle, iter_tensors, scalar_config
+from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
+from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
+
+
+def _paddle() -> Any:
+    import paddle
+
+    return paddle
+
+
+@cache
+def _base_attributes() -> frozenset[str]:
+    return frozenset(vars(_paddle().nn.Layer()))
+
+
+def _is_builtin(layer: object) -> bool:
+    return type(layer).__module__.startswith("paddle.nn.")
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("paddle.")
+
+
+class PaddleAdapter:
+    name = "paddle"
+
+    def owns(self, model: object) -> bool:
+        return isinstance(model, _paddle().nn.Layer)
+
+    def named_layers(self, model: Any) -> dict[str, Any]:
+        return dict(model.named_sublayers(include_self=True))
+
+    def export(self, model: Any) -> list[LayerInfo]:
+        layers = self.named_layers(model)
+        own: dict[str, list[TensorInfo]] = {path: [] for path in layers}
+        for full_name, parameter in model.named_parameters():
+            owner, _, local = full_name.rpartition(".")
+            owner_layer = layers[owner]
+            if family_of(type(owner_layer).__name__, _is_builtin(owner_layer)) in EMBEDDING_FAMILIES:
+                kind = TensorKind.EMBEDDING
+            elif parameter.stop_gradient:
+                kind = TensorKind.FROZEN
+            else:
+                kind = TensorKind.PARAMETER
+            own[owner].append(TensorInfo(local, tuple(parameter.shape), _dtype_name(parameter.dtype), kind))
+        for full_name, buffer in model.named_buffers():
+            owner, _, local = full_name.rpartition(".")
+            persistent = local not in layers[owner]._non_persistable_buffer_names_set
+            own[owner].append(
+                TensorInfo(local, tuple(buffer.shape), _dtype_name(buffer.dtype), TensorKind.BUFFER, persistent)
+            )
+        records = []
+        for path, layer in layers.items():
+            builtin = _is_builtin(layer)
+            records.append(
+                LayerInfo(
+                    path=path,
+                    class_name=type(layer).__name__,
+                    framework=self.name,
+                    index=_child_index(layers, path),
+                    builtin=builtin,
+                    training=bool(layer.training),
+                    tensors=tuple(own[path]),
+                    config=scalar_config(vars(layer), _base_attributes()) if builtin else {},
+                )
+            )
+        return records
+
+    def named_tensors(self, model: Any) -> dict[str, Any]:
+        tensors = dict(model.named_parameters())
+        tensors.update(model.named_buffers())
+        return tensors
+
+    def to_numpy(self, tensor: Any) -> np.ndarray:
+        paddle = _paddle()
+        value = tensor.detach()
+        if not value._is_initialized():
+            raise ValueError("tensor was created under paddle.LazyGuard and holds no values")
+        if value.dtype == paddle.bfloat16:
+            value = value.astype("float32")
+        return np.array(value.cpu().numpy(), copy=True)
+
+    def write(self, tensor: Any, value: np.ndarray) -> None:
+        paddle = _paddle()
+        source = paddle.to_tensor(np.ascontiguousarray(value)).astype(tensor.dtype)
+        with paddle.no_grad():
+            tensor.set_value(source)
+
+    def dtype_name(self, tensor: Any) -> str:
+        return _dtype_name(tensor.dtype)
+
+    def grad(self, tensor: Any) -> np.ndarray | None:
+        return None if tensor.grad is None else self.to_numpy(tensor.grad)
+
+    def to_inputs(self, model: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        paddle = _paddle()
+        place = next((p.place for p in model.parameters()), None)
+        return {name: paddle.to_tensor(np.array(array), place=place) for name, array in arrays.items()}
+
+    def is_tensor(self, value: object) -> bool:
+        return isinstance(value, _paddle().Tensor)
+
+    def add_forward_hook(self, layer: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+        def post_hook(_layer: Any, _inputs: Any, output: Any) -> None:
+            hook(output)
+
+        return layer.register_forward_post_hook(post_hook)
+
+    def add_pre_hook(self, layer: Any, hook: Callable[[], None]) -> RemovableHandle:
+        def pre_hook(_layer: Any, _inputs: Any) -> None:
+            hook()
+
+        return layer.register_forward_pre_hook(pre_hook)
+
+    def watch_grad(self, tensor: Any, hook: Callable[[Any], None]) -> None:
+        def call(grad: Any) -> None:
+            hook(grad)
+
+        tensor.register_hook(call)
+
+    def requires_grad(self, tensor: Any) -> bool:
+        return not tensor.stop_gradient
+
+    def mean_loss(self, output: Any) -> Any:
+        floats = [t for t in iter_tensors(output, self.is_tensor) if t.is_floating_point() and not t.stop_gradient]
+        if not floats:
+            raise ValueError("the model's output holds no floating tensor that requires grad")
+        return sum(t.astype("float32").mean() for t in floats)
+
+    def backward(self, loss: Any) -> None:
+        loss.backward()
+
+    def clear_grads(self, model: Any) -> None:
+        model.clear_gradients()
+
+    def no_grad(self) -> AbstractContextManager[Any]:
+        return _paddle().no_grad()
+
+    def forward_signature_target(self, model: Any) -> Callable[..., Any]:
+        return model.forward
+
+
+def _child_index(layers: Mapping[str, Any], path: str) -> int:
+    if path == "":
+        return 0
+    parent, _, local = path.rpartition(".")
+    for index, name in enumerate(layers[parent]._sub_layers):
+        if name == local:
+            return index
+    return 0

@@ -1,0 +1,88 @@
+"""Which torch and paddle layer classes are "the same kind of layer".
+
+Builtin classes are named alike in both frameworks up to case
+(``Conv2d``/``Conv2D``, ``MultiheadAttention``/``MultiHeadAttention``), so the
+family is the lower-cased class name, with the exceptions below. User classes
+have no family of their own: structurally they are containers, and their
+class name is only a naming hint.
+"""
+
+from __future__ import annotations
+
+from padiff_graph.records import LayerInfo
+
+#: Lower-cased builtin class names that differ between frameworks.
+FAMILY_ALIASES: dict[str, str] = {
+    "modulelist": "list",
+    "layerlist": "list",
+    "moduledict": "dict",
+    "layerdict": "dict",
+    "parameterlist": "list",
+    "parameterdict": "dict",
+    "nondynamicallyquantizablelinear": "linear",
+    "batchnorm": "batchnorm",
+    "conv1dtranspose": "convtranspose1d",
+    "conv2dtranspose": "convtranspose2d",
+    "conv3dtranspose": "convtranspose3d",
+    "simplernn": "rnn",
+    "upsamplingnearest2d": "upsample",
+    "upsamplingbilinear2d": "upsample",
+}
+
+#: Families that only group other layers.
+CONTAINER_FAMILIES = frozenset({"sequential", "list", "dict"})
+
+#: Families whose output is random in training mode.
+RANDOM_FAMILIES = frozenset(
+    {
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alphadropout",
+        "featurealphadropout",
+        "rrelu",
+    }
+)
+
+#: Families whose single ``weight`` is an embedding table.
+EMBEDDING_FAMILIES = frozenset({"embedding", "embeddingbag"})
+
+#: Tensors that exist on one framework's side only and carry no model state
+#: worth copying (torch's BatchNorm step counter).
+IGNORED_TENSOR_NAMES = frozenset({"num_batches_tracked"})
+
+#: Local tensor names that mean the same thing across frameworks.
+TENSOR_NAME_ALIASES: dict[str, str] = {
+    "running_mean": "_mean",
+    "running_var": "_variance",
+    "_mean": "running_mean",
+    "_variance": "running_var",
+    "gamma": "weight",
+    "beta": "bias",
+}
+
+#: The generic family of every user-defined class and of builtin containers,
+#: used by the name-free structural hash.
+CONTAINER = "container"
+
+
+def family_of(class_name: str, builtin: bool) -> str:
+    """The family of a layer class: a builtin's normalized name, else ``container``."""
+    if not builtin:
+        return CONTAINER
+    lowered = class_name.lower()
+    family = FAMILY_ALIASES.get(lowered, lowered)
+    return CONTAINER if family in CONTAINER_FAMILIES else family
+
+
+def layer_family(layer: LayerInfo) -> str:
+    return family_of(layer.class_name, layer.builtin)
+
+
+def is_random(layer: LayerInfo) -> bool:
+    """A layer whose output is random as configured (training mode, p > 0)."""
+    if layer_family(layer) not in RANDOM_FAMILIES or not layer.training:
+        return False
+    probability = layer.config.get("p")
+    return probability is None or float(probability) > 0.0

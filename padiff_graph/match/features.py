@@ -1,0 +1,128 @@
+"""What the matcher knows about each layer of one tree, computed once.
+
+Wrapper layers (no tensors of their own, exactly one child) are contracted:
+matching runs on the remaining "kept" layers, whose contracted children skip
+over wrapper chains, so a block wrapped in an extra container on one side
+still lines up with the bare block on the other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from padiff_graph.knowledge.families import IGNORED_TENSOR_NAMES, family_of
+from padiff_graph.records import TensorInfo
+from padiff_graph.tree import ROOT, ModelTree, children, preorder, relative_path
+
+Signature = tuple[tuple[int, ...], ...]
+
+
+def significant(tensor: TensorInfo) -> bool:
+    """Tensors that carry model state worth matching and copying."""
+    return tensor.persistent and tensor.name not in IGNORED_TENSOR_NAMES
+
+
+def shape_key(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape up to transposition: how the name-free hash sees a tensor."""
+    return tuple(sorted(shape))
+
+
+class TreeFeatures:
+    """Per-layer matching features of one model tree."""
+
+    def __init__(self, tree: ModelTree) -> None:
+        self.tree = tree
+        self.framework: str = tree.graph["framework"]
+        self.order: list[str] = list(preorder(tree))
+        self.position = {path: rank for rank, path in enumerate(self.order)}
+        nodes = tree.nodes
+        self.family = {path: family_of(nodes[path]["class_name"], nodes[path]["builtin"]) for path in self.order}
+        self.own = {path: tuple(t for t in nodes[path]["tensors"] if significant(t)) for path in self.order}
+        self.own_numel = {path: sum(t.numel for t in self.own[path]) for path in self.order}
+        self.signature: dict[str, Signature] = {
+            path: tuple(sorted(shape_key(t.shape) for t in self.own[path])) for path in self.order
+        }
+        self.children = {path: children(tree, path) for path in self.order}
+        self.parent = {path: next(iter(tree.predecessors(path)), None) for path in self.order}
+        self.is_wrapper = {
+            path: path != ROOT and not self.own[path] and len(self.children[path]) == 1 for path in self.order
+        }
+        self.kept_children: dict[str, list[str]] = {}
+        self.wrappers_above: dict[str, list[str]] = {}
+        self.kept_parent: dict[str, str | None] = {}
+        self._contract(ROOT, None)
+        self.kept = [path for path in self.order if not self.is_wrapper[path]]
+        #: a kept layer's name as its kept parent sees it: wrapper names included
+        #: (``0.inner.body``), since they often carry the block index
+        self.local_name = {path: relative_path(self.kept_parent[path] or ROOT, path) for path in self.kept}
+        self.subtree_hash: dict[str, int] = {}
+        self.subtree_size: dict[str, int] = {}
+        self.tensor_layers: dict[str, int] = {}
+        for path in reversed(self.kept):
+            kids = self.kept_children[path]
+            self.subtree_hash[path] = hash(
+                (self.family[path], self.signature[path], tuple(sorted(self.subtree_hash[k] for k in kids)))
+            )
+            self.subtree_size[path] = 1 + sum(self.subtree_size[k] for k in kids)
+            self.tensor_layers[path] = int(bool(self.own[path])) + sum(self.tensor_layers[k] for k in kids)
+        self.span: dict[str, int] = {}
+        for path in reversed(self.order):
+            self.span[path] = 1 + sum(self.span[child] for child in self.children[path])
+        self._contents: dict[str, Counter[tuple[str, Signature]]] = {}
+        call_order = tree.graph.get("call_order")
+        self.call_rank: dict[str, float] = {}
+        if call_order:
+            for rank, path in enumerate(call_order):
+                self.call_rank.setdefault(path, rank / max(len(call_order) - 1, 1))
+
+    def _contract(self, path: str, kept_parent: str | None) -> None:
+        stack: list[tuple[str, str | None]] = [(path, kept_parent)]
+        while stack:
+            current, parent = stack.pop()
+            chain = []
+            while self.is_wrapper[current]:
+                chain.append(current)
+                current = self.children[current][0]
+            self.wrappers_above[current] = list(reversed(chain))
+            self.kept_parent[current] = parent
+            self.kept_children[current] = []
+            if parent is not None:
+                self.kept_children[parent].append(current)
+            stack.extend((child, current) for child in reversed(self.children[current]))
+
+    def kept_descendants(self, path: str) -> list[str]:
+        """Kept layers strictly below ``path`` in the contracted tree."""
+        result: list[str] = []
+        stack = list(self.kept_children[path])
+        while stack:
+            current = stack.pop()
+            result.append(current)
+            stack.extend(self.kept_children[current])
+        return result
+
+    def descendants(self, path: str) -> list[str]:
+        """All layers strictly below ``path`` (wrappers included)."""
+        result: list[str] = []
+        stack = list(self.children[path])
+        while stack:
+            current = stack.pop()
+            result.append(current)
+            stack.extend(self.children[current])
+        return result
+
+    def content(self, path: str) -> Counter[tuple[str, Signature]]:
+        """Multiset of (family, signature) of the tensor layers in a subtree."""
+        if path not in self._contents:
+            counter: Counter[tuple[str, Signature]] = Counter()
+            for node in [path, *self.kept_descendants(path)]:
+                if self.own[node]:
+                    counter[(self.family[node], self.signature[node])] += 1
+            self._contents[path] = counter
+        return self._contents[path]
+
+    def relative_position(self, path: str, ancestor: str) -> float:
+        """Where ``path`` sits inside ``ancestor``'s subtree, from 0 to 1."""
+        return (self.position[path] - self.position[ancestor]) / self.span[ancestor]
+
+    def is_leaf(self, path: str) -> bool:
+        return not self.kept_children[path]

@@ -1,0 +1,254 @@
+"""The matcher's stages, in pipeline order (GumTree-like).
+
+1. :func:`anchor_identical_subtrees` — top-down: a subtree whose name-free
+   hash is unique on both sides is matched whole.
+2. :func:`match_roots` — the two roots, unless anchoring paired them elsewhere.
+3. :func:`bottom_up_containers` — a container matches the raw container
+   holding most of its matched descendants.
+4. :func:`recover_children` — inside each matched pair, the unmatched
+   children are paired by ``linear_sum_assignment``; containers left over on
+   both sides are opened up and their children tried.
+5. :func:`order_leftovers` — an exact tree edit distance places what is
+   still unmatched (typically parameter-less activations) in order between
+   the matches around it.
+6. :func:`pair_wrappers` — wrapper layers around matched layers pair up.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+
+from padiff_graph.match.costs import Scorer, name_similarity
+from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.store import MappingStore
+from padiff_graph.match.ted import tree_edit
+
+
+def anchor_identical_subtrees(scorer: Scorer, store: MappingStore) -> None:
+    """Match subtrees whose structural hash is unique on both sides, largest first."""
+    base, raw = scorer.base, scorer.raw
+    base_by_hash: dict[int, list[str]] = defaultdict(list)
+    raw_by_hash: dict[int, list[str]] = defaultdict(list)
+    for path in base.kept:
+        if base.tensor_layers[path]:
+            base_by_hash[base.subtree_hash[path]].append(path)
+    for path in raw.kept:
+        if raw.tensor_layers[path]:
+            raw_by_hash[raw.subtree_hash[path]].append(path)
+    shared = sorted(
+        set(base_by_hash) & set(raw_by_hash),
+        key=lambda h: (-base.subtree_size[base_by_hash[h][0]], base.position[base_by_hash[h][0]]),
+    )
+    for subtree_hash in shared:
+        base_free = [p for p in base_by_hash[subtree_hash] if not store.has_base(p)]
+        raw_free = [p for p in raw_by_hash[subtree_hash] if not store.has_raw(p)]
+        if len(base_free) == 1 and len(raw_free) == 1:
+            match_isomorphic(scorer, store, base_free[0], raw_free[0], 1.0, ())
+
+
+def match_isomorphic(
+    scorer: Scorer, store: MappingStore, base_path: str, raw_path: str, score: float, candidates: tuple[str, ...]
+) -> None:
+    """Match two subtrees with equal hashes, pairing same-hash children by the cost model."""
+    base, raw = scorer.base, scorer.raw
+    pending = [(base_path, raw_path, score, candidates)]
+    while pending:
+        base_node, raw_node, node_score, node_candidates = pending.pop()
+        if store.has_base(base_node) or store.has_raw(raw_node):
+            continue
+        store.add(base_node, raw_node, node_score, "anchor", node_candidates)
+        raw_groups: dict[int, list[str]] = defaultdict(list)
+        for child in raw.kept_children[raw_node]:
+            raw_groups[raw.subtree_hash[child]].append(child)
+        base_groups: dict[int, list[str]] = defaultdict(list)
+        for child in base.kept_children[base_node]:
+            base_groups[base.subtree_hash[child]].append(child)
+        for subtree_hash, base_members in base_groups.items():
+            raw_members = raw_groups.get(subtree_hash, [])
+            if len(base_members) == 1 and len(raw_members) == 1:
+                pending.append((base_members[0], raw_members[0], 1.0, ()))
+                continue
+            for pair in scorer.assign(base_members, raw_members, base_node, raw_node):
+                pending.append((pair.base, pair.raw, pair.score, pair.candidates))
+
+
+def match_roots(scorer: Scorer, store: MappingStore) -> None:
+    if not store.has_base("") and not store.has_raw(""):
+        store.add("", "", 1.0, "root")
+
+
+def bottom_up_containers(scorer: Scorer, store: MappingStore) -> None:
+    """Match each unmatched base container to the raw one sharing most matched descendants."""
+    base, raw = scorer.base, scorer.raw
+    for path in reversed(base.kept):
+        if store.has_base(path) or base.is_leaf(path):
+            continue
+        tensor_descendants = [d for d in base.kept_descendants(path) if base.own[d]]
+        votes: Counter[str] = Counter()
+        for descendant in tensor_descendants:
+            ancestor = raw.kept_parent.get(store.raw_of(descendant) or "", None)
+            if not store.has_base(descendant):
+                continue
+            while ancestor is not None:
+                if not store.has_raw(ancestor):
+                    votes[ancestor] += 1
+                ancestor = raw.kept_parent[ancestor]
+        best, best_key = None, (0.0, 0.0)
+        for candidate, common in votes.items():
+            candidate_total = raw.tensor_layers[candidate] - int(bool(raw.own[candidate]))
+            similarity = common / (len(tensor_descendants) + candidate_total - common)
+            key = (similarity, name_similarity(base.local_name[path], raw.local_name[candidate]))
+            if key > best_key:
+                best, best_key = candidate, key
+        if best is not None and best_key[0] >= scorer.options.min_bottom_up_similarity:
+            store.add(path, best, round(best_key[0], 3), "bottom-up")
+
+
+def recover_children(scorer: Scorer, store: MappingStore) -> None:
+    """Pair the unmatched children of every matched pair, top-down.
+
+    Parameter-less leaves are left to :func:`order_leftovers`, which respects
+    their order. Containers left unmatched are opened up and their children
+    tried, so differently nested blocks still meet.
+    """
+    base, raw = scorer.base, scorer.raw
+    queue = deque(sorted(store.by_base, key=base.position.__getitem__))
+    while queue:
+        base_parent = queue.popleft()
+        raw_parent = store.raw_of(base_parent)
+        if raw_parent is None or scorer.covers_subtree(base_parent, raw_parent):
+            continue
+        base_free = [c for c in base.kept_children[base_parent] if not store.has_base(c)]
+        raw_free = [c for c in raw.kept_children[raw_parent] if not store.has_raw(c)]
+        while base_free and raw_free:
+            base_try = [p for p in base_free if base.tensor_layers[p] or not base.is_leaf(p)]
+            raw_try = [p for p in raw_free if raw.tensor_layers[p] or not raw.is_leaf(p)]
+            for pair in scorer.assign(base_try, raw_try, base_parent, raw_parent):
+                store.add(pair.base, pair.raw, pair.score, "recovery", pair.candidates)
+                queue.append(pair.base)
+            base_left = [p for p in base_free if not store.has_base(p)]
+            raw_left = [p for p in raw_free if not store.has_raw(p)]
+            if not any(_is_container(base, p) for p in base_left) and not any(_is_container(raw, p) for p in raw_left):
+                break
+            base_free = _open_containers(base, base_left, store.has_base)
+            raw_free = _open_containers(raw, raw_left, store.has_raw)
+
+
+def _is_container(features: TreeFeatures, path: str) -> bool:
+    return not features.is_leaf(path) and not features.own[path]
+
+
+def _open_containers(features: TreeFeatures, paths: list[str], is_matched: Callable[[str], bool]) -> list[str]:
+    """Replace containers by their unmatched children; everything else stays."""
+    opened: list[str] = []
+    for path in paths:
+        if _is_container(features, path):
+            opened.extend(child for child in features.kept_children[path] if not is_matched(child))
+        else:
+            opened.append(path)
+    return opened
+
+
+#: Rename cost in the edit distance for two layers that cannot pair.
+_FORBIDDEN = 1000.0
+
+
+def order_leftovers(scorer: Scorer, store: MappingStore) -> None:
+    """Place unmatched layers between matched neighbours with an exact tree edit distance.
+
+    For each matched pair, both subtrees are cut at matched descendants (which
+    may only map to their partners), and Zhang–Shasha maps what is left in
+    order. Above ``ted_max_layers`` a side, the leftovers go to the bipartite
+    assignment instead.
+    """
+    base, raw = scorer.base, scorer.raw
+    for base_root in sorted(store.by_base, key=base.position.__getitem__):
+        raw_root = store.raw_of(base_root)
+        if raw_root is None or scorer.covers_subtree(base_root, raw_root):
+            continue
+        base_gap = _gap(base, base_root, store.has_base)
+        raw_gap = _gap(raw, raw_root, store.has_raw)
+        if not base_gap or not raw_gap:
+            continue
+        limit = scorer.options.ted_max_layers
+        if len(base_gap) > limit or len(raw_gap) > limit:
+            for pair in scorer.assign(base_gap, raw_gap, base_root, raw_root):
+                store.add(pair.base, pair.raw, pair.score, "recovery", pair.candidates)
+            continue
+
+        def base_children(path: str, root: str = base_root) -> list[str]:
+            if path != root and store.has_base(path):
+                return []
+            return _in_call_order(base, base.kept_children[path])
+
+        def raw_children(path: str, root: str = raw_root) -> list[str]:
+            if path != root and store.has_raw(path):
+                return []
+            return _in_call_order(raw, raw.kept_children[path])
+
+        def rename(base_path: str, raw_path: str) -> float:
+            partner = store.raw_of(base_path)
+            if partner is not None or store.has_raw(raw_path):
+                return 0.0 if partner == raw_path else _FORBIDDEN
+            if not scorer.compatible(base_path, raw_path):
+                return _FORBIDDEN
+            similarity = name_similarity(base.local_name[base_path], raw.local_name[raw_path])
+            return round((1.0 - similarity) * 16) / 64  # dyadic: exact in the backtrace
+
+        result = tree_edit(
+            base_root, raw_root, base_children, rename, lambda _: 1.0, lambda _: 1.0, right_children=raw_children
+        )
+        for base_path, raw_path in result.mapping:
+            if not store.has_base(base_path) and not store.has_raw(raw_path) and rename(base_path, raw_path) < 1:
+                store.add(base_path, raw_path, round(1.0 - rename(base_path, raw_path), 3), "tree-edit")
+
+
+def _gap(features: TreeFeatures, root: str, is_matched: Callable[[str], bool]) -> list[str]:
+    """Unmatched kept layers below ``root`` that no matched descendant encloses."""
+    result: list[str] = []
+    stack = list(features.kept_children[root])
+    while stack:
+        path = stack.pop()
+        if is_matched(path):
+            continue
+        result.append(path)
+        stack.extend(features.kept_children[path])
+    return result
+
+
+def _in_call_order(features: TreeFeatures, paths: list[str]) -> list[str]:
+    return sorted(paths, key=lambda p: (features.call_rank.get(p, 2.0), features.position[p]))
+
+
+def pair_wrappers(scorer: Scorer, store: MappingStore) -> None:
+    """Pair the wrapper layers stacked above matched layers, innermost first."""
+    for match in list(store.by_base.values()):
+        base_chain = scorer.base.wrappers_above.get(match.base, [])
+        raw_chain = scorer.raw.wrappers_above.get(match.raw, [])
+        for base_wrapper, raw_wrapper in zip(base_chain, raw_chain, strict=False):
+            if not store.has_base(base_wrapper) and not store.has_raw(raw_wrapper):
+                store.add(base_wrapper, raw_wrapper, match.score, "wrapper")
+
+
+def drop_covered_descendants(scorer: Scorer, store: MappingStore) -> tuple[set[str], set[str]]:
+    """Unpair layers inside a pair whose conversion maps the whole subtree.
+
+    Returns the base and raw layers so covered: they are part of their
+    ancestor's pair, not unmatched.
+    """
+    covered_base: set[str] = set()
+    covered_raw: set[str] = set()
+    for match in list(store.by_base.values()):
+        if store.raw_of(match.base) != match.raw or not scorer.covers_subtree(match.base, match.raw):
+            continue
+        covered_base.update(scorer.base.descendants(match.base))
+        covered_raw.update(scorer.raw.descendants(match.raw))
+    for path in covered_base:
+        if store.has_base(path):
+            store.remove(path)
+    for path in covered_raw:
+        base_path = store.base_of(path)
+        if base_path is not None:
+            store.remove(base_path)
+    return covered_base, covered_raw

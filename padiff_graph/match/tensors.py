@@ -1,0 +1,124 @@
+"""Pairing the tensors inside matched layers.
+
+A registered conversion speaks first; what it leaves is paired by name
+(exact, then known aliases such as ``running_mean``/``_mean``), then by
+shape with ``linear_sum_assignment`` on name similarity. A tensor a layer
+holds directly may pair with a one-tensor child layer on the other side
+(a raw ``nn.Parameter`` against an ``Embedding``): see :func:`absorb_children`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from padiff_graph.knowledge.conversions import Conversion, LayerSide
+from padiff_graph.knowledge.families import TENSOR_NAME_ALIASES
+from padiff_graph.match.costs import INCOMPATIBLE, name_similarity
+from padiff_graph.records import TensorInfo
+from padiff_graph.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
+
+
+@dataclass
+class TensorMatch:
+    """The tensor pairs of one layer pair and what could not be paired."""
+
+    pairs: list[TensorPair]
+    conversion: str | None
+    leftover_base: list[str] = field(default_factory=list)
+    leftover_raw: list[str] = field(default_factory=list)
+
+
+def shape_transform(base_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> Transform | None:
+    """The layout change implied by shapes alone: identity, 2-D transpose, or none."""
+    if base_shape == raw_shape:
+        return IDENTITY
+    if len(base_shape) == 2 and base_shape[::-1] == raw_shape:
+        return TRANSPOSE
+    return None
+
+
+def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion | None) -> TensorMatch:
+    """Pair two matched layers' tensors (own ones, or the subtree's for covering conversions)."""
+    pairs = list(conversion.pair_tensors(base, raw)) if conversion is not None else []
+    scope_base = base.subtree_tensors if conversion is not None and conversion.covers_subtree else base.tensors
+    scope_raw = raw.subtree_tensors if conversion is not None and conversion.covers_subtree else raw.tensors
+    used_base = {pair.base for pair in pairs}
+    used_raw = {pair.raw for pair in pairs}
+    free_base = {name: info for name, info in scope_base.items() if name not in used_base}
+    free_raw = {name: info for name, info in scope_raw.items() if name not in used_raw}
+    pairs.extend(_pair_by_name_and_shape(free_base, free_raw))
+    used_base = {pair.base for pair in pairs}
+    used_raw = {pair.raw for pair in pairs}
+    return TensorMatch(
+        pairs=pairs,
+        conversion=conversion.name if conversion is not None else None,
+        leftover_base=[name for name in scope_base if name not in used_base],
+        leftover_raw=[name for name in scope_raw if name not in used_raw],
+    )
+
+
+def _pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorInfo]) -> list[TensorPair]:
+    pairs: list[TensorPair] = []
+    free_raw = dict(raw)
+    free_base: dict[str, TensorInfo] = {}
+    for name, info in base.items():
+        for candidate in (name, TENSOR_NAME_ALIASES.get(name)):
+            if candidate in free_raw:
+                transform = shape_transform(info.shape, free_raw[candidate].shape)
+                if transform is not None:
+                    pairs.append(TensorPair(name, candidate, transform))
+                    del free_raw[candidate]
+                    break
+        else:
+            free_base[name] = info
+    if not free_base or not free_raw:
+        return pairs
+    base_names, raw_names = list(free_base), list(free_raw)
+    costs = np.full((len(base_names), len(raw_names)), INCOMPATIBLE)
+    for i, base_name in enumerate(base_names):
+        for j, raw_name in enumerate(raw_names):
+            if shape_transform(free_base[base_name].shape, free_raw[raw_name].shape) is not None:
+                costs[i, j] = 1.0 - name_similarity(base_name, raw_name)
+    for i, j in zip(*linear_sum_assignment(costs), strict=True):
+        if costs[i, j] < INCOMPATIBLE:
+            transform = shape_transform(free_base[base_names[i]].shape, free_raw[raw_names[j]].shape)
+            assert transform is not None
+            pairs.append(TensorPair(base_names[i], raw_names[j], transform))
+    return pairs
+
+
+def absorb_children(
+    holder_tensors: dict[str, TensorInfo],
+    leftovers: list[str],
+    children: dict[str, tuple[str, TensorInfo]],
+) -> list[tuple[str, str, str, Transform]]:
+    """Pair tensors a layer holds directly with one-tensor child layers on the other side.
+
+    Args:
+        holder_tensors: the holder layer's own tensors by local name.
+        leftovers: names among them that found no pair.
+        children: candidate layers by path relative to the other side's layer,
+            each with its single tensor's name and record.
+
+    Returns:
+        ``(holder tensor, child path, child tensor, transform)`` for each pair found.
+    """
+    result = []
+    free = dict(children)
+    for name in leftovers:
+        best, best_similarity = None, -1.0
+        for child, (_, info) in free.items():
+            if shape_transform(holder_tensors[name].shape, info.shape) is None:
+                continue
+            similarity = name_similarity(name, child.rpartition(".")[2])
+            if similarity > best_similarity:
+                best, best_similarity = child, similarity
+        if best is not None:
+            tensor_name, info = free.pop(best)
+            transform = shape_transform(holder_tensors[name].shape, info.shape)
+            assert transform is not None
+            result.append((name, best, tensor_name, transform))
+    return result

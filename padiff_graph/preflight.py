@@ -1,0 +1,447 @@
+"""Pre-flight checks: what would go wrong, found before any weight is copied.
+
+Each :class:`Finding` has a stable code, names the layer on both sides and
+says what to do. ``order-mismatch`` and ``kind-mismatch`` describe exactly
+where PaDiff's definition-order copy would pair the wrong tensors or skip
+some; padiff_graph's map already handles them, so they are warnings.
+Errors are what the map cannot carry out on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from padiff_graph.errors import LayerMapError
+from padiff_graph.knowledge.configs import read_settings, same_setting
+from padiff_graph.knowledge.families import family_of, is_random
+from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.match.features import significant
+from padiff_graph.records import Severity, TensorInfo, TensorKind, join_path
+from padiff_graph.tree import ModelTree, layer_info, preorder
+
+
+class Code(str, Enum):
+    """Stable finding codes (``docs/findings.md``)."""
+
+    ORDER_MISMATCH = "order-mismatch"
+    KIND_MISMATCH = "kind-mismatch"
+    SHAPE_MISMATCH = "shape-mismatch"
+    UNMATCHED = "unmatched"
+    NEEDS_SPECIAL_INIT = "needs-special-init"
+    WRAP_LAYER = "wrap-layer"
+    RANDOM_OP = "random-op"
+    DTYPE_MISMATCH = "dtype-mismatch"
+    CONFIG_MISMATCH = "config-mismatch"
+    AMBIGUOUS_MATCH = "ambiguous-match"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One pre-flight finding; ``base``/``raw`` are layer paths (``None`` if one-sided)."""
+
+    code: Code
+    severity: Severity
+    base: str | None
+    raw: str | None
+    message: str
+    hint: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "code": self.code.value,
+            "severity": self.severity.value,
+            "base": self.base,
+            "raw": self.raw,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(finding.severity is Severity.ERROR for finding in findings)
+
+
+def _kind_class(kind: TensorKind) -> str:
+    """How PaDiff's copy sees a tensor: it walks parameters only, per layer."""
+    return "buffer" if kind is TensorKind.BUFFER else "embedding" if kind is TensorKind.EMBEDDING else "parameter"
+
+
+def check_map_paths(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> None:
+    """Raise :class:`LayerMapError` for map entries naming layers or tensors that do not exist."""
+    base_tensors = _tensor_index(base)
+    raw_tensors = _tensor_index(raw)
+    for pair in layer_map.pairs:
+        for side, tree, path in (("base", base, pair.base), ("raw", raw, pair.raw)):
+            if path not in tree:
+                raise LayerMapError(
+                    f"the map pairs {side} layer {path!r}, which the {side} model "
+                    f"({tree.graph['model']}) does not have; fix the path or run suggest-map again"
+                )
+        for tensor in pair.tensors:
+            for side, index, full in (
+                ("base", base_tensors, join_path(pair.base, tensor.base)),
+                ("raw", raw_tensors, join_path(pair.raw, tensor.raw)),
+            ):
+                if full not in index:
+                    raise LayerMapError(
+                        f"the map's pair {pair.base!r} -> {pair.raw!r} names {side} tensor {full!r}, "
+                        f"which does not exist"
+                    )
+    for side, tree, paths in (("base", base, layer_map.ignore_base), ("raw", raw, layer_map.ignore_raw)):
+        for path in paths:
+            if path not in tree:
+                raise LayerMapError(f"the map ignores {side} layer {path!r}, which the {side} model does not have")
+
+
+def _tensor_index(tree: ModelTree) -> dict[str, tuple[str, TensorInfo]]:
+    """Full tensor name -> (owning layer, record)."""
+    return {
+        join_path(path, tensor.name): (path, tensor) for path in tree.nodes for tensor in tree.nodes[path]["tensors"]
+    }
+
+
+def _ignored(path: str, ignored: list[str]) -> bool:
+    return any(path == root or path.startswith(root + ".") or root == "" for root in ignored)
+
+
+def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """All findings for two exported trees and a map (no framework needed)."""
+    check_map_paths(base, raw, layer_map)
+    findings: list[Finding] = []
+    findings += _unmatched(base, raw, layer_map)
+    findings += _pair_tensors(base, raw, layer_map)
+    findings += _order(base, raw, layer_map)
+    findings += _wrappers(base, raw, layer_map)
+    findings += _random(base, raw, layer_map)
+    findings += _configs(base, raw, layer_map)
+    findings += _ambiguous(layer_map)
+    return findings
+
+
+def _covered(layer_map: LayerMap) -> tuple[set[str], set[str]]:
+    base_names, raw_names = set(), set()
+    for tensor_pair in layer_map.tensor_pairs():
+        base_names.add(tensor_pair.base)
+        raw_names.add(tensor_pair.raw)
+    return base_names, raw_names
+
+
+def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Tensor-owning layers whose tensors nothing in the map copies."""
+    covered_base, covered_raw = _covered(layer_map)
+    paired_base = {pair.base for pair in layer_map.pairs}
+    paired_raw = {pair.raw for pair in layer_map.pairs}
+    findings = []
+    for side, tree, covered, paired, ignored in (
+        ("base", base, covered_base, paired_base, layer_map.ignore_base),
+        ("raw", raw, covered_raw, paired_raw, layer_map.ignore_raw),
+    ):
+        for path in preorder(tree):
+            if path in paired or _ignored(path, ignored):
+                continue
+            missing = [
+                t for t in tree.nodes[path]["tensors"] if significant(t) and join_path(path, t.name) not in covered
+            ]
+            if not missing:
+                continue
+            info = layer_info(tree, path)
+            other = "raw" if side == "base" else "base"
+            shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in missing)
+            findings.append(
+                Finding(
+                    Code.UNMATCHED,
+                    Severity.ERROR,
+                    path if side == "base" else None,
+                    path if side == "raw" else None,
+                    f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model",
+                    f"if it exists on the {side} side only (an auxiliary head, say), list it under "
+                    f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand",
+                )
+            )
+    return findings
+
+
+def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Shape, kind and dtype problems of the tensor pairs, and pairs left half-mapped."""
+    base_index, raw_index = _tensor_index(base), _tensor_index(raw)
+    findings: list[Finding] = []
+    for pair in layer_map.pairs:
+        if _ignored(pair.base, layer_map.ignore_base) or _ignored(pair.raw, layer_map.ignore_raw):
+            continue
+        kinds, dtypes = [], []
+        for tensor in pair.tensors:
+            base_tensor = base_index[join_path(pair.base, tensor.base)][1]
+            raw_tensor = raw_index[join_path(pair.raw, tensor.raw)][1]
+            produced = tensor.transform.output_shape(base_tensor.shape)
+            expected = tensor.transform.region_shape(raw_tensor.shape)
+            if produced != expected:
+                findings.append(
+                    Finding(
+                        Code.SHAPE_MISMATCH,
+                        Severity.ERROR,
+                        pair.base,
+                        pair.raw,
+                        f"{tensor.describe()} turns base shape {list(base_tensor.shape)} into {list(produced)}, "
+                        f"but the raw side expects {list(expected)}",
+                        "fix the transform of this tensor in the map (transpose, permute(...), an index), "
+                        "or pair another tensor",
+                    )
+                )
+            if _kind_class(base_tensor.kind) != _kind_class(raw_tensor.kind):
+                kinds.append(f"{tensor.base} ({base_tensor.kind.value}) -> {tensor.raw} ({raw_tensor.kind.value})")
+            if base_tensor.dtype != raw_tensor.dtype:
+                dtypes.append(f"{tensor.base} {base_tensor.dtype} -> {tensor.raw} {raw_tensor.dtype}")
+        if kinds:
+            findings.append(
+                Finding(
+                    Code.KIND_MISMATCH,
+                    Severity.WARNING,
+                    pair.base,
+                    pair.raw,
+                    "tensors held differently: " + "; ".join(kinds),
+                    "an order-based copy (PaDiff) skips or misplaces these; padiff_graph's map copies them, "
+                    "nothing to do unless you copy weights another way",
+                )
+            )
+        if dtypes:
+            findings.append(
+                Finding(
+                    Code.DTYPE_MISMATCH,
+                    Severity.WARNING,
+                    pair.base,
+                    pair.raw,
+                    "tensor dtypes differ: " + "; ".join(dtypes),
+                    "values are cast on copy; compare with tolerances for the lower precision",
+                )
+            )
+        findings += _half_mapped(base, raw, pair, base_index, raw_index)
+    return findings
+
+
+def _half_mapped(
+    base: ModelTree,
+    raw: ModelTree,
+    pair: LayerPair,
+    base_index: dict[str, tuple[str, TensorInfo]],
+    raw_index: dict[str, tuple[str, TensorInfo]],
+) -> list[Finding]:
+    """A matched pair whose own tensors the map leaves uncopied on both sides."""
+    if pair.init:
+        return []
+    used_base = {tensor.base for tensor in pair.tensors}
+    used_raw = {tensor.raw for tensor in pair.tensors}
+    free_base = [t for t in base.nodes[pair.base]["tensors"] if significant(t) and t.name not in used_base]
+    free_raw = [t for t in raw.nodes[pair.raw]["tensors"] if significant(t) and t.name not in used_raw]
+    if not free_base or not free_raw:
+        return []
+    base_class, raw_class = base.nodes[pair.base]["class_name"], raw.nodes[pair.raw]["class_name"]
+    return [
+        Finding(
+            Code.NEEDS_SPECIAL_INIT,
+            Severity.ERROR,
+            pair.base,
+            pair.raw,
+            f"{base_class} and {raw_class} hold tensors that no shape or name pairs: base "
+            + ", ".join(f"{t.name} {list(t.shape)}" for t in free_base)
+            + "; raw "
+            + ", ".join(f"{t.name} {list(t.shape)}" for t in free_raw),
+            "register a conversion for these classes (padiff_graph.register_conversion) or write the "
+            'tensor pairs into the map, e.g. "qkv_weight[0:64] -> q.weight: transpose":\n'
+            + conversion_stub(
+                base.graph["framework"], base_class, free_base, raw.graph["framework"], raw_class, free_raw
+            ),
+        )
+    ]
+
+
+def conversion_stub(
+    base_framework: str,
+    base_class: str,
+    base_tensors: list[TensorInfo],
+    raw_framework: str,
+    raw_class: str,
+    raw_tensors: list[TensorInfo],
+) -> str:
+    """A ready-to-edit conversion function for two layer classes."""
+    lines = [
+        "from padiff_graph import TensorPair, Transform, register_conversion",
+        "",
+        f'@register_conversion("{base_framework}", "{base_class}", "{raw_framework}", "{raw_class}")',
+        f"def {base_class.lower()}_to_{raw_class.lower()}(base, raw):",
+    ]
+    lines += [f"    # base {t.name}: {list(t.shape)}" for t in base_tensors]
+    lines += [f"    # raw  {t.name}: {list(t.shape)}" for t in raw_tensors]
+    lines += ["    return ["]
+    for base_tensor, raw_tensor in zip(base_tensors, raw_tensors, strict=False):
+        lines.append(f'        TensorPair("{base_tensor.name}", "{raw_tensor.name}", Transform.parse("identity")),')
+    lines += ["    ]"]
+    return "\n".join(lines)
+
+
+def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Where PaDiff's definition-order zip would pair other layers or tensors than the map.
+
+    PaDiff zips the layers that hold parameters in definition order. A layer
+    is out of order when zipping only the paired layers would still give it
+    another partner; a shift caused by an extra layer on one side is left to
+    the ``unmatched`` finding.
+    """
+
+    def parameter_layers(tree: ModelTree) -> list[str]:
+        return [
+            path for path in preorder(tree) if any(t.kind is not TensorKind.BUFFER for t in tree.nodes[path]["tensors"])
+        ]
+
+    base_layers, raw_layers = parameter_layers(base), parameter_layers(raw)
+    raw_set = set(raw_layers)
+    paired_base = [path for path in base_layers if layer_map.raw_of(path) in raw_set]
+    paired_raw_set = {layer_map.raw_of(path) for path in paired_base}
+    paired_raw = [path for path in raw_layers if path in paired_raw_set]
+    position = {path: index for index, path in enumerate(base_layers)}
+    findings = []
+    for path, zipped in zip(paired_base, paired_raw, strict=True):
+        partner = layer_map.raw_of(path)
+        if zipped == partner:
+            continue
+        index = position[path]
+        actual = raw_layers[index] if index < len(raw_layers) else None
+        findings.append(
+            Finding(
+                Code.ORDER_MISMATCH,
+                Severity.WARNING,
+                path,
+                partner,
+                f"base {path!r} and raw {partner!r} are defined in other positions; "
+                f"a definition-order copy would pair base {path!r} with raw {actual!r}",
+                "padiff_graph's map pairs them by structure; for PaDiff, add both to a layer_map "
+                "(padiff-graph suggest-map --format padiff)",
+            )
+        )
+    for pair in layer_map.pairs:
+        findings += _tensor_order(base, raw, pair)
+    return findings
+
+
+def _tensor_order(base: ModelTree, raw: ModelTree, pair: LayerPair) -> list[Finding]:
+    """Parameters of one layer pair created in another order."""
+    base_own = [t.name for t in base.nodes[pair.base]["tensors"] if t.kind is not TensorKind.BUFFER]
+    raw_own = [t.name for t in raw.nodes[pair.raw]["tensors"] if t.kind is not TensorKind.BUFFER]
+    links = [(t.base, t.raw) for t in pair.tensors if t.base in base_own and t.raw in raw_own]
+    if len(links) < 2:
+        return []
+    links.sort(key=lambda link: base_own.index(link[0]))
+    raw_positions = [raw_own.index(raw_name) for _, raw_name in links]
+    if raw_positions == sorted(raw_positions):
+        return []
+    return [
+        Finding(
+            Code.ORDER_MISMATCH,
+            Severity.WARNING,
+            pair.base,
+            pair.raw,
+            f"parameters are created in another order: base {', '.join(base_own)}; raw {', '.join(raw_own)}",
+            "padiff_graph pairs them by name and shape; a definition-order copy (PaDiff) would swap them",
+        )
+    ]
+
+
+def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Parameter-less containers that exist on one side only."""
+    paired_base = {pair.base for pair in layer_map.pairs}
+    paired_raw = {pair.raw for pair in layer_map.pairs}
+    findings = []
+    for side, tree, paired, ignored in (
+        ("base", base, paired_base, layer_map.ignore_base),
+        ("raw", raw, paired_raw, layer_map.ignore_raw),
+    ):
+        for path in preorder(tree):
+            node = tree.nodes[path]
+            if path in paired or _ignored(path, ignored) or node["tensors"] or not tree.out_degree(path):
+                continue
+            findings.append(
+                Finding(
+                    Code.WRAP_LAYER,
+                    Severity.WARNING,
+                    path if side == "base" else None,
+                    path if side == "raw" else None,
+                    f"{side} layer {path!r} ({node['class_name']}) only groups other layers and has no "
+                    f"counterpart in the other model",
+                    "nothing to do: its layers are matched across the extra level "
+                    "(PaDiff needed PADIFF_SIKP_WRAP_LAYER=1 here)",
+                )
+            )
+    return findings
+
+
+def _random(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    findings = []
+    for side, tree in (("base", base), ("raw", raw)):
+        for path in preorder(tree):
+            info = layer_info(tree, path)
+            if not is_random(info):
+                continue
+            partner = layer_map.raw_of(path) if side == "base" else layer_map.base_of(path)
+            findings.append(
+                Finding(
+                    Code.RANDOM_OP,
+                    Severity.ERROR,
+                    path if side == "base" else partner,
+                    path if side == "raw" else partner,
+                    f"{side} layer {path!r} ({info.class_name}, p={info.config.get('p')}) is random in training mode",
+                    "put the models in eval mode, or let diff disable random layers for the run "
+                    "(--disable-random / random_ops='disable')",
+                )
+            )
+    return findings
+
+
+def _configs(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    findings = []
+    for pair in layer_map.pairs:
+        base_info, raw_info = layer_info(base, pair.base), layer_info(raw, pair.raw)
+        base_family = family_of(base_info.class_name, base_info.builtin)
+        if base_family != family_of(raw_info.class_name, raw_info.builtin):
+            continue
+        base_settings = read_settings(base_family, base_info.framework, base_info.config)
+        raw_settings = read_settings(base_family, raw_info.framework, raw_info.config)
+        for setting, base_value in base_settings.items():
+            raw_value = raw_settings.get(setting)
+            if raw_value is None or same_setting(base_value, raw_value):
+                continue
+            findings.append(
+                Finding(
+                    Code.CONFIG_MISMATCH,
+                    Severity.ERROR,
+                    pair.base,
+                    pair.raw,
+                    f"{base_info.class_name} {setting} differs: base {base_value!r}, raw {raw_value!r}",
+                    f"construct the raw layer with the base's {setting}"
+                    + (
+                        " (shown in torch's convention: paddle's momentum is 1 - torch's)"
+                        if setting == "momentum"
+                        else ""
+                    ),
+                )
+            )
+    return findings
+
+
+def _ambiguous(layer_map: LayerMap) -> list[Finding]:
+    return [
+        Finding(
+            Code.AMBIGUOUS_MATCH,
+            Severity.WARNING,
+            pair.base,
+            pair.raw,
+            f"base {pair.base!r} fits raw {pair.raw!r} and {', '.join(map(repr, pair.candidates))} almost equally",
+            "pass inputs so call order can decide, or settle it in the map file: keep the right raw path "
+            "and delete the 'candidates' line",
+        )
+        for pair in layer_map.pairs
+        if pair.candidates
+    ]

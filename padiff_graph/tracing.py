@@ -1,0 +1,69 @@
+"""Running a model under hooks, and naming the layer that failed.
+
+Shared by export (call order) and diff (activations): a failure inside the
+user's forward is re-raised as :class:`ModelRunError` naming the last layer
+that started running, which is where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from padiff_graph.errors import ModelRunError
+from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
+from padiff_graph.inputs import CallArguments
+
+
+class CallTracker:
+    """Records which layers started running, in order."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self._seen: set[str] = set()
+        self.last: str | None = None
+
+    def enter(self, path: str) -> None:
+        self.last = path
+        if path not in self._seen:
+            self._seen.add(path)
+            self.order.append(path)
+
+
+@contextmanager
+def hooks(handles: list[RemovableHandle]) -> Iterator[list[RemovableHandle]]:
+    """Remove every hook on exit, whatever happens inside."""
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def track_calls(adapter: FrameworkAdapter, layers: dict[str, Any], tracker: CallTracker) -> list[RemovableHandle]:
+    """Pre-hooks that feed ``tracker`` (layers called several times count once)."""
+    return [adapter.add_pre_hook(layer, _enter(tracker, path)) for path, layer in layers.items()]
+
+
+def _enter(tracker: CallTracker, path: str) -> Callable[[], None]:
+    return lambda: tracker.enter(path)
+
+
+def run_forward(
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str
+) -> Any:
+    """``model(*args, **kwargs)``, with a failure reported at the last layer entered."""
+    try:
+        return model(*arguments.args, **arguments.kwargs)
+    except Exception as error:  # the user's forward may raise anything
+        where = f"in layer {tracker.last!r}" if tracker.last else "before any layer ran"
+        raise ModelRunError(f"the {side} model's forward failed {where}: {type(error).__name__}: {error}") from error
+
+
+def trace_call_order(adapter: FrameworkAdapter, model: Any, arguments: CallArguments) -> list[str]:
+    """Layer paths in the order their forward first runs on ``arguments``."""
+    tracker = CallTracker()
+    with hooks(track_calls(adapter, adapter.named_layers(model), tracker)), adapter.no_grad():
+        run_forward(adapter, model, arguments, tracker, "traced")
+    return tracker.order

@@ -1,0 +1,182 @@
+"""How one tensor's value becomes another's: ops, index regions, tensor pairs.
+
+A :class:`Transform` is data, so a layer map can spell it in YAML, invert it
+(a conversion registered torch -> paddle serves paddle -> torch) and apply it
+to numpy arrays. ``base_index`` selects the part of the base tensor that is
+read, ``raw_index`` the part of the raw tensor that is written: that is how a
+fused ``in_proj_weight`` pairs with three split projections.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from padiff_graph.records import join_path
+
+_INDEX_PART = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*$")
+_OP = re.compile(r"^([a-z_]+)(?:\(([\d,\s]*)\))?$")
+
+
+def parse_index(text: str) -> tuple[slice, ...]:
+    """Parse ``"0:16"`` or ``":, 0:16"`` into slices; only ``start:stop`` parts."""
+    parts = []
+    for piece in text.split(","):
+        match = _INDEX_PART.match(piece)
+        if match is None:
+            raise ValueError(f"index part {piece.strip()!r} is not of the form start:stop")
+        start, stop = (int(v) if v not in ("", "-") else None for v in match.groups())
+        parts.append(slice(start, stop))
+    return tuple(parts)
+
+
+def _permute_axes(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(value, args))
+
+
+def _transpose(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(value.T)
+
+
+def _identity(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
+    return value
+
+
+def _inverse_permutation(args: tuple[int, ...]) -> tuple[int, ...]:
+    inverse = [0] * len(args)
+    for position, axis in enumerate(args):
+        inverse[axis] = position
+    return tuple(inverse)
+
+
+def _blocks(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
+    """Reorder equal blocks along axis 0, e.g. LSTM gates: ``blocks(0,1,3,2)``."""
+    chunks = np.split(value, len(args), axis=0)
+    return np.ascontiguousarray(np.concatenate([chunks[i] for i in args], axis=0))
+
+
+#: op name -> (function, how to build the inverse op's args)
+_OPS = {
+    "identity": (_identity, lambda args: ("identity", args)),
+    "transpose": (_transpose, lambda args: ("transpose", args)),
+    "permute": (_permute_axes, lambda args: ("permute", _inverse_permutation(args))),
+    "blocks": (_blocks, lambda args: ("blocks", _inverse_permutation(args))),
+}
+
+
+def _format_index(index: tuple[slice, ...]) -> str:
+    parts = []
+    for part in index:
+        start = "" if part.start is None else str(part.start)
+        stop = "" if part.stop is None else str(part.stop)
+        parts.append(f"{start}:{stop}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """An op applied to (a region of) a base tensor to produce (a region of) a raw one."""
+
+    op: str = "identity"
+    args: tuple[int, ...] = ()
+    base_index: tuple[slice, ...] | None = None
+    raw_index: tuple[slice, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"unknown transform {self.op!r}; known: {', '.join(sorted(_OPS))}")
+
+    @classmethod
+    def parse(cls, op_text: str, base_index: str | None = None, raw_index: str | None = None) -> Transform:
+        """Build from the map-file spelling: ``transpose``, ``permute(1,0,2)``."""
+        match = _OP.match(op_text.strip())
+        if match is None:
+            raise ValueError(f"transform {op_text!r} is not of the form name or name(1,2,...)")
+        name, arg_text = match.groups()
+        args = tuple(int(a) for a in arg_text.split(",") if a.strip()) if arg_text else ()
+        return cls(
+            op=name,
+            args=args,
+            base_index=parse_index(base_index) if base_index else None,
+            raw_index=parse_index(raw_index) if raw_index else None,
+        )
+
+    @property
+    def op_text(self) -> str:
+        if not self.args:
+            return self.op
+        return f"{self.op}({','.join(str(a) for a in self.args)})"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.op == "identity" and self.base_index is None and self.raw_index is None
+
+    def inverse(self) -> Transform:
+        """The transform that maps the raw region back onto the base region."""
+        op, args = _OPS[self.op][1](self.args)
+        return Transform(op=op, args=args, base_index=self.raw_index, raw_index=self.base_index)
+
+    def apply(self, base_value: np.ndarray) -> np.ndarray:
+        """The value to write into the raw region, from the whole base tensor."""
+        region = base_value[self.base_index] if self.base_index is not None else base_value
+        return _OPS[self.op][0](region, self.args)
+
+    def output_shape(self, base_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of :meth:`apply`'s result, computed without data."""
+        return self.apply(np.empty(base_shape, dtype=np.bool_)).shape if all(base_shape) else base_shape
+
+    def region_shape(self, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the raw region this transform writes."""
+        if self.raw_index is None:
+            return raw_shape
+        return np.empty(raw_shape, dtype=np.bool_)[self.raw_index].shape
+
+    def describe(self, base: str, raw: str) -> str:
+        """Map-file spelling: ``in_proj_weight[0:16] -> q_proj.weight: transpose``."""
+        left = base + (f"[{_format_index(self.base_index)}]" if self.base_index else "")
+        right = raw + (f"[{_format_index(self.raw_index)}]" if self.raw_index else "")
+        text = f"{left} -> {right}"
+        return text if self.op == "identity" else f"{text}: {self.op_text}"
+
+
+IDENTITY = Transform()
+TRANSPOSE = Transform(op="transpose")
+
+_TENSOR_LINK = re.compile(
+    r"^\s*(?P<base>[\w.]+)(?:\[(?P<bi>[^\]]*)\])?\s*->\s*(?P<raw>[\w.]+)(?:\[(?P<ri>[^\]]*)\])?"
+    r"\s*(?::\s*(?P<op>\S.*?))?\s*$"
+)
+
+
+class TensorPair(NamedTuple):
+    """A base tensor, the raw tensor it becomes, and how.
+
+    Inside a :class:`~padiff_graph.layermap.LayerPair` the names are relative
+    to the pair's layers (and may reach into a child: ``query_embed.weight``);
+    from :meth:`LayerMap.tensor_pairs` they are full dotted names.
+    """
+
+    base: str
+    raw: str
+    transform: Transform = IDENTITY
+
+    def describe(self) -> str:
+        return self.transform.describe(self.base, self.raw)
+
+    @classmethod
+    def parse(cls, text: str) -> TensorPair:
+        """Parse the map-file spelling produced by :meth:`describe`."""
+        match = _TENSOR_LINK.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not of the form 'base_name -> raw_name[: transform]'")
+        transform = Transform.parse(match["op"] or "identity", match["bi"], match["ri"])
+        return cls(match["base"], match["raw"], transform)
+
+    def inverse(self) -> TensorPair:
+        return TensorPair(self.raw, self.base, self.transform.inverse())
+
+    def prefixed(self, base_prefix: str, raw_prefix: str) -> TensorPair:
+        return TensorPair(join_path(base_prefix, self.base), join_path(raw_prefix, self.raw), self.transform)

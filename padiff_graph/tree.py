@@ -1,0 +1,79 @@
+"""Model trees: one rooted ``networkx.DiGraph`` per model.
+
+Nodes are keyed by dotted layer path (root ``""``) and carry the fields of
+:class:`~padiff_graph.records.LayerInfo` as attributes; edges go parent to
+child. ``graph.graph`` holds the framework, the root class and, when the
+model was traced on inputs, ``call_order``: paths in the order their forward
+first ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
+from typing import TypeAlias
+
+import networkx as nx
+
+from padiff_graph.records import LayerInfo, TensorInfo, join_path
+
+ModelTree: TypeAlias = nx.DiGraph
+ROOT = ""
+
+
+def build_tree(layers: Iterable[LayerInfo], call_order: Sequence[str] | None = None) -> ModelTree:
+    """Assemble the tree from exported records (parents before children)."""
+    tree = nx.DiGraph()
+    for layer in layers:
+        attributes = {f.name: getattr(layer, f.name) for f in fields(layer) if f.name != "path"}
+        tree.add_node(layer.path, **attributes)
+        if layer.parent is not None:
+            tree.add_edge(layer.parent, layer.path)
+    root = tree.nodes[ROOT]
+    tree.graph.update(framework=root["framework"], model=root["class_name"])
+    if call_order is not None:
+        tree.graph["call_order"] = list(call_order)
+    return tree
+
+
+def layer_info(tree: ModelTree, path: str) -> LayerInfo:
+    """The record of one node."""
+    return LayerInfo(path=path, **tree.nodes[path])
+
+
+def children(tree: ModelTree, path: str) -> list[str]:
+    """Child paths in definition order."""
+    return sorted(tree.successors(path), key=lambda child: tree.nodes[child]["index"])
+
+
+def tensors(tree: ModelTree, path: str) -> tuple[TensorInfo, ...]:
+    result: tuple[TensorInfo, ...] = tree.nodes[path]["tensors"]
+    return result
+
+
+def preorder(tree: ModelTree, path: str = ROOT) -> Iterator[str]:
+    """Paths in definition order, parents first (``named_modules`` order)."""
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(tree, current)))
+
+
+def full_tensor_names(tree: ModelTree) -> dict[str, TensorInfo]:
+    """Every tensor by full dotted name, as ``named_parameters``/``named_buffers`` give it."""
+    return {join_path(path, tensor.name): tensor for path in preorder(tree) for tensor in tensors(tree, path)}
+
+
+def relative_path(ancestor: str, path: str) -> str:
+    """``path`` relative to ``ancestor`` (which must be an ancestor or itself)."""
+    if ancestor == ROOT:
+        return path
+    if path == ancestor:
+        return ""
+    return path[len(ancestor) + 1 :]
+
+
+def is_within(path: str, ancestor: str) -> bool:
+    """True if ``path`` is ``ancestor`` or below it."""
+    return ancestor == ROOT or path == ancestor or path.startswith(ancestor + ".")

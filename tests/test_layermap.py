@@ -1,0 +1,104 @@
+"""Layer-map files: round trip, line-numbered errors, and fuzzing."""
+
+import contextlib
+import textwrap
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from padiff_graph import LayerMap, LayerMapError, LayerPair, TensorPair
+
+VALID = textwrap.dedent(
+    """\
+    version: 1
+    base: {framework: torch, model: Net}
+    raw: {framework: paddle, model: Net}
+    pairs:
+      - base: fc
+        raw: head.fc
+        score: 0.9
+        tensors: ["weight -> weight: transpose", "bias -> bias"]
+      - base: attn
+        raw: attn
+        tensors: ["in_proj_weight[0:8] -> q_proj.weight: transpose"]
+        init: my_package.inits:fused_qkv
+    unmatched: {base: [aux], raw: []}
+    ignore: {base: [aux]}
+    """
+)
+
+
+def test_round_trip(tmp_path) -> None:
+    layer_map = LayerMap.loads(VALID)
+    path = tmp_path / "map.yaml"
+    layer_map.save(path)
+    again = LayerMap.load(path)
+    assert again.as_dict() == layer_map.as_dict()
+    assert again.raw_of("fc") == "head.fc"
+    assert again.pairs[1].init == "my_package.inits:fused_qkv"
+    assert next(t.describe() for t in again.tensor_pairs()) == "fc.weight -> head.fc.weight: transpose"
+    assert again.ignore_base == ["aux"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("version: 2\npairs: []\n", 1, "unsupported version"),
+        ("pairs: []\n", 1, "missing 'version'"),
+        ("version: 1\npairs:\n  - base: fc\n", 3, "no 'raw' path"),
+        ("version: 1\npairs:\n  - {base: fc, raw: fc, scroe: 1}\n", 3, "unknown key 'scroe'"),
+        ("version: 1\npairs:\n  - {base: fc, raw: fc, score: high}\n", 3, "not a number"),
+        ("version: 1\npairs:\n  - {base: fc, raw: fc, tensors: ['weight => weight']}\n", 3, "is not of the form"),
+        ("version: 1\npairs:\n  - {base: a, raw: x}\n  - {base: b, raw: x}\n", 4, "paired twice"),
+        ("version: 1\npairs:\n  - {base: 'a b', raw: x}\n", 3, "not a dotted layer path"),
+        ("version: 1\npairs: [\n", 3, "invalid YAML"),
+        ("version: 1\npairs:\n  - {base: a, raw: b, init: 'import os'}\n", 3, "package.module:function"),
+        ("version: 1\nunknown: 3\n", 2, "unknown key 'unknown'"),
+    ],
+)
+def test_errors_name_the_line(text: str, line: int, problem: str) -> None:
+    with pytest.raises(LayerMapError) as error:
+        LayerMap.loads(text, source="map.yaml")
+    assert str(error.value).startswith(f"map.yaml:{line}:")
+    assert problem in str(error.value)
+
+
+def test_loading_never_constructs_python_objects() -> None:
+    with pytest.raises(LayerMapError):
+        LayerMap.loads("version: 1\npairs: !!python/object/apply:os.system ['echo hacked']\n")
+
+
+def test_empty_and_missing_files(tmp_path) -> None:
+    with pytest.raises(LayerMapError, match="empty"):
+        LayerMap.loads("")
+    with pytest.raises(LayerMapError, match="cannot read"):
+        LayerMap.load(tmp_path / "nope.yaml")
+
+
+def test_padiff_snippet_uses_attribute_paths() -> None:
+    layer_map = LayerMap([LayerPair("layer1.0.conv", "blocks.0.conv", 1.0, (TensorPair("weight", "weight"),))])
+    snippet = layer_map.padiff_snippet()
+    assert "base_model.model.layer1[0].conv" in snippet and "raw_model.model.blocks[0].conv" in snippet
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(yaml_values)
+def test_fuzzed_documents_load_or_raise_the_documented_error(value) -> None:
+    with contextlib.suppress(LayerMapError):
+        LayerMap.loads(yaml.safe_dump(value))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(VALID) - 1), st.text(min_size=1, max_size=3))
+def test_mutated_valid_files_load_or_raise_the_documented_error(position, insert) -> None:
+    with contextlib.suppress(LayerMapError):
+        LayerMap.loads(VALID[:position] + insert + VALID[position + 1 :])

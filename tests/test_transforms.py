@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from padiff_graph.transforms import TensorPair, Transform, parse_index
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "weight -> weight",
+        "weight -> weight: transpose",
+        "in_proj_weight[0:16] -> q_proj.weight: transpose",
+        "qkv[:, 4:8] -> k.weight[0:2, 0:4]: permute(1,0)",
+        "weight_ih -> weight_ih: blocks(0,1,3,2)",
+    ],
+)
+def test_describe_round_trips(text: str) -> None:
+    assert TensorPair.parse(text).describe() == text
+
+
+def test_slices_select_and_place() -> None:
+    fused = np.arange(12.0).reshape(6, 2)
+    transform = Transform.parse("transpose", base_index="2:4")
+    np.testing.assert_array_equal(transform.apply(fused), fused[2:4].T)
+    assert transform.output_shape((6, 2)) == (2, 2)
+    assert transform.inverse().raw_index == (slice(2, 4),)
+
+
+def test_blocks_inverse_restores_order() -> None:
+    value = np.arange(8.0).reshape(4, 2)
+    forward = Transform.parse("blocks(1,2,3,0)")
+    np.testing.assert_array_equal(forward.inverse().apply(forward.apply(value)), value)
+
+
+def test_permute_inverse() -> None:
+    value = np.random.default_rng(0).standard_normal((2, 3, 4))
+    forward = Transform.parse("permute(2,0,1)")
+    np.testing.assert_array_equal(forward.inverse().apply(forward.apply(value)), value)
+
+
+@pytest.mark.parametrize("bad", ["weight", "weight -> ", "a -> b: explode", "a[x:y] -> b"])
+def test_bad_spellings_raise_value_error(bad: str) -> None:
+    with pytest.raises(ValueError):
+        TensorPair.parse(bad)
+
+
+def test_parse_index() -> None:
+    assert parse_index(":, 0:16") == (slice(None), slice(0, 16))

@@ -1,0 +1,77 @@
+"""Weight copy through the map: conversions, verification, clear errors."""
+
+import numpy as np
+import paddle
+import pytest
+import torch
+
+from padiff_graph import AssignError, LayerMap, LayerPair, TensorPair, assign_weights, suggest_map
+
+
+def test_square_linear_is_transposed_torch_to_paddle() -> None:
+    base, raw = torch.nn.Linear(4, 4), paddle.nn.Linear(4, 4)
+    assign_weights(base, raw)
+    np.testing.assert_array_equal(raw.weight.numpy(), base.weight.detach().numpy().T)
+
+
+def test_batchnorm_statistics_are_copied_paddle_to_torch() -> None:
+    base, raw = paddle.nn.BatchNorm2D(3), torch.nn.BatchNorm2d(3)
+    base._mean.set_value(paddle.to_tensor([1.0, 2.0, 3.0]))
+    base._variance.set_value(paddle.to_tensor([4.0, 5.0, 6.0]))
+    report = assign_weights(base, raw)
+    np.testing.assert_array_equal(raw.running_mean.numpy(), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(raw.running_var.numpy(), [4.0, 5.0, 6.0])
+    assert report.untouched_raw == ["num_batches_tracked"]
+
+
+def test_dtype_is_kept_on_the_raw_side() -> None:
+    base, raw = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2).to(torch.bfloat16)
+    assign_weights(base, raw)
+    assert raw.weight.dtype == torch.bfloat16
+    np.testing.assert_allclose(raw.weight.float().detach().numpy(), base.weight.detach().numpy(), rtol=1e-2)
+
+
+class Fused(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Parameter(torch.randn(12, 4))
+
+
+class Split(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.q = self.create_parameter([4, 4])
+        self.k = self.create_parameter([4, 4])
+        self.v = self.create_parameter([4, 4])
+
+
+def test_unconvertible_pair_names_both_layers_and_the_missing_conversion() -> None:
+    base, raw = torch.nn.Sequential(Fused()), paddle.nn.Sequential(Split())
+    with pytest.raises(AssignError) as error:
+        assign_weights(base, raw)
+    message = str(error.value)
+    assert "'0'" in message and "Fused" in message and "Split" in message
+    assert "register a conversion" in message
+
+
+def test_hand_written_split_map_copies_regions() -> None:
+    base, raw = Fused(), Split()
+    tensors = tuple(TensorPair.parse(f"qkv[{i * 4}:{i * 4 + 4}] -> {name}: transpose") for i, name in enumerate("qkv"))
+    assign_weights(base, raw, LayerMap([LayerPair("", "", 1.0, tensors)]))
+    np.testing.assert_array_equal(raw.k.numpy(), base.qkv.detach().numpy()[4:8].T)
+
+
+def test_meta_model_cannot_be_copied_from() -> None:
+    with torch.device("meta"):
+        base = torch.nn.Linear(2, 2)
+    with pytest.raises(AssignError, match="meta device"):
+        assign_weights(base, torch.nn.Linear(2, 2))
+
+
+def test_map_with_unknown_path_is_a_layer_map_error() -> None:
+    from padiff_graph import LayerMapError
+
+    base, raw = torch.nn.Linear(2, 2), paddle.nn.Linear(2, 2)
+    layer_map = suggest_map(base, raw).with_pairs([LayerPair("", "missing")])
+    with pytest.raises(LayerMapError, match="'missing'"):
+        assign_weights(base, raw, layer_map)
