@@ -10,6 +10,7 @@ fused ``in_proj_weight`` pairs with three split projections.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -58,13 +59,28 @@ def _blocks(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([chunks[i] for i in args], axis=0))
 
 
-#: op name -> (function, how to build the inverse op's args)
-_OPS = {
-    "identity": (_identity, lambda args: ("identity", args)),
-    "transpose": (_transpose, lambda args: ("transpose", args)),
-    "permute": (_permute_axes, lambda args: ("permute", _inverse_permutation(args))),
-    "blocks": (_blocks, lambda args: ("blocks", _inverse_permutation(args))),
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Op:
+    apply: Callable[[np.ndarray, tuple[int, ...]], np.ndarray]
+    shape: Callable[[Shape, tuple[int, ...]], Shape]
+    inverse_args: Callable[[tuple[int, ...]], tuple[int, ...]]
+
+
+_OPS: dict[str, _Op] = {
+    "identity": _Op(_identity, lambda shape, args: shape, lambda args: args),
+    "transpose": _Op(_transpose, lambda shape, args: shape[::-1], lambda args: args),
+    "permute": _Op(_permute_axes, lambda shape, args: tuple(shape[axis] for axis in args), _inverse_permutation),
+    "blocks": _Op(_blocks, lambda shape, args: shape, _inverse_permutation),
 }
+
+
+def _indexed_shape(shape: Shape, index: tuple[slice, ...]) -> Shape:
+    """The shape of ``array[index]`` for an array of ``shape``, without data."""
+    sliced = [len(range(*part.indices(size))) for part, size in zip(index, shape, strict=False)]
+    return tuple(sliced) + shape[len(index) :]
 
 
 def _format_index(index: tuple[slice, ...]) -> str:
@@ -116,23 +132,26 @@ class Transform:
 
     def inverse(self) -> Transform:
         """The transform that maps the raw region back onto the base region."""
-        op, args = _OPS[self.op][1](self.args)
-        return Transform(op=op, args=args, base_index=self.raw_index, raw_index=self.base_index)
+        return Transform(
+            op=self.op,
+            args=_OPS[self.op].inverse_args(self.args),
+            base_index=self.raw_index,
+            raw_index=self.base_index,
+        )
 
     def apply(self, base_value: np.ndarray) -> np.ndarray:
         """The value to write into the raw region, from the whole base tensor."""
         region = base_value[self.base_index] if self.base_index is not None else base_value
-        return _OPS[self.op][0](region, self.args)
+        return _OPS[self.op].apply(region, self.args)
 
-    def output_shape(self, base_shape: tuple[int, ...]) -> tuple[int, ...]:
+    def output_shape(self, base_shape: Shape) -> Shape:
         """Shape of :meth:`apply`'s result, computed without data."""
-        return self.apply(np.empty(base_shape, dtype=np.bool_)).shape if all(base_shape) else base_shape
+        region = _indexed_shape(base_shape, self.base_index) if self.base_index is not None else base_shape
+        return _OPS[self.op].shape(region, self.args)
 
-    def region_shape(self, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
+    def region_shape(self, raw_shape: Shape) -> Shape:
         """Shape of the raw region this transform writes."""
-        if self.raw_index is None:
-            return raw_shape
-        return np.empty(raw_shape, dtype=np.bool_)[self.raw_index].shape
+        return _indexed_shape(raw_shape, self.raw_index) if self.raw_index is not None else raw_shape
 
     def describe(self, base: str, raw: str) -> str:
         """Map-file spelling: ``in_proj_weight[0:16] -> q_proj.weight: transpose``."""

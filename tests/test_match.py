@@ -5,6 +5,7 @@ from conftest import literal_tree
 from padiff_graph.match import match_trees
 
 LIN = [("weight", (16, 8)), ("bias", (16,))]
+LIN_PADDLE = [("weight", (8, 16)), ("bias", (16,))]  # paddle stores Linear weights as [in, out]
 SQUARE = [("weight", (8, 8)), ("bias", (8,))]
 
 
@@ -14,7 +15,8 @@ def pairs(layer_map) -> dict[str, str]:
 
 def test_identical_trees_match_whole() -> None:
     spec = [("", "MyNet"), ("fc", "Linear", LIN), ("act", "ReLU"), ("out", "Linear", SQUARE)]
-    layer_map = match_trees(literal_tree(spec), literal_tree(spec, "paddle"))
+    paddle_spec = [("", "MyNet"), ("fc", "Linear", LIN_PADDLE), ("act", "ReLU"), ("out", "Linear", SQUARE)]
+    layer_map = match_trees(literal_tree(spec), literal_tree(paddle_spec, "paddle"))
     assert pairs(layer_map) == {"": "", "fc": "fc", "act": "act", "out": "out"}
     assert layer_map.unmatched_base == layer_map.unmatched_raw == []
     assert all(not pair.candidates for pair in layer_map.pairs)
@@ -147,6 +149,17 @@ def test_flat_against_nested_blocks() -> None:
     }
     assert layer_map.unmatched_base == ["features"]
     assert sorted(layer_map.unmatched_raw) == ["stage1", "stem"]
+
+
+def test_linear_layout_tells_up_from_down_projection() -> None:
+    """torch Linear(8, 16) is [16, 8]; paddle's Linear(16, 8) is also [16, 8] but the other layer."""
+    base = literal_tree(
+        [("", "MyNet"), ("up", "Linear", [("weight", (16, 8))]), ("down", "Linear", [("weight", (8, 16))])]
+    )
+    raw = literal_tree(
+        [("", "MyNet"), ("a", "Linear", [("weight", (16, 8))]), ("b", "Linear", [("weight", (8, 16))])], "paddle"
+    )
+    assert pairs(match_trees(base, raw)) == {"": "", "up": "b", "down": "a"}
 
 
 def test_torch_paddle_linear_is_transposed_even_when_square() -> None:

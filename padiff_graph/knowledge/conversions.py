@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from padiff_graph.knowledge.families import family_of
@@ -26,19 +27,24 @@ class LayerSide:
     """What a conversion sees of one layer.
 
     ``tensors`` are the layer's own, by local name; ``subtree_tensors`` add its
-    descendants' by relative dotted name (``q_proj.weight``).
+    descendants' by relative dotted name (``q_proj.weight``), collected on
+    first use since only conversions that cover a subtree need them.
     """
 
     framework: str
     class_name: str
     builtin: bool
     tensors: Mapping[str, TensorInfo]
-    subtree_tensors: Mapping[str, TensorInfo]
+    collect_subtree: Callable[[], Mapping[str, TensorInfo]] = field(repr=False, compare=False)
     config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
         return family_of(self.class_name, self.builtin)
+
+    @cached_property
+    def subtree_tensors(self) -> Mapping[str, TensorInfo]:
+        return self.collect_subtree()
 
 
 PairTensors = Callable[[LayerSide, LayerSide], Sequence[TensorPair]]
@@ -56,6 +62,19 @@ class Conversion:
     name: str
     pair_tensors: PairTensors
     covers_subtree: bool = False
+
+    def fits(self, base: LayerSide, raw: LayerSide) -> bool:
+        """Whether this conversion pairs at least one tensor and every pair's shapes agree."""
+        base_tensors = base.subtree_tensors if self.covers_subtree else base.tensors
+        raw_tensors = raw.subtree_tensors if self.covers_subtree else raw.tensors
+        pairs = self.pair_tensors(base, raw)
+        for pair in pairs:
+            if pair.base not in base_tensors or pair.raw not in raw_tensors:
+                return False
+            produced = pair.transform.output_shape(base_tensors[pair.base].shape)
+            if produced != pair.transform.region_shape(raw_tensors[pair.raw].shape):
+                return False
+        return bool(pairs)
 
     def inverted(self) -> Conversion:
         """The same conversion read in the other direction."""

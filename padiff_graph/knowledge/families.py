@@ -62,6 +62,11 @@ TENSOR_NAME_ALIASES: dict[str, str] = {
     "beta": "bias",
 }
 
+#: Tensors a framework stores in another layout than torch, by
+#: (framework, family, tensor name): the structural hash compares shapes in
+#: torch's layout, so a paddle ``Linear(1024, 512)`` is told from ``Linear(512, 1024)``.
+TRANSPOSED_LAYOUTS = frozenset({("paddle", "linear", "weight")})
+
 #: The generic family of every user-defined class and of builtin containers,
 #: used by the name-free structural hash.
 CONTAINER = "container"

@@ -23,6 +23,7 @@ from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, L
 from padiff_graph.knowledge.families import CONTAINER
 from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.options import MatchOptions
+from padiff_graph.records import TensorInfo
 from padiff_graph.tree import relative_path
 
 #: Cost standing for "these two can never be a pair".
@@ -81,22 +82,23 @@ class Assignment:
 
 
 def layer_side(features: TreeFeatures, path: str) -> LayerSide:
-    """What a conversion sees of ``path``: own and subtree tensors by relative name."""
+    """What a conversion sees of ``path``: own and (lazily) subtree tensors by relative name."""
     node = features.tree.nodes[path]
-    subtree = {}
-    stack = [path]
-    while stack:
-        current = stack.pop()
-        prefix = relative_path(path, current)
-        for tensor in features.own[current]:
-            subtree[f"{prefix}.{tensor.name}" if prefix else tensor.name] = tensor
-        stack.extend(features.children[current])
+
+    def collect_subtree() -> dict[str, TensorInfo]:
+        subtree = {}
+        for current in [path, *features.descendants(path)]:
+            prefix = relative_path(path, current)
+            for tensor in features.own[current]:
+                subtree[f"{prefix}.{tensor.name}" if prefix else tensor.name] = tensor
+        return subtree
+
     return LayerSide(
         framework=features.framework,
         class_name=node["class_name"],
         builtin=node["builtin"],
         tensors={tensor.name: tensor for tensor in features.own[path]},
-        subtree_tensors=subtree,
+        collect_subtree=collect_subtree,
         config=node["config"],
     )
 
@@ -112,6 +114,7 @@ class Scorer:
         self.registry = registry
         self.options = options
         self._conversions: dict[tuple[str, str], Conversion | None] = {}
+        self._compatible: dict[tuple[str, str], bool] = {}
 
     def conversion(self, base_path: str, raw_path: str) -> Conversion | None:
         """The registered conversion between the two layers' classes, if any."""
@@ -129,14 +132,21 @@ class Scorer:
         return conversion is not None and conversion.covers_subtree
 
     def compatible(self, base_path: str, raw_path: str) -> bool:
-        """Whether the two layers could be the same layer at all."""
+        """Whether the two layers could be the same layer at all (cached)."""
+        key = (base_path, raw_path)
+        if key not in self._compatible:
+            self._compatible[key] = self._compatible_uncached(base_path, raw_path)
+        return self._compatible[key]
+
+    def _compatible_uncached(self, base_path: str, raw_path: str) -> bool:
         base, raw = self.base, self.raw
-        conversion = self.conversion(base_path, raw_path)
-        if conversion is not None and conversion.covers_subtree:
-            return True
         base_owns, raw_owns = bool(base.own[base_path]), bool(raw.own[raw_path])
+        conversion = self.conversion(base_path, raw_path)
+        if conversion is not None and (conversion.covers_subtree or (base_owns and raw_owns)):
+            # a known pair of classes: its conversion must fit these shapes
+            return conversion.fits(layer_side(base, base_path), layer_side(raw, raw_path))
         if base_owns and raw_owns:
-            if base.signature[base_path] == raw.signature[raw_path] or conversion is not None:
+            if base.signature[base_path] == raw.signature[raw_path]:
                 return True
             if base.own_numel[base_path] == raw.own_numel[raw_path]:
                 return True  # another layout of the same numbers
@@ -149,56 +159,82 @@ class Scorer:
         return False
 
     def cost_matrix(
-        self, base_paths: Sequence[str], raw_paths: Sequence[str], base_anchor: str, raw_anchor: str
+        self,
+        base_paths: Sequence[str],
+        raw_paths: Sequence[str],
+        base_anchor: str,
+        raw_anchor: str,
+        same_structure: bool = False,
     ) -> np.ndarray:
-        """Pair costs; :data:`INCOMPATIBLE` where two layers can never pair."""
+        """Pair costs; :data:`INCOMPATIBLE` where two layers can never pair.
+
+        ``same_structure`` says every candidate has the same structural hash
+        (siblings inside an identical subtree): only names, call order and
+        position can then differ, and the structural terms are skipped.
+        """
         options = self.options
-        base_call = _ranks([self.base.call_rank.get(p) for p in base_paths])
-        raw_call = _ranks([self.raw.call_rank.get(p) for p in raw_paths])
-        base_position = _ranks([self.base.relative_position(p, base_anchor) for p in base_paths])
-        raw_position = _ranks([self.raw.relative_position(p, raw_anchor) for p in raw_paths])
-        costs = np.full((len(base_paths), len(raw_paths)), INCOMPATIBLE)
+        base_names = [self.base.local_name[p] for p in base_paths]
+        raw_names = [self.raw.local_name[p] for p in raw_paths]
+        costs = options.name_weight * (
+            1.0
+            - np.array([[name_similarity(b, r) for r in raw_names] for b in base_names]).reshape(
+                len(base_paths), len(raw_paths)
+            )
+        )
+        costs += options.call_order_weight * _rank_distance(
+            [self.base.call_rank.get(p) for p in base_paths], [self.raw.call_rank.get(p) for p in raw_paths]
+        )
+        costs += options.position_weight * _rank_distance(
+            [self.base.relative_position(p, base_anchor) for p in base_paths],
+            [self.raw.relative_position(p, raw_anchor) for p in raw_paths],
+        )
+        if same_structure:
+            return costs
         for i, base_path in enumerate(base_paths):
-            base_node = self.base.tree.nodes[base_path]
             for j, raw_path in enumerate(raw_paths):
-                if not self.compatible(base_path, raw_path):
-                    continue
-                raw_node = self.raw.tree.nodes[raw_path]
-                cost = options.name_weight * (
-                    1.0 - name_similarity(self.base.local_name[base_path], self.raw.local_name[raw_path])
-                )
-                base_family, raw_family = self.base.family[base_path], self.raw.family[raw_path]
-                if base_family != raw_family:
-                    cost += options.family_weight
-                elif base_family == CONTAINER:
-                    class_similarity = name_similarity(base_node["class_name"], raw_node["class_name"])
-                    cost += options.family_weight * (1.0 - class_similarity)
-                if (
-                    self.base.own[base_path]
-                    and self.base.signature[base_path] != self.raw.signature[raw_path]
-                    and self.conversion(base_path, raw_path) is None
-                ):
-                    cost += options.layout_weight
-                if not self.base.is_leaf(base_path) and not self.raw.is_leaf(raw_path):
-                    similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
-                    cost += options.content_weight * (1.0 - similarity)
-                if base_call[i] is not None and raw_call[j] is not None:
-                    cost += options.call_order_weight * abs(base_call[i] - raw_call[j])  # type: ignore[operator]
-                elif (base_call[i] is None) != (raw_call[j] is None):
-                    cost += options.call_order_weight * 0.5
-                cost += options.position_weight * abs(base_position[i] - raw_position[j])  # type: ignore[operator]
-                costs[i, j] = cost
+                if self.compatible(base_path, raw_path):
+                    costs[i, j] += self._structure_cost(base_path, raw_path)
+                else:
+                    costs[i, j] = INCOMPATIBLE
         return costs
 
+    def _structure_cost(self, base_path: str, raw_path: str) -> float:
+        """Family, layout and content terms of one compatible pair."""
+        options = self.options
+        cost = 0.0
+        base_family, raw_family = self.base.family[base_path], self.raw.family[raw_path]
+        if base_family != raw_family:
+            cost += options.family_weight
+        elif base_family == CONTAINER:
+            class_similarity = name_similarity(
+                self.base.tree.nodes[base_path]["class_name"], self.raw.tree.nodes[raw_path]["class_name"]
+            )
+            cost += options.family_weight * (1.0 - class_similarity)
+        if (
+            self.base.own[base_path]
+            and self.base.signature[base_path] != self.raw.signature[raw_path]
+            and self.conversion(base_path, raw_path) is None
+        ):
+            cost += options.layout_weight
+        if not self.base.is_leaf(base_path) and not self.raw.is_leaf(raw_path):
+            similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
+            cost += options.content_weight * (1.0 - similarity)
+        return cost
+
     def assign(
-        self, base_paths: Sequence[str], raw_paths: Sequence[str], base_anchor: str, raw_anchor: str
+        self,
+        base_paths: Sequence[str],
+        raw_paths: Sequence[str],
+        base_anchor: str,
+        raw_anchor: str,
+        same_structure: bool = False,
     ) -> list[Assignment]:
         """Optimal one-to-one pairs (``linear_sum_assignment``), near ties reported."""
         if not base_paths or not raw_paths:
             return []
         if max(len(base_paths), len(raw_paths)) > LSA_MAX_CANDIDATES:
             return self._assign_by_order(base_paths, raw_paths)
-        costs = self.cost_matrix(base_paths, raw_paths, base_anchor, raw_anchor)
+        costs = self.cost_matrix(base_paths, raw_paths, base_anchor, raw_anchor, same_structure)
         rows, cols = linear_sum_assignment(costs)
         chosen = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if costs[i, j] < INCOMPATIBLE}
         margin = self.options.ambiguity_margin
@@ -245,3 +281,14 @@ def _ranks(values: Sequence[float | None]) -> list[float | None]:
     for rank, (_, index) in enumerate(present):
         ranks[index] = rank / span
     return ranks
+
+
+def _rank_distance(base_values: Sequence[float | None], raw_values: Sequence[float | None]) -> np.ndarray:
+    """|rank difference| per pair; 0.5 where one side has no value, 0 where neither has."""
+    base_ranks = np.array([np.nan if r is None else r for r in _ranks(base_values)], dtype=float)
+    raw_ranks = np.array([np.nan if r is None else r for r in _ranks(raw_values)], dtype=float)
+    distance = np.abs(base_ranks[:, None] - raw_ranks[None, :])
+    base_missing, raw_missing = np.isnan(base_ranks)[:, None], np.isnan(raw_ranks)[None, :]
+    distance[base_missing != raw_missing] = 0.5
+    distance[base_missing & raw_missing] = 0.0
+    return distance

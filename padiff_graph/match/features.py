@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from padiff_graph.knowledge.families import IGNORED_TENSOR_NAMES, family_of
+from padiff_graph.knowledge.families import CONTAINER, IGNORED_TENSOR_NAMES, TRANSPOSED_LAYOUTS, family_of
 from padiff_graph.records import TensorInfo
 from padiff_graph.tree import ROOT, ModelTree, children, preorder, relative_path
 
@@ -23,8 +23,17 @@ def significant(tensor: TensorInfo) -> bool:
 
 
 def shape_key(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A shape up to transposition: how the name-free hash sees a tensor."""
+    """A shape up to transposition: what compatibility of unknown layouts can rely on."""
     return tuple(sorted(shape))
+
+
+def layout_key(framework: str, family: str, tensor: TensorInfo) -> tuple[int, ...]:
+    """A shape in torch's layout where the family's layout is known, else up to transposition."""
+    if family == CONTAINER:
+        return shape_key(tensor.shape)
+    if (framework, family, tensor.name) in TRANSPOSED_LAYOUTS:
+        return tensor.shape[::-1]
+    return tensor.shape
 
 
 class TreeFeatures:
@@ -39,8 +48,13 @@ class TreeFeatures:
         self.family = {path: family_of(nodes[path]["class_name"], nodes[path]["builtin"]) for path in self.order}
         self.own = {path: tuple(t for t in nodes[path]["tensors"] if significant(t)) for path in self.order}
         self.own_numel = {path: sum(t.numel for t in self.own[path]) for path in self.order}
+        #: own tensor shapes up to transposition (loose) and in torch's layout (exact where known)
         self.signature: dict[str, Signature] = {
             path: tuple(sorted(shape_key(t.shape) for t in self.own[path])) for path in self.order
+        }
+        self.layout: dict[str, Signature] = {
+            path: tuple(sorted(layout_key(self.framework, self.family[path], t) for t in self.own[path]))
+            for path in self.order
         }
         self.children = {path: children(tree, path) for path in self.order}
         self.parent = {path: next(iter(tree.predecessors(path)), None) for path in self.order}
@@ -61,7 +75,7 @@ class TreeFeatures:
         for path in reversed(self.kept):
             kids = self.kept_children[path]
             self.subtree_hash[path] = hash(
-                (self.family[path], self.signature[path], tuple(sorted(self.subtree_hash[k] for k in kids)))
+                (self.family[path], self.layout[path], tuple(sorted(self.subtree_hash[k] for k in kids)))
             )
             self.subtree_size[path] = 1 + sum(self.subtree_size[k] for k in kids)
             self.tensor_layers[path] = int(bool(self.own[path])) + sum(self.tensor_layers[k] for k in kids)

@@ -69,7 +69,17 @@ def match_isomorphic(
             if len(base_members) == 1 and len(raw_members) == 1:
                 pending.append((base_members[0], raw_members[0], 1.0, ()))
                 continue
-            for pair in scorer.assign(base_members, raw_members, base_node, raw_node):
+            # identical structure: equal names settle it; the rest go to the cost model
+            raw_by_name = {raw.local_name[member]: member for member in raw_members}
+            leftover_base = []
+            for member in base_members:
+                partner = raw_by_name.pop(base.local_name[member], None)
+                if partner is None:
+                    leftover_base.append(member)
+                else:
+                    pending.append((member, partner, 1.0, ()))
+            leftover_raw = list(raw_by_name.values())
+            for pair in scorer.assign(leftover_base, leftover_raw, base_node, raw_node, same_structure=True):
                 pending.append((pair.base, pair.raw, pair.score, pair.candidates))
 
 
