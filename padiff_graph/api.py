@@ -32,6 +32,7 @@ from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegis
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.preflight import Code, Finding, preflight_trees
+from padiff_graph.runtime import paused_gc
 from padiff_graph.tracing import trace_call_order
 from padiff_graph.tree import ModelTree, build_tree
 from padiff_graph.weights import AssignReport, copy_weights, raise_for_blocking
@@ -47,7 +48,8 @@ def export_tree(model: Any, inputs: Any = None) -> ModelTree:
     call_order = None
     if inputs is not None:
         call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs))
-    return build_tree(adapter.export(model), call_order)
+    with paused_gc():
+        return build_tree(adapter.export(model), call_order)
 
 
 def suggest_map(

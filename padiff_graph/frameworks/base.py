@@ -7,7 +7,7 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -90,6 +90,15 @@ def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[An
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from iter_tensors(item, is_tensor)
+
+
+def child_indices(layers: Mapping[str, Any], child_names: Callable[[Any], Iterable[str]]) -> dict[str, int]:
+    """Each layer's definition index among its siblings, in one pass over the tree."""
+    indices = {"": 0}
+    for path, layer in layers.items():
+        for index, name in enumerate(child_names(layer)):
+            indices.setdefault(f"{path}.{name}" if path else name, index)
+    return indices
 
 
 def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:

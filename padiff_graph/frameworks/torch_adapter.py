@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.frameworks.base import RemovableHandle, iter_tensors, scalar_config
+from padiff_graph.frameworks.base import RemovableHandle, child_indices, iter_tensors, scalar_config
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
 
@@ -61,6 +61,7 @@ class TorchAdapter:
             own[owner].append(
                 TensorInfo(local, tuple(buffer.shape), _dtype_name(buffer.dtype), TensorKind.BUFFER, persistent)
             )
+        indices = child_indices(layers, lambda layer: layer._modules)
         records = []
         for path, layer in layers.items():
             builtin = _is_builtin(layer)
@@ -69,7 +70,7 @@ class TorchAdapter:
                     path=path,
                     class_name=type(layer).__name__,
                     framework=self.name,
-                    index=_child_index(layers, path),
+                    index=indices[path],
                     builtin=builtin,
                     training=bool(layer.training),
                     tensors=tuple(own[path]),
@@ -143,13 +144,3 @@ class TorchAdapter:
 
     def forward_signature_target(self, model: Any) -> Callable[..., Any]:
         return model.forward
-
-
-def _child_index(layers: Mapping[str, Any], path: str) -> int:
-    if path == "":
-        return 0
-    parent, _, local = path.rpartition(".")
-    for index, name in enumerate(layers[parent]._modules):
-        if name == local:
-            return index
-    return 0

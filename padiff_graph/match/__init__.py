@@ -27,6 +27,7 @@ from padiff_graph.match.stages import (
 from padiff_graph.match.store import MappingStore
 from padiff_graph.match.tensors import TensorMatch, absorb_children, pair_layer_tensors
 from padiff_graph.records import TensorInfo, join_path
+from padiff_graph.runtime import paused_gc
 from padiff_graph.transforms import TensorPair
 from padiff_graph.tree import ModelTree
 
@@ -47,16 +48,17 @@ def match_trees(
         >>> [(pair.base, pair.raw) for pair in layer_map.pairs][:2]
         [('', ''), ('conv1', 'conv1')]
     """
-    scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
-    store = MappingStore()
-    anchor_identical_subtrees(scorer, store)
-    match_roots(scorer, store)
-    bottom_up_containers(scorer, store)
-    recover_children(scorer, store)
-    order_leftovers(scorer, store)
-    pair_wrappers(scorer, store)
-    covered_base, covered_raw = drop_covered_descendants(scorer, store)
-    return _assemble(scorer, store, covered_base, covered_raw)
+    with paused_gc():
+        scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
+        store = MappingStore()
+        anchor_identical_subtrees(scorer, store)
+        match_roots(scorer, store)
+        bottom_up_containers(scorer, store)
+        recover_children(scorer, store)
+        order_leftovers(scorer, store)
+        pair_wrappers(scorer, store)
+        covered_base, covered_raw = drop_covered_descendants(scorer, store)
+        return _assemble(scorer, store, covered_base, covered_raw)
 
 
 def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], covered_raw: set[str]) -> LayerMap:
