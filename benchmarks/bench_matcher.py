@@ -192,6 +192,10 @@ def print_accuracy() -> bool:
     return all_perfect
 
 
+def _row(*cells: object) -> None:
+    print(" ".join(f"{cell!s:>15}" for cell in cells))
+
+
 def print_scale() -> bool:
     ok = True
     seven_b = _child(["child", "seven-b"])
@@ -206,15 +210,17 @@ def print_scale() -> bool:
         f"model build {seven_b['build_s']:.1f} s; {seven_b['correct']}/{seven_b['expected']} pairs right"
     )
     rows = [_child(["child", "moe", str(experts)]) for experts in (4, 32, 128)]
-    print(
-        f"\n{'layers a side':>14} {'export s':>9} {'match s':>8} {'total s':>8} {'s per 1k layers':>16} {'right':>13}"
-    )
+    _row("\nlayers a side", "export s", "match s", "total s", "s per 1k layers", "right")
     for row in rows:
         assert row is not None
         total = row["export_s"] + row["match_s"]
-        print(
-            f"{row['layers']:>14} {row['export_s']:>9.2f} {row['match_s']:>8.2f} {total:>8.2f} "
-            f"{1000 * total / row['layers']:>16.3f} {row['correct']:>6}/{row['expected']:<6}"
+        _row(
+            row["layers"],
+            f"{row['export_s']:.2f}",
+            f"{row['match_s']:.2f}",
+            f"{total:.2f}",
+            f"{1000 * total / row['layers']:.3f}",
+            f"{row['correct']}/{row['expected']}",
         )
         ok &= row["correct"] == row["expected"]
     first, last = rows[0], rows[-1]
@@ -228,18 +234,24 @@ def print_scale() -> bool:
     )
     ok &= last["export_s"] + last["match_s"] < TWENTY_K_TARGET_S
     print(f"\nAgainst a plain Zhang–Shasha tree edit distance (zss), same trees, {ZSS_TIMEOUT_S} s budget each")
-    print(f"{'layers a side':>14} {'zss s':>10} {'padiff_graph s':>15} {'ratio':>8}")
+    _row("layers a side", "zss s", "padiff_graph s", "zss / ours")
     for layers, experts in ((2, 4), (4, 4), (8, 4), (16, 4), (32, 4)):
         ours = _child(["child", "ours", str(layers), str(experts)])
         theirs = _child(["child", "zss", str(layers), str(experts)], timeout=ZSS_TIMEOUT_S)
         assert ours is not None
         if theirs is None:
-            print(
-                f"{ours['layers']:>14} {'> ' + str(ZSS_TIMEOUT_S):>10} {ours['match_s']:>15.3f} {'> ' + str(round(ZSS_TIMEOUT_S / ours['match_s'])):>8}"
+            _row(
+                ours["layers"],
+                f"> {ZSS_TIMEOUT_S}",
+                f"{ours['match_s']:.3f}",
+                f"> {ZSS_TIMEOUT_S / ours['match_s']:.0f}x",
             )
             break
-        print(
-            f"{ours['layers']:>14} {theirs['zss_s']:>10.2f} {ours['match_s']:>15.3f} {theirs['zss_s'] / ours['match_s']:>8.0f}x"
+        _row(
+            ours["layers"],
+            f"{theirs['zss_s']:.2f}",
+            f"{ours['match_s']:.3f}",
+            f"{theirs['zss_s'] / ours['match_s']:.0f}x",
         )
     return ok
 
