@@ -17,7 +17,7 @@ from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, LayerSide
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.features import significant
 from padiff_graph.match.tensors import pair_layer_tensors, shape_transform
-from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.records import LayerInfo, TensorInfo, TensorKind, join_path
 from padiff_graph.transforms import TensorPair
 from padiff_graph.tree import ModelTree, build_tree, preorder, relative_path
 
@@ -131,10 +131,6 @@ def expected_layer_map(case: Case, base: ModelTree, raw: ModelTree) -> LayerMap:
     )
 
 
-def join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 def link_key(pair: TensorPair) -> tuple[Any, ...]:
     """``(base, base index, raw, raw index, op)``; indexes spelled alike (``[0:8]`` is ``[0:8, :]``)."""
 
@@ -158,7 +154,7 @@ def _layer_side(tree: ModelTree, path: str) -> LayerSide:
     for descendant in preorder(tree, path):
         for tensor in tree.nodes[descendant]["tensors"]:
             if significant(tensor):
-                subtree[join(relative_path(path, descendant), tensor.name)] = tensor
+                subtree[join_path(relative_path(path, descendant), tensor.name)] = tensor
     return LayerSide(
         framework=tree.graph["framework"],
         class_name=node["class_name"],
@@ -170,7 +166,7 @@ def _layer_side(tree: ModelTree, path: str) -> LayerSide:
 
 
 def _tensor_shapes(tree: ModelTree) -> dict[str, tuple[int, ...]]:
-    return {join(path, t.name): t.shape for path in tree.nodes for t in tree.nodes[path]["tensors"]}
+    return {join_path(path, t.name): t.shape for path in tree.nodes for t in tree.nodes[path]["tensors"]}
 
 
 def literal_tree(
