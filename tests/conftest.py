@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
-from padiff_graph.tree import ModelTree, build_tree
+from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, LayerSide
+from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.match.features import significant
+from padiff_graph.match.tensors import pair_layer_tensors, shape_transform
+from padiff_graph.records import LayerInfo, TensorInfo, TensorKind, join_path
+from padiff_graph.transforms import TensorPair
+from padiff_graph.tree import ModelTree, build_tree, preorder, relative_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: an example is a module of examples/ that defines ``base()``; the others are helpers
 EXAMPLE_NAMES = sorted(
-    path.stem for path in EXAMPLES.glob("*.py") if not path.stem.startswith("_") and path.stem != "torch_resnet"
+    path.stem
+    for path in EXAMPLES.glob("*.py")
+    if not path.stem.startswith("_") and re.search(r"^def base\(", path.read_text(), re.MULTILINE)
 )
 
 
@@ -28,6 +39,134 @@ def load_example(name: str) -> ModuleType:
 @pytest.fixture(params=EXAMPLE_NAMES)
 def example(request: pytest.FixtureRequest) -> ModuleType:
     return load_example(request.param)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One base/raw pair of the zoo: an example's ``raw()``, or its ``variant()``.
+
+    A variant is read through the same ``EXPECTED_*`` names with ``VARIANT_``
+    inserted (``EXPECTED_VARIANT_PAIRS``), so both are tested alike.
+    """
+
+    name: str
+    variant: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-variant" if self.variant else self.name
+
+    @property
+    def module(self) -> ModuleType:
+        return load_example(self.name)
+
+    def models(self) -> tuple[Any, Any, Any]:
+        """Fresh ``(base, raw, inputs)``."""
+        base, inputs = self.module.base()
+        raw, _ = (self.module.variant if self.variant else self.module.raw)()
+        return base, raw, inputs
+
+    def expected(self, key: str, default: Any = None) -> Any:
+        prefix = "EXPECTED_VARIANT_" if self.variant else "EXPECTED_"
+        return getattr(self.module, prefix + key, default)
+
+    @property
+    def forward_in_tests(self) -> bool:
+        """False for models too large to run in the default suite (``--run-slow`` runs them)."""
+        return bool(getattr(self.module, "FORWARD_IN_TESTS", True))
+
+
+def _has_variant(name: str) -> bool:
+    return re.search(r"^def variant\(", (EXAMPLES / f"{name}.py").read_text(), re.MULTILINE) is not None
+
+
+#: every pair of the zoo, variants after their example
+CASES = [
+    Case(name, variant) for name in EXAMPLE_NAMES for variant in (False, True) if not variant or _has_variant(name)
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the zoo's largest models forward")
+
+
+def expected_layer_map(case: Case, base: ModelTree, raw: ModelTree) -> LayerMap:
+    """The map an example expects, built from its ``EXPECTED_*`` data without the matcher.
+
+    Each expected layer pair (and the two roots) gets its tensors from the
+    conversion registry and names; ``EXPECTED_TENSOR_LINKS`` and
+    ``EXPECTED_TENSORS`` add what those leave out (a fused attention's
+    slices, a tensor that moves to another layer), each to the deepest
+    expected pair enclosing both tensors.
+    """
+    pairs = {"": "", **case.expected("PAIRS")}
+    tensors: dict[str, list[TensorPair]] = {}
+    for base_path, raw_path in pairs.items():
+        base_side, raw_side = _layer_side(base, base_path), _layer_side(raw, raw_path)
+        found = pair_layer_tensors(base_side, raw_side, DEFAULT_REGISTRY.find(base_side, raw_side))
+        tensors[base_path] = list(found.pairs)
+    covered = {link_key(t.prefixed(b, pairs[b]))[:2] for b in tensors for t in tensors[b]}
+    extra = [TensorPair.parse(text) for text in case.expected("TENSOR_LINKS", [])]
+    base_shapes, raw_shapes = _tensor_shapes(base), _tensor_shapes(raw)
+    for base_name, raw_name in case.expected("TENSORS", {}).items():
+        transform = shape_transform(base_shapes[base_name], raw_shapes[raw_name])
+        if transform is not None:
+            extra.append(TensorPair(base_name, raw_name, transform))
+    for link in extra:
+        if link_key(link)[:2] in covered:  # that part of the base tensor is copied already
+            continue
+        owner = max(
+            (b for b, r in pairs.items() if _encloses(b, link.base) and _encloses(r, link.raw)),
+            key=len,
+        )
+        relative = TensorPair(relative_path(owner, link.base), relative_path(pairs[owner], link.raw), link.transform)
+        tensors[owner].append(relative)
+        covered.add(link_key(link)[:2])
+    return LayerMap(
+        pairs=[LayerPair(b, pairs[b], tensors=tuple(tensors[b])) for b in pairs],
+        base_framework=base.graph["framework"],
+        raw_framework=raw.graph["framework"],
+        base_model=base.graph["model"],
+        raw_model=raw.graph["model"],
+    )
+
+
+def link_key(pair: TensorPair) -> tuple[Any, ...]:
+    """``(base, base index, raw, raw index, op)``; indexes spelled alike (``[0:8]`` is ``[0:8, :]``)."""
+
+    def index(slices: tuple[slice, ...] | None) -> tuple[tuple[Any, Any], ...]:
+        parts = [(part.start, part.stop) for part in slices or ()]
+        while parts and parts[-1] == (None, None):
+            parts.pop()
+        return tuple(parts)
+
+    transform = pair.transform
+    return (pair.base, index(transform.base_index), pair.raw, index(transform.raw_index), transform.op_text)
+
+
+def _encloses(layer: str, tensor: str) -> bool:
+    return layer == "" or tensor.startswith(layer + ".")
+
+
+def _layer_side(tree: ModelTree, path: str) -> LayerSide:
+    node = tree.nodes[path]
+    subtree = {}
+    for descendant in preorder(tree, path):
+        for tensor in tree.nodes[descendant]["tensors"]:
+            if significant(tensor):
+                subtree[join_path(relative_path(path, descendant), tensor.name)] = tensor
+    return LayerSide(
+        framework=tree.graph["framework"],
+        class_name=node["class_name"],
+        builtin=node["builtin"],
+        tensors={t.name: t for t in node["tensors"] if significant(t)},
+        subtree_tensors=subtree,
+        config=node["config"],
+    )
+
+
+def _tensor_shapes(tree: ModelTree) -> dict[str, tuple[int, ...]]:
+    return {join_path(path, t.name): t.shape for path in tree.nodes for t in tree.nodes[path]["tensors"]}
 
 
 def literal_tree(

@@ -1,55 +1,194 @@
-"""Every example pair: expected map, expected findings, and the diff outcome, in both directions."""
+"""Every pair of the zoo (each example's ``raw()`` and ``variant()``): expected map,
+expected findings, and the diff outcome, in both directions.
+
+Checks that take the matcher's map pass the example's inputs, as
+``padiff-graph check`` does with these factories; examples too large to run
+forward in the default suite (``FORWARD_IN_TESTS = False``) are only mapped,
+statically, unless pytest runs with ``--run-slow``.
+"""
+
+from __future__ import annotations
 
 import pytest
+from conftest import CASES, Case, expected_layer_map, link_key
 
-from padiff_graph import assign_weights, diff, preflight, suggest_map
+from padiff_graph import assign_weights, diff, export_tree, preflight, suggest_map
+from padiff_graph.transforms import TensorPair
+
+_MHA = "needs the MultiheadAttention conversion (issue 5)"
+_MHA_CONTENT = (
+    _MHA + "; and blocks.N do not pair (content Jaccard 0.56 < 0.6: a covering conversion is not counted), "
+    "so norm1/norm2/mlp are compared across blocks by local name alone and flagged"
+)
+_MOVED = (
+    _MHA + "; and root 'pos_embed' never pairs with 'encoder.pos_embedding': "
+    "tensors are only absorbed from unmatched one-tensor leaf children"
+)
+_TRAPPED_NORM = (
+    "HF 'attention' pairs with paddle 'self_attn' (content Jaccard 0.8) though only BertAttention "
+    "holds the residual LayerNorm; that LayerNorm stays inside the pair and norm1, outside it, unmatched"
+)
+_WEAK_SIGNALS = (
+    "; value/dense and intermediate/output.dense stay ambiguous: names compare by characters "
+    "(no q~query, out~dense), Linear orientation is ignored (sorted-dim signature, a registered "
+    "conversion skips the shape check), call-order ranks are normalised over candidate sets of other sizes"
+)
+_BERT_DIFF = (
+    "the container pair attention <-> self_attn is hooked though the two compute different things "
+    "(BertAttention adds the residual LayerNorm); see pairs"
+)
+_DETR = (
+    "multihead_attn <-> cross_attn is flagged ambiguous though its rival self_attn has an exact-name "
+    "partner: ambiguity compares one row's costs, not the best assignment without the pair"
+)
+_SHAPES = (
+    "BatchNorm2d(32) pairs with BatchNorm2d(96), Conv2d with Conv2d of other shapes: compatible() accepts "
+    "any pair a registered conversion covers without checking the shapes it yields, and adds no layout cost"
+)
+_SHAPES_TRACED = _SHAPES + "; traced, call-order ranks over the 100+ opened candidates differ by < AMBIGUITY_MARGIN"
+_RNN_INTERNALS = (
+    "preflight reports paddle LSTM/GRU's own sublayers (lstm.0 BiRNN, gru.0 RNN) as wrap-layer, "
+    "though they belong to a matched builtin layer"
+)
+_OPENED_NAMES = (
+    "ModuleList 'blocks' pairs with the whole PaddleNet 'net' (recovery, score 0.25, unflagged); the opened "
+    "leaves compare local names relative to their kept parent ('fc1' in every block), so the block index "
+    "(block0 ~ 0) is never seen and the reversed definition order decides"
+)
+
+#: Checks the pipeline does not pass yet, by (case id, check), with the analysis of
+#: why: each runs as ``xfail(strict=True)``, so it fails the day it passes and its
+#: entry goes.
+KNOWN_GAPS: dict[tuple[str, str], str] = {
+    ("bert", "pairs-static"): _TRAPPED_NORM + _WEAK_SIGNALS,
+    ("bert", "pairs-traced"): _TRAPPED_NORM + _WEAK_SIGNALS,
+    ("bert", "preflight"): _TRAPPED_NORM,
+    ("bert", "diff"): _BERT_DIFF,
+    ("bert", "reverse"): _BERT_DIFF,
+    ("bert-variant", "pairs-static"): _TRAPPED_NORM + _WEAK_SIGNALS,
+    ("bert-variant", "pairs-traced"): _TRAPPED_NORM + _WEAK_SIGNALS,
+    ("bert-variant", "preflight"): _TRAPPED_NORM,
+    ("bert-variant", "diff"): _BERT_DIFF,
+    ("bert-variant", "reverse"): _BERT_DIFF,
+    ("detr", "pairs-static"): _DETR,
+    ("detr-variant", "pairs-static"): _DETR,
+    ("mobilenet_v2-variant", "pairs-static"): _SHAPES,
+    ("mobilenet_v2-variant", "pairs-traced"): _SHAPES_TRACED,
+    ("mobilenet_v2-variant", "preflight"): _SHAPES,
+    ("mobilenet_v2-variant", "diff"): _SHAPES,
+    ("mobilenet_v2-variant", "reverse"): _SHAPES,
+    ("seq_rnn", "preflight"): _RNN_INTERNALS,
+    ("vit", "pairs-static"): _MHA_CONTENT,
+    ("vit", "pairs-traced"): _MHA,
+    ("vit", "preflight"): _MHA,
+    ("vit", "diff"): _MHA,
+    ("vit", "reverse"): _MHA,
+    ("vit-variant", "pairs-static"): _MOVED,
+    ("vit-variant", "pairs-traced"): _MOVED,
+    ("vit-variant", "preflight"): _MOVED,
+    ("vit-variant", "diff"): _MOVED,
+    ("vit-variant", "reverse"): _MOVED,
+    ("wrapped_blocks-variant", "pairs-static"): _OPENED_NAMES,
+}
 
 
-def tensor_owning_pairs(layer_map, expected):
-    got = {pair.base: pair.raw for pair in layer_map.pairs}
-    return {base: got.get(base) for base in expected}
+def cases(*checks: str) -> list[object]:
+    """Parameters for one test: every case (times every check), known gaps marked."""
+    params = []
+    for case in CASES:
+        for check in checks:
+            reason = KNOWN_GAPS.get((case.id, check))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            values = (case, check) if len(checks) > 1 else (case,)
+            params.append(pytest.param(*values, marks=marks, id=f"{case.id}-{check}" if len(checks) > 1 else case.id))
+    return params
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["static", "traced"])
-def test_suggest_map_finds_expected_pairs(example, traced) -> None:
-    base, inputs = example.base()
-    raw, _ = example.raw()
+def needs_forward(request: pytest.FixtureRequest, case: Case) -> None:
+    if not case.forward_in_tests and not request.config.getoption("--run-slow"):
+        pytest.skip(f"{case.name} is only mapped in the default suite (too large to run); use --run-slow")
+
+
+def _on_path(path: str, ancestors: set[str]) -> bool:
+    """``path`` is one of ``ancestors`` or lies below one."""
+    return any(a == path or a == "" or path.startswith(a + ".") for a in ancestors)
+
+
+@pytest.mark.parametrize(("case", "check"), cases("pairs-static", "pairs-traced"))
+def test_suggest_map_finds_expected_pairs(case: Case, check: str, request: pytest.FixtureRequest) -> None:
+    """Every tensor-owning layer gets its partner, with no ambiguity left.
+
+    Without inputs, layers listed in ``EXPECTED_STATIC_AMBIGUOUS`` (told apart
+    by definition order alone) may pair either way, but only if the map flags
+    the ambiguity on their path; nothing else may be flagged.
+    """
+    traced = check == "pairs-traced"
+    if traced:
+        needs_forward(request, case)
+    base, raw, inputs = case.models()
     layer_map = suggest_map(base, raw, inputs if traced else None)
-    assert tensor_owning_pairs(layer_map, example.EXPECTED_PAIRS) == example.EXPECTED_PAIRS
-    assert not [pair for pair in layer_map.pairs if pair.candidates]
-    for base_tensor, raw_tensor in getattr(example, "EXPECTED_TENSORS", {}).items():
-        assert (base_tensor, raw_tensor) in [(t.base, t.raw) for t in layer_map.tensor_pairs()]
-    for path in getattr(example, "EXPECTED_UNMATCHED_BASE", []):
-        assert path in layer_map.unmatched_base
+    expected = case.expected("PAIRS")
+    unsure = set() if traced else set(case.expected("STATIC_AMBIGUOUS", ()))
+    flagged = {pair.base for pair in layer_map.pairs if pair.candidates}
+    excused = {path for path in unsure if _on_path(path, flagged)}
+    got = {pair.base: pair.raw for pair in layer_map.pairs}
+    assert {b: got.get(b) for b in expected if b not in excused} == {
+        b: r for b, r in expected.items() if b not in excused
+    }
+    assert {b for b in flagged if not any(_on_path(u, {b}) for u in unsure)} == set()
+    if unsure:
+        return
+    found = {(t.base, t.raw) for t in layer_map.tensor_pairs()}
+    assert {b: r for b, r in case.expected("TENSORS", {}).items() if (b, r) not in found} == {}
+    links = {link_key(TensorPair.parse(text)) for text in case.expected("TENSOR_LINKS", [])}
+    assert links - {link_key(t) for t in layer_map.tensor_pairs()} == set()
+    assert set(case.expected("UNMATCHED_BASE", [])) - set(layer_map.unmatched_base) == set()
 
 
-def test_preflight_reports_what_breaks_an_order_based_copy(example) -> None:
-    base, _ = example.base()
-    raw, _ = example.raw()
-    findings = preflight(base, raw)
-    assert {finding.code.value for finding in findings} == example.EXPECTED_FINDINGS
+@pytest.mark.parametrize("case", cases("preflight"))
+def test_preflight_reports_what_breaks_an_order_based_copy(case: Case) -> None:
+    base, raw, inputs = case.models()
+    findings = preflight(base, raw, inputs=inputs if case.forward_in_tests else None)
+    assert {finding.code.value for finding in findings} == case.expected("FINDINGS")
     for finding in findings:
         assert finding.hint and finding.message
         assert finding.base is not None or finding.raw is not None
 
 
-def test_diff_after_assign(example) -> None:
-    base, inputs = example.base()
-    raw, _ = example.raw()
+@pytest.mark.parametrize("case", cases("expected-map"))
+def test_expected_map_aligns(case: Case, request: pytest.FixtureRequest) -> None:
+    """The two ports compute the same thing: the hand-derived map, copied and run, aligns.
+
+    Independent of the matcher, so a matcher gap never hides a wrong port.
+    """
+    needs_forward(request, case)
+    base, raw, inputs = case.models()
+    layer_map = expected_layer_map(case, export_tree(base), export_tree(raw))
+    report = diff(base, raw, inputs, layer_map)
+    # a planted fault shows at the first tensor layer after it: parameter-less layers are not in this map
+    assert report.ok is (case.expected("DIVERGENCE") is None), report.first_divergence
+
+
+@pytest.mark.parametrize("case", cases("diff"))
+def test_diff_after_assign(case: Case, request: pytest.FixtureRequest) -> None:
+    needs_forward(request, case)
+    base, raw, inputs = case.models()
     report = diff(base, raw, inputs)
-    expected = getattr(example, "EXPECTED_DIVERGENCE", None)
+    expected = case.expected("DIVERGENCE")
     if expected is None:
         assert report.ok, report.first_divergence
     else:
         assert tuple(report.first_divergence) == expected
 
 
-def test_reverse_direction_aligns(example) -> None:
+@pytest.mark.parametrize("case", cases("reverse"))
+def test_reverse_direction_aligns(case: Case, request: pytest.FixtureRequest) -> None:
     """Weights flow raw -> base just as well: every conversion is direction-free."""
-    if getattr(example, "EXPECTED_DIVERGENCE", None) or getattr(example, "EXPECTED_UNMATCHED_BASE", None):
+    if case.expected("DIVERGENCE") or case.expected("UNMATCHED_BASE"):
         pytest.skip("a planted fault or a one-sided layer is not symmetric")
-    base, inputs = example.base()
-    raw, _ = example.raw()
-    assign_weights(raw, base)
-    report = diff(raw, base, inputs, assign=False)
+    needs_forward(request, case)
+    base, raw, inputs = case.models()
+    layer_map = suggest_map(raw, base, inputs)
+    assign_weights(raw, base, layer_map)
+    report = diff(raw, base, inputs, layer_map, assign=False)
     assert report.ok, report.first_divergence
