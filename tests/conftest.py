@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, LayerSide
+from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.features import significant
+from padiff_graph.match.costs import layer_side
+from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.tensors import pair_layer_tensors, shape_transform
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind, join_path
 from padiff_graph.transforms import TensorPair
-from padiff_graph.tree import ModelTree, build_tree, preorder, relative_path
+from padiff_graph.tree import ModelTree, build_tree, relative_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: an example is a module of examples/ that defines ``base()``; the others are helpers
@@ -101,8 +102,9 @@ def expected_layer_map(case: Case, base: ModelTree, raw: ModelTree) -> LayerMap:
     """
     pairs = {"": "", **case.expected("PAIRS")}
     tensors: dict[str, list[TensorPair]] = {}
+    base_features, raw_features = TreeFeatures(base), TreeFeatures(raw)
     for base_path, raw_path in pairs.items():
-        base_side, raw_side = _layer_side(base, base_path), _layer_side(raw, raw_path)
+        base_side, raw_side = layer_side(base_features, base_path), layer_side(raw_features, raw_path)
         found = pair_layer_tensors(base_side, raw_side, DEFAULT_REGISTRY.find(base_side, raw_side))
         tensors[base_path] = list(found.pairs)
     covered = {link_key(t.prefixed(b, pairs[b]))[:2] for b in tensors for t in tensors[b]}
@@ -146,23 +148,6 @@ def link_key(pair: TensorPair) -> tuple[Any, ...]:
 
 def _encloses(layer: str, tensor: str) -> bool:
     return layer == "" or tensor.startswith(layer + ".")
-
-
-def _layer_side(tree: ModelTree, path: str) -> LayerSide:
-    node = tree.nodes[path]
-    subtree = {}
-    for descendant in preorder(tree, path):
-        for tensor in tree.nodes[descendant]["tensors"]:
-            if significant(tensor):
-                subtree[join_path(relative_path(path, descendant), tensor.name)] = tensor
-    return LayerSide(
-        framework=tree.graph["framework"],
-        class_name=node["class_name"],
-        builtin=node["builtin"],
-        tensors={t.name: t for t in node["tensors"] if significant(t)},
-        subtree_tensors=subtree,
-        config=node["config"],
-    )
 
 
 def _tensor_shapes(tree: ModelTree) -> dict[str, tuple[int, ...]]:

@@ -24,59 +24,15 @@ _MOVED = (
     _MHA + "; and root 'pos_embed' never pairs with 'encoder.pos_embedding': "
     "tensors are only absorbed from unmatched one-tensor leaf children"
 )
-_TRAPPED_NORM = (
-    "HF 'attention' pairs with paddle 'self_attn' (content Jaccard 0.8) though only BertAttention "
-    "holds the residual LayerNorm; that LayerNorm stays inside the pair and norm1, outside it, unmatched"
-)
-_WEAK_SIGNALS = (
-    "; value/dense and intermediate/output.dense stay ambiguous: names compare by characters "
-    "(no q~query, out~dense), Linear orientation is ignored (sorted-dim signature, a registered "
-    "conversion skips the shape check), call-order ranks are normalised over candidate sets of other sizes"
-)
-_BERT_DIFF = (
-    "the container pair attention <-> self_attn is hooked though the two compute different things "
-    "(BertAttention adds the residual LayerNorm); see pairs"
-)
-_DETR = (
-    "multihead_attn <-> cross_attn is flagged ambiguous though its rival self_attn has an exact-name "
-    "partner: ambiguity compares one row's costs, not the best assignment without the pair"
-)
-_SHAPES = (
-    "BatchNorm2d(32) pairs with BatchNorm2d(96), Conv2d with Conv2d of other shapes: compatible() accepts "
-    "any pair a registered conversion covers without checking the shapes it yields, and adds no layout cost"
-)
-_SHAPES_TRACED = _SHAPES + "; traced, call-order ranks over the 100+ opened candidates differ by < AMBIGUITY_MARGIN"
 _RNN_INTERNALS = (
     "preflight reports paddle LSTM/GRU's own sublayers (lstm.0 BiRNN, gru.0 RNN) as wrap-layer, "
     "though they belong to a matched builtin layer"
-)
-_OPENED_NAMES = (
-    "ModuleList 'blocks' pairs with the whole PaddleNet 'net' (recovery, score 0.25, unflagged); the opened "
-    "leaves compare local names relative to their kept parent ('fc1' in every block), so the block index "
-    "(block0 ~ 0) is never seen and the reversed definition order decides"
 )
 
 #: Checks the pipeline does not pass yet, by (case id, check), with the analysis of
 #: why: each runs as ``xfail(strict=True)``, so it fails the day it passes and its
 #: entry goes.
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("bert", "pairs-static"): _TRAPPED_NORM + _WEAK_SIGNALS,
-    ("bert", "pairs-traced"): _TRAPPED_NORM + _WEAK_SIGNALS,
-    ("bert", "preflight"): _TRAPPED_NORM,
-    ("bert", "diff"): _BERT_DIFF,
-    ("bert", "reverse"): _BERT_DIFF,
-    ("bert-variant", "pairs-static"): _TRAPPED_NORM + _WEAK_SIGNALS,
-    ("bert-variant", "pairs-traced"): _TRAPPED_NORM + _WEAK_SIGNALS,
-    ("bert-variant", "preflight"): _TRAPPED_NORM,
-    ("bert-variant", "diff"): _BERT_DIFF,
-    ("bert-variant", "reverse"): _BERT_DIFF,
-    ("detr", "pairs-static"): _DETR,
-    ("detr-variant", "pairs-static"): _DETR,
-    ("mobilenet_v2-variant", "pairs-static"): _SHAPES,
-    ("mobilenet_v2-variant", "pairs-traced"): _SHAPES_TRACED,
-    ("mobilenet_v2-variant", "preflight"): _SHAPES,
-    ("mobilenet_v2-variant", "diff"): _SHAPES,
-    ("mobilenet_v2-variant", "reverse"): _SHAPES,
     ("seq_rnn", "preflight"): _RNN_INTERNALS,
     ("vit", "pairs-static"): _MHA_CONTENT,
     ("vit", "pairs-traced"): _MHA,
@@ -88,7 +44,6 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("vit-variant", "preflight"): _MOVED,
     ("vit-variant", "diff"): _MOVED,
     ("vit-variant", "reverse"): _MOVED,
-    ("wrapped_blocks-variant", "pairs-static"): _OPENED_NAMES,
 }
 
 

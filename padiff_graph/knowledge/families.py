@@ -62,6 +62,35 @@ TENSOR_NAME_ALIASES: dict[str, str] = {
     "beta": "bias",
 }
 
+#: Name tokens that mean the same across codebases (HuggingFace, PaddleNLP,
+#: timm, torchvision), mapped to one spelling before names are compared.
+NAME_SYNONYMS: dict[str, str] = {
+    "query": "q",
+    "key": "k",
+    "value": "v",
+    "output": "out",
+    "o": "out",
+    "dense": "fc",
+    "linear": "fc",
+    "proj": "fc",
+    "projection": "fc",
+    "attention": "attn",
+    "att": "attn",
+    "ln": "norm",
+    "layernorm": "norm",
+    "embedding": "embed",
+    "emb": "embed",
+    "embeddings": "embed",
+    "ffn": "mlp",
+    "feedforward": "mlp",
+    "intermediate": "up",
+    "downsample": "shortcut",
+    "skip": "shortcut",
+    "classifier": "head",
+    "stage": "layer",
+    "block": "layer",
+}
+
 #: Tensors a framework stores in another layout than torch, by
 #: (framework, family, tensor name): the structural hash compares shapes in
 #: torch's layout, so a paddle ``Linear(1024, 512)`` is told from ``Linear(512, 1024)``.

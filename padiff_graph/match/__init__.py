@@ -10,26 +10,30 @@ matcher holds no class-specific logic: families and conversions come from
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.costs import Scorer, layer_side
 from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.options import MatchOptions
 from padiff_graph.match.stages import (
+    align_wrapper_chains,
     anchor_identical_subtrees,
     bottom_up_containers,
     drop_covered_descendants,
+    drop_inconsistent_containers,
     match_roots,
     order_leftovers,
-    pair_wrappers,
     recover_children,
+    recover_leftovers,
+    settle_candidates,
 )
-from padiff_graph.match.store import MappingStore
-from padiff_graph.match.tensors import TensorMatch, absorb_children, pair_layer_tensors
+from padiff_graph.match.store import MappingStore, Match
+from padiff_graph.match.tensors import TensorMatch, pair_by_name_and_shape, pair_layer_tensors
 from padiff_graph.records import TensorInfo, join_path
 from padiff_graph.runtime import paused_gc
-from padiff_graph.transforms import TensorPair
-from padiff_graph.tree import ModelTree
+from padiff_graph.tree import ModelTree, is_within, relative_path
 
 __all__ = ["MatchOptions", "match_trees"]
 
@@ -55,9 +59,12 @@ def match_trees(
         match_roots(scorer, store)
         bottom_up_containers(scorer, store)
         recover_children(scorer, store)
+        recover_leftovers(scorer, store)
+        drop_inconsistent_containers(scorer, store)
         order_leftovers(scorer, store)
-        pair_wrappers(scorer, store)
+        align_wrapper_chains(scorer, store)
         covered_base, covered_raw = drop_covered_descendants(scorer, store)
+        settle_candidates(store)
         return _assemble(scorer, store, covered_base, covered_raw)
 
 
@@ -68,7 +75,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
         tensor_matches[base_path] = pair_layer_tensors(
             layer_side(base, base_path), layer_side(raw, match.raw), scorer.conversion(base_path, match.raw)
         )
-    absorbed_base, absorbed_raw = _absorb(scorer, store, tensor_matches)
+    absorbed_base, absorbed_raw = _pair_leftover_tensors(scorer, store, tensor_matches, covered_base, covered_raw)
     pairs = []
     for base_path in base.order:
         found = store.by_base.get(base_path)
@@ -99,39 +106,90 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
     )
 
 
-def _absorb(scorer: Scorer, store: MappingStore, tensor_matches: dict[str, TensorMatch]) -> tuple[set[str], set[str]]:
-    """Pair leftover tensors held directly by a layer with unmatched one-tensor children."""
+def _pair_leftover_tensors(
+    scorer: Scorer,
+    store: MappingStore,
+    tensor_matches: dict[str, TensorMatch],
+    covered_base: set[str],
+    covered_raw: set[str],
+) -> tuple[set[str], set[str]]:
+    """Pair tensors nothing paired yet under their closest common matched layers, deepest first.
+
+    Covers a raw ``nn.Parameter`` against an ``Embedding``'s weight
+    (``query_embed`` -> ``query_embed.weight``) and a tensor moved to another
+    layer (``pos_embed`` -> ``encoder.pos_embedding``). Returns the unmatched
+    layers whose tensors all found a partner: they are absorbed, not unmatched.
+    """
     base, raw = scorer.base, scorer.raw
-    absorbed_base: set[str] = set()
-    absorbed_raw: set[str] = set()
-    for base_path, match in store.by_base.items():
-        tensors = tensor_matches[base_path]
-        if tensors.leftover_base:
-            candidates = _single_tensor_children(raw, match.raw, store.has_raw, absorbed_raw)
-            own = {t.name: t for t in base.own[base_path]}
-            for name, child, tensor_name, transform in absorb_children(own, tensors.leftover_base, candidates):
-                tensors.pairs.append(TensorPair(name, f"{child}.{tensor_name}", transform))
-                tensors.leftover_base.remove(name)
-                absorbed_raw.add(join_path(match.raw, child))
-        if tensors.leftover_raw:
-            candidates = _single_tensor_children(base, base_path, store.has_base, absorbed_base)
-            own = {t.name: t for t in raw.own[match.raw]}
-            for name, child, tensor_name, transform in absorb_children(own, tensors.leftover_raw, candidates):
-                tensors.pairs.append(TensorPair(f"{child}.{tensor_name}", name, transform.inverse()))
-                tensors.leftover_raw.remove(name)
-                absorbed_base.add(join_path(base_path, child))
-    return absorbed_base, absorbed_raw
-
-
-def _single_tensor_children(
-    features: TreeFeatures, path: str, is_matched: object, taken: set[str]
-) -> dict[str, tuple[str, TensorInfo]]:
-    """Unmatched leaf layers under ``path`` holding exactly one tensor, by relative path."""
-    result = {}
-    prefix = f"{path}." if path else ""
-    for child in features.kept_children[path]:
-        if is_matched(child) or child in taken or not features.is_leaf(child):  # type: ignore[operator]
+    base_left = _leftover_tensors(base, store.by_base, tensor_matches, "base", covered_base)
+    raw_left = _leftover_tensors(raw, store.by_raw, tensor_matches, "raw", covered_raw)
+    if not base_left or not raw_left:
+        return set(), set()
+    anchors = {ancestor for owner, _ in base_left.values() for ancestor in _ancestors(base, owner)}
+    for base_anchor in sorted((a for a in anchors if store.has_base(a)), key=lambda p: -p.count(".") if p else 1):
+        raw_anchor = store.raw_of(base_anchor) or ""
+        base_here = {
+            relative_path(base_anchor, name): info
+            for name, (owner, info) in base_left.items()
+            if is_within(owner, base_anchor)
+        }
+        raw_here = {
+            relative_path(raw_anchor, name): info
+            for name, (owner, info) in raw_left.items()
+            if is_within(owner, raw_anchor)
+        }
+        if not base_here or not raw_here:
             continue
-        if len(features.own[child]) == 1:
-            result[child[len(prefix) :]] = (features.own[child][0].name, features.own[child][0])
-    return result
+        for pair in pair_by_name_and_shape(base_here, raw_here):
+            tensor_matches[base_anchor].pairs.append(pair)
+            del base_left[join_path(base_anchor, pair.base)]
+            del raw_left[join_path(raw_anchor, pair.raw)]
+    return (
+        _absorbed(base, store.has_base, covered_base, base_left),
+        _absorbed(raw, store.has_raw, covered_raw, raw_left),
+    )
+
+
+def _leftover_tensors(
+    features: TreeFeatures,
+    matches: dict[str, Match],
+    tensor_matches: dict[str, TensorMatch],
+    side: str,
+    covered: set[str],
+) -> dict[str, tuple[str, TensorInfo]]:
+    """Full tensor name -> (owner, record) for tensors no pair copies yet."""
+    left: dict[str, tuple[str, TensorInfo]] = {}
+    for path in features.order:
+        if path in covered:
+            continue
+        if path in matches:
+            match = matches[path]
+            tensors = tensor_matches[match.base]
+            names = tensors.leftover_base if side == "base" else tensors.leftover_raw
+            owned = {t.name: t for t in features.own[path]}
+            left.update({join_path(path, name): (path, owned[name]) for name in names if name in owned})
+        else:
+            left.update({join_path(path, t.name): (path, t) for t in features.own[path]})
+    return left
+
+
+def _ancestors(features: TreeFeatures, path: str) -> list[str]:
+    """``path`` and every layer above it."""
+    chain = [path]
+    while (parent := features.parent[chain[-1]]) is not None:
+        chain.append(parent)
+    return chain
+
+
+def _absorbed(
+    features: TreeFeatures,
+    is_matched: Callable[[str], bool],
+    covered: set[str],
+    left: dict[str, tuple[str, TensorInfo]],
+) -> set[str]:
+    still_left = {owner for owner, _ in left.values()}
+    return {
+        path
+        for path in features.order
+        if features.own[path] and not is_matched(path) and path not in covered and path not in still_left
+    }

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide
-from padiff_graph.knowledge.families import CONTAINER
+from padiff_graph.knowledge.families import CONTAINER, NAME_SYNONYMS
 from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.options import MatchOptions
 from padiff_graph.records import TensorInfo
@@ -30,35 +30,69 @@ from padiff_graph.tree import relative_path
 INCOMPATIBLE = 1e6
 #: Above this many candidates a side, pairs are made by order, not by LSA.
 LSA_MAX_CANDIDATES = 1500
+#: The call-order alignment runs up to this many candidate pairs (it is quadratic in Python).
+ALIGN_MAX_CELLS = 40_000
+#: What one more aligned pair is worth against any cost: count first, cost second.
+_PAIR_BONUS = 100.0
 
-_TOKEN = re.compile(r"[a-z]+|\d+")
+#: words of a name: CamelCase parts, lower-case runs and numbers
+_TOKEN = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+#: words that name a framework, not a layer (``TorchMLP`` ~ ``PaddleMLP``)
+_FRAMEWORK_WORDS = frozenset({"torch", "paddle", "pt", "pd", "nn"})
 
 
 @lru_cache(maxsize=65536)
 def name_similarity(left: str, right: str) -> float:
-    """Similarity of two names in [0, 1]; numbers must agree exactly.
+    """Similarity of two dotted names in [0, 1].
 
-    Different names score at most ``0.75``, so an exact name always stands
-    clear of a near one (``proj_a`` is not ``proj_b``).
+    Half the last components', half the whole paths' (``attention.output.dense``
+    shares ``out`` with ``self_attn.out_proj``). Tokens are compared after
+    known synonyms (``query``~``q``, ``dense``~``proj``) with plurals folded;
+    numbers must agree. Different names score at most ``0.75``, so an exact
+    name always stands clear of a near one (``proj_a`` is not ``proj_b``).
 
     >>> name_similarity("layer1", "stage1") > name_similarity("layer1", "stage2")
     True
     """
     if left == right:
         return 1.0
-    return 0.75 * _token_similarity(left, right)
+    left_prefix, _, left_last = left.rpartition(".")
+    right_prefix, _, right_last = right.rpartition(".")
+    similarity = _token_similarity(left_last, right_last)
+    if left_prefix or right_prefix:
+        similarity = 0.5 * similarity + 0.5 * _token_similarity(left, right)
+    return 0.75 * similarity
 
 
+def _tokens(name: str) -> tuple[list[str], list[int]]:
+    words, numbers = [], []
+    for token in (word.lower() for word in _TOKEN.findall(name)):
+        if token.isdigit():
+            numbers.append(int(token))
+            continue
+        if token in _FRAMEWORK_WORDS:
+            continue
+        if len(token) > 3 and token.endswith("s"):
+            token = token[:-1]
+        words.append(NAME_SYNONYMS.get(token, token))
+    return words, numbers
+
+
+@lru_cache(maxsize=65536)
 def _token_similarity(left: str, right: str) -> float:
-    left_tokens, right_tokens = _TOKEN.findall(left.lower()), _TOKEN.findall(right.lower())
-    left_alpha = "".join(t for t in left_tokens if not t.isdigit())
-    right_alpha = "".join(t for t in right_tokens if not t.isdigit())
-    alpha = SequenceMatcher(None, left_alpha, right_alpha).ratio() if (left_alpha or right_alpha) else 1.0
-    left_digits = [int(t) for t in left_tokens if t.isdigit()]
-    right_digits = [int(t) for t in right_tokens if t.isdigit()]
-    if not left_digits and not right_digits:
-        return alpha
-    return 0.6 * alpha + 0.4 * float(left_digits == right_digits)
+    if left == right:
+        return 1.0
+    left_words, left_numbers = _tokens(left)
+    right_words, right_numbers = _tokens(right)
+    if left_words or right_words:
+        by_token = SequenceMatcher(None, left_words, right_words).ratio()
+        by_letter = SequenceMatcher(None, "".join(left_words), "".join(right_words)).ratio()
+        words = max(by_token, by_letter)
+    else:
+        words = 1.0
+    if not left_numbers and not right_numbers:
+        return words
+    return 0.6 * words + 0.4 * SequenceMatcher(None, left_numbers, right_numbers).ratio()
 
 
 def jaccard(left: Counter[object], right: Counter[object]) -> float:
@@ -165,29 +199,34 @@ class Scorer:
         base_anchor: str,
         raw_anchor: str,
         same_structure: bool = False,
+        order_terms: bool = True,
     ) -> np.ndarray:
         """Pair costs; :data:`INCOMPATIBLE` where two layers can never pair.
 
         ``same_structure`` says every candidate has the same structural hash
         (siblings inside an identical subtree): only names, call order and
         position can then differ, and the structural terms are skipped.
+        ``order_terms=False`` leaves out call order and position (the caller
+        enforces order itself).
         """
         options = self.options
-        base_names = [self.base.local_name[p] for p in base_paths]
-        raw_names = [self.raw.local_name[p] for p in raw_paths]
+        # names as the matched ancestors see them: wrapper and opened-container names kept
+        base_names = [relative_path(base_anchor, p) for p in base_paths]
+        raw_names = [relative_path(raw_anchor, p) for p in raw_paths]
         costs = options.name_weight * (
             1.0
             - np.array([[name_similarity(b, r) for r in raw_names] for b in base_names]).reshape(
                 len(base_paths), len(raw_paths)
             )
         )
-        costs += options.call_order_weight * _rank_distance(
-            [self.base.call_rank.get(p) for p in base_paths], [self.raw.call_rank.get(p) for p in raw_paths]
-        )
-        costs += options.position_weight * _rank_distance(
-            [self.base.relative_position(p, base_anchor) for p in base_paths],
-            [self.raw.relative_position(p, raw_anchor) for p in raw_paths],
-        )
+        if order_terms:
+            costs += options.call_order_weight * _rank_distance(
+                [self.base.call_rank.get(p) for p in base_paths], [self.raw.call_rank.get(p) for p in raw_paths]
+            )
+            costs += options.position_weight * _rank_distance(
+                [self.base.relative_position(p, base_anchor) for p in base_paths],
+                [self.raw.relative_position(p, raw_anchor) for p in raw_paths],
+            )
         if same_structure:
             return costs
         for i, base_path in enumerate(base_paths):
@@ -229,26 +268,89 @@ class Scorer:
         raw_anchor: str,
         same_structure: bool = False,
     ) -> list[Assignment]:
-        """Optimal one-to-one pairs (``linear_sum_assignment``), near ties reported."""
+        """One-to-one pairs, near ties reported as candidates.
+
+        Layers both models ran are aligned in call order first (an
+        order-preserving alignment: a port computes in the same order, so
+        call order separates same-shaped siblings however many there are);
+        the rest are paired by ``linear_sum_assignment``.
+        """
         if not base_paths or not raw_paths:
             return []
         if max(len(base_paths), len(raw_paths)) > LSA_MAX_CANDIDATES:
             return self._assign_by_order(base_paths, raw_paths)
+        base_called = sorted((p for p in base_paths if p in self.base.call_rank), key=self.base.call_rank.__getitem__)
+        raw_called = sorted((p for p in raw_paths if p in self.raw.call_rank), key=self.raw.call_rank.__getitem__)
+        result: list[Assignment] = []
+        if base_called and raw_called and len(base_called) * len(raw_called) <= ALIGN_MAX_CELLS:
+            result = self._align_in_call_order(base_called, raw_called, base_anchor, raw_anchor, same_structure)
+        taken_base = {pair.base for pair in result}
+        taken_raw = {pair.raw for pair in result}
+        rest_base = [p for p in base_paths if p not in taken_base]
+        rest_raw = [p for p in raw_paths if p not in taken_raw]
+        if rest_base and rest_raw:
+            result += self._assign_optimal(rest_base, rest_raw, base_anchor, raw_anchor, same_structure)
+        return result
+
+    def _assign_optimal(
+        self,
+        base_paths: Sequence[str],
+        raw_paths: Sequence[str],
+        base_anchor: str,
+        raw_anchor: str,
+        same_structure: bool,
+    ) -> list[Assignment]:
+        """``linear_sum_assignment`` on the full cost matrix."""
         costs = self.cost_matrix(base_paths, raw_paths, base_anchor, raw_anchor, same_structure)
-        rows, cols = linear_sum_assignment(costs)
-        chosen = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if costs[i, j] < INCOMPATIBLE}
+        chosen, total = _solve(costs)
         margin = self.options.ambiguity_margin
         result = []
         for i, j in chosen.items():
             cost = float(costs[i, j])
-            rivals = {raw_paths[int(k)] for k in np.flatnonzero(costs[i] <= cost + margin) if k != j}
-            for k in np.flatnonzero(costs[:, j] <= cost + margin):
-                if k != i and int(k) in chosen:
-                    rivals.add(raw_paths[chosen[int(k)]])
-            holds_tensors = self.base.tensor_layers.get(base_paths[i], 1) > 0
-            candidates = tuple(sorted(rivals)) if holds_tensors else ()
+            rival = None
+            near_tie = (np.count_nonzero(costs[i] <= cost + margin) > 1) or (
+                np.count_nonzero(costs[:, j] <= cost + margin) > 1
+            )
+            if near_tie and self.base.tensor_layers.get(base_paths[i], 1) > 0:
+                # the best assignment without this pair: is it (almost) as good, per pair it changes?
+                costs[i, j] = INCOMPATIBLE
+                alternative, alternative_total = _solve(costs)
+                costs[i, j] = cost
+                changed = sum(alternative.get(row) != column for row, column in chosen.items())
+                if len(alternative) == len(chosen) and alternative_total - total <= margin * max(changed, 1):
+                    rival = alternative.get(i)
+            candidates = (raw_paths[rival],) if rival is not None else ()
             result.append(Assignment(base_paths[i], raw_paths[j], cost, candidates))
         return result
+
+    def _align_in_call_order(
+        self,
+        base_paths: Sequence[str],
+        raw_paths: Sequence[str],
+        base_anchor: str,
+        raw_anchor: str,
+        same_structure: bool,
+    ) -> list[Assignment]:
+        """The order-preserving alignment with most pairs, then least cost (both lists in call order).
+
+        A pair is ambiguous only if another raw layer between its neighbours'
+        partners fits it within the margin: order has already ruled out the rest.
+        """
+        costs = self.cost_matrix(base_paths, raw_paths, base_anchor, raw_anchor, same_structure, order_terms=False)
+        aligned = monotone_alignment(costs)
+        margin = self.options.ambiguity_margin
+        result = []
+        for index, (i, j) in enumerate(aligned):
+            low = aligned[index - 1][1] if index else -1
+            high = aligned[index + 1][1] if index + 1 < len(aligned) else len(raw_paths)
+            cost = float(costs[i, j])
+            rivals = {raw_paths[k] for k in range(low + 1, high) if k != j and costs[i, k] <= cost + margin}
+            result.append(Assignment(base_paths[i], raw_paths[j], cost, self._candidates(base_paths[i], rivals)))
+        return result
+
+    def _candidates(self, base_path: str, rivals: set[str]) -> tuple[str, ...]:
+        """Rivals worth reporting: only where weights could go astray."""
+        return tuple(sorted(rivals)) if self.base.tensor_layers.get(base_path, 1) > 0 else ()
 
     def _assign_by_order(self, base_paths: Sequence[str], raw_paths: Sequence[str]) -> list[Assignment]:
         """Pairs for very large candidate sets: equal names first, then call/definition order."""
@@ -271,6 +373,39 @@ class Scorer:
             if self.compatible(base_path, raw_path):
                 result.append(Assignment(base_path, raw_path, self.options.position_weight, ()))
         return result
+
+
+def _solve(costs: np.ndarray) -> tuple[dict[int, int], float]:
+    """``linear_sum_assignment`` keeping only possible pairs: row -> column, and their total cost."""
+    rows, cols = linear_sum_assignment(costs)
+    chosen = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if costs[i, j] < INCOMPATIBLE}
+    return chosen, float(sum(costs[i, j] for i, j in chosen.items()))
+
+
+def monotone_alignment(costs: np.ndarray) -> list[tuple[int, int]]:
+    """Order-preserving pairs ``(i, j)``: as many as possible, then the cheapest.
+
+    A longest-common-subsequence dynamic programme where a compatible pair
+    scores ``_PAIR_BONUS - cost`` (the bonus exceeds any cost).
+    """
+    rows, cols = costs.shape
+    score = np.where(costs < INCOMPATIBLE, _PAIR_BONUS - costs, -np.inf)
+    table = np.zeros((rows + 1, cols + 1))
+    for i in range(1, rows + 1):
+        previous, current = table[i - 1], table[i]
+        for j in range(1, cols + 1):
+            current[j] = max(previous[j], current[j - 1], previous[j - 1] + score[i - 1, j - 1])
+    pairs = []
+    i, j = rows, cols
+    while i and j:
+        if table[i, j] == table[i - 1, j]:
+            i -= 1
+        elif table[i, j] == table[i, j - 1]:
+            j -= 1
+        else:
+            pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+    return pairs[::-1]
 
 
 def _ranks(values: Sequence[float | None]) -> list[float | None]:

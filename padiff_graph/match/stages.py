@@ -6,12 +6,19 @@
 3. :func:`bottom_up_containers` — a container matches the raw container
    holding most of its matched descendants.
 4. :func:`recover_children` — inside each matched pair, the unmatched
-   children are paired by ``linear_sum_assignment``; containers left over on
-   both sides are opened up and their children tried.
-5. :func:`order_leftovers` — an exact tree edit distance places what is
+   children are paired (aligned in call order when traced, else by
+   ``linear_sum_assignment``); containers left over are opened up and their
+   children tried.
+5. :func:`recover_leftovers` — tensor layers still unmatched meet across
+   container boundaries, under their closest common matched ancestors.
+6. :func:`drop_inconsistent_containers` — containers whose contents do not
+   correspond are unpaired: they do not compute the same thing.
+7. :func:`order_leftovers` — an exact tree edit distance places what is
    still unmatched (typically parameter-less activations) in order between
    the matches around it.
-6. :func:`pair_wrappers` — wrapper layers around matched layers pair up.
+8. :func:`align_wrapper_chains` — wrapper layers around matched layers pair
+   up by class (the matched pair may move to a wrapper that computes the same).
+9. :func:`settle_candidates` — rivals taken by confident matches are dropped.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 
-from padiff_graph.match.costs import Scorer, name_similarity
+import numpy as np
+
+from padiff_graph.knowledge.families import CONTAINER
+from padiff_graph.match.costs import INCOMPATIBLE, Scorer, monotone_alignment, name_similarity
 from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.store import MappingStore
 from padiff_graph.match.ted import tree_edit
+from padiff_graph.tree import is_within
 
 
 def anchor_identical_subtrees(scorer: Scorer, store: MappingStore) -> None:
@@ -120,7 +131,8 @@ def recover_children(scorer: Scorer, store: MappingStore) -> None:
 
     Parameter-less leaves are left to :func:`order_leftovers`, which respects
     their order. Containers left unmatched are opened up and their children
-    tried, so differently nested blocks still meet.
+    tried, so differently nested blocks still meet; the side holding the
+    bigger containers opens first, since the extra level is on that side.
     """
     base, raw = scorer.base, scorer.raw
     queue = deque(sorted(store.by_base, key=base.position.__getitem__))
@@ -139,10 +151,13 @@ def recover_children(scorer: Scorer, store: MappingStore) -> None:
                 queue.append(pair.base)
             base_left = [p for p in base_free if not store.has_base(p)]
             raw_left = [p for p in raw_free if not store.has_raw(p)]
-            if not any(_is_container(base, p) for p in base_left) and not any(_is_container(raw, p) for p in raw_left):
+            base_size = max((base.tensor_layers[p] for p in base_left if _is_container(base, p)), default=0)
+            raw_size = max((raw.tensor_layers[p] for p in raw_left if _is_container(raw, p)), default=0)
+            if not base_size and not raw_size:
                 break
-            base_free = _open_containers(base, base_left, store.has_base)
-            raw_free = _open_containers(raw, raw_left, store.has_raw)
+            # open the side holding the bigger containers: the extra level is there
+            base_free = _open_containers(base, base_left, store.has_base) if base_size >= raw_size else base_left
+            raw_free = _open_containers(raw, raw_left, store.has_raw) if raw_size >= base_size else raw_left
 
 
 def _is_container(features: TreeFeatures, path: str) -> bool:
@@ -158,6 +173,80 @@ def _open_containers(features: TreeFeatures, paths: list[str], is_matched: Calla
         else:
             opened.append(path)
     return opened
+
+
+def recover_leftovers(scorer: Scorer, store: MappingStore) -> None:
+    """Pair tensor layers still unmatched anywhere below a matched pair, deepest pair first.
+
+    Recovery only looks at a pair's own children, so a layer held inside one
+    container on one side (HuggingFace keeps the residual LayerNorm inside
+    ``attention.output``) and next to it on the other (paddle's ``norm1``)
+    is left over; here it meets its counterpart under their closest common
+    matched ancestors.
+    """
+    base, raw = scorer.base, scorer.raw
+    if not any(base.own[p] and not store.has_base(p) for p in base.kept):
+        return
+    if not any(raw.own[p] and not store.has_raw(p) for p in raw.kept):
+        return
+
+    def base_covering(path: str) -> bool:
+        partner = store.raw_of(path)
+        return partner is not None and scorer.covers_subtree(path, partner)
+
+    def raw_covering(path: str) -> bool:
+        partner = store.base_of(path)
+        return partner is not None and scorer.covers_subtree(partner, path)
+
+    for base_root in sorted(store.by_base, key=lambda path: -path.count(".") if path else 1):
+        raw_root = store.raw_of(base_root)
+        if raw_root is None or scorer.covers_subtree(base_root, raw_root):
+            continue
+        base_left = _free_tensor_layers(base, base_root, store.has_base, base_covering)
+        raw_left = _free_tensor_layers(raw, raw_root, store.has_raw, raw_covering)
+        if base_left and raw_left:
+            for pair in scorer.assign(base_left, raw_left, base_root, raw_root):
+                store.add(pair.base, pair.raw, pair.score, "leftover", pair.candidates)
+
+
+def _free_tensor_layers(
+    features: TreeFeatures, root: str, is_matched: Callable[[str], bool], is_covering: Callable[[str], bool]
+) -> list[str]:
+    """Unmatched tensor layers below ``root``, outside subtrees a conversion covers whole."""
+    result: list[str] = []
+    stack = list(features.kept_children[root])
+    while stack:
+        path = stack.pop()
+        if is_covering(path):
+            continue
+        if features.own[path] and not is_matched(path):
+            result.append(path)
+        stack.extend(features.kept_children[path])
+    return result
+
+
+def drop_inconsistent_containers(scorer: Scorer, store: MappingStore) -> None:
+    """Unpair containers whose contents do not correspond one to one.
+
+    Two containers compute the same thing only if every matched tensor layer
+    inside one has its partner inside the other. HuggingFace's ``attention``
+    (attention, residual and LayerNorm) is not paddle's ``self_attn``
+    (attention only): comparing their outputs would report a divergence
+    that is not there.
+    """
+    base, raw = scorer.base, scorer.raw
+    for match in list(store.by_base.values()):
+        if base.is_leaf(match.base) and raw.is_leaf(match.raw):
+            continue
+        leaks = any(
+            base.own[d] and store.has_base(d) and not is_within(store.raw_of(d) or "", match.raw)
+            for d in base.kept_descendants(match.base)
+        ) or any(
+            raw.own[d] and store.has_raw(d) and not is_within(store.base_of(d) or "", match.base)
+            for d in raw.kept_descendants(match.raw)
+        )
+        if leaks:
+            store.remove(match.base)
 
 
 #: Rename cost in the edit distance for two layers that cannot pair.
@@ -231,14 +320,71 @@ def _in_call_order(features: TreeFeatures, paths: list[str]) -> list[str]:
     return sorted(paths, key=lambda p: (features.call_rank.get(p, 2.0), features.position[p]))
 
 
-def pair_wrappers(scorer: Scorer, store: MappingStore) -> None:
-    """Pair the wrapper layers stacked above matched layers, innermost first."""
+def align_wrapper_chains(scorer: Scorer, store: MappingStore) -> None:
+    """Pair the layers of two matched wrapper chains by class, in order.
+
+    A wrapper and the layer it wraps hold the same tensors, but not always
+    the same computation: torchvision's ``InvertedResidual`` adds the
+    residual around a ``Sequential`` it wraps. Of each chain (outermost
+    wrapper down to the matched layer) the layers whose classes correspond
+    are paired, so a ``InvertedResidual`` faces an ``InvertedResidual``.
+    """
+    base, raw = scorer.base, scorer.raw
     for match in list(store.by_base.values()):
-        base_chain = scorer.base.wrappers_above.get(match.base, [])
-        raw_chain = scorer.raw.wrappers_above.get(match.raw, [])
-        for base_wrapper, raw_wrapper in zip(base_chain, raw_chain, strict=False):
-            if not store.has_base(base_wrapper) and not store.has_raw(raw_wrapper):
-                store.add(base_wrapper, raw_wrapper, match.score, "wrapper")
+        base_chain = [*reversed(base.wrappers_above.get(match.base, [])), match.base]
+        raw_chain = [*reversed(raw.wrappers_above.get(match.raw, [])), match.raw]
+        if len(base_chain) == len(raw_chain) == 1:
+            continue
+        similarity = np.array([[_class_similarity(scorer, b, r) for r in raw_chain] for b in base_chain])
+        similarity[-1, -1] += 0.01  # on a tie, the matched layers themselves
+        aligned = _fill_equal_gaps(
+            monotone_alignment(np.where(similarity >= 0.5, 1.0 - similarity, INCOMPATIBLE)),
+            len(base_chain),
+            len(raw_chain),
+        )
+        if not aligned or aligned == [(len(base_chain) - 1, len(raw_chain) - 1)]:
+            continue
+        store.remove(match.base)
+        for i, j in aligned:
+            if (i, j) == (len(base_chain) - 1, len(raw_chain) - 1):
+                store.add(match.base, match.raw, match.score, match.stage, match.candidates)
+            else:
+                store.add(base_chain[i], raw_chain[j], round(match.score * min(similarity[i, j], 1.0), 3), "wrapper")
+
+
+def _fill_equal_gaps(aligned: list[tuple[int, int]], base_length: int, raw_length: int) -> list[tuple[int, int]]:
+    """Also pair, in order, chain layers between two aligned ones where both sides have as many."""
+    filled = []
+    bounds = [(-1, -1), *aligned, (base_length, raw_length)]
+    for (base_start, raw_start), (base_end, raw_end) in zip(bounds, bounds[1:], strict=False):
+        if base_end - base_start == raw_end - raw_start:
+            filled += [(base_start + k, raw_start + k) for k in range(1, base_end - base_start)]
+        if base_end < base_length:
+            filled.append((base_end, raw_end))
+    return filled
+
+
+def _class_similarity(scorer: Scorer, base_path: str, raw_path: str) -> float:
+    base_family, raw_family = scorer.base.family[base_path], scorer.raw.family[raw_path]
+    if base_family != CONTAINER or raw_family != CONTAINER:
+        return 1.0 if base_family == raw_family else 0.0
+    base_class = scorer.base.tree.nodes[base_path]["class_name"]
+    raw_class = scorer.raw.tree.nodes[raw_path]["class_name"]
+    return 1.0 if base_class == raw_class else name_similarity(base_class, raw_class) / 0.75
+
+
+def settle_candidates(store: MappingStore) -> None:
+    """Drop candidates that a confident match took after the ambiguity was judged.
+
+    Ambiguity is judged inside one assignment; a candidate claimed later by a
+    match with no rival of its own is no real alternative any more.
+    """
+    confident = {match.raw for match in store.by_base.values() if not match.candidates}
+    for match in list(store.by_base.values()):
+        remaining = tuple(candidate for candidate in match.candidates if candidate not in confident)
+        if remaining != match.candidates:
+            store.remove(match.base)
+            store.add(match.base, match.raw, match.score, match.stage, remaining)
 
 
 def drop_covered_descendants(scorer: Scorer, store: MappingStore) -> tuple[set[str], set[str]]:

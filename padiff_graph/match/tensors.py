@@ -2,9 +2,9 @@
 
 A registered conversion speaks first; what it leaves is paired by name
 (exact, then known aliases such as ``running_mean``/``_mean``), then by
-shape with ``linear_sum_assignment`` on name similarity. A tensor a layer
-holds directly may pair with a one-tensor child layer on the other side
-(a raw ``nn.Parameter`` against an ``Embedding``): see :func:`absorb_children`.
+shape with ``linear_sum_assignment`` on name similarity. Tensors still
+unpaired meet later under their closest common matched layers (see
+``match._pair_leftover_tensors``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion |
     used_raw = {pair.raw for pair in pairs}
     free_base = {name: info for name, info in scope_base.items() if name not in used_base}
     free_raw = {name: info for name, info in scope_raw.items() if name not in used_raw}
-    pairs.extend(_pair_by_name_and_shape(free_base, free_raw))
+    pairs.extend(pair_by_name_and_shape(free_base, free_raw))
     used_base = {pair.base for pair in pairs}
     used_raw = {pair.raw for pair in pairs}
     return TensorMatch(
@@ -60,7 +60,8 @@ def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion |
     )
 
 
-def _pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorInfo]) -> list[TensorPair]:
+def pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorInfo]) -> list[TensorPair]:
+    """Pairs by equal or aliased names first, then by shape with name similarity breaking ties."""
     pairs: list[TensorPair] = []
     free_raw = dict(raw)
     free_base: dict[str, TensorInfo] = {}
@@ -88,37 +89,3 @@ def _pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorIn
             assert transform is not None
             pairs.append(TensorPair(base_names[i], raw_names[j], transform))
     return pairs
-
-
-def absorb_children(
-    holder_tensors: dict[str, TensorInfo],
-    leftovers: list[str],
-    children: dict[str, tuple[str, TensorInfo]],
-) -> list[tuple[str, str, str, Transform]]:
-    """Pair tensors a layer holds directly with one-tensor child layers on the other side.
-
-    Args:
-        holder_tensors: the holder layer's own tensors by local name.
-        leftovers: names among them that found no pair.
-        children: candidate layers by path relative to the other side's layer,
-            each with its single tensor's name and record.
-
-    Returns:
-        ``(holder tensor, child path, child tensor, transform)`` for each pair found.
-    """
-    result = []
-    free = dict(children)
-    for name in leftovers:
-        best, best_similarity = None, -1.0
-        for child, (_, info) in free.items():
-            if shape_transform(holder_tensors[name].shape, info.shape) is None:
-                continue
-            similarity = name_similarity(name, child.rpartition(".")[2])
-            if similarity > best_similarity:
-                best, best_similarity = child, similarity
-        if best is not None:
-            tensor_name, info = free.pop(best)
-            transform = shape_transform(holder_tensors[name].shape, info.shape)
-            assert transform is not None
-            result.append((name, best, tensor_name, transform))
-    return result
