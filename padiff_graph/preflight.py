@@ -177,17 +177,27 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
         for tensor in pair.tensors:
             base_tensor = base_index[join_path(pair.base, tensor.base)][1]
             raw_tensor = raw_index[join_path(pair.raw, tensor.raw)][1]
-            produced = tensor.transform.output_shape(base_tensor.shape)
-            expected = tensor.transform.region_shape(raw_tensor.shape)
-            if produced != expected:
+            try:
+                produced = tensor.transform.output_shape(base_tensor.shape)
+                expected = tensor.transform.region_shape(raw_tensor.shape)
+                problem = (
+                    ""
+                    if produced == expected
+                    else (
+                        f"{tensor.describe()} turns base shape {list(base_tensor.shape)} into {list(produced)}, "
+                        f"but the raw side expects {list(expected)}"
+                    )
+                )
+            except ValueError as error:
+                problem = f"{tensor.describe()} cannot apply to base shape {list(base_tensor.shape)}: {error}"
+            if problem:
                 findings.append(
                     Finding(
                         Code.SHAPE_MISMATCH,
                         Severity.ERROR,
                         pair.base,
                         pair.raw,
-                        f"{tensor.describe()} turns base shape {list(base_tensor.shape)} into {list(produced)}, "
-                        f"but the raw side expects {list(expected)}",
+                        problem,
                         "fix the transform of this tensor in the map (transpose, permute(...), an index), "
                         "or pair another tensor",
                     )

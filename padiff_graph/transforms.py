@@ -67,6 +67,37 @@ _OPS = {
 }
 
 
+def _permuted_shape(shape: tuple[int, ...], args: tuple[int, ...]) -> tuple[int, ...]:
+    if sorted(args) != list(range(len(shape))):
+        raise ValueError(f"permute{args} does not fit a {len(shape)}-d tensor")
+    return tuple(shape[axis] for axis in args)
+
+
+def _blocks_shape(shape: tuple[int, ...], args: tuple[int, ...]) -> tuple[int, ...]:
+    if not shape or not args or shape[0] % len(args) or not all(0 <= i < len(args) for i in args):
+        raise ValueError(f"blocks{args} does not split shape {list(shape)} into {len(args)} equal blocks")
+    return shape
+
+
+#: op name -> the shape of its result, from the shape of the region it reads (same rules as ``_OPS``)
+_SHAPES = {
+    "identity": lambda shape, args: shape,
+    "transpose": lambda shape, args: shape[::-1],
+    "permute": _permuted_shape,
+    "blocks": _blocks_shape,
+}
+
+
+def _region_shape(shape: tuple[int, ...], index: tuple[slice, ...] | None) -> tuple[int, ...]:
+    """The shape ``index`` selects, read off a zero-stride view (no memory, whatever the size)."""
+    if index is None:
+        return tuple(shape)
+    try:
+        return tuple(np.broadcast_to(np.empty((), dtype=np.bool_), shape)[index].shape)
+    except IndexError as error:
+        raise ValueError(f"index [{_format_index(index)}] does not fit shape {list(shape)}: {error}") from None
+
+
 def _format_index(index: tuple[slice, ...]) -> str:
     parts = []
     for part in index:
@@ -88,6 +119,10 @@ class Transform:
     def __post_init__(self) -> None:
         if self.op not in _OPS:
             raise ValueError(f"unknown transform {self.op!r}; known: {', '.join(sorted(_OPS))}")
+        if self.op in ("permute", "blocks") and not self.args:
+            raise ValueError(f"{self.op} needs an order, e.g. {self.op}(1,0)")
+        if self.op in ("identity", "transpose") and self.args:
+            raise ValueError(f"{self.op} takes no arguments")
 
     @classmethod
     def parse(cls, op_text: str, base_index: str | None = None, raw_index: str | None = None) -> Transform:
@@ -125,14 +160,16 @@ class Transform:
         return _OPS[self.op][0](region, self.args)
 
     def output_shape(self, base_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape of :meth:`apply`'s result, computed without data."""
-        return self.apply(np.empty(base_shape, dtype=np.bool_)).shape if all(base_shape) else base_shape
+        """Shape of :meth:`apply`'s result, computed without data or memory.
+
+        Raises:
+            ValueError: the transform does not apply to a tensor of this shape.
+        """
+        return _SHAPES[self.op](_region_shape(base_shape, self.base_index), self.args)
 
     def region_shape(self, raw_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape of the raw region this transform writes."""
-        if self.raw_index is None:
-            return raw_shape
-        return np.empty(raw_shape, dtype=np.bool_)[self.raw_index].shape
+        """Shape of the raw region this transform writes (``ValueError`` if the index does not fit)."""
+        return _region_shape(raw_shape, self.raw_index)
 
     def describe(self, base: str, raw: str) -> str:
         """Map-file spelling: ``in_proj_weight[0:16] -> q_proj.weight: transpose``."""
