@@ -100,7 +100,7 @@ def _load_map(path: str | None) -> Any:
 def suggest_map_command(base: str, raw: str, output: str | None, output_format: str, no_trace: bool) -> None:
     """Propose the layer map from BASE to RAW."""
     from padiff_graph import api
-    from padiff_graph.layermap import write_atomically
+    from padiff_graph.atomic import write_atomically
     from padiff_graph.report.terminal import print_map
 
     base_model, raw_model, inputs = _load_pair(base, raw)
