@@ -43,10 +43,14 @@ def export_tree(model: Any, inputs: Any = None) -> ModelTree:
     Works on models built without memory (``torch.device("meta")``,
     ``paddle.LazyGuard()``) when no inputs are given.
     """
+    return _export(model, inputs, "traced")
+
+
+def _export(model: Any, inputs: Any, side: str) -> ModelTree:
     adapter = adapter_for(model)
     call_order = None
     if inputs is not None:
-        call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs))
+        call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
     return build_tree(adapter.export(model), call_order)
 
 
@@ -83,7 +87,7 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
 def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:
     """Both models' trees; ``inputs`` as for :func:`suggest_map`."""
     base_inputs, raw_inputs = split_inputs(inputs) if inputs is not None else (None, None)
-    return export_tree(base, base_inputs), export_tree(raw, raw_inputs)
+    return _export(base, base_inputs, "base"), _export(raw, raw_inputs, "raw")
 
 
 def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> AssignReport:
@@ -142,8 +146,8 @@ def diff(
     base_inputs, raw_inputs = split_inputs(inputs)
     base_arguments = prepare(base_adapter, base, base_inputs)
     raw_arguments = prepare(raw_adapter, raw, raw_inputs)
-    base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments))
-    raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments))
+    base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments, "base"))
+    raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments, "raw"))
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)

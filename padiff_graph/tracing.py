@@ -61,9 +61,30 @@ def run_forward(
         raise ModelRunError(f"the {side} model's forward failed {where}: {type(error).__name__}: {error}") from error
 
 
-def trace_call_order(adapter: FrameworkAdapter, model: Any, arguments: CallArguments) -> list[str]:
-    """Layer paths in the order their forward first runs on ``arguments``."""
+def trace_call_order(
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced"
+) -> list[str]:
+    """Layer paths in the order their forward first runs on ``arguments``.
+
+    The run changes nothing in the model: no gradients, and every layer in
+    eval mode (each layer's own mode restored after), so BatchNorm keeps its
+    running statistics and dropout draws no random numbers.
+    """
+    layers = adapter.named_layers(model)
     tracker = CallTracker()
-    with hooks(track_calls(adapter, adapter.named_layers(model), tracker)), adapter.no_grad():
-        run_forward(adapter, model, arguments, tracker, "traced")
+    with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad(), evaluation_mode(layers):
+        run_forward(adapter, model, arguments, tracker, side)
     return tracker.order
+
+
+@contextmanager
+def evaluation_mode(layers: dict[str, Any]) -> Iterator[None]:
+    """Every layer in eval mode for the block; each gets its own mode back after."""
+    modes = {path: layer.training for path, layer in layers.items()}
+    for layer in layers.values():
+        layer.training = False
+    try:
+        yield
+    finally:
+        for path, layer in layers.items():
+            layer.training = modes[path]
