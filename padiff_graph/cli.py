@@ -128,7 +128,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
     from padiff_graph import api
     from padiff_graph.preflight import has_errors, preflight_trees
     from padiff_graph.report.document import check_document, dumps
-    from padiff_graph.report.terminal import print_findings, summary_line
+    from padiff_graph.report.terminal import print_check
 
     layer_map = _load_map(map_file)
     base_model, raw_model, inputs = _load_pair(base, raw)
@@ -139,9 +139,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(check_document(layer_map, findings)))
     else:
-        console = _console()
-        print_findings(console, findings)
-        console.print(summary_line(findings))
+        print_check(_console(), base_tree, raw_tree, layer_map, findings)
     sys.exit(1 if has_errors(findings) else 0)
 
 
@@ -191,7 +189,7 @@ def diff(
     if as_json:
         click.echo(dumps(diff_document(report)))
     else:
-        print_diff(_console(), report, api.export_tree(base_model))
+        print_diff(_console(), report, *api.export_pair(base_model, raw_model))
     sys.exit(0 if report.ok else 1)
 
 
