@@ -32,6 +32,7 @@ from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegis
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.preflight import Code, Finding, preflight_trees
+from padiff_graph.progress import task
 from padiff_graph.tracing import trace_call_order
 from padiff_graph.tree import ModelTree, build_tree
 from padiff_graph.weights import AssignReport, copy_weights, raise_for_blocking
@@ -50,8 +51,10 @@ def _export(model: Any, inputs: Any, side: str) -> ModelTree:
     adapter = adapter_for(model)
     call_order = None
     if inputs is not None:
-        call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
-    return build_tree(adapter.export(model), call_order)
+        with task(f"tracing the {side} model"):
+            call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
+    with task(f"exporting the {side} model"):
+        return build_tree(adapter.export(model), call_order)
 
 
 def suggest_map(
@@ -146,8 +149,9 @@ def diff(
     base_inputs, raw_inputs = split_inputs(inputs)
     base_arguments = prepare(base_adapter, base, base_inputs)
     raw_arguments = prepare(raw_adapter, raw, raw_inputs)
-    base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments, "base"))
-    raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments, "raw"))
+    with task("tracing both models"):
+        base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments, "base"))
+        raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments, "raw"))
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
@@ -163,7 +167,8 @@ def diff(
         return DiffReport(False, stopped, [], findings, layer_map, settings)
     if assign:
         raise_for_blocking(findings)
-        copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
+        with task("copying weights base -> raw"):
+            copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
     with random_layers_disabled(base_adapter, base, base_tree), random_layers_disabled(raw_adapter, raw, raw_tree):
         comparisons, unproduced = run_and_compare(
             (base_adapter, base, base_arguments), (raw_adapter, raw, raw_arguments), layer_map, tolerance, backward

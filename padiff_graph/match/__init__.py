@@ -26,11 +26,22 @@ from padiff_graph.match.stages import (
 )
 from padiff_graph.match.store import MappingStore
 from padiff_graph.match.tensors import TensorMatch, absorb_children, pair_layer_tensors
+from padiff_graph.progress import task
 from padiff_graph.records import TensorInfo, join_path
 from padiff_graph.transforms import TensorPair
 from padiff_graph.tree import ModelTree
 
 __all__ = ["MatchOptions", "match_trees"]
+
+#: the stages, in the order they run on one mapping store
+STAGES = (
+    anchor_identical_subtrees,
+    match_roots,
+    bottom_up_containers,
+    recover_children,
+    order_leftovers,
+    pair_wrappers,
+)
 
 
 def match_trees(
@@ -47,16 +58,14 @@ def match_trees(
         >>> [(pair.base, pair.raw) for pair in layer_map.pairs][:2]
         [('', ''), ('conv1', 'conv1')]
     """
-    scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
-    store = MappingStore()
-    anchor_identical_subtrees(scorer, store)
-    match_roots(scorer, store)
-    bottom_up_containers(scorer, store)
-    recover_children(scorer, store)
-    order_leftovers(scorer, store)
-    pair_wrappers(scorer, store)
-    covered_base, covered_raw = drop_covered_descendants(scorer, store)
-    return _assemble(scorer, store, covered_base, covered_raw)
+    with task("matching layers", total=len(STAGES)) as advance:
+        scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
+        store = MappingStore()
+        for stage in STAGES:
+            stage(scorer, store)
+            advance()
+        covered_base, covered_raw = drop_covered_descendants(scorer, store)
+        return _assemble(scorer, store, covered_base, covered_raw)
 
 
 def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], covered_raw: set[str]) -> LayerMap:
