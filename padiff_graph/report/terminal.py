@@ -66,19 +66,29 @@ def model_tree(tree: ModelTree, marks: Mapping[str, str] | None = None, max_dept
     return root
 
 
-def _cell(tree: ModelTree, entry: Entry | None, state: LayerState | None, paired: bool, mark: str) -> str:
-    if entry is None or state is None:
+def _cell(tree: ModelTree, entry: Entry | None, states: Mapping[str, LayerState], paired: bool, mark: str) -> str:
+    if entry is None:
         return ""
+    state = states[entry.path]
     text = "  " * entry.depth + _label(tree, entry, {})
     if state.status in (Status.CONVERTED, Status.ABSORBED):
         text += f"  [{_STATUS_STYLE[state.status]}]{state.status.value} ↔ {escape(state.partner or '<root>')}[/]"
     elif state.status is not Status.MATCHED:
         text += f"  [{_STATUS_STYLE[state.status]}]{state.status.value}[/]"
     elif not paired:
-        text += f"  [magenta]↔ {escape(state.partner or '<root>')} (other order)[/]"
+        text += f"  [magenta]↔ {escape(_partner_name(entry.path, states))} (other order)[/]"
     if mark:
         text += f"  {mark}"
     return text
+
+
+def _partner_name(path: str, states: Mapping[str, LayerState]) -> str:
+    """The partner's local name where the parents are partners too, else its full path."""
+    partner = states[path].partner or ""
+    parent = states.get(path.rpartition(".")[0]) if path else None
+    if parent is not None and parent.partner is not None and partner.rpartition(".")[0] == parent.partner:
+        return partner.rpartition(".")[2]
+    return partner or "<root>"
 
 
 def side_by_side(
@@ -113,15 +123,13 @@ def side_by_side(
     for row in layout.rows:
         base_mark = tags.get(("base", row.base.path), "") if row.base else ""
         raw_mark = tags.get(("raw", row.raw.path), "") if row.raw else ""
-        base_state = layout.base_states[row.base.path] if row.base else None
-        raw_state = layout.raw_states[row.raw.path] if row.raw else None
         cells = [
-            _cell(base_tree, row.base, base_state, row.paired, base_mark),
+            _cell(base_tree, row.base, layout.base_states, row.paired, base_mark),
             "[red]✗[/]" if FIRST_DIVERGENCE in base_mark + raw_mark else ("─" if row.paired else ""),
-            _cell(raw_tree, row.raw, raw_state, row.paired, raw_mark),
+            _cell(raw_tree, row.raw, layout.raw_states, row.paired, raw_mark),
         ]
         if figures is not None:
-            cells += _figure_cells(figures, row.base.stands_for if row.base is not None and row.paired else ())
+            cells += _figure_cells(figures, row.base.stands_for if row.base is not None else ())
         table.add_row(*cells)
     return table
 
