@@ -33,6 +33,7 @@ from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.preflight import Code, Finding, preflight_trees
 from padiff_graph.progress import task
+from padiff_graph.records import TensorKind
 from padiff_graph.tracing import trace_call_order
 from padiff_graph.tree import ModelTree, build_tree
 from padiff_graph.weights import AssignReport, copy_weights, raise_for_blocking
@@ -54,7 +55,7 @@ def _export(model: Any, inputs: Any, side: str) -> ModelTree:
         with task(f"tracing the {side} model"):
             call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
     with task(f"exporting the {side} model"):
-        return build_tree(adapter.export(model), call_order)
+        return build_tree(adapter.export(model), call_order, adapter.shared_layers(model))
 
 
 def suggest_map(
@@ -150,8 +151,10 @@ def diff(
     base_arguments = prepare(base_adapter, base, base_inputs)
     raw_arguments = prepare(raw_adapter, raw, raw_inputs)
     with task("tracing both models"):
-        base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments, "base"))
-        raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments, "raw"))
+        base_order = trace_call_order(base_adapter, base, base_arguments, "base")
+        raw_order = trace_call_order(raw_adapter, raw, raw_arguments, "raw")
+        base_tree = build_tree(base_adapter.export(base), base_order, base_adapter.shared_layers(base))
+        raw_tree = build_tree(raw_adapter.export(raw), raw_order, raw_adapter.shared_layers(raw))
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
@@ -159,6 +162,8 @@ def diff(
     tolerance = Tolerance(
         atol if atol is not None else default_atol, rtol if rtol is not None else default_rtol, compare_mode
     )
+    # without a trainable tensor on either side there is no gradient to compare (and no loss to take)
+    backward = backward and (_trainable(base_tree) or _trainable(raw_tree))
     settings = {"atol": tolerance.atol, "rtol": tolerance.rtol, "mode": compare_mode.value, "backward": backward}
     random = [f for f in findings if f.code is Code.RANDOM_OP]
     if random and random_ops == "error":
@@ -179,3 +184,8 @@ def diff(
 
 def _float_dtypes(tree: ModelTree) -> set[str]:
     return {tensor.dtype for path in tree.nodes for tensor in tree.nodes[path]["tensors"]}
+
+
+def _trainable(tree: ModelTree) -> bool:
+    kinds = (TensorKind.PARAMETER, TensorKind.EMBEDDING)
+    return any(tensor.kind in kinds for path in tree.nodes for tensor in tree.nodes[path]["tensors"])

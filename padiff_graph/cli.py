@@ -29,11 +29,12 @@ def _console(quiet: bool = False) -> Console:
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[None]:
-    """A progress bar on stderr for the long steps, unless the output is for a script."""
+    """A progress bar on stderr for the long steps, when a person watches a terminal."""
     from padiff_graph.progress import reporting
     from padiff_graph.report.progress import RichReporter
 
-    with reporting(None if quiet else RichReporter(Console(stderr=True))):
+    console = Console(stderr=True)
+    with reporting(RichReporter(console) if console.is_terminal and not quiet else None):
         yield
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.compare import Mode, Verdict, compare_arrays
+from padiff_graph.errors import ModelRunError
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
 from padiff_graph.inputs import CallArguments
 from padiff_graph.knowledge.families import is_random
@@ -157,7 +158,10 @@ class _Side:
     def run(self, arguments: CallArguments, side: str, backward: bool) -> Any:
         output = run_forward(self.adapter, self.model, arguments, self.tracker, side)
         if backward:
-            loss = self.adapter.mean_loss(output)
+            try:
+                loss = self.adapter.mean_loss(output)
+            except ValueError as error:
+                raise ModelRunError(f"cannot run backward on the {side} model: {error}; use --forward-only") from None
             self.adapter.backward(loss)
         return output
 

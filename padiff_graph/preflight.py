@@ -152,15 +152,23 @@ def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Fin
             info = layer_info(tree, path)
             other = "raw" if side == "base" else "base"
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in missing)
+            message = f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model"
+            hint = (
+                f"if it exists on the {side} side only (an auxiliary head, say), list it under "
+                f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand"
+            )
+            shared = (raw if side == "base" else base).graph.get("shared", {})
+            if path in shared:
+                message += f": there, {path!r} is the same layer object as {shared[path]!r} (shared weights)"
+                hint = f"share the layer on the {side} side too, or give the {other} model a layer of its own there"
             findings.append(
                 Finding(
                     Code.UNMATCHED,
                     Severity.ERROR,
                     path if side == "base" else None,
                     path if side == "raw" else None,
-                    f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model",
-                    f"if it exists on the {side} side only (an auxiliary head, say), list it under "
-                    f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand",
+                    message,
+                    hint,
                 )
             )
     return findings

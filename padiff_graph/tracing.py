@@ -15,6 +15,9 @@ from padiff_graph.errors import ModelRunError
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.inputs import CallArguments
 
+#: the first run is where inputs of the wrong shape or dtype show up
+FIRST_RUN_HINT = "; check that the inputs' names, shapes and dtypes fit the model's forward"
+
 
 class CallTracker:
     """Records which layers started running, in order."""
@@ -51,14 +54,16 @@ def _enter(tracker: CallTracker, path: str) -> Callable[[], None]:
 
 
 def run_forward(
-    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str, hint: str = ""
 ) -> Any:
-    """``model(*args, **kwargs)``, with a failure reported at the last layer entered."""
+    """``model(*args, **kwargs)``, with a failure reported at the last layer entered (and ``hint``)."""
     try:
         return model(*arguments.args, **arguments.kwargs)
     except Exception as error:  # the user's forward may raise anything
         where = f"in layer {tracker.last!r}" if tracker.last else "before any layer ran"
-        raise ModelRunError(f"the {side} model's forward failed {where}: {type(error).__name__}: {error}") from error
+        raise ModelRunError(
+            f"the {side} model's forward failed {where}: {type(error).__name__}: {error}{hint}"
+        ) from error
 
 
 def trace_call_order(
@@ -73,7 +78,7 @@ def trace_call_order(
     layers = adapter.named_layers(model)
     tracker = CallTracker()
     with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad(), evaluation_mode(layers):
-        run_forward(adapter, model, arguments, tracker, side)
+        run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
     return tracker.order
 
 
