@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from padiff_graph.errors import OutputError
+
 
 def write_atomically(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` through a temporary file and a rename."""
@@ -28,10 +30,16 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
     For writers that want a file object (``numpy.savez``, ``json.dump``). If
     the block raises, the temporary file is removed and ``path`` is untouched.
+
+    Raises:
+        OutputError: the folder cannot be created or written, or the disk is full.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise OutputError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             yield stream
@@ -39,6 +47,9 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             os.fsync(stream.fileno())
         os.chmod(temporary, _mode_for(target))
         os.replace(temporary, target)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -73,3 +73,20 @@ def test_a_killed_first_write_leaves_no_file_at_all(tmp_path) -> None:
     )
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert not target.exists()
+
+
+def test_an_unwritable_target_is_a_one_line_error(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from padiff_graph.cli import main
+    from padiff_graph.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_atomically(blocker / "report.html", "x")  # a file where a folder should be
+    example = ROOT / "examples" / "identical.py"
+    result = CliRunner().invoke(
+        main, ["check", f"{example}:base", f"{example}:raw", "--html", str(blocker / "r.html"), "-q"]
+    )
+    assert result.exit_code == 2 and "error: cannot write" in result.output and "Traceback" not in result.output

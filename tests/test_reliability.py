@@ -159,6 +159,14 @@ BAD_MODELS = textwrap.dedent(
 
     def not_a_model():
         return {"weights": [1, 2, 3]}
+
+    class Detached(Net):
+        def forward(self, x):
+            return super().forward(x).detach()
+
+    def detached():
+        torch.manual_seed(0)
+        return Detached(), X
     """
 )
 
@@ -248,3 +256,9 @@ def test_models_without_parameters(bad) -> None:
     code, output = cli("diff", torch_spec, paddle_spec, "--json")
     assert json.loads(output)["settings"]["backward"] is False  # nothing to differentiate
     assert cli("show", paddle_spec)[0] == 0
+
+
+def test_an_output_without_gradient_stops_backward_with_a_clear_error(bad) -> None:
+    code, output = cli("diff", bad("clean"), bad("detached"))
+    assert code == 2 and "cannot run backward on the raw model" in output and "--forward-only" in output
+    assert cli("diff", bad("clean"), bad("detached"), "--forward-only")[0] == 0
