@@ -45,8 +45,11 @@ BIG_MODELS = textwrap.dedent(
 def test_check_and_show_collapse_a_few_thousand_layers(tmp_path) -> None:
     (tmp_path / "big.py").write_text(BIG_MODELS)
     base, raw = f"{tmp_path / 'big.py'}:base", f"{tmp_path / 'big.py'}:raw"
-    check = CliRunner().invoke(main, ["check", base, raw], env={"COLUMNS": "160"})
+    page = tmp_path / "big.html"
+    check = CliRunner().invoke(main, ["check", base, raw, "--html", str(page)], env={"COLUMNS": "160"})
     assert check.exit_code == 0, check.output
+    html = page.read_text()
+    assert html.count('class="row ') < 40 and html.count("×200") == 2  # the HTML page collapses the same way
     rows = [line for line in check.output.splitlines() if "─" in line and "Linear" in line]
     assert len(rows) == 6  # q, k, v, o and the MLP's two Linears: once, not once per block
     block_row = next(line for line in check.output.splitlines() if "(×200)" in line)

@@ -176,7 +176,8 @@ def _links(
                 "raw": target,
                 "path": f"M0,{y1:.1f} C{middle:.1f},{y1:.1f} {middle:.1f},{y2:.1f} {LINK_WIDTH},{y2:.1f}",
                 "diverged": first is not None and entry.path == first.base,
-                "crossed": raw_rows[target].path != state.partner,
+                # the partner sits inside a collapsed run: the line goes to the row standing for it
+                "approximate": raw_rows[target].path != state.partner,
             }
         )
     return links

@@ -193,13 +193,16 @@ def print_check(
     console: Console, base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap, findings: list[Finding]
 ) -> None:
     """``check``'s report: both trees with each layer's findings, then the findings with their hints."""
-    marks = {
+    console.print(side_by_side(base_tree, raw_tree, layer_map, _finding_tags(findings)))
+    print_findings(console, findings)
+    console.print(summary_line(findings))
+
+
+def _finding_tags(findings: list[Finding]) -> dict[tuple[str, str], str]:
+    return {
         key: " ".join(f"[{_SEVERITY_STYLE[severity]}]{escape(code)}[/]" for severity, code in codes)
         for key, codes in finding_marks(findings).items()
     }
-    console.print(side_by_side(base_tree, raw_tree, layer_map, marks))
-    print_findings(console, findings)
-    console.print(summary_line(findings))
 
 
 def print_diff(
@@ -225,7 +228,8 @@ def print_diff(
     if base_tree is not None and raw_tree is not None:
         pair = None if first is None else (first.base, first.raw)
         figures = forward_errors(report.comparisons)
-        console.print(side_by_side(base_tree, raw_tree, report.layer_map, None, figures, pair))
+        tags = _finding_tags(report.findings)
+        console.print(side_by_side(base_tree, raw_tree, report.layer_map, tags, figures, pair))
     elif base_tree is not None and first is not None and first.base in base_tree:
         console.print(model_tree(base_tree, {first.base: FIRST_DIVERGENCE}))
     if first is None:
@@ -236,4 +240,5 @@ def print_diff(
         f"raw [bold]{escape(first.raw or '<root>')}[/] ({first.stage})"
     )
     console.print(f"    {escape(first.message)}")
-    console.print(f"[dim]{len(failed)} of {len(report.comparisons)} comparisons differ[/]")
+    if report.comparisons:
+        console.print(f"[dim]{len(failed)} of {len(report.comparisons)} comparisons differ[/]")
