@@ -24,6 +24,7 @@ from padiff_graph.errors import (
     InputError,
     LayerMapError,
     ModelRunError,
+    OutputError,
     PadiffGraphError,
     UnsupportedModelError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "LayerPair",
     "MatchOptions",
     "ModelRunError",
+    "OutputError",
     "PadiffGraphError",
     "Severity",
     "TensorKind",

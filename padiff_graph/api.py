@@ -32,6 +32,8 @@ from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegis
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.preflight import Code, Finding, preflight_trees
+from padiff_graph.progress import task
+from padiff_graph.records import TensorKind
 from padiff_graph.runtime import paused_gc
 from padiff_graph.tracing import trace_call_order
 from padiff_graph.tree import ModelTree, build_tree
@@ -44,12 +46,17 @@ def export_tree(model: Any, inputs: Any = None) -> ModelTree:
     Works on models built without memory (``torch.device("meta")``,
     ``paddle.LazyGuard()``) when no inputs are given.
     """
+    return _export(model, inputs, "traced")
+
+
+def _export(model: Any, inputs: Any, side: str) -> ModelTree:
     adapter = adapter_for(model)
     call_order = None
     if inputs is not None:
-        call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs))
-    with paused_gc():
-        return build_tree(adapter.export(model), call_order)
+        with task(f"tracing the {side} model"):
+            call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
+    with task(f"exporting the {side} model"), paused_gc():
+        return build_tree(adapter.export(model), call_order, adapter.shared_layers(model))
 
 
 def suggest_map(
@@ -85,7 +92,7 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
 def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:
     """Both models' trees; ``inputs`` as for :func:`suggest_map`."""
     base_inputs, raw_inputs = split_inputs(inputs) if inputs is not None else (None, None)
-    return export_tree(base, base_inputs), export_tree(raw, raw_inputs)
+    return _export(base, base_inputs, "base"), _export(raw, raw_inputs, "raw")
 
 
 def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> AssignReport:
@@ -144,8 +151,11 @@ def diff(
     base_inputs, raw_inputs = split_inputs(inputs)
     base_arguments = prepare(base_adapter, base, base_inputs)
     raw_arguments = prepare(raw_adapter, raw, raw_inputs)
-    base_tree = build_tree(base_adapter.export(base), trace_call_order(base_adapter, base, base_arguments))
-    raw_tree = build_tree(raw_adapter.export(raw), trace_call_order(raw_adapter, raw, raw_arguments))
+    with task("tracing both models"):
+        base_order = trace_call_order(base_adapter, base, base_arguments, "base")
+        raw_order = trace_call_order(raw_adapter, raw, raw_arguments, "raw")
+        base_tree = build_tree(base_adapter.export(base), base_order, base_adapter.shared_layers(base))
+        raw_tree = build_tree(raw_adapter.export(raw), raw_order, raw_adapter.shared_layers(raw))
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
@@ -153,6 +163,8 @@ def diff(
     tolerance = Tolerance(
         atol if atol is not None else default_atol, rtol if rtol is not None else default_rtol, compare_mode
     )
+    # without a trainable tensor on either side there is no gradient to compare (and no loss to take)
+    backward = backward and (_trainable(base_tree) or _trainable(raw_tree))
     settings = {"atol": tolerance.atol, "rtol": tolerance.rtol, "mode": compare_mode.value, "backward": backward}
     random = [f for f in findings if f.code is Code.RANDOM_OP]
     if random and random_ops == "error":
@@ -161,7 +173,8 @@ def diff(
         return DiffReport(False, stopped, [], findings, layer_map, settings)
     if assign:
         raise_for_blocking(findings)
-        copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
+        with task("copying weights base -> raw"):
+            copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
     with random_layers_disabled(base_adapter, base, base_tree), random_layers_disabled(raw_adapter, raw, raw_tree):
         comparisons, unproduced = run_and_compare(
             (base_adapter, base, base_arguments), (raw_adapter, raw, raw_arguments), layer_map, tolerance, backward
@@ -172,3 +185,8 @@ def diff(
 
 def _float_dtypes(tree: ModelTree) -> set[str]:
     return {tensor.dtype for path in tree.nodes for tensor in tree.nodes[path]["tensors"]}
+
+
+def _trainable(tree: ModelTree) -> bool:
+    kinds = (TensorKind.PARAMETER, TensorKind.EMBEDDING)
+    return any(tensor.kind in kinds for path in tree.nodes for tensor in tree.nodes[path]["tensors"])

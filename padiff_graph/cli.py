@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,23 @@ _state = {"debug": False}
 
 def _console(quiet: bool = False) -> Console:
     return Console(quiet=quiet, highlight=False, soft_wrap=False)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[None]:
+    """A progress bar on stderr for the long steps, when a person watches a terminal."""
+    from padiff_graph.progress import reporting
+    from padiff_graph.report.progress import RichReporter
+
+    console = Console(stderr=True)
+    with reporting(RichReporter(console) if console.is_terminal and not quiet else None):
+        yield
+
+
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells.")
+_html_option = click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report here."
+)
 
 
 def _errors(command: F) -> F:
@@ -96,21 +114,25 @@ def _load_map(path: str | None) -> Any:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the map here (default: print it).")
 @click.option("--format", "output_format", type=click.Choice(["yaml", "padiff"]), default="yaml", show_default=True)
 @click.option("--no-trace", is_flag=True, help="Do not run the models to learn their call order.")
+@_quiet_option
 @_errors
-def suggest_map_command(base: str, raw: str, output: str | None, output_format: str, no_trace: bool) -> None:
+def suggest_map_command(
+    base: str, raw: str, output: str | None, output_format: str, no_trace: bool, quiet: bool
+) -> None:
     """Propose the layer map from BASE to RAW."""
     from padiff_graph import api
-    from padiff_graph.layermap import write_atomically
+    from padiff_graph.atomic import write_atomically
     from padiff_graph.report.terminal import print_map
 
     base_model, raw_model, inputs = _load_pair(base, raw)
-    layer_map = api.suggest_map(base_model, raw_model, None if no_trace else inputs)
+    with _progress(quiet or output is None):
+        layer_map = api.suggest_map(base_model, raw_model, None if no_trace else inputs)
     text = layer_map.dumps() if output_format == "yaml" else layer_map.padiff_snippet()
     if output is None:
         click.echo(text, nl=False)
         return
     write_atomically(Path(output), text)
-    console = _console()
+    console = _console(quiet)
     print_map(console, layer_map)
     console.print(f"wrote {output}")
 
@@ -121,27 +143,32 @@ def suggest_map_command(base: str, raw: str, output: str | None, output_format: 
 @click.option(
     "--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file to check instead of proposing one."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings and the map as JSON (docs/json.md).")
+@_html_option
+@_quiet_option
 @_errors
-def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
+def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: str | None, quiet: bool) -> None:
     """Pre-flight check: what would break an order-based weight copy, and what to do."""
     from padiff_graph import api
     from padiff_graph.preflight import has_errors, preflight_trees
     from padiff_graph.report.document import check_document, dumps
-    from padiff_graph.report.terminal import print_findings, summary_line
+    from padiff_graph.report.terminal import print_check
 
     layer_map = _load_map(map_file)
     base_model, raw_model, inputs = _load_pair(base, raw)
-    base_tree, raw_tree = api.export_pair(base_model, raw_model, inputs)
-    if layer_map is None:
-        layer_map = api.match_trees(base_tree, raw_tree)
-    findings = preflight_trees(base_tree, raw_tree, layer_map)
+    with _progress(quiet or as_json):
+        base_tree, raw_tree = api.export_pair(base_model, raw_model, inputs)
+        if layer_map is None:
+            layer_map = api.match_trees(base_tree, raw_tree)
+        findings = preflight_trees(base_tree, raw_tree, layer_map)
+    if html_file is not None:
+        from padiff_graph.report.html import write_html
+
+        write_html(html_file, base_tree, raw_tree, layer_map, findings)
     if as_json:
         click.echo(dumps(check_document(layer_map, findings)))
-    else:
-        console = _console()
-        print_findings(console, findings)
-        console.print(summary_line(findings))
+    elif not quiet:
+        print_check(_console(), base_tree, raw_tree, layer_map, findings)
     sys.exit(1 if has_errors(findings) else 0)
 
 
@@ -154,7 +181,9 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @click.option("--forward-only", is_flag=True, help="Compare the forward pass only.")
 @click.option("--disable-random", is_flag=True, help="Switch dropout and other random layers off for the run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/json.md).")
+@_html_option
+@_quiet_option
 @_errors
 def diff(
     base: str,
@@ -166,6 +195,8 @@ def diff(
     forward_only: bool,
     disable_random: bool,
     as_json: bool,
+    html_file: str | None,
+    quiet: bool,
 ) -> None:
     """Copy BASE's weights into RAW, run both and name the first diverging layer."""
     from padiff_graph import api
@@ -177,21 +208,27 @@ def diff(
     base_model, raw_model, inputs = _load_pair(base, raw)
     if inputs is None:
         raise InputError("diff needs inputs: let a factory return (model, inputs), inputs being a dict of arrays")
-    report = api.diff(
-        base_model,
-        raw_model,
-        inputs,
-        layer_map,
-        atol=atol,
-        rtol=rtol,
-        mode=mode,
-        backward=not forward_only,
-        random_ops="disable" if disable_random else "error",
-    )
+    with _progress(quiet or as_json):
+        report = api.diff(
+            base_model,
+            raw_model,
+            inputs,
+            layer_map,
+            atol=atol,
+            rtol=rtol,
+            mode=mode,
+            backward=not forward_only,
+            random_ops="disable" if disable_random else "error",
+        )
+    if html_file is not None:
+        from padiff_graph.report.html import write_html
+
+        base_tree, raw_tree = api.export_pair(base_model, raw_model)
+        write_html(html_file, base_tree, raw_tree, report.layer_map, report.findings, report)
     if as_json:
         click.echo(dumps(diff_document(report)))
-    else:
-        print_diff(_console(), report, api.export_tree(base_model))
+    elif not quiet:
+        print_diff(_console(), report, *api.export_pair(base_model, raw_model))
     sys.exit(0 if report.ok else 1)
 
 
@@ -205,7 +242,10 @@ def show(model: str, depth: int | None) -> None:
     from padiff_graph.loading import load_model
     from padiff_graph.report.terminal import print_tree
 
-    print_tree(_console(), api.export_tree(load_model(model).model), depth)
+    loaded = load_model(model)
+    with _progress(False):
+        tree = api.export_tree(loaded.model)
+    print_tree(_console(), tree, depth)
 
 
 @main.command()

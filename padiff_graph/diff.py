@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.compare import Mode, Verdict, compare_arrays
+from padiff_graph.errors import ModelRunError
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
 from padiff_graph.inputs import CallArguments
 from padiff_graph.knowledge.families import is_random
 from padiff_graph.layermap import LayerMap
 from padiff_graph.preflight import Finding
+from padiff_graph.progress import task
 from padiff_graph.records import join_path
 from padiff_graph.tracing import CallTracker, hooks, run_forward, track_calls
 from padiff_graph.tree import ModelTree, layer_info
@@ -156,7 +158,10 @@ class _Side:
     def run(self, arguments: CallArguments, side: str, backward: bool) -> Any:
         output = run_forward(self.adapter, self.model, arguments, self.tracker, side)
         if backward:
-            loss = self.adapter.mean_loss(output)
+            try:
+                loss = self.adapter.mean_loss(output)
+            except ValueError as error:
+                raise ModelRunError(f"cannot run backward on the {side} model: {error}; use --forward-only") from None
             self.adapter.backward(loss)
         return output
 
@@ -206,17 +211,26 @@ def run_and_compare(
         comparisons.append(Comparison(key[0], raw_of[key[0]], stage, key[1], key[2], verdict))
 
     base_side = _Side(base_adapter, base_model, {p.base: p.base for p in pairs}, keep, backward)
-    raw_side = _Side(raw_adapter, raw_model, {p.raw: p.base for p in pairs}, check, backward)
     base_adapter.clear_grads(base_model)
     raw_adapter.clear_grads(raw_model)
-    with hooks(base_side.install()):
+    with hooks(base_side.install()), task("running the base model"):
         base_side.run(base_arguments, "base", backward)
-    with hooks(raw_side.install()):
-        raw_side.run(raw_arguments, "raw", backward)
+    with task("running the raw model, comparing layer by layer", total=len(stored)) as advance:
+        raw_side = _Side(raw_adapter, raw_model, {p.raw: p.base for p in pairs}, _advancing(check, advance), backward)
+        with hooks(raw_side.install()):
+            raw_side.run(raw_arguments, "raw", backward)
     if backward:
         comparisons += _compare_parameter_grads(base, raw, layer_map, tolerance, raw_side.tracker.order)
     unproduced = sorted({f"{stage} {key[0]} (call {key[1]})" for stage, key in stored})
     return comparisons, unproduced
+
+
+def _advancing(sink: Callable[[str, RecordKey, np.ndarray], None], advance: Callable[[], None]) -> Callable[..., None]:
+    def record(stage: str, key: RecordKey, value: np.ndarray) -> None:
+        sink(stage, key, value)
+        advance()
+
+    return record
 
 
 def _compare_parameter_grads(

@@ -30,6 +30,10 @@ class LayerMapError(InputError):
     """A layer-map file or object is malformed or does not fit the models."""
 
 
+class OutputError(PadiffGraphError):
+    """A map, report or dump could not be written (the target is left as it was)."""
+
+
 class AssignError(PadiffGraphError):
     """Weights could not be copied through the map (names both layers)."""
 

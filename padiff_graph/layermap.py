@@ -23,7 +23,6 @@ field, so an error names the line and the problem.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from padiff_graph.atomic import write_atomically
 from padiff_graph.errors import LayerMapError
 from padiff_graph.transforms import TensorPair
 
@@ -193,18 +193,3 @@ def _attribute_path(root: str, path: str) -> str:
     for part in path.split("."):
         parts.append(f"[{part}]" if part.isdigit() else f".{part}")
     return "".join(parts)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

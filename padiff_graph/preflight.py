@@ -152,15 +152,23 @@ def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Fin
             info = layer_info(tree, path)
             other = "raw" if side == "base" else "base"
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in missing)
+            message = f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model"
+            hint = (
+                f"if it exists on the {side} side only (an auxiliary head, say), list it under "
+                f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand"
+            )
+            shared = (raw if side == "base" else base).graph.get("shared", {})
+            if path in shared:
+                message += f": there, {path!r} is the same layer object as {shared[path]!r} (shared weights)"
+                hint = f"share the layer on the {side} side too, or give the {other} model a layer of its own there"
             findings.append(
                 Finding(
                     Code.UNMATCHED,
                     Severity.ERROR,
                     path if side == "base" else None,
                     path if side == "raw" else None,
-                    f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model",
-                    f"if it exists on the {side} side only (an auxiliary head, say), list it under "
-                    f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand",
+                    message,
+                    hint,
                 )
             )
     return findings
@@ -177,17 +185,27 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
         for tensor in pair.tensors:
             base_tensor = base_index[join_path(pair.base, tensor.base)][1]
             raw_tensor = raw_index[join_path(pair.raw, tensor.raw)][1]
-            produced = tensor.transform.output_shape(base_tensor.shape)
-            expected = tensor.transform.region_shape(raw_tensor.shape)
-            if produced != expected:
+            try:
+                produced = tensor.transform.output_shape(base_tensor.shape)
+                expected = tensor.transform.region_shape(raw_tensor.shape)
+                problem = (
+                    ""
+                    if produced == expected
+                    else (
+                        f"{tensor.describe()} turns base shape {list(base_tensor.shape)} into {list(produced)}, "
+                        f"but the raw side expects {list(expected)}"
+                    )
+                )
+            except ValueError as error:
+                problem = f"{tensor.describe()} cannot apply to base shape {list(base_tensor.shape)}: {error}"
+            if problem:
                 findings.append(
                     Finding(
                         Code.SHAPE_MISMATCH,
                         Severity.ERROR,
                         pair.base,
                         pair.raw,
-                        f"{tensor.describe()} turns base shape {list(base_tensor.shape)} into {list(produced)}, "
-                        f"but the raw side expects {list(expected)}",
+                        problem,
                         "fix the transform of this tensor in the map (transpose, permute(...), an index), "
                         "or pair another tensor",
                     )

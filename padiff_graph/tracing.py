@@ -15,6 +15,9 @@ from padiff_graph.errors import ModelRunError
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.inputs import CallArguments
 
+#: the first run is where inputs of the wrong shape or dtype show up
+FIRST_RUN_HINT = "; check that the inputs' names, shapes and dtypes fit the model's forward"
+
 
 class CallTracker:
     """Records which layers started running, in order."""
@@ -51,19 +54,42 @@ def _enter(tracker: CallTracker, path: str) -> Callable[[], None]:
 
 
 def run_forward(
-    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str, hint: str = ""
 ) -> Any:
-    """``model(*args, **kwargs)``, with a failure reported at the last layer entered."""
+    """``model(*args, **kwargs)``, with a failure reported at the last layer entered (and ``hint``)."""
     try:
         return model(*arguments.args, **arguments.kwargs)
     except Exception as error:  # the user's forward may raise anything
         where = f"in layer {tracker.last!r}" if tracker.last else "before any layer ran"
-        raise ModelRunError(f"the {side} model's forward failed {where}: {type(error).__name__}: {error}") from error
+        raise ModelRunError(
+            f"the {side} model's forward failed {where}: {type(error).__name__}: {error}{hint}"
+        ) from error
 
 
-def trace_call_order(adapter: FrameworkAdapter, model: Any, arguments: CallArguments) -> list[str]:
-    """Layer paths in the order their forward first runs on ``arguments``."""
+def trace_call_order(
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced"
+) -> list[str]:
+    """Layer paths in the order their forward first runs on ``arguments``.
+
+    The run changes nothing in the model: no gradients, and every layer in
+    eval mode (each layer's own mode restored after), so BatchNorm keeps its
+    running statistics and dropout draws no random numbers.
+    """
+    layers = adapter.named_layers(model)
     tracker = CallTracker()
-    with hooks(track_calls(adapter, adapter.named_layers(model), tracker)), adapter.no_grad():
-        run_forward(adapter, model, arguments, tracker, "traced")
+    with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad(), evaluation_mode(layers):
+        run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
     return tracker.order
+
+
+@contextmanager
+def evaluation_mode(layers: dict[str, Any]) -> Iterator[None]:
+    """Every layer in eval mode for the block; each gets its own mode back after."""
+    modes = {path: layer.training for path, layer in layers.items()}
+    for layer in layers.values():
+        layer.training = False
+    try:
+        yield
+    finally:
+        for path, layer in layers.items():
+            layer.training = modes[path]

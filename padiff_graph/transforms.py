@@ -69,18 +69,34 @@ class _Op:
     inverse_args: Callable[[tuple[int, ...]], tuple[int, ...]]
 
 
+def _permuted_shape(shape: Shape, args: tuple[int, ...]) -> Shape:
+    if sorted(args) != list(range(len(shape))):
+        raise ValueError(f"permute{args} does not fit a {len(shape)}-d tensor")
+    return tuple(shape[axis] for axis in args)
+
+
+def _blocks_shape(shape: Shape, args: tuple[int, ...]) -> Shape:
+    if not shape or not args or shape[0] % len(args) or not all(0 <= i < len(args) for i in args):
+        raise ValueError(f"blocks{args} does not split shape {list(shape)} into {len(args)} equal blocks")
+    return shape
+
+
 _OPS: dict[str, _Op] = {
     "identity": _Op(_identity, lambda shape, args: shape, lambda args: args),
     "transpose": _Op(_transpose, lambda shape, args: shape[::-1], lambda args: args),
-    "permute": _Op(_permute_axes, lambda shape, args: tuple(shape[axis] for axis in args), _inverse_permutation),
-    "blocks": _Op(_blocks, lambda shape, args: shape, _inverse_permutation),
+    "permute": _Op(_permute_axes, _permuted_shape, _inverse_permutation),
+    "blocks": _Op(_blocks, _blocks_shape, _inverse_permutation),
 }
 
 
-def _indexed_shape(shape: Shape, index: tuple[slice, ...]) -> Shape:
-    """The shape of ``array[index]`` for an array of ``shape``, without data."""
-    sliced = [len(range(*part.indices(size))) for part, size in zip(index, shape, strict=False)]
-    return tuple(sliced) + shape[len(index) :]
+def _region_shape(shape: Shape, index: tuple[slice, ...] | None) -> Shape:
+    """The shape ``index`` selects, read off a zero-stride view (no memory, whatever the size)."""
+    if index is None:
+        return tuple(shape)
+    try:
+        return tuple(np.broadcast_to(np.empty((), dtype=np.bool_), shape)[index].shape)
+    except IndexError as error:
+        raise ValueError(f"index [{_format_index(index)}] does not fit shape {list(shape)}: {error}") from None
 
 
 def _format_index(index: tuple[slice, ...]) -> str:
@@ -104,6 +120,10 @@ class Transform:
     def __post_init__(self) -> None:
         if self.op not in _OPS:
             raise ValueError(f"unknown transform {self.op!r}; known: {', '.join(sorted(_OPS))}")
+        if self.op in ("permute", "blocks") and not self.args:
+            raise ValueError(f"{self.op} needs an order, e.g. {self.op}(1,0)")
+        if self.op in ("identity", "transpose") and self.args:
+            raise ValueError(f"{self.op} takes no arguments")
 
     @classmethod
     def parse(cls, op_text: str, base_index: str | None = None, raw_index: str | None = None) -> Transform:
@@ -145,13 +165,16 @@ class Transform:
         return _OPS[self.op].apply(region, self.args)
 
     def output_shape(self, base_shape: Shape) -> Shape:
-        """Shape of :meth:`apply`'s result, computed without data."""
-        region = _indexed_shape(base_shape, self.base_index) if self.base_index is not None else base_shape
-        return _OPS[self.op].shape(region, self.args)
+        """Shape of :meth:`apply`'s result, computed without data or memory.
+
+        Raises:
+            ValueError: the transform does not apply to a tensor of this shape.
+        """
+        return _OPS[self.op].shape(_region_shape(base_shape, self.base_index), self.args)
 
     def region_shape(self, raw_shape: Shape) -> Shape:
-        """Shape of the raw region this transform writes."""
-        return _indexed_shape(raw_shape, self.raw_index) if self.raw_index is not None else raw_shape
+        """Shape of the raw region this transform writes (``ValueError`` if the index does not fit)."""
+        return _region_shape(raw_shape, self.raw_index)
 
     def describe(self, base: str, raw: str) -> str:
         """Map-file spelling: ``in_proj_weight[0:16] -> q_proj.weight: transpose``."""

@@ -9,7 +9,7 @@ first ran.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import TypeAlias
 
@@ -21,8 +21,14 @@ ModelTree: TypeAlias = nx.DiGraph
 ROOT = ""
 
 
-def build_tree(layers: Iterable[LayerInfo], call_order: Sequence[str] | None = None) -> ModelTree:
-    """Assemble the tree from exported records (parents before children)."""
+def build_tree(
+    layers: Iterable[LayerInfo], call_order: Sequence[str] | None = None, shared: Mapping[str, str] | None = None
+) -> ModelTree:
+    """Assemble the tree from exported records (parents before children).
+
+    ``shared`` (``graph["shared"]``): other names of layers the model reaches
+    under several names -> the name the tree lists them under.
+    """
     tree = nx.DiGraph()
     for layer in layers:
         attributes = {f.name: getattr(layer, f.name) for f in fields(layer) if f.name != "path"}
@@ -33,6 +39,7 @@ def build_tree(layers: Iterable[LayerInfo], call_order: Sequence[str] | None = N
     tree.graph.update(framework=root["framework"], model=root["class_name"])
     if call_order is not None:
         tree.graph["call_order"] = list(call_order)
+    tree.graph["shared"] = dict(shared or {})
     return tree
 
 

@@ -5,10 +5,13 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import literal_tree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from padiff_graph import LayerMap, LayerMapError, LayerPair, TensorPair
+from padiff_graph.match import match_trees
+from padiff_graph.preflight import check_map_paths, preflight_trees
 
 VALID = textwrap.dedent(
     """\
@@ -102,3 +105,105 @@ def test_fuzzed_documents_load_or_raise_the_documented_error(value) -> None:
 def test_mutated_valid_files_load_or_raise_the_documented_error(position, insert) -> None:
     with contextlib.suppress(LayerMapError):
         LayerMap.loads(VALID[:position] + insert + VALID[position + 1 :])
+
+
+# The loader path that checks a map against real trees: parse, then preflight (which validates paths first).
+FUZZ_BASE = literal_tree(
+    [
+        ("", "MyNet"),
+        ("embed", "Embedding", [("weight", (10, 8))]),
+        ("blocks", "ModuleList"),
+        ("blocks.0", "MyBlock"),
+        ("blocks.0.fc", "Linear", [("weight", (16, 8)), ("bias", (16,))]),
+        ("blocks.0.norm", "LayerNorm", [("weight", (16,)), ("bias", (16,))]),
+        ("head", "Linear", [("weight", (4, 16)), ("bias", (4,))]),
+    ]
+)
+FUZZ_RAW = literal_tree(
+    [
+        ("", "MyNet"),
+        ("embed", "Embedding", [("weight", (10, 8))]),
+        ("layers", "LayerList"),
+        ("layers.0", "MyBlock"),
+        ("layers.0.fc", "Linear", [("weight", (8, 16)), ("bias", (16,))]),
+        ("layers.0.norm", "LayerNorm", [("weight", (16,)), ("bias", (16,))]),
+        ("head", "Linear", [("weight", (16, 4)), ("bias", (4,))]),
+        ("aux", "Linear", [("weight", (16, 4))]),
+    ],
+    "paddle",
+)
+FUZZ_MAP = match_trees(FUZZ_BASE, FUZZ_RAW).dumps()
+base_paths = st.sampled_from([*FUZZ_BASE.nodes, "nope", "a..b"])
+raw_paths = st.sampled_from([*FUZZ_RAW.nodes, "nope"])
+TENSOR_ENTRIES = [
+    "weight -> weight",
+    "weight -> weight: transpose",
+    "bias -> bias",
+    "weight[0:4] -> weight[:, 0:4]: transpose",
+    "weight[0:1, 0:1, 0:1] -> weight",
+    "weight -> weight: permute(2,0,1)",
+    "weight -> weight: blocks(0,1,2)",
+    "fc.weight -> weight",
+    "weight -> nothing",
+]
+tensor_lists = st.lists(st.sampled_from(TENSOR_ENTRIES), max_size=3) | st.lists(st.text(max_size=20), max_size=1)
+pairs = st.lists(
+    st.fixed_dictionaries(
+        {"base": base_paths, "raw": raw_paths},
+        optional={
+            "tensors": tensor_lists,
+            "score": st.floats(0, 1) | st.just(1.5),
+            "conversion": st.text(max_size=5),
+        },
+    ),
+    max_size=5,
+    unique_by=(lambda pair: pair["base"], lambda pair: pair["raw"]),  # pairing a layer twice is tested above
+)
+maps = st.fixed_dictionaries(
+    {"version": st.sampled_from([1] * 8 + [2, "1"]), "pairs": pairs},
+    optional={
+        "ignore": st.fixed_dictionaries(
+            {}, optional={"base": st.lists(base_paths, max_size=2), "raw": st.lists(raw_paths, max_size=2)}
+        )
+    },
+)
+
+
+def load_against_trees(text: str) -> None:
+    """What ``check --map`` does with a file: it loads a valid map or raises LayerMapError, nothing else."""
+    try:
+        layer_map = LayerMap.loads(text)
+        check_map_paths(FUZZ_BASE, FUZZ_RAW, layer_map)
+        preflight_trees(FUZZ_BASE, FUZZ_RAW, layer_map)
+    except LayerMapError:
+        return
+
+
+def test_the_fuzz_trees_map_cleanly() -> None:
+    assert preflight_trees(FUZZ_BASE, FUZZ_RAW, LayerMap.loads(FUZZ_MAP)) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(maps)
+def test_fuzzed_maps_against_real_trees_load_or_raise_the_documented_error(value) -> None:
+    load_against_trees(yaml.safe_dump(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_suggested_maps_against_real_trees_load_or_raise_the_documented_error(data) -> None:
+    text = FUZZ_MAP
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(text) - 1))
+        replacement = data.draw(st.sampled_from(["", " ", "-", ":", "[", "]", "{", "'", "\n", "  ", "x", "0", "."]))
+        text = text[:position] + replacement + text[position + data.draw(st.integers(0, 3)) :]
+    load_against_trees(text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_files_of_random_bytes_load_or_raise_the_documented_error(tmp_path_factory, data) -> None:
+    path = tmp_path_factory.mktemp("bytes") / "map.yaml"
+    path.write_bytes(data)
+    with contextlib.suppress(LayerMapError):
+        LayerMap.load(path)

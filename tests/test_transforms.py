@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from padiff_graph.transforms import TensorPair, Transform, parse_index
 
@@ -38,7 +40,9 @@ def test_permute_inverse() -> None:
     np.testing.assert_array_equal(forward.inverse().apply(forward.apply(value)), value)
 
 
-@pytest.mark.parametrize("bad", ["weight", "weight -> ", "a -> b: explode", "a[x:y] -> b"])
+@pytest.mark.parametrize(
+    "bad", ["weight", "weight -> ", "a -> b: explode", "a[x:y] -> b", "a -> b: blocks()", "a -> b: transpose(1)"]
+)
 def test_bad_spellings_raise_value_error(bad: str) -> None:
     with pytest.raises(ValueError):
         TensorPair.parse(bad)
@@ -46,3 +50,36 @@ def test_bad_spellings_raise_value_error(bad: str) -> None:
 
 def test_parse_index() -> None:
     assert parse_index(":, 0:16") == (slice(None), slice(0, 16))
+
+
+def test_shapes_need_no_memory() -> None:
+    # a terabyte-sized tensor: allocating it (the old way) would fail outright
+    huge = (1_000_000, 1_000_000)
+    assert Transform.parse("transpose").output_shape(huge) == huge[::-1]
+    assert Transform.parse("transpose", base_index="0:10").output_shape(huge) == (1_000_000, 10)
+    assert Transform.parse("identity", raw_index=":, 5:7").region_shape(huge) == (1_000_000, 2)
+
+
+@st.composite
+def transforms(draw: st.DrawFn) -> tuple[tuple[int, ...], Transform]:
+    shape = tuple(draw(st.lists(st.integers(0, 6), min_size=1, max_size=3)))
+    op = draw(st.sampled_from(["identity", "transpose", "permute", "blocks"]))
+    args = tuple(draw(st.lists(st.integers(0, 4), min_size=1, max_size=4))) if op in ("permute", "blocks") else ()
+    index = None
+    if draw(st.booleans()):
+        parts = draw(st.lists(st.tuples(st.integers(-3, 7) | st.none(), st.integers(-3, 7) | st.none()), max_size=4))
+        index = ", ".join(f"{'' if a is None else a}:{'' if b is None else b}" for a, b in parts) or None
+    return shape, Transform.parse(f"{op}({','.join(map(str, args))})" if args else op, base_index=index)
+
+
+@settings(max_examples=300, deadline=None)
+@given(transforms())
+def test_output_shape_agrees_with_apply(case: tuple[tuple[int, ...], Transform]) -> None:
+    shape, transform = case
+    try:
+        expected = transform.apply(np.zeros(shape)).shape
+    except (ValueError, IndexError):
+        with pytest.raises(ValueError):
+            transform.output_shape(shape)
+        return
+    assert transform.output_shape(shape) == expected

@@ -39,7 +39,7 @@ def run_demo(console: Console) -> int:
     faulty_findings = api.preflight(base, faulty)
     print_findings(console, [f for f in faulty_findings if f.code.value == "config-mismatch"])
     report = api.diff(base, faulty, inputs)
-    print_diff(console, report, api.export_tree(base))
+    print_diff(console, report, *api.export_pair(base, faulty))
     found = report.first_divergence is not None and report.first_divergence.base.endswith(".act")
     console.print(Rule())
     behaved = aligned.ok and found

@@ -79,6 +79,9 @@ class FrameworkAdapter(Protocol):
     def forward_signature_target(self, model: Any) -> Callable[..., Any]:
         """The callable whose signature names the model's inputs."""
 
+    def shared_layers(self, model: Any) -> dict[str, str]:
+        """Second and later paths of layers reachable under several names -> their first path."""
+
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:
     """Tensors in an output, depth first through tuples, lists and dicts."""
@@ -120,3 +123,23 @@ def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[s
         ):
             config[key.lstrip("_")] = list(value)
     return config
+
+
+def aliases(root: Any, children: Callable[[Any], Iterable[tuple[str, Any]]]) -> dict[str, str]:
+    """Paths of layer objects met again under another name -> the path first met (definition order).
+
+    Frameworks list a shared layer once, under its first name; its other names
+    matter when the other model has a layer of its own there.
+    """
+    first: dict[int, str] = {}
+    found: dict[str, str] = {}
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        path, layer = stack.pop()
+        if id(layer) in first:
+            found[path] = first[id(layer)]
+            continue
+        first[id(layer)] = path
+        named = [(f"{path}.{name}" if path else name, child) for name, child in children(layer) if child is not None]
+        stack.extend(reversed(named))
+    return found

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.frameworks.base import RemovableHandle, child_indices, iter_tensors, scalar_config
+from padiff_graph.frameworks.base import RemovableHandle, aliases, child_indices, iter_tensors, scalar_config
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
 
@@ -144,3 +144,6 @@ class TorchAdapter:
 
     def forward_signature_target(self, model: Any) -> Callable[..., Any]:
         return model.forward
+
+    def shared_layers(self, model: Any) -> dict[str, str]:
+        return aliases(model, lambda layer: layer._modules.items())

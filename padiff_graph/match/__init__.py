@@ -31,11 +31,25 @@ from padiff_graph.match.stages import (
 )
 from padiff_graph.match.store import MappingStore, Match
 from padiff_graph.match.tensors import TensorMatch, pair_by_name_and_shape, pair_layer_tensors
+from padiff_graph.progress import task
 from padiff_graph.records import TensorInfo, join_path
 from padiff_graph.runtime import paused_gc
 from padiff_graph.tree import ModelTree, is_within, relative_path
 
 __all__ = ["MatchOptions", "match_trees"]
+
+#: the stages, in the order they run on one mapping store
+#: The matcher's stages in order; each reads and extends one mapping store.
+STAGES = (
+    anchor_identical_subtrees,
+    match_roots,
+    bottom_up_containers,
+    recover_children,
+    recover_leftovers,
+    drop_inconsistent_containers,
+    order_leftovers,
+    align_wrapper_chains,
+)
 
 
 def match_trees(
@@ -52,17 +66,12 @@ def match_trees(
         >>> [(pair.base, pair.raw) for pair in layer_map.pairs][:2]
         [('', ''), ('conv1', 'conv1')]
     """
-    with paused_gc():
+    with task("matching layers", total=len(STAGES)) as advance, paused_gc():
         scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
         store = MappingStore()
-        anchor_identical_subtrees(scorer, store)
-        match_roots(scorer, store)
-        bottom_up_containers(scorer, store)
-        recover_children(scorer, store)
-        recover_leftovers(scorer, store)
-        drop_inconsistent_containers(scorer, store)
-        order_leftovers(scorer, store)
-        align_wrapper_chains(scorer, store)
+        for stage in STAGES:
+            stage(scorer, store)
+            advance()
         covered_base, covered_raw = drop_covered_descendants(scorer, store)
         settle_candidates(store)
         return _assemble(scorer, store, covered_base, covered_raw)

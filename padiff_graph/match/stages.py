@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 
@@ -356,7 +357,7 @@ def _fill_equal_gaps(aligned: list[tuple[int, int]], base_length: int, raw_lengt
     """Also pair, in order, chain layers between two aligned ones where both sides have as many."""
     filled = []
     bounds = [(-1, -1), *aligned, (base_length, raw_length)]
-    for (base_start, raw_start), (base_end, raw_end) in zip(bounds, bounds[1:], strict=False):
+    for (base_start, raw_start), (base_end, raw_end) in pairwise(bounds):
         if base_end - base_start == raw_end - raw_start:
             filled += [(base_start + k, raw_start + k) for k in range(1, base_end - base_start)]
         if base_end < base_length:

@@ -26,7 +26,7 @@ class MappingStore:
     def add(self, base: str, raw: str, score: float, stage: str, candidates: tuple[str, ...] = ()) -> None:
         if base in self.by_base or raw in self.by_raw:
             raise ValueError(f"{base!r} or {raw!r} is already matched")
-        match = Match(base, raw, score, stage, candidates)
+        match = Match(base, raw, float(score), stage, candidates)  # plain floats: maps are written as YAML
         self.by_base[base] = match
         self.by_raw[raw] = match
 

@@ -1,0 +1,44 @@
+"""--json output against the JSON Schema shipped in the package (docs/json.md)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import EXAMPLES
+
+from padiff_graph.cli import main
+from padiff_graph.report.document import schema
+
+jsonschema = pytest.importorskip("jsonschema")  # a dev dependency; make test installs it
+
+
+@pytest.fixture(scope="module")
+def validator():
+    jsonschema.Draft202012Validator.check_schema(schema())
+    return jsonschema.Draft202012Validator(schema())
+
+
+@pytest.mark.parametrize(
+    ("command", "example", "code"),
+    [
+        ("check", "extra_layer", 1),
+        ("check", "param_vs_embedding", 0),
+        ("diff", "gelu_fault", 1),
+        ("diff", "conv_bn", 0),
+    ],
+)
+def test_cli_json_validates(validator, command, example, code) -> None:
+    spec = EXAMPLES / f"{example}.py"
+    result = CliRunner().invoke(main, [command, f"{spec}:base", f"{spec}:raw", "--json"])
+    assert result.exit_code == code, result.output
+    document = json.loads(result.output)
+    validator.validate(document)
+    if command == "diff":
+        assert {(layer["base"], layer["raw"]) for layer in document["layers"]} <= {
+            (pair["base"], pair["raw"]) for pair in document["layer_map"]["pairs"]
+        }
+
+
+def test_the_schema_rejects_what_it_does_not_describe(validator) -> None:
+    bad = {"schema": 1, "kind": "check", "ok": "yes", "findings": [], "layer_map": {}}
+    assert not validator.is_valid(bad)
