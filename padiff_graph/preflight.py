@@ -15,7 +15,7 @@ from enum import Enum
 
 from padiff_graph.errors import LayerMapError
 from padiff_graph.knowledge.configs import read_settings, same_setting
-from padiff_graph.knowledge.families import family_of, is_random
+from padiff_graph.knowledge.families import CONTAINER, family_of, is_random
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.features import significant
 from padiff_graph.records import Severity, TensorInfo, TensorKind, join_path
@@ -381,6 +381,8 @@ def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Find
             node = tree.nodes[path]
             if path in paired or _ignored(path, ignored) or node["tensors"] or not tree.out_degree(path):
                 continue
+            if _inside_builtin_layer(tree, path):
+                continue  # paddle's LSTM keeps its cells in sublayers: the LSTM's business, not a wrapper
             findings.append(
                 Finding(
                     Code.WRAP_LAYER,
@@ -394,6 +396,17 @@ def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Find
                 )
             )
     return findings
+
+
+def _inside_builtin_layer(tree: ModelTree, path: str) -> bool:
+    """True below a framework layer that is not a plain container (an RNN, an attention block)."""
+    parent = next(iter(tree.predecessors(path)), None)
+    while parent is not None:
+        node = tree.nodes[parent]
+        if node["builtin"] and family_of(node["class_name"], True) != CONTAINER:
+            return True
+        parent = next(iter(tree.predecessors(parent)), None)
+    return False
 
 
 def _random(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:

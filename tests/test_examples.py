@@ -24,16 +24,11 @@ _MOVED = (
     _MHA + "; and root 'pos_embed' never pairs with 'encoder.pos_embedding': "
     "tensors are only absorbed from unmatched one-tensor leaf children"
 )
-_RNN_INTERNALS = (
-    "preflight reports paddle LSTM/GRU's own sublayers (lstm.0 BiRNN, gru.0 RNN) as wrap-layer, "
-    "though they belong to a matched builtin layer"
-)
 
 #: Checks the pipeline does not pass yet, by (case id, check), with the analysis of
 #: why: each runs as ``xfail(strict=True)``, so it fails the day it passes and its
 #: entry goes.
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("seq_rnn", "preflight"): _RNN_INTERNALS,
     ("vit", "pairs-static"): _MHA_CONTENT,
     ("vit", "pairs-traced"): _MHA,
     ("vit", "preflight"): _MHA,
