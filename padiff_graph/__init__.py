@@ -27,7 +27,14 @@ from padiff_graph.errors import (
     PadiffGraphError,
     UnsupportedModelError,
 )
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, Conversion, register_conversion
+from padiff_graph.knowledge.conversions import (
+    DEFAULT_REGISTRY,
+    Conversion,
+    ConversionRegistry,
+    LayerSide,
+    add_special_init,
+    register_conversion,
+)
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match import MatchOptions
 from padiff_graph.preflight import Code, Finding
@@ -39,6 +46,7 @@ __all__ = [
     "AssignError",
     "Code",
     "Conversion",
+    "ConversionRegistry",
     "DiffReport",
     "Divergence",
     "FactoryError",
@@ -47,6 +55,7 @@ __all__ = [
     "LayerMap",
     "LayerMapError",
     "LayerPair",
+    "LayerSide",
     "MatchOptions",
     "ModelRunError",
     "PadiffGraphError",
@@ -55,6 +64,7 @@ __all__ = [
     "TensorPair",
     "Transform",
     "UnsupportedModelError",
+    "add_special_init",
     "assign_weights",
     "diff",
     "export_tree",

@@ -135,6 +135,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
     base_tree, raw_tree = api.export_pair(base_model, raw_model, inputs)
     if layer_map is None:
         layer_map = api.match_trees(base_tree, raw_tree)
+    layer_map = api.expand_inits(base_tree, raw_tree, layer_map, api.DEFAULT_REGISTRY)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     if as_json:
         click.echo(dumps(check_document(layer_map, findings)))

@@ -47,7 +47,8 @@ def match_trees(
         >>> [(pair.base, pair.raw) for pair in layer_map.pairs][:2]
         [('', ''), ('conv1', 'conv1')]
     """
-    scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
+    atomic = registry.covering_names()
+    scorer = Scorer(TreeFeatures(base, atomic), TreeFeatures(raw, atomic), registry, options or MatchOptions())
     store = MappingStore()
     anchor_identical_subtrees(scorer, store)
     match_roots(scorer, store)
@@ -80,6 +81,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
                 score=found.score,
                 tensors=tuple(tensors.pairs),
                 conversion=tensors.conversion,
+                init=tensors.init,
                 candidates=found.candidates,
                 stage=found.stage,
             )

@@ -128,6 +128,19 @@ class Scorer:
         conversion = self.conversion(base_path, raw_path)
         return conversion is not None and conversion.covers_subtree
 
+    def covers_everything(self, base_path: str, raw_path: str) -> bool:
+        """Whether the pair's conversion maps every tensor of both subtrees (nothing inside is left to match)."""
+        conversion = self.conversion(base_path, raw_path)
+        if conversion is None or not conversion.covers_subtree:
+            return False
+        if conversion.init is not None:
+            return True
+        base_side, raw_side = layer_side(self.base, base_path), layer_side(self.raw, raw_path)
+        pairs = conversion.tensor_pairs(base_side, raw_side)
+        return {p.base for p in pairs} >= set(base_side.subtree_tensors) and {p.raw for p in pairs} >= set(
+            raw_side.subtree_tensors
+        )
+
     def compatible(self, base_path: str, raw_path: str) -> bool:
         """Whether the two layers could be the same layer at all."""
         base, raw = self.base, self.raw
@@ -136,7 +149,9 @@ class Scorer:
             return True
         base_owns, raw_owns = bool(base.own[base_path]), bool(raw.own[raw_path])
         if base_owns and raw_owns:
-            if base.signature[base_path] == raw.signature[raw_path] or conversion is not None:
+            if base.signature[base_path] == raw.signature[raw_path]:
+                return True
+            if conversion is not None and self._fits(base_path, raw_path, conversion):
                 return True
             if base.own_numel[base_path] == raw.own_numel[raw_path]:
                 return True  # another layout of the same numbers
@@ -147,6 +162,21 @@ class Scorer:
         if base_leaf and raw_leaf and not base_owns and not raw_owns:
             return base.family[base_path] == raw.family[raw_path]
         return False
+
+    def _fits(self, base_path: str, raw_path: str, conversion: Conversion) -> bool:
+        """Whether the conversion pairs the two layers' tensors with consistent shapes."""
+        base_side, raw_side = layer_side(self.base, base_path), layer_side(self.raw, raw_path)
+        pairs = conversion.tensor_pairs(base_side, raw_side)
+        for pair in pairs:
+            if pair.has_constant:
+                continue
+            base_tensor = base_side.subtree_tensors.get(pair.base)
+            raw_tensor = raw_side.subtree_tensors.get(pair.raw)
+            if base_tensor is None or raw_tensor is None:
+                return False
+            if pair.transform.output_shape(base_tensor.shape) != pair.transform.region_shape(raw_tensor.shape):
+                return False
+        return bool(pairs)
 
     def cost_matrix(
         self, base_paths: Sequence[str], raw_paths: Sequence[str], base_anchor: str, raw_anchor: str

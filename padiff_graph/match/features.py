@@ -28,10 +28,16 @@ def shape_key(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class TreeFeatures:
-    """Per-layer matching features of one model tree."""
+    """Per-layer matching features of one model tree.
 
-    def __init__(self, tree: ModelTree) -> None:
+    ``atomic`` names classes or families whose subtree a conversion maps as a
+    whole (attention, RNNs): the two frameworks lay out their insides
+    differently, so contents count them as one item, not their parts.
+    """
+
+    def __init__(self, tree: ModelTree, atomic: frozenset[str] = frozenset()) -> None:
         self.tree = tree
+        self.atomic = atomic
         self.framework: str = tree.graph["framework"]
         self.order: list[str] = list(preorder(tree))
         self.position = {path: rank for rank, path in enumerate(self.order)}
@@ -58,8 +64,10 @@ class TreeFeatures:
         self.subtree_hash: dict[str, int] = {}
         self.subtree_size: dict[str, int] = {}
         self.tensor_layers: dict[str, int] = {}
+        self.subtree_numel: dict[str, int] = {}
         for path in reversed(self.kept):
             kids = self.kept_children[path]
+            self.subtree_numel[path] = self.own_numel[path] + sum(self.subtree_numel[k] for k in kids)
             self.subtree_hash[path] = hash(
                 (self.family[path], self.signature[path], tuple(sorted(self.subtree_hash[k] for k in kids)))
             )
@@ -111,14 +119,27 @@ class TreeFeatures:
         return result
 
     def content(self, path: str) -> Counter[tuple[str, Signature]]:
-        """Multiset of (family, signature) of the tensor layers in a subtree."""
+        """Multiset of (family, signature) of the tensor layers in a subtree.
+
+        An atomic layer counts once, by its family and element count.
+        """
         if path not in self._contents:
             counter: Counter[tuple[str, Signature]] = Counter()
-            for node in [path, *self.kept_descendants(path)]:
+            stack = [path]
+            while stack:
+                node = stack.pop()
+                if self.is_atomic(node):
+                    counter[(self.family[node], ((self.subtree_numel[node],),))] += 1
+                    continue
                 if self.own[node]:
                     counter[(self.family[node], self.signature[node])] += 1
+                stack.extend(self.kept_children[node])
             self._contents[path] = counter
         return self._contents[path]
+
+    def is_atomic(self, path: str) -> bool:
+        node = self.tree.nodes[path]
+        return bool(self.atomic) and (node["class_name"] in self.atomic or self.family[path] in self.atomic)
 
     def relative_position(self, path: str, ancestor: str) -> float:
         """Where ``path`` sits inside ``ancestor``'s subtree, from 0 to 1."""
