@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from padiff_graph.errors import LayerMapError
-from padiff_graph.knowledge.configs import read_settings, same_setting
+from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
 from padiff_graph.knowledge.families import CONTAINER, family_of, is_random
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.features import significant
@@ -526,34 +526,39 @@ def _random(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Findin
 
 
 def _configs(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Matched layers of one family configured differently, with both values."""
     findings = []
     for pair in layer_map.pairs:
         base_info, raw_info = layer_info(base, pair.base), layer_info(raw, pair.raw)
-        base_family = family_of(base_info.class_name, base_info.builtin)
-        if base_family != family_of(raw_info.class_name, raw_info.builtin):
+        family = family_of(base_info.class_name, base_info.builtin)
+        if family != family_of(raw_info.class_name, raw_info.builtin):
             continue
-        base_settings = read_settings(base_family, base_info.framework, base_info.config)
-        raw_settings = read_settings(base_family, raw_info.framework, raw_info.config)
+        base_settings = read_settings(family, base_info.framework, base_info.class_name, base_info.config)
+        raw_settings = read_settings(family, raw_info.framework, raw_info.class_name, raw_info.config)
         for setting, base_value in base_settings.items():
             raw_value = raw_settings.get(setting)
             if raw_value is None or same_setting(base_value, raw_value):
                 continue
+            rule = rule_for(family, setting)
+            severity = rule.severity if rule is not None else Severity.ERROR
+            advice = f"; {rule.advice}" if rule is not None and rule.advice else ""
+            convention = " (in torch's convention: paddle's momentum is 1 - torch's)" if setting == "momentum" else ""
             findings.append(
                 Finding(
                     Code.CONFIG_MISMATCH,
-                    Severity.ERROR,
+                    severity,
                     pair.base,
                     pair.raw,
-                    f"{base_info.class_name} {setting} differs: base {base_value!r}, raw {raw_value!r}",
-                    f"construct the raw layer with the base's {setting}"
-                    + (
-                        " (shown in torch's convention: paddle's momentum is 1 - torch's)"
-                        if setting == "momentum"
-                        else ""
-                    ),
+                    f"{base_info.class_name} {setting} differs: base {_shown(base_value)}, raw {_shown(raw_value)}"
+                    + convention,
+                    f"construct the raw layer with the base's {setting}{advice}",
                 )
             )
     return findings
+
+
+def _shown(value: object) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def _ambiguous(layer_map: LayerMap) -> list[Finding]:

@@ -8,6 +8,7 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from types import BuiltinFunctionType, FunctionType
 from typing import Any, Protocol
 
 import numpy as np
@@ -96,7 +97,8 @@ def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[s
     """Hyperparameters of a builtin layer: its plain scalar attributes.
 
     Leading underscores are dropped (paddle keeps ``_epsilon``) so both
-    frameworks' spellings can be compared through the knowledge tables.
+    frameworks' spellings can be compared through the knowledge tables;
+    functions (a transformer layer's ``activation``) are kept by name.
     """
     config: dict[str, Any] = {}
     for key, value in attributes.items():
@@ -104,6 +106,8 @@ def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[s
             continue
         if isinstance(value, (bool, int, float, str)) or value is None:
             config[key.lstrip("_")] = value
+        elif isinstance(value, (FunctionType, BuiltinFunctionType)):
+            config[key.lstrip("_")] = value.__name__.lstrip("_")
         elif (
             isinstance(value, (tuple, list))
             and len(value) <= 8
