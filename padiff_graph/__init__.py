@@ -17,6 +17,7 @@ Example::
 """
 
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
+from padiff_graph.checkpoints import convert_checkpoint
 from padiff_graph.diff import DiffReport, Divergence
 from padiff_graph.errors import (
     AssignError,
@@ -66,6 +67,7 @@ __all__ = [
     "UnsupportedModelError",
     "add_special_init",
     "assign_weights",
+    "convert_checkpoint",
     "diff",
     "export_tree",
     "preflight",

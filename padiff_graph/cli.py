@@ -196,6 +196,35 @@ def diff(
     sys.exit(0 if report.ok else 1)
 
 
+@main.command("convert-weights")
+@click.argument("base")
+@click.argument("raw")
+@click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="BASE's state dict: .pt/.pth/.bin (torch), .pdparams (paddle) or .safetensors.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write RAW's state dict.")
+@_errors
+def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, output: str) -> None:
+    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md)."""
+    from padiff_graph.checkpoints import convert_checkpoint
+    from padiff_graph.loading import load_model
+
+    layer_map = _load_map(map_file)
+    report = convert_checkpoint(load_model(base).model, load_model(raw).model, checkpoint, output, layer_map)
+    console = _console()
+    console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")
+    if report.filled:
+        kinds = sorted({name.rpartition(".")[2] for name in report.filled})
+        console.print(f"zero-filled {len(report.filled)} tensors the base has no counterpart for ({', '.join(kinds)})")
+    if report.unused:
+        more = f" (and {len(report.unused) - 8} more)" if len(report.unused) > 8 else ""
+        console.print(f"[yellow]checkpoint tensors no raw tensor needs:[/] {', '.join(report.unused[:8])}{more}")
+
+
 @main.command()
 @click.argument("model")
 @click.option("--depth", type=int, help="Show at most this many levels.")

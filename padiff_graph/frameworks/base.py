@@ -8,12 +8,14 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, Protocol
 
 import numpy as np
 
 from padiff_graph.records import LayerInfo
+from padiff_graph.tensorfile import CheckpointReader, Stored
 
 Hook = Callable[[Any], None]
 
@@ -79,6 +81,29 @@ class FrameworkAdapter(Protocol):
 
     def forward_signature_target(self, model: Any) -> Callable[..., Any]:
         """The callable whose signature names the model's inputs."""
+
+    def state_dict_names(self, model: Any) -> dict[str, str]:
+        """Each key of the model's state dict -> the :meth:`named_tensors` name of its tensor.
+
+        Keys differ from names where one tensor appears twice (tied weights;
+        paddle's RNN cells repeat their parent's parameters).
+        """
+
+    def is_materialized(self, model: Any) -> bool:
+        """False for models built without memory (torch meta device, paddle ``LazyGuard``)."""
+
+    def open_checkpoint(self, path: Path) -> CheckpointReader:
+        """This framework's own checkpoint format, read without running code (lazily where it can)."""
+
+    def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
+        """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""
+
+    def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
+        """Load ``path`` into ``model`` as a user would: the missing and unexpected keys.
+
+        ``None`` when the model cannot take values (built without memory, and
+        the framework cannot attach the file's tensors to it).
+        """
 
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:
