@@ -100,8 +100,8 @@ class Planned:
     parts: list[Part]
 
 
-def open_checkpoint(path: Path) -> CheckpointReader:
-    """A reader for ``path`` by its suffix (see :data:`FORMATS`).
+def open_checkpoint(path: Path, layout_only: bool = False) -> CheckpointReader:
+    """A reader for ``path`` by its suffix (see :data:`FORMATS`); ``layout_only``: names, shapes, dtypes.
 
     Raises:
         InputError: unknown suffix, unreadable file, or a pickle that would run code.
@@ -111,7 +111,9 @@ def open_checkpoint(path: Path) -> CheckpointReader:
     if path.suffix not in FORMATS:
         raise InputError(f"checkpoint {path.name!r}: unknown format; expected one of {', '.join(FORMATS)}")
     framework = FORMATS[path.suffix]
-    return SafetensorsReader(path) if framework is None else adapter_named(framework).open_checkpoint(path)
+    if framework is None:
+        return SafetensorsReader(path)
+    return adapter_named(framework).open_checkpoint(path, layout_only)
 
 
 def convert_checkpoint(
@@ -348,7 +350,7 @@ def _verify(path: Path, raw: Any, raw_adapter: FrameworkAdapter, plan: list[Plan
     """Load the file into the raw model; names and shapes only when it cannot take values."""
     problems = raw_adapter.load_checkpoint(raw, path)
     if problems is None:
-        reader = open_checkpoint(path)
+        reader = open_checkpoint(path, layout_only=True)
         try:
             expected = {key: item.shape for item in plan for key in item.keys}
             found = {name: reader.info(name)[0] for name in reader.names()}

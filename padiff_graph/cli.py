@@ -105,7 +105,12 @@ def suggest_map_command(base: str, raw: str, output: str | None, output_format: 
 
     base_model, raw_model, inputs = _load_pair(base, raw)
     layer_map = api.suggest_map(base_model, raw_model, None if no_trace else inputs)
-    text = layer_map.dumps() if output_format == "yaml" else layer_map.padiff_snippet()
+    if output_format == "yaml":
+        text = layer_map.dumps()
+    else:
+        from padiff_graph.padiff_code import padiff_code
+
+        text = padiff_code(layer_map, *api.export_pair(base_model, raw_model))
     if output is None:
         click.echo(text, nl=False)
         return

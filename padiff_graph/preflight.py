@@ -252,7 +252,7 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
         if _ignored(pair.base, layer_map.ignore_base) or _ignored(pair.raw, layer_map.ignore_raw):
             continue
         base_class, raw_class = base.nodes[pair.base]["class_name"], raw.nodes[pair.raw]["class_name"]
-        if pair.init or _special(pair):
+        if pair.init or is_special(pair):
             how = f"init function {pair.init}" if pair.init else f"conversion {pair.conversion!r}"
             findings.append(
                 Finding(
@@ -292,7 +292,7 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
     return findings, claimed
 
 
-def _special(pair: LayerPair) -> bool:
+def is_special(pair: LayerPair) -> bool:
     """Tensor pairs that shapes and names alone would not have found: regions, constants, reordering."""
     return pair.conversion is not None and any(
         tensor.has_constant

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import numpy as np
 
@@ -92,8 +92,8 @@ class CheckpointReader(Protocol):
     def close(self) -> None: ...
 
 
-def dtype_of(array: np.ndarray) -> str:
-    """The dtype name of a plain numpy array (``uint16`` may hold bfloat16 bits: the model decides)."""
+def dtype_of(array: Any) -> str:
+    """The dtype name of a numpy array, or anything with ``.dtype`` (``uint16`` may hold bfloat16 bits)."""
     for name, (code, _) in DTYPES.items():
         if name != "bfloat16" and np.dtype(code) == array.dtype.newbyteorder("<"):
             return name

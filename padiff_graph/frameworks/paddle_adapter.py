@@ -174,8 +174,8 @@ class PaddleAdapter:
     def is_materialized(self, model: Any) -> bool:
         return all(tensor._is_initialized() for tensor in model.state_dict().values())
 
-    def open_checkpoint(self, path: Path) -> PdparamsCheckpoint:
-        return PdparamsCheckpoint(path)
+    def open_checkpoint(self, path: Path, layout_only: bool = False) -> PdparamsCheckpoint:
+        return PdparamsCheckpoint(path, layout_only)
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
         """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it)."""
@@ -214,17 +214,37 @@ class _ArraysOnly(pickle.Unpickler):
         raise pickle.UnpicklingError("a persistent reference")
 
 
+class _Layout:
+    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
+
+    def __init__(self, *_: Any) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.dtype = np.dtype("float32")
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
+
+
+class _LayoutOnly(_ArraysOnly):
+    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        return _Layout if name == "_reconstruct" else found
+
+
 class PdparamsCheckpoint:
     """A paddle ``.pdparams`` file: a pickle of numpy arrays, loaded without running any other code.
 
     The pickle is read whole (the format allows no lazy access), so it takes
     the checkpoint's size in memory; conversion then streams the output.
+    ``layout_only`` keeps shapes and dtypes, not values.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, layout_only: bool = False) -> None:
         try:
             with path.open("rb") as stream:
-                loaded = _ArraysOnly(stream).load()
+                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
         except pickle.UnpicklingError as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
@@ -234,7 +254,7 @@ class PdparamsCheckpoint:
         if not isinstance(loaded, Mapping):
             raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict")
         # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
-        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, np.ndarray)}
+        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
         for value in self.arrays.values():
             dtype_of(value)  # refuses object arrays and other non-tensor dtypes
 
@@ -245,7 +265,10 @@ class PdparamsCheckpoint:
         return tuple(self.arrays[name].shape), dtype_of(self.arrays[name])
 
     def read(self, name: str) -> Stored:
-        return Stored(self.arrays[name], dtype_of(self.arrays[name]))
+        value = self.arrays[name]
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{name!r} was read for its layout only")
+        return Stored(value, dtype_of(value))
 
     def close(self) -> None:
         self.arrays = {}
