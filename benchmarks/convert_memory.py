@@ -148,8 +148,8 @@ def main() -> None:
                 results[(name, count)] = (peaks, seconds, size)
         print(f"machine memory {total_memory / mib:.0f} MiB; checkpoint {layers} layers, {size / mib:.0f} MiB")
         print(f"largest tensor {args.width * args.width * 4 / mib:.0f} MiB\n")
-        header = f"{'conversion':26} {'peak anon':>10} {'baseline':>9} {'added':>8} {'added/ckpt':>10} {'peak rss':>9} {'time':>6}"
-        print(header)
+        columns = ("peak anon", 10), ("baseline", 9), ("added", 8), ("added/ckpt", 10), ("peak rss", 9), ("time", 6)
+        print(f"{'conversion':26} " + " ".join(f"{title:>{width}}" for title, width in columns))
         for name, *_ in cases:
             peaks, seconds, size = results[(name, layers)]
             baseline = results[(name, 1)][0]["RssAnon"]

@@ -383,3 +383,10 @@ def test_decoder_cross_attention_pairs_by_call_order() -> None:
     assert layer_map.raw_of("self_attn") == "self_attn"
     assert not any(pair.candidates for pair in layer_map.pairs)
     assert diff(base, raw, inputs, layer_map).ok
+
+
+def test_diff_handles_tensors_one_side_lacks() -> None:
+    base = torch.nn.Sequential(torch.nn.Linear(4, 3, bias=False), torch.nn.LayerNorm(3, elementwise_affine=False))
+    raw = paddle.nn.Sequential(paddle.nn.Linear(4, 3), paddle.nn.LayerNorm(3))
+    report = diff(base, raw, {"input": array((2, 4))})
+    assert report.ok, report.first_divergence
