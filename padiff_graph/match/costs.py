@@ -112,6 +112,7 @@ class Scorer:
         self.registry = registry
         self.options = options
         self._conversions: dict[tuple[str, str], Conversion | None] = {}
+        self._fit: dict[tuple[object, ...], bool] = {}
 
     def conversion(self, base_path: str, raw_path: str) -> Conversion | None:
         """The registered conversion between the two layers' classes, if any."""
@@ -141,6 +142,14 @@ class Scorer:
             raw_side.subtree_tensors
         )
 
+    def content_similarity(self, base_path: str, raw_path: str) -> float:
+        """Jaccard similarity of two subtrees' contents, the better of reading atomic layers whole or by parts."""
+        similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
+        if self.base.holds_atomic[base_path] or self.raw.holds_atomic[raw_path]:
+            whole = jaccard(self.base.atomic_content(base_path), self.raw.atomic_content(raw_path))  # type: ignore[arg-type]
+            similarity = max(similarity, whole)
+        return similarity
+
     def compatible(self, base_path: str, raw_path: str) -> bool:
         """Whether the two layers could be the same layer at all."""
         base, raw = self.base, self.raw
@@ -157,14 +166,28 @@ class Scorer:
                 return True  # another layout of the same numbers
         base_leaf, raw_leaf = base.is_leaf(base_path), raw.is_leaf(raw_path)
         if not base_leaf and not raw_leaf:
-            similarity = jaccard(base.content(base_path), raw.content(raw_path))  # type: ignore[arg-type]
+            similarity = self.content_similarity(base_path, raw_path)
             return similarity >= self.options.min_container_similarity
         if base_leaf and raw_leaf and not base_owns and not raw_owns:
             return base.family[base_path] == raw.family[raw_path]
         return False
 
     def _fits(self, base_path: str, raw_path: str, conversion: Conversion) -> bool:
-        """Whether the conversion pairs the two layers' tensors with consistent shapes."""
+        """Whether the conversion pairs the two layers' tensors with consistent shapes.
+
+        Cached by class and own tensors: a model's many same-shaped layers are checked once.
+        """
+        key = (
+            self.base.tree.nodes[base_path]["class_name"],
+            self.raw.tree.nodes[raw_path]["class_name"],
+            tuple((t.name, t.shape) for t in self.base.own[base_path]),
+            tuple((t.name, t.shape) for t in self.raw.own[raw_path]),
+        )
+        if key not in self._fit:
+            self._fit[key] = self._pairs_fit(base_path, raw_path, conversion)
+        return self._fit[key]
+
+    def _pairs_fit(self, base_path: str, raw_path: str, conversion: Conversion) -> bool:
         base_side, raw_side = layer_side(self.base, base_path), layer_side(self.raw, raw_path)
         pairs = conversion.tensor_pairs(base_side, raw_side)
         for pair in pairs:
@@ -210,7 +233,7 @@ class Scorer:
                 ):
                     cost += options.layout_weight
                 if not self.base.is_leaf(base_path) and not self.raw.is_leaf(raw_path):
-                    similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
+                    similarity = self.content_similarity(base_path, raw_path)
                     cost += options.content_weight * (1.0 - similarity)
                 if base_call[i] is not None and raw_call[j] is not None:
                     cost += options.call_order_weight * abs(base_call[i] - raw_call[j])  # type: ignore[operator]

@@ -31,8 +31,10 @@ class TreeFeatures:
     """Per-layer matching features of one model tree.
 
     ``atomic`` names classes or families whose subtree a conversion maps as a
-    whole (attention, RNNs): the two frameworks lay out their insides
-    differently, so contents count them as one item, not their parts.
+    whole (attention, RNNs): the frameworks lay out their insides differently
+    (torch's fused ``in_proj_weight`` against paddle's four Linears), so
+    :meth:`atomic_content` counts them as one item; a hand-written block
+    facing a builtin one is still compared by its parts (:meth:`content`).
     """
 
     def __init__(self, tree: ModelTree, atomic: frozenset[str] = frozenset()) -> None:
@@ -77,6 +79,11 @@ class TreeFeatures:
         for path in reversed(self.order):
             self.span[path] = 1 + sum(self.span[child] for child in self.children[path])
         self._contents: dict[str, Counter[tuple[str, Signature]]] = {}
+        self._atomic_contents: dict[str, Counter[tuple[str, Signature]]] = {}
+        #: whether a subtree holds an atomic layer (only then do contents have two readings)
+        self.holds_atomic: dict[str, bool] = {}
+        for path in reversed(self.order):
+            self.holds_atomic[path] = self.is_atomic(path) or any(self.holds_atomic[k] for k in self.children[path])
         call_order = tree.graph.get("call_order")
         self.call_rank: dict[str, float] = {}
         if call_order:
@@ -119,11 +126,18 @@ class TreeFeatures:
         return result
 
     def content(self, path: str) -> Counter[tuple[str, Signature]]:
-        """Multiset of (family, signature) of the tensor layers in a subtree.
-
-        An atomic layer counts once, by its family and element count.
-        """
+        """Multiset of (family, signature) of the tensor layers in a subtree."""
         if path not in self._contents:
+            counter: Counter[tuple[str, Signature]] = Counter()
+            for node in [path, *self.kept_descendants(path)]:
+                if self.own[node]:
+                    counter[(self.family[node], self.signature[node])] += 1
+            self._contents[path] = counter
+        return self._contents[path]
+
+    def atomic_content(self, path: str) -> Counter[tuple[str, Signature]]:
+        """:meth:`content` with each atomic layer counted once, by its family and element count."""
+        if path not in self._atomic_contents:
             counter: Counter[tuple[str, Signature]] = Counter()
             stack = [path]
             while stack:
@@ -134,8 +148,8 @@ class TreeFeatures:
                 if self.own[node]:
                     counter[(self.family[node], self.signature[node])] += 1
                 stack.extend(self.kept_children[node])
-            self._contents[path] = counter
-        return self._contents[path]
+            self._atomic_contents[path] = counter
+        return self._atomic_contents[path]
 
     def is_atomic(self, path: str) -> bool:
         node = self.tree.nodes[path]
