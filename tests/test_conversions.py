@@ -390,3 +390,35 @@ def test_diff_handles_tensors_one_side_lacks() -> None:
     raw = paddle.nn.Sequential(paddle.nn.Linear(4, 3), paddle.nn.LayerNorm(3))
     report = diff(base, raw, {"input": array((2, 4))})
     assert report.ok, report.first_divergence
+
+
+class TorchStyleNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, bias=False)
+        self.norm = torch.nn.InstanceNorm2d(4)  # torch's default: no affine tensors
+        self.act = torch.nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class PaddleStyleNet(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 4, 3)  # paddle's default: a bias
+        self.norm = paddle.nn.InstanceNorm2D(4)  # paddle's default: scale and bias
+        self.act = paddle.nn.PReLU()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+def test_layers_holding_tensors_on_one_side_only_are_matched_and_filled() -> None:
+    base, raw = TorchStyleNet(), PaddleStyleNet()
+    randomize(raw, 9)  # a missed fill of scale (1), bias (0) or conv bias (0) shows
+    inputs = {"x": array((2, 3, 6, 6))}
+    layer_map = suggest_map(base, raw, inputs)
+    assert {pair.base: pair.raw for pair in layer_map.pairs} == {"": "", "conv": "conv", "norm": "norm", "act": "act"}
+    assert "const(1) -> scale" in [t.describe() for t in layer_map.pair_for_base("norm").tensors]
+    assert diff(base, raw, inputs, layer_map).ok

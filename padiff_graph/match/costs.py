@@ -157,10 +157,10 @@ class Scorer:
         if conversion is not None and conversion.covers_subtree:
             return True
         base_owns, raw_owns = bool(base.own[base_path]), bool(raw.own[raw_path])
+        if (base_owns or raw_owns) and conversion is not None and self._fits(base_path, raw_path, conversion):
+            return True  # including a side without tensors: torch InstanceNorm2d() against paddle's scale/bias
         if base_owns and raw_owns:
             if base.signature[base_path] == raw.signature[raw_path]:
-                return True
-            if conversion is not None and self._fits(base_path, raw_path, conversion):
                 return True
             if base.own_numel[base_path] == raw.own_numel[raw_path]:
                 return True  # another layout of the same numbers
