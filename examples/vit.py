@@ -49,9 +49,9 @@ def _expected(variant: bool) -> tuple[dict[str, str], dict[str, str], list[str]]
 
 
 EXPECTED_PAIRS, EXPECTED_TENSORS, EXPECTED_TENSOR_LINKS = _expected(variant=False)
-EXPECTED_FINDINGS: set[str] = set()
+EXPECTED_FINDINGS = {"needs-special-init"}  # info: the MultiheadAttention conversion will be used
 EXPECTED_VARIANT_PAIRS, EXPECTED_VARIANT_TENSORS, EXPECTED_VARIANT_TENSOR_LINKS = _expected(variant=True)
-EXPECTED_VARIANT_FINDINGS = {"wrap-layer"}
+EXPECTED_VARIANT_FINDINGS = {"needs-special-init", "wrap-layer"}
 
 
 class TorchPatchEmbed(torch.nn.Module):

@@ -17,6 +17,7 @@ Example::
 """
 
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
+from padiff_graph.checkpoints import convert_checkpoint
 from padiff_graph.diff import DiffReport, Divergence
 from padiff_graph.errors import (
     AssignError,
@@ -28,7 +29,14 @@ from padiff_graph.errors import (
     PadiffGraphError,
     UnsupportedModelError,
 )
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, Conversion, register_conversion
+from padiff_graph.knowledge.conversions import (
+    DEFAULT_REGISTRY,
+    Conversion,
+    ConversionRegistry,
+    LayerSide,
+    add_special_init,
+    register_conversion,
+)
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match import MatchOptions
 from padiff_graph.preflight import Code, Finding
@@ -40,6 +48,7 @@ __all__ = [
     "AssignError",
     "Code",
     "Conversion",
+    "ConversionRegistry",
     "DiffReport",
     "Divergence",
     "FactoryError",
@@ -48,6 +57,7 @@ __all__ = [
     "LayerMap",
     "LayerMapError",
     "LayerPair",
+    "LayerSide",
     "MatchOptions",
     "ModelRunError",
     "OutputError",
@@ -57,7 +67,9 @@ __all__ = [
     "TensorPair",
     "Transform",
     "UnsupportedModelError",
+    "add_special_init",
     "assign_weights",
+    "convert_checkpoint",
     "diff",
     "export_tree",
     "preflight",

@@ -27,6 +27,7 @@ from padiff_graph.diff import (
 )
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
+from padiff_graph.inits import expand_inits
 from padiff_graph.inputs import prepare, split_inputs
 from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
 from padiff_graph.layermap import LayerMap
@@ -86,7 +87,7 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
     base_tree, raw_tree = export_pair(base, raw, inputs)
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
-    return preflight_trees(base_tree, raw_tree, layer_map)
+    return preflight_trees(base_tree, raw_tree, expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY))
 
 
 def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:
@@ -106,6 +107,7 @@ def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> As
     base_tree, raw_tree = export_pair(base, raw, None)
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
+    layer_map = expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map))
     return copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
 
@@ -158,6 +160,7 @@ def diff(
         raw_tree = build_tree(raw_adapter.export(raw), raw_order, raw_adapter.shared_layers(raw))
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
+    layer_map = expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     default_atol, default_rtol = default_tolerance(*_float_dtypes(base_tree), *_float_dtypes(raw_tree))
     tolerance = Tolerance(

@@ -127,7 +127,12 @@ def suggest_map_command(
     base_model, raw_model, inputs = _load_pair(base, raw)
     with _progress(quiet or output is None):
         layer_map = api.suggest_map(base_model, raw_model, None if no_trace else inputs)
-    text = layer_map.dumps() if output_format == "yaml" else layer_map.padiff_snippet()
+    if output_format == "yaml":
+        text = layer_map.dumps()
+    else:
+        from padiff_graph.padiff_code import padiff_code
+
+        text = padiff_code(layer_map, *api.export_pair(base_model, raw_model))
     if output is None:
         click.echo(text, nl=False)
         return
@@ -160,6 +165,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
         base_tree, raw_tree = api.export_pair(base_model, raw_model, inputs)
         if layer_map is None:
             layer_map = api.match_trees(base_tree, raw_tree)
+        layer_map = api.expand_inits(base_tree, raw_tree, layer_map, api.DEFAULT_REGISTRY)
         findings = preflight_trees(base_tree, raw_tree, layer_map)
     if html_file is not None:
         from padiff_graph.report.html import write_html
@@ -230,6 +236,35 @@ def diff(
     elif not quiet:
         print_diff(_console(), report, *api.export_pair(base_model, raw_model))
     sys.exit(0 if report.ok else 1)
+
+
+@main.command("convert-weights")
+@click.argument("base")
+@click.argument("raw")
+@click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="BASE's state dict: .pt/.pth/.bin (torch), .pdparams (paddle) or .safetensors.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write RAW's state dict.")
+@_errors
+def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, output: str) -> None:
+    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md)."""
+    from padiff_graph.checkpoints import convert_checkpoint
+    from padiff_graph.loading import load_model
+
+    layer_map = _load_map(map_file)
+    report = convert_checkpoint(load_model(base).model, load_model(raw).model, checkpoint, output, layer_map)
+    console = _console()
+    console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")
+    if report.filled:
+        kinds = sorted({name.rpartition(".")[2] for name in report.filled})
+        console.print(f"zero-filled {len(report.filled)} tensors the base has no counterpart for ({', '.join(kinds)})")
+    if report.unused:
+        more = f" (and {len(report.unused) - 8} more)" if len(report.unused) > 8 else ""
+        console.print(f"[yellow]checkpoint tensors no raw tensor needs:[/] {', '.join(report.unused[:8])}{more}")
 
 
 @main.command()

@@ -9,17 +9,18 @@ Errors are what the map cannot carry out on its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 from padiff_graph.errors import LayerMapError
-from padiff_graph.knowledge.configs import read_settings, same_setting
+from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
 from padiff_graph.knowledge.families import CONTAINER, family_of, is_random
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.features import significant
 from padiff_graph.records import Severity, TensorInfo, TensorKind, join_path
-from padiff_graph.tree import ModelTree, layer_info, preorder
+from padiff_graph.tree import ModelTree, children, layer_info, preorder
 
 
 class Code(str, Enum):
@@ -83,11 +84,12 @@ def check_map_paths(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> Non
                     f"({tree.graph['model']}) does not have; fix the path or run suggest-map again"
                 )
         for tensor in pair.tensors:
-            for side, index, full in (
-                ("base", base_tensors, join_path(pair.base, tensor.base)),
-                ("raw", raw_tensors, join_path(pair.raw, tensor.raw)),
+            full_pair = tensor.prefixed(pair.base, pair.raw)
+            for side, index, full, fixed in (
+                ("base", base_tensors, full_pair.base, full_pair.base_constant),
+                ("raw", raw_tensors, full_pair.raw, full_pair.raw_constant),
             ):
-                if full not in index:
+                if fixed is None and full not in index:
                     raise LayerMapError(
                         f"the map's pair {pair.base!r} -> {pair.raw!r} names {side} tensor {full!r}, "
                         f"which does not exist"
@@ -112,9 +114,11 @@ def _ignored(path: str, ignored: list[str]) -> bool:
 def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
     """All findings for two exported trees and a map (no framework needed)."""
     check_map_paths(base, raw, layer_map)
+    special, claimed = _special_inits(base, raw, layer_map)
     findings: list[Finding] = []
-    findings += _unmatched(base, raw, layer_map)
+    findings += _unmatched(base, raw, layer_map, claimed)
     findings += _pair_tensors(base, raw, layer_map)
+    findings += special
     findings += _order(base, raw, layer_map)
     findings += _wrappers(base, raw, layer_map)
     findings += _random(base, raw, layer_map)
@@ -131,18 +135,26 @@ def _covered(layer_map: LayerMap) -> tuple[set[str], set[str]]:
     return base_names, raw_names
 
 
-def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
-    """Tensor-owning layers whose tensors nothing in the map copies."""
+def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap, claimed: set[str]) -> list[Finding]:
+    """Tensor-owning layers whose tensors nothing in the map copies.
+
+    Layers under a pair copied by an opaque init count as copied (the init
+    handles the whole sublayer, as in PaDiff); tensors a ``needs-special-init``
+    finding already reports are not repeated.
+    """
     covered_base, covered_raw = _covered(layer_map)
     paired_base = {pair.base for pair in layer_map.pairs}
     paired_raw = {pair.raw for pair in layer_map.pairs}
+    init_base = {pair.base for pair in layer_map.pairs if pair.init}
+    init_raw = {pair.raw for pair in layer_map.pairs if pair.init}
+    covered_base, covered_raw = covered_base | claimed, covered_raw | claimed
     findings = []
-    for side, tree, covered, paired, ignored in (
-        ("base", base, covered_base, paired_base, layer_map.ignore_base),
-        ("raw", raw, covered_raw, paired_raw, layer_map.ignore_raw),
+    for side, tree, covered, paired, ignored, init_paths in (
+        ("base", base, covered_base, paired_base, layer_map.ignore_base, init_base),
+        ("raw", raw, covered_raw, paired_raw, layer_map.ignore_raw, init_raw),
     ):
         for path in preorder(tree):
-            if path in paired or _ignored(path, ignored):
+            if path in paired or _ignored(path, ignored) or _has_ancestor_in(path, init_paths):
                 continue
             missing = [
                 t for t in tree.nodes[path]["tensors"] if significant(t) and join_path(path, t.name) not in covered
@@ -183,6 +195,8 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
             continue
         kinds, dtypes = [], []
         for tensor in pair.tensors:
+            if tensor.has_constant:
+                continue
             base_tensor = base_index[join_path(pair.base, tensor.base)][1]
             raw_tensor = raw_index[join_path(pair.raw, tensor.raw)][1]
             try:
@@ -237,68 +251,158 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
                     "values are cast on copy; compare with tolerances for the lower precision",
                 )
             )
-        findings += _half_mapped(base, raw, pair, base_index, raw_index)
     return findings
 
 
-def _half_mapped(
-    base: ModelTree,
-    raw: ModelTree,
-    pair: LayerPair,
-    base_index: dict[str, tuple[str, TensorInfo]],
-    raw_index: dict[str, tuple[str, TensorInfo]],
-) -> list[Finding]:
-    """A matched pair whose own tensors the map leaves uncopied on both sides."""
-    if pair.init:
-        return []
-    used_base = {tensor.base for tensor in pair.tensors}
-    used_raw = {tensor.raw for tensor in pair.tensors}
-    free_base = [t for t in base.nodes[pair.base]["tensors"] if significant(t) and t.name not in used_base]
-    free_raw = [t for t in raw.nodes[pair.raw]["tensors"] if significant(t) and t.name not in used_raw]
-    if not free_base or not free_raw:
-        return []
-    base_class, raw_class = base.nodes[pair.base]["class_name"], raw.nodes[pair.raw]["class_name"]
-    return [
-        Finding(
-            Code.NEEDS_SPECIAL_INIT,
-            Severity.ERROR,
-            pair.base,
-            pair.raw,
-            f"{base_class} and {raw_class} hold tensors that no shape or name pairs: base "
-            + ", ".join(f"{t.name} {list(t.shape)}" for t in free_base)
-            + "; raw "
-            + ", ".join(f"{t.name} {list(t.shape)}" for t in free_raw),
-            "register a conversion for these classes (padiff_graph.register_conversion) or write the "
-            'tensor pairs into the map, e.g. "qkv_weight[0:64] -> q.weight: transpose":\n'
-            + conversion_stub(
-                base.graph["framework"], base_class, free_base, raw.graph["framework"], raw_class, free_raw
-            ),
+def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tuple[list[Finding], set[str]]:
+    """Pairs whose tensors only a conversion can map: named when one will, a stub when none does.
+
+    A pair's free tensors are its own and those of descendants no other pair
+    holds, left uncopied by the map. Returns the findings and the full names
+    of the free tensors they report (so ``unmatched`` does not repeat them).
+    """
+    covered_base, covered_raw = _covered(layer_map)
+    paired_base = {pair.base for pair in layer_map.pairs}
+    paired_raw = {pair.raw for pair in layer_map.pairs}
+    findings: list[Finding] = []
+    claimed: set[str] = set()
+    for pair in layer_map.pairs:
+        if _ignored(pair.base, layer_map.ignore_base) or _ignored(pair.raw, layer_map.ignore_raw):
+            continue
+        base_class, raw_class = base.nodes[pair.base]["class_name"], raw.nodes[pair.raw]["class_name"]
+        if pair.init or is_special(pair):
+            how = f"init function {pair.init}" if pair.init else f"conversion {pair.conversion!r}"
+            findings.append(
+                Finding(
+                    Code.NEEDS_SPECIAL_INIT,
+                    Severity.INFO,
+                    pair.base,
+                    pair.raw,
+                    f"{base_class} and {raw_class} store their weights in different layouts; {how} maps them",
+                    "nothing to do" if pair.init else "nothing to do; 'tensors' in the map shows each step",
+                )
+            )
+            continue
+        free_base = _free_tensors(base, pair.base, paired_base, covered_base)
+        free_raw = _free_tensors(raw, pair.raw, paired_raw, covered_raw)
+        if not free_base or not free_raw:
+            continue
+        claimed.update(join_path(pair.base, name) for name in free_base)
+        claimed.update(join_path(pair.raw, name) for name in free_raw)
+        findings.append(
+            Finding(
+                Code.NEEDS_SPECIAL_INIT,
+                Severity.ERROR,
+                pair.base,
+                pair.raw,
+                f"{base_class} and {raw_class} hold tensors that no shape or name pairs: base "
+                + ", ".join(f"{name} {list(t.shape)}" for name, t in free_base.items())
+                + "; raw "
+                + ", ".join(f"{name} {list(t.shape)}" for name, t in free_raw.items()),
+                "register a conversion for these classes (padiff_graph.register_conversion, or PaDiff's "
+                "add_special_init), or write the tensor pairs into the map. A stub to edit and import "
+                "before running padiff_graph:\n"
+                + conversion_stub(
+                    base.graph["framework"], base_class, free_base, raw.graph["framework"], raw_class, free_raw
+                ),
+            )
         )
-    ]
+    return findings, claimed
+
+
+def is_special(pair: LayerPair) -> bool:
+    """Tensor pairs that shapes and names alone would not have found: regions, constants, reordering."""
+    return pair.conversion is not None and any(
+        tensor.has_constant
+        or tensor.transform.base_index is not None
+        or tensor.transform.raw_index is not None
+        or tensor.transform.op not in ("identity", "transpose")
+        for tensor in pair.tensors
+    )
+
+
+def _free_tensors(tree: ModelTree, path: str, paired: set[str], covered: set[str]) -> dict[str, TensorInfo]:
+    """Tensors of ``path`` and its unpaired descendants that the map does not copy, by relative name."""
+    free: dict[str, TensorInfo] = {}
+    stack = [path]
+    while stack:
+        current = stack.pop()
+        for tensor in tree.nodes[current]["tensors"]:
+            full = join_path(current, tensor.name)
+            if significant(tensor) and full not in covered:
+                free[full[len(path) + 1 :] if path else full] = tensor
+        stack.extend(reversed([child for child in children(tree, current) if child not in paired]))
+    return free
 
 
 def conversion_stub(
     base_framework: str,
     base_class: str,
-    base_tensors: list[TensorInfo],
+    base_tensors: Mapping[str, TensorInfo],
     raw_framework: str,
     raw_class: str,
-    raw_tensors: list[TensorInfo],
+    raw_tensors: Mapping[str, TensorInfo],
 ) -> str:
-    """A ready-to-edit conversion function for two layer classes."""
+    """A ready-to-edit conversion for two layer classes, its tensor pairs guessed from shapes.
+
+    Names are relative to each layer (``q.weight`` reaches into a child).
+    Each raw tensor gets the first base tensor (or the next rows of one,
+    for fused layouts) whose shape fits; across frameworks a 2-D tensor
+    that fits both ways is guessed transposed (torch ``[out, in]`` against
+    paddle ``[in, out]``). Lines with no guess are left for the user.
+    """
+    covers = any("." in name for name in [*base_tensors, *raw_tensors])
+    function = re.sub(r"\W", "_", f"{base_class}_to_{raw_class}".lower())
+    flags = ", covers_subtree=True" if covers else ""
     lines = [
-        "from padiff_graph import TensorPair, Transform, register_conversion",
+        "from padiff_graph import TensorPair, register_conversion",
         "",
-        f'@register_conversion("{base_framework}", "{base_class}", "{raw_framework}", "{raw_class}")',
-        f"def {base_class.lower()}_to_{raw_class.lower()}(base, raw):",
+        "",
+        f'@register_conversion("{base_framework}", "{base_class}", "{raw_framework}", "{raw_class}"{flags})',
+        f"def {function}(base, raw):",
+        f'    """{base_class} -> {raw_class}, guessed from shapes: check every line.',
+        "",
+        "    base: " + ", ".join(f"{name} {list(t.shape)}" for name, t in base_tensors.items()),
+        "    raw:  " + ", ".join(f"{name} {list(t.shape)}" for name, t in raw_tensors.items()),
+        '    """',
+        "    return [",
     ]
-    lines += [f"    # base {t.name}: {list(t.shape)}" for t in base_tensors]
-    lines += [f"    # raw  {t.name}: {list(t.shape)}" for t in raw_tensors]
-    lines += ["    return ["]
-    for base_tensor, raw_tensor in zip(base_tensors, raw_tensors, strict=False):
-        lines.append(f'        TensorPair("{base_tensor.name}", "{raw_tensor.name}", Transform.parse("identity")),')
-    lines += ["    ]"]
+    prefer_transpose = base_framework != raw_framework
+    next_row = dict.fromkeys(base_tensors, 0)
+    for raw_name, raw_tensor in raw_tensors.items():
+        guess = None
+        for base_name, base_tensor in base_tensors.items():
+            guess = _guess_link(base_name, base_tensor.shape, next_row, raw_tensor.shape, prefer_transpose)
+            if guess is not None:
+                break
+        if guess is None:
+            shape = list(raw_tensor.shape)
+            lines.append(f'        # TensorPair.parse("BASE_TENSOR -> {raw_name}"),  # {shape}: no guess')
+        else:
+            source, transposed = guess
+            lines.append(f'        TensorPair.parse("{source} -> {raw_name}{": transpose" if transposed else ""}"),')
+    lines.append("    ]")
     return "\n".join(lines)
+
+
+def _guess_link(
+    name: str, shape: tuple[int, ...], next_row: dict[str, int], raw_shape: tuple[int, ...], prefer_transpose: bool
+) -> tuple[str, bool] | None:
+    """(``name`` or ``name[a:b]``, transposed) when its next rows can fill ``raw_shape``."""
+    rows = shape[0] if shape else 1
+    start = next_row[name]
+    if start >= rows:
+        return None
+    orders = [True, False] if prefer_transpose else [False, True]
+    for transposed in orders if len(shape) == 2 and len(raw_shape) == 2 else [False]:
+        wanted = raw_shape[::-1] if transposed else raw_shape
+        if start == 0 and shape == wanted:
+            next_row[name] = rows
+            return name, transposed
+        if shape[1:] == wanted[1:] and wanted and start + wanted[0] <= rows and wanted[0] < rows:
+            next_row[name] = start + wanted[0]
+            return f"{name}[{start}:{start + wanted[0]}]", transposed
+    return None
 
 
 def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
@@ -369,7 +473,11 @@ def _tensor_order(base: ModelTree, raw: ModelTree, pair: LayerPair) -> list[Find
 
 
 def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
-    """Parameter-less containers that exist on one side only."""
+    """Parameter-less user containers that exist on one side only.
+
+    The insides of a builtin layer (paddle's per-layer RNN wrappers) are the
+    framework's business, not a wrapper the user added.
+    """
     paired_base = {pair.base for pair in layer_map.pairs}
     paired_raw = {pair.raw for pair in layer_map.pairs}
     findings = []
@@ -396,6 +504,14 @@ def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Find
                 )
             )
     return findings
+
+
+def _has_ancestor_in(path: str, ancestors: set[str]) -> bool:
+    while path:
+        path = path.rpartition(".")[0]
+        if path in ancestors:
+            return True
+    return False
 
 
 def _inside_builtin_layer(tree: ModelTree, path: str) -> bool:
@@ -432,34 +548,39 @@ def _random(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Findin
 
 
 def _configs(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Matched layers of one family configured differently, with both values."""
     findings = []
     for pair in layer_map.pairs:
         base_info, raw_info = layer_info(base, pair.base), layer_info(raw, pair.raw)
-        base_family = family_of(base_info.class_name, base_info.builtin)
-        if base_family != family_of(raw_info.class_name, raw_info.builtin):
+        family = family_of(base_info.class_name, base_info.builtin)
+        if family != family_of(raw_info.class_name, raw_info.builtin):
             continue
-        base_settings = read_settings(base_family, base_info.framework, base_info.config)
-        raw_settings = read_settings(base_family, raw_info.framework, raw_info.config)
+        base_settings = read_settings(family, base_info.framework, base_info.class_name, base_info.config)
+        raw_settings = read_settings(family, raw_info.framework, raw_info.class_name, raw_info.config)
         for setting, base_value in base_settings.items():
             raw_value = raw_settings.get(setting)
             if raw_value is None or same_setting(base_value, raw_value):
                 continue
+            rule = rule_for(family, setting)
+            severity = rule.severity if rule is not None else Severity.ERROR
+            advice = f"; {rule.advice}" if rule is not None and rule.advice else ""
+            convention = " (in torch's convention: paddle's momentum is 1 - torch's)" if setting == "momentum" else ""
             findings.append(
                 Finding(
                     Code.CONFIG_MISMATCH,
-                    Severity.ERROR,
+                    severity,
                     pair.base,
                     pair.raw,
-                    f"{base_info.class_name} {setting} differs: base {base_value!r}, raw {raw_value!r}",
-                    f"construct the raw layer with the base's {setting}"
-                    + (
-                        " (shown in torch's convention: paddle's momentum is 1 - torch's)"
-                        if setting == "momentum"
-                        else ""
-                    ),
+                    f"{base_info.class_name} {setting} differs: base {_shown(base_value)}, raw {_shown(raw_value)}"
+                    + convention,
+                    f"construct the raw layer with the base's {setting}{advice}",
                 )
             )
     return findings
+
+
+def _shown(value: object) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
 def _ambiguous(layer_map: LayerMap) -> list[Finding]:

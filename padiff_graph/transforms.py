@@ -5,6 +5,12 @@ A :class:`Transform` is data, so a layer map can spell it in YAML, invert it
 to numpy arrays. ``base_index`` selects the part of the base tensor that is
 read, ``raw_index`` the part of the raw tensor that is written: that is how a
 fused ``in_proj_weight`` pairs with three split projections.
+
+One side of a :class:`TensorPair` may be a constant, spelled ``const(1)``:
+``const(1) -> scale`` fills a raw tensor the base layer does not have with the
+value that makes it neutral (torch ``InstanceNorm2d(affine=False)`` against
+paddle's ``InstanceNorm2D`` scale); read the other way, ``scale -> const(1)``
+requires the base tensor to hold that value, since the raw layer cannot.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 
 from padiff_graph.records import join_path
 
+_CONSTANT = re.compile(r"^const\((?P<value>[-+\d.eE]+)\)$")
 _INDEX_PART = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*$")
 _OP = re.compile(r"^([a-z_]+)(?:\(([\d,\s]*)\))?$")
 
@@ -187,8 +194,21 @@ class Transform:
 IDENTITY = Transform()
 TRANSPOSE = Transform(op="transpose")
 
+
+def constant(value: float) -> str:
+    """The name standing for a constant side of a tensor pair: ``const(1)``."""
+    return f"const({float(value):g})"
+
+
+def constant_value(name: str) -> float | None:
+    """The value of a ``const(...)`` name, ``None`` for a tensor name."""
+    match = _CONSTANT.match(name)
+    return None if match is None else float(match["value"])
+
+
+_NAME = r"(?:const\([-+\d.eE]+\)|[\w.]+)"
 _TENSOR_LINK = re.compile(
-    r"^\s*(?P<base>[\w.]+)(?:\[(?P<bi>[^\]]*)\])?\s*->\s*(?P<raw>[\w.]+)(?:\[(?P<ri>[^\]]*)\])?"
+    rf"^\s*(?P<base>{_NAME})(?:\[(?P<bi>[^\]]*)\])?\s*->\s*(?P<raw>{_NAME})(?:\[(?P<ri>[^\]]*)\])?"
     r"\s*(?::\s*(?P<op>\S.*?))?\s*$"
 )
 
@@ -205,6 +225,20 @@ class TensorPair(NamedTuple):
     raw: str
     transform: Transform = IDENTITY
 
+    @property
+    def base_constant(self) -> float | None:
+        """The value if the base side is ``const(...)``."""
+        return constant_value(self.base)
+
+    @property
+    def raw_constant(self) -> float | None:
+        """The value the base tensor must hold if the raw side is ``const(...)``."""
+        return constant_value(self.raw)
+
+    @property
+    def has_constant(self) -> bool:
+        return self.base_constant is not None or self.raw_constant is not None
+
     def describe(self) -> str:
         return self.transform.describe(self.base, self.raw)
 
@@ -215,10 +249,19 @@ class TensorPair(NamedTuple):
         if match is None:
             raise ValueError(f"{text!r} is not of the form 'base_name -> raw_name[: transform]'")
         transform = Transform.parse(match["op"] or "identity", match["bi"], match["ri"])
-        return cls(match["base"], match["raw"], transform)
+        pair = cls(match["base"], match["raw"], transform)
+        if pair.has_constant and (
+            (pair.base_constant is not None and (pair.raw_constant is not None or transform.base_index))
+            or (pair.raw_constant is not None and transform.raw_index)
+            or transform.op != "identity"
+        ):
+            raise ValueError(f"{text!r}: one side at most is const(...), without an index or a transform")
+        return pair
 
     def inverse(self) -> TensorPair:
         return TensorPair(self.raw, self.base, self.transform.inverse())
 
     def prefixed(self, base_prefix: str, raw_prefix: str) -> TensorPair:
-        return TensorPair(join_path(base_prefix, self.base), join_path(raw_prefix, self.raw), self.transform)
+        base = self.base if self.base_constant is not None else join_path(base_prefix, self.base)
+        raw = self.raw if self.raw_constant is not None else join_path(raw_prefix, self.raw)
+        return TensorPair(base, raw, self.transform)

@@ -8,9 +8,7 @@ bit with what should be there.
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +16,12 @@ import numpy as np
 
 from padiff_graph.errors import AssignError
 from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.inits import run_init
+from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
 from padiff_graph.layermap import LayerMap
 from padiff_graph.preflight import Code, Finding
-from padiff_graph.records import join_path
-from padiff_graph.transforms import Transform
+from padiff_graph.records import Severity
+from padiff_graph.transforms import TensorPair, Transform, constant_value
 
 
 @dataclass
@@ -36,7 +36,9 @@ class AssignReport:
 
 def blocking_findings(findings: list[Finding]) -> list[Finding]:
     """Findings that make a correct copy impossible."""
-    return [f for f in findings if f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT)]
+    return [
+        f for f in findings if f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT) and f.severity is Severity.ERROR
+    ]
 
 
 def raise_for_blocking(findings: list[Finding]) -> None:
@@ -51,26 +53,20 @@ def raise_for_blocking(findings: list[Finding]) -> None:
         )
 
 
-def resolve_init(reference: str) -> Callable[[Any, Any], Any]:
-    """Import ``package.module:function`` named by a map entry's ``init``."""
-    module_name, _, function_name = reference.partition(":")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise AssignError(f"cannot load init function {reference!r}: {error}") from None
-    if not callable(function):
-        raise AssignError(f"init {reference!r} is not a function")
-    return function  # type: ignore[no-any-return]
-
-
 def copy_weights(
     base_model: Any,
     raw_model: Any,
     layer_map: LayerMap,
     base_adapter: FrameworkAdapter,
     raw_adapter: FrameworkAdapter,
+    registry: ConversionRegistry = DEFAULT_REGISTRY,
 ) -> AssignReport:
-    """Copy every tensor pair of ``layer_map`` and verify the result."""
+    """Copy every tensor pair of ``layer_map`` and verify the result.
+
+    ``const(...)`` sides fill a raw tensor with a neutral value, or require
+    the base tensor to hold it; opaque ``init`` functions copy their pair
+    themselves (run backwards when registered the other way round).
+    """
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
     report = AssignReport(layer_pairs=len(layer_map.pairs))
@@ -79,16 +75,21 @@ def copy_weights(
         if pair.init:
             base_layers = base_adapter.named_layers(base_model)
             raw_layers = raw_adapter.named_layers(raw_model)
-            resolve_init(pair.init)(base_layers[pair.base], raw_layers[pair.raw])
+            run_init(pair.init, base_layers[pair.base], raw_layers[pair.raw], base_adapter, raw_adapter, registry)
             report.custom_inits.append(pair.base)
             continue
         for tensor in pair.tensors:
-            writes[join_path(pair.raw, tensor.raw)].append((join_path(pair.base, tensor.base), tensor.transform))
+            full = tensor.prefixed(pair.base, pair.raw)
+            if full.raw_constant is not None:
+                _check_constant(base_adapter, base_tensors[full.base], full, pair.raw)
+                report.tensors += 1
+            else:
+                writes[full.raw].append((full.base, tensor.transform))
     for raw_name, parts in writes.items():
         target = raw_tensors[raw_name]
         expected = _read(raw_adapter, target, raw_name, "raw") if _partial(parts) else None
         for base_name, transform in parts:
-            value = transform.apply(_read(base_adapter, base_tensors[base_name], base_name, "base"))
+            value = _source(base_adapter, base_tensors, base_name, transform, tuple(target.shape))
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
         assert expected is not None
         raw_adapter.write(target, expected)
@@ -96,6 +97,28 @@ def copy_weights(
         report.tensors += len(parts)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
+
+
+def _source(
+    adapter: FrameworkAdapter, tensors: dict[str, Any], name: str, transform: Transform, raw_shape: tuple[int, ...]
+) -> np.ndarray:
+    """The value a pair writes: the transformed base tensor, or a constant filling the raw region."""
+    value = constant_value(name)
+    if value is not None:
+        return np.full(transform.region_shape(raw_shape), value, dtype=np.float32)
+    return transform.apply(_read(adapter, tensors[name], name, "base"))
+
+
+def _check_constant(adapter: FrameworkAdapter, tensor: Any, pair: TensorPair, raw_layer: str) -> None:
+    """A base tensor the raw layer lacks must hold the neutral value the raw layer implies."""
+    value = _read(adapter, tensor, pair.base, "base")
+    region = value[pair.transform.base_index] if pair.transform.base_index is not None else value
+    if not np.all(region == pair.raw_constant):
+        raise AssignError(
+            f"base tensor {pair.base!r} holds values other than {pair.raw_constant:g}, and raw layer "
+            f"{raw_layer!r} has no tensor to hold them; construct the raw layer with that tensor "
+            "(bias=True, affine=True, ...)"
+        )
 
 
 def _partial(parts: list[tuple[str, Transform]]) -> bool:

@@ -15,8 +15,7 @@ import pytest
 
 from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.costs import layer_side
-from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.features import layer_side
 from padiff_graph.match.tensors import pair_layer_tensors, shape_transform
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind, join_path
 from padiff_graph.transforms import TensorPair
@@ -102,9 +101,8 @@ def expected_layer_map(case: Case, base: ModelTree, raw: ModelTree) -> LayerMap:
     """
     pairs = {"": "", **case.expected("PAIRS")}
     tensors: dict[str, list[TensorPair]] = {}
-    base_features, raw_features = TreeFeatures(base), TreeFeatures(raw)
     for base_path, raw_path in pairs.items():
-        base_side, raw_side = layer_side(base_features, base_path), layer_side(raw_features, raw_path)
+        base_side, raw_side = layer_side(base, base_path), layer_side(raw, raw_path)
         found = pair_layer_tensors(base_side, raw_side, DEFAULT_REGISTRY.find(base_side, raw_side))
         tensors[base_path] = list(found.pairs)
     covered = {link_key(t.prefixed(b, pairs[b]))[:2] for b in tensors for t in tensors[b]}

@@ -15,31 +15,10 @@ from conftest import CASES, Case, expected_layer_map, link_key
 from padiff_graph import assign_weights, diff, export_tree, preflight, suggest_map
 from padiff_graph.transforms import TensorPair
 
-_MHA = "needs the MultiheadAttention conversion (issue 5)"
-_MHA_CONTENT = (
-    _MHA + "; and blocks.N do not pair (content Jaccard 0.56 < 0.6: a covering conversion is not counted), "
-    "so norm1/norm2/mlp are compared across blocks by local name alone and flagged"
-)
-_MOVED = (
-    _MHA + "; and root 'pos_embed' never pairs with 'encoder.pos_embedding': "
-    "tensors are only absorbed from unmatched one-tensor leaf children"
-)
-
 #: Checks the pipeline does not pass yet, by (case id, check), with the analysis of
 #: why: each runs as ``xfail(strict=True)``, so it fails the day it passes and its
 #: entry goes.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("vit", "pairs-static"): _MHA_CONTENT,
-    ("vit", "pairs-traced"): _MHA,
-    ("vit", "preflight"): _MHA,
-    ("vit", "diff"): _MHA,
-    ("vit", "reverse"): _MHA,
-    ("vit-variant", "pairs-static"): _MOVED,
-    ("vit-variant", "pairs-traced"): _MOVED,
-    ("vit-variant", "preflight"): _MOVED,
-    ("vit-variant", "diff"): _MOVED,
-    ("vit-variant", "reverse"): _MOVED,
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def cases(*checks: str) -> list[object]:

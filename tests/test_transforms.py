@@ -83,3 +83,17 @@ def test_output_shape_agrees_with_apply(case: tuple[tuple[int, ...], Transform])
             transform.output_shape(shape)
         return
     assert transform.output_shape(shape) == expected
+
+
+@pytest.mark.parametrize("text", ["const(1) -> scale", "bias -> const(0)", "in_proj_bias[0:8] -> const(0)"])
+def test_constant_sides_round_trip_and_invert(text: str) -> None:
+    pair = TensorPair.parse(text)
+    assert pair.describe() == text
+    assert pair.inverse().inverse() == pair
+    assert pair.has_constant and pair.prefixed("a", "b").describe().count("const(") == 1
+
+
+@pytest.mark.parametrize("bad", ["const(1) -> const(0)", "const(1) -> scale: transpose", "const(1)[0:2] -> scale"])
+def test_constant_sides_take_no_transform_or_index(bad: str) -> None:
+    with pytest.raises(ValueError):
+        TensorPair.parse(bad)

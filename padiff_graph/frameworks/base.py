@@ -8,11 +8,14 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import BuiltinFunctionType, FunctionType
 from typing import Any, Protocol
 
 import numpy as np
 
 from padiff_graph.records import LayerInfo
+from padiff_graph.tensorfile import CheckpointReader, Stored
 
 Hook = Callable[[Any], None]
 
@@ -82,6 +85,32 @@ class FrameworkAdapter(Protocol):
     def shared_layers(self, model: Any) -> dict[str, str]:
         """Second and later paths of layers reachable under several names -> their first path."""
 
+    def state_dict_names(self, model: Any) -> dict[str, str]:
+        """Each key of the model's state dict -> the :meth:`named_tensors` name of its tensor.
+
+        Keys differ from names where one tensor appears twice (tied weights;
+        paddle's RNN cells repeat their parent's parameters).
+        """
+
+    def is_materialized(self, model: Any) -> bool:
+        """False for models built without memory (torch meta device, paddle ``LazyGuard``)."""
+
+    def open_checkpoint(self, path: Path, layout_only: bool = False) -> CheckpointReader:
+        """This framework's own checkpoint format, read without running code (lazily where it can).
+
+        ``layout_only``: only names, shapes and dtypes will be asked for.
+        """
+
+    def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
+        """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""
+
+    def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
+        """Load ``path`` into ``model`` as a user would: the missing and unexpected keys.
+
+        ``None`` when the model cannot take values (built without memory, and
+        the framework cannot attach the file's tensors to it).
+        """
+
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:
     """Tensors in an output, depth first through tuples, lists and dicts."""
@@ -108,7 +137,8 @@ def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[s
     """Hyperparameters of a builtin layer: its plain scalar attributes.
 
     Leading underscores are dropped (paddle keeps ``_epsilon``) so both
-    frameworks' spellings can be compared through the knowledge tables.
+    frameworks' spellings can be compared through the knowledge tables;
+    functions (a transformer layer's ``activation``) are kept by name.
     """
     config: dict[str, Any] = {}
     for key, value in attributes.items():
@@ -116,6 +146,8 @@ def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[s
             continue
         if isinstance(value, (bool, int, float, str)) or value is None:
             config[key.lstrip("_")] = value
+        elif isinstance(value, (FunctionType, BuiltinFunctionType)):
+            config[key.lstrip("_")] = value.__name__.lstrip("_")
         elif (
             isinstance(value, (tuple, list))
             and len(value) <= 8

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import RemovableHandle, aliases, child_indices, iter_tensors, scalar_config
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.tensorfile import SafetensorsReader, Stored, dtype_of
+
+#: The only callables a ``.pdparams`` pickle may name: rebuilding numpy arrays.
+_PDPARAMS_GLOBALS = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+)
 
 
 def _paddle() -> Any:
@@ -154,3 +170,119 @@ class PaddleAdapter:
 
     def shared_layers(self, model: Any) -> dict[str, str]:
         return aliases(model, lambda layer: layer._sub_layers.items())
+
+    def state_dict_names(self, model: Any) -> dict[str, str]:
+        canonical = {id(tensor): name for name, tensor in self.named_tensors(model).items()}
+        return {key: canonical.get(id(tensor), key) for key, tensor in model.state_dict().items()}
+
+    def is_materialized(self, model: Any) -> bool:
+        return all(tensor._is_initialized() for tensor in model.state_dict().values())
+
+    def open_checkpoint(self, path: Path, layout_only: bool = False) -> PdparamsCheckpoint:
+        return PdparamsCheckpoint(path, layout_only)
+
+    def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
+        """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it)."""
+        with path.open("wb") as stream:
+            pickler = pickle.Pickler(stream, protocol=4)
+            pickler.fast = True  # no memo: each array's bytes are freed once written
+            pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
+
+    def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
+        if not self.is_materialized(model):
+            return None  # a LazyGuard model takes no values until initialized
+        if path.suffix == ".safetensors":
+            reader = SafetensorsReader(path)
+            state = {name: np.asarray(reader.read(name).array) for name in reader.names()}
+        else:
+            state = _paddle().load(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # paddle warns per alias key it skips
+            missing, unexpected = model.set_state_dict(state)
+        names = self.state_dict_names(model)
+        loaded = {names.get(key, key) for key in state}
+        return [f"missing {key}" for key in missing if names.get(key, key) not in loaded] + [
+            f"unexpected {key}" for key in unexpected
+        ]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and containers; any other callable is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PDPARAMS_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("a persistent reference")
+
+
+class _Layout:
+    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
+
+    def __init__(self, *_: Any) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.dtype = np.dtype("float32")
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
+
+
+class _LayoutOnly(_ArraysOnly):
+    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        return _Layout if name == "_reconstruct" else found
+
+
+class PdparamsCheckpoint:
+    """A paddle ``.pdparams`` file: a pickle of numpy arrays, loaded without running any other code.
+
+    The pickle is read whole (the format allows no lazy access), so it takes
+    the checkpoint's size in memory; conversion then streams the output.
+    ``layout_only`` keeps shapes and dtypes, not values.
+    """
+
+    def __init__(self, path: Path, layout_only: bool = False) -> None:
+        try:
+            with path.open("rb") as stream:
+                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
+        except pickle.UnpicklingError as error:
+            raise InputError(
+                f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
+            ) from None
+        except (OSError, EOFError, ValueError, TypeError) as error:
+            raise InputError(f"cannot read {path} as a paddle checkpoint: {error}") from None
+        if not isinstance(loaded, Mapping):
+            raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+        # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
+        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
+        for value in self.arrays.values():
+            dtype_of(value)  # refuses object arrays and other non-tensor dtypes
+
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    def info(self, name: str) -> tuple[tuple[int, ...], str]:
+        return tuple(self.arrays[name].shape), dtype_of(self.arrays[name])
+
+    def read(self, name: str) -> Stored:
+        value = self.arrays[name]
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{name!r} was read for its layout only")
+        return Stored(value, dtype_of(value))
+
+    def close(self) -> None:
+        self.arrays = {}
+
+
+def _child_index(layers: Mapping[str, Any], path: str) -> int:
+    if path == "":
+        return 0
+    parent, _, local = path.rpartition(".")
+    for index, name in enumerate(layers[parent]._sub_layers):
+        if name == local:
+            return index
+    return 0

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import RemovableHandle, aliases, child_indices, iter_tensors, scalar_config
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.tensorfile import SafetensorsReader, Stored
+
+#: Keys under which training scripts commonly nest the state dict.
+_NESTED_STATE_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
 
 def _torch() -> Any:
@@ -147,3 +155,103 @@ class TorchAdapter:
 
     def shared_layers(self, model: Any) -> dict[str, str]:
         return aliases(model, lambda layer: layer._modules.items())
+
+    def state_dict_names(self, model: Any) -> dict[str, str]:
+        canonical = {id(tensor): name for name, tensor in self.named_tensors(model).items()}
+        return {key: canonical.get(id(tensor), key) for key, tensor in model.state_dict(keep_vars=True).items()}
+
+    def is_materialized(self, model: Any) -> bool:
+        return not any(tensor.is_meta for tensor in model.state_dict(keep_vars=True).values())
+
+    def open_checkpoint(self, path: Path, layout_only: bool = False) -> TorchCheckpoint:
+        return TorchCheckpoint(path)  # memory-mapped: reading the layout touches no values
+
+    def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
+        made: dict[int, Any] = {}  # one tensor per array, so aliases stay shared
+        state = {}
+        for name, stored in tensors.items():
+            if id(stored.array) not in made:
+                made[id(stored.array)] = _from_stored(stored)
+            state[name] = made[id(stored.array)]
+        _torch().save(state, path)
+
+    def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
+        if path.suffix == ".safetensors":
+            reader = SafetensorsReader(path)
+            state = {name: _from_stored(reader.read(name)) for name in reader.names()}
+        else:
+            state = _torch().load(path, map_location="cpu", weights_only=True, mmap=True)
+        # a model built on the meta device takes the file's (memory-mapped) tensors as they are
+        result = model.load_state_dict(state, strict=False, assign=not self.is_materialized(model))
+        missing = [f"missing {key}" for key in result.missing_keys]
+        return missing + [f"unexpected {key}" for key in result.unexpected_keys]
+
+
+class TorchCheckpoint:
+    """A torch ``.pt``/``.bin`` state dict: ``torch.load(weights_only=True)``, memory-mapped when the format allows."""
+
+    def __init__(self, path: Path) -> None:
+        torch = _torch()
+        try:
+            try:
+                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):
+                    raise
+                loaded = torch.load(path, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
+        except pickle.UnpicklingError as error:
+            reason = str(error).strip().splitlines()[0]
+            raise InputError(
+                f"refusing to load {path}: it holds more than tensors and loading it would run code ({reason})"
+            ) from None
+        except (OSError, RuntimeError, EOFError) as error:
+            raise InputError(f"cannot read {path} as a torch checkpoint: {error}") from None
+        self.path = path
+        self.tensors = _state_dict_in(loaded, path)
+
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def info(self, name: str) -> tuple[tuple[int, ...], str]:
+        tensor = self.tensors[name]
+        return tuple(tensor.shape), _dtype_name(tensor.dtype)
+
+    def read(self, name: str) -> Stored:
+        tensor = self.tensors[name].detach()
+        if tensor.dtype == _torch().bfloat16:
+            return Stored(tensor.view(_torch().int16).numpy().view(np.uint16), "bfloat16")
+        return Stored(tensor.numpy(), _dtype_name(tensor.dtype))
+
+    def close(self) -> None:
+        self.tensors = {}
+
+
+def _state_dict_in(loaded: Any, path: Path) -> dict[str, Any]:
+    """The tensor dictionary in what ``torch.load`` returned (possibly nested under ``state_dict``...)."""
+    torch = _torch()
+    if isinstance(loaded, Mapping):
+        if loaded and all(isinstance(value, torch.Tensor) for value in loaded.values()):
+            return dict(loaded)
+        for key in _NESTED_STATE_KEYS:
+            if isinstance(loaded.get(key), Mapping):
+                return _state_dict_in(loaded[key], path)
+    keys = list(loaded)[:5] if isinstance(loaded, Mapping) else type(loaded).__name__
+    raise InputError(f"{path} holds no state dict of tensors (found {keys})")
+
+
+def _from_stored(stored: Stored) -> Any:
+    torch = _torch()
+    with warnings.catch_warnings():  # read-only memory-mapped arrays: torch only reads them
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(stored.array)
+    return tensor.view(torch.bfloat16) if stored.dtype == "bfloat16" else tensor
+
+
+def _child_index(layers: Mapping[str, Any], path: str) -> int:
+    if path == "":
+        return 0
+    parent, _, local = path.rpartition(".")
+    for index, name in enumerate(layers[parent]._modules):
+        if name == local:
+            return index
+    return 0

@@ -1,13 +1,20 @@
 """The conversion registry: how two layer classes' tensors correspond.
 
-A conversion is keyed by (framework, class or family) on each side and
-returns :class:`~padiff_graph.transforms.TensorPair` records, so it is pure
-data about layouts: the weight copy, its verification and the inverse
-direction all follow from it. Registering torch -> paddle also serves
+A conversion is keyed by (framework, class or family) on each side. Most are
+*data*: a function returning :class:`~padiff_graph.transforms.TensorPair`
+records, so the weight copy, its verification, checkpoint conversion and the
+inverse direction all follow from it. Registering torch -> paddle also serves
 paddle -> torch: :meth:`ConversionRegistry.find` inverts the pairs.
 
-Users add their own with :func:`register_conversion` (a decorator) or
-:meth:`ConversionRegistry.register`.
+PaDiff's *special inits* are opaque instead: ``init(base_layer, raw_layer)``
+copies the weights itself. :func:`add_special_init` registers one with
+PaDiff's signature; the matcher then knows the pair is handled, and the
+weight copy calls it (running it backwards by probing when the models come
+in the other order, see :mod:`padiff_graph.inits`).
+
+Users add their own with :func:`register_conversion` (a decorator),
+:func:`add_special_init` or :meth:`ConversionRegistry.register`. The shipped
+conversions are in :mod:`padiff_graph.knowledge.shipped`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 from padiff_graph.knowledge.families import family_of
 from padiff_graph.records import TensorInfo
-from padiff_graph.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
+from padiff_graph.transforms import IDENTITY, TensorPair, Transform, constant
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,8 @@ class LayerSide:
 
     ``tensors`` are the layer's own, by local name; ``subtree_tensors`` add its
     descendants' by relative dotted name (``q_proj.weight``), collected on
-    first use since only conversions that cover a subtree need them.
+    first use since only conversions that cover a subtree need them; ``config``
+    holds a builtin layer's hyperparameters (``embed_dim``...).
     """
 
     framework: str
@@ -48,36 +56,69 @@ class LayerSide:
 
 
 PairTensors = Callable[[LayerSide, LayerSide], Sequence[TensorPair]]
+#: PaDiff's special-init signature: copy ``base_layer``'s weights into ``raw_layer``.
+InitFunction = Callable[[Any, Any], Any]
+
+
+def reference_of(function: Callable[..., Any]) -> str:
+    """``package.module:function``: how a map file's ``init`` names a function."""
+    return f"{function.__module__}:{function.__qualname__}"
 
 
 @dataclass(frozen=True)
 class Conversion:
-    """A named way to pair two layers' tensors.
+    """A named way to carry one layer's weights into another's.
 
-    ``covers_subtree`` conversions map their descendants' tensors too (a
-    fused attention block owns what the other side keeps in child Linears),
-    so the matcher does not pair those descendants separately.
+    Exactly one of ``pair_tensors`` (data: tensor pairs) and ``init`` (an
+    opaque function that copies by itself) is set. ``covers_subtree``
+    conversions map their descendants' tensors too (a fused attention block
+    owns what the other side keeps in child Linears), so the matcher does not
+    pair those descendants separately. ``reverse`` marks an opaque ``init``
+    found through the other direction's registration.
     """
 
     name: str
-    pair_tensors: PairTensors
+    pair_tensors: PairTensors | None = None
     covers_subtree: bool = False
+    init: InitFunction | None = None
+    reverse: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.pair_tensors is None) == (self.init is None):
+            raise ValueError(f"conversion {self.name!r} needs exactly one of pair_tensors and init")
+
+    def tensor_pairs(self, base: LayerSide, raw: LayerSide) -> list[TensorPair]:
+        """The pairs of a data conversion; none for an opaque init."""
+        return [] if self.pair_tensors is None else list(self.pair_tensors(base, raw))
+
+    @property
+    def init_reference(self) -> str | None:
+        return None if self.init is None else reference_of(self.init)
 
     def fits(self, base: LayerSide, raw: LayerSide) -> bool:
-        """Whether this conversion pairs at least one tensor and every pair's shapes agree."""
-        base_tensors = base.subtree_tensors if self.covers_subtree else base.tensors
-        raw_tensors = raw.subtree_tensors if self.covers_subtree else raw.tensors
-        pairs = self.pair_tensors(base, raw)
+        """Whether this conversion applies to these two layers.
+
+        An opaque init always does; a data conversion must pair at least one
+        tensor, and every pair's shapes must agree (constant sides have none).
+        """
+        if self.init is not None:
+            return True
+        pairs = self.tensor_pairs(base, raw)
         for pair in pairs:
-            if pair.base not in base_tensors or pair.raw not in raw_tensors:
+            if pair.has_constant:
+                continue
+            base_tensor = base.subtree_tensors.get(pair.base)
+            raw_tensor = raw.subtree_tensors.get(pair.raw)
+            if base_tensor is None or raw_tensor is None:
                 return False
-            produced = pair.transform.output_shape(base_tensors[pair.base].shape)
-            if produced != pair.transform.region_shape(raw_tensors[pair.raw].shape):
+            if pair.transform.output_shape(base_tensor.shape) != pair.transform.region_shape(raw_tensor.shape):
                 return False
         return bool(pairs)
 
     def inverted(self) -> Conversion:
         """The same conversion read in the other direction."""
+        if self.pair_tensors is None:
+            return replace(self, reverse=not self.reverse)
         forward = self.pair_tensors
 
         def pair_tensors(base: LayerSide, raw: LayerSide) -> list[TensorPair]:
@@ -94,6 +135,7 @@ class ConversionRegistry:
 
     def __init__(self) -> None:
         self._conversions: dict[Key, Conversion] = {}
+        self._by_reference: dict[str, tuple[Key, Conversion]] = {}
 
     def register(
         self,
@@ -102,13 +144,20 @@ class ConversionRegistry:
         raw_framework: str,
         raw_class: str,
         conversion: Conversion,
+        function: Callable[..., Any] | None = None,
     ) -> None:
         """Register for one direction; the other is found by inversion.
 
         ``base_class`` / ``raw_class`` are class names (``MultiheadAttention``)
         or families (``multiheadattention``); class names win on lookup.
+        ``function`` (the user's decorated function or init) lets a map file's
+        ``init: package.module:function`` find the conversion.
         """
-        self._conversions[(base_framework, base_class, raw_framework, raw_class)] = conversion
+        key = (base_framework, base_class, raw_framework, raw_class)
+        self._conversions[key] = conversion
+        source = function or conversion.init
+        if source is not None:
+            self._by_reference[reference_of(source)] = (key, conversion)
 
     def find(self, base: LayerSide, raw: LayerSide) -> Conversion | None:
         """The conversion for this pair, inverted if registered the other way."""
@@ -121,22 +170,75 @@ class ConversionRegistry:
                 return backward.inverted()
         return None
 
+    def by_reference(self, reference: str) -> tuple[Key, Conversion] | None:
+        """The conversion registered from the function ``package.module:function``, with its key."""
+        return self._by_reference.get(reference)
+
+    def covering_names(self) -> frozenset[str]:
+        """Classes and families, either side, of the conversions that map whole subtrees."""
+        return frozenset(
+            name
+            for (_, base_class, _, raw_class), conversion in self._conversions.items()
+            if conversion.covers_subtree
+            for name in (base_class, raw_class)
+        )
+
     def names(self) -> list[str]:
         return sorted({conversion.name for conversion in self._conversions.values()})
 
+    def entries(self) -> list[tuple[Key, Conversion]]:
+        """Every registration, in registration order."""
+        return list(self._conversions.items())
 
-def renamed(mapping: Mapping[str, str | tuple[str, Transform]]) -> PairTensors:
-    """A conversion that pairs tensors by a fixed name table (missing ones skipped)."""
+    def unregister(self, base_framework: str, base_class: str, raw_framework: str, raw_class: str) -> None:
+        """Forget one registration (and its reference), if present."""
+        key = (base_framework, base_class, raw_framework, raw_class)
+        self._conversions.pop(key, None)
+        for reference, (registered, _) in list(self._by_reference.items()):
+            if registered == key:
+                del self._by_reference[reference]
+
+
+def renamed(
+    mapping: Mapping[str, str | tuple[str, Transform]], neutral: Mapping[str, float] | None = None
+) -> PairTensors:
+    """A conversion that pairs tensors by a fixed name table.
+
+    ``neutral`` gives, by base name, the value a tensor present on one side
+    only must hold for the layers to agree (a norm's scale 1, a bias 0): the
+    missing side becomes ``const(value)``. Other missing tensors are skipped.
+    """
+    neutral = neutral or {}
 
     def pair_tensors(base: LayerSide, raw: LayerSide) -> list[TensorPair]:
         pairs = []
         for base_name, target in mapping.items():
             raw_name, transform = (target, IDENTITY) if isinstance(target, str) else target
-            if base_name in base.tensors and raw_name in raw.tensors:
-                pairs.append(TensorPair(base_name, raw_name, transform))
+            pair = linked(base, raw, base_name, raw_name, transform, neutral.get(base_name))
+            if pair is not None:
+                pairs.append(pair)
         return pairs
 
     return pair_tensors
+
+
+def linked(
+    base: LayerSide,
+    raw: LayerSide,
+    base_name: str,
+    raw_name: str,
+    transform: Transform = IDENTITY,
+    neutral: float | None = None,
+) -> TensorPair | None:
+    """``base_name -> raw_name`` if both exist (looked up in the subtrees), a constant if one does."""
+    has_base, has_raw = base_name in base.subtree_tensors, raw_name in raw.subtree_tensors
+    if has_base and has_raw:
+        return TensorPair(base_name, raw_name, transform)
+    if neutral is None or has_base == has_raw:
+        return None
+    if has_base:
+        return TensorPair(base_name, constant(neutral), Transform(base_index=transform.base_index))
+    return TensorPair(constant(neutral), raw_name, Transform(raw_index=transform.raw_index))
 
 
 #: The registry the pipeline uses unless a caller passes its own.
@@ -155,41 +257,49 @@ def register_conversion(
 ) -> Callable[[PairTensors], PairTensors]:
     """Decorator: register a tensor-pairing function as a conversion.
 
+    The function receives the two layers as :class:`LayerSide` records and
+    returns tensor pairs, names relative to each layer; it serves both
+    directions. A map file can name it (``init: my_package.inits:fused_qkv``).
+
     Example::
 
-        @register_conversion("torch", "FusedQKV", "paddle", "SplitQKV")
+        @register_conversion("torch", "FusedQKV", "paddle", "SplitQKV", covers_subtree=True)
         def fused_qkv(base, raw):
-            return [TensorPair("qkv.weight[0:64]", "q.weight", TRANSPOSE), ...]
+            return [TensorPair.parse("qkv[0:64] -> q.weight: transpose"), ...]
     """
 
     def decorate(function: PairTensors) -> PairTensors:
         conversion = Conversion(name or function.__name__, function, covers_subtree)
-        registry.register(base_framework, base_class, raw_framework, raw_class, conversion)
+        registry.register(base_framework, base_class, raw_framework, raw_class, conversion, function)
         return function
 
     return decorate
 
 
-def _register_builtins(registry: ConversionRegistry) -> None:
-    registry.register(
-        "torch",
-        "linear",
-        "paddle",
-        "linear",
-        Conversion("linear-transpose", renamed({"weight": ("weight", TRANSPOSE), "bias": "bias"})),
-    )
-    batchnorm = Conversion(
-        "batchnorm-statistics",
-        renamed({"weight": "weight", "bias": "bias", "running_mean": "_mean", "running_var": "_variance"}),
-    )
-    for family in ("batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm"):
-        registry.register("torch", family, "paddle", family, batchnorm)
-    # paddle's generic BatchNorm may face any torch BatchNormNd
-    for family in ("batchnorm1d", "batchnorm2d", "batchnorm3d"):
-        registry.register("torch", family, "paddle", "batchnorm", batchnorm)
-    same_names = renamed({"weight": "weight", "bias": "bias"})
-    for family in ("conv1d", "conv2d", "conv3d", "embedding", "layernorm", "groupnorm"):
-        registry.register("torch", family, "paddle", family, Conversion(f"{family}-identity", same_names))
+def add_special_init(
+    base_framework: str,
+    base_model_name: str,
+    raw_framework: str,
+    raw_model_name: str,
+    func: InitFunction,
+    *,
+    registry: ConversionRegistry = DEFAULT_REGISTRY,
+) -> None:
+    """Register a PaDiff special init: ``func(base_layer, raw_layer)`` copies the weights itself.
+
+    PaDiff's signature, unchanged. The function handles the whole sublayer
+    (its descendants too). It is called as registered; for models passed in
+    the other order, the copy runs it backwards by probing (which works for
+    functions that only move values: copies, transposes, splits, concatenations).
+
+    Example::
+
+        add_special_init("torch", "BatchNorm2d", "paddle", "BatchNorm2D", init_batchnorm)
+    """
+    conversion = Conversion(getattr(func, "__name__", "special-init"), init=func, covers_subtree=True)
+    registry.register(base_framework, base_model_name, raw_framework, raw_model_name, conversion)
 
 
-_register_builtins(DEFAULT_REGISTRY)
+from padiff_graph.knowledge.shipped import register_shipped  # noqa: E402  (the table uses the classes above)
+
+register_shipped(DEFAULT_REGISTRY)

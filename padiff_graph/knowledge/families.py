@@ -27,6 +27,12 @@ FAMILY_ALIASES: dict[str, str] = {
     "simplernn": "rnn",
     "upsamplingnearest2d": "upsample",
     "upsamplingbilinear2d": "upsample",
+    # torch has a class per padding mode, paddle one PadNd with a mode
+    **{
+        f"{kind}pad{n}d": f"pad{n}d"
+        for kind in ("reflection", "replication", "zero", "constant", "circular")
+        for n in (1, 2, 3)
+    },
 }
 
 #: Families that only group other layers.

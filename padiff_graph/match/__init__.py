@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.costs import Scorer, layer_side
-from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.costs import Scorer
+from padiff_graph.match.features import TreeFeatures, layer_side
 from padiff_graph.match.options import MatchOptions
 from padiff_graph.match.stages import (
     align_wrapper_chains,
@@ -66,8 +66,9 @@ def match_trees(
         >>> [(pair.base, pair.raw) for pair in layer_map.pairs][:2]
         [('', ''), ('conv1', 'conv1')]
     """
+    atomic = registry.covering_names()
     with task("matching layers", total=len(STAGES)) as advance, paused_gc():
-        scorer = Scorer(TreeFeatures(base), TreeFeatures(raw), registry, options or MatchOptions())
+        scorer = Scorer(TreeFeatures(base, atomic), TreeFeatures(raw, atomic), registry, options or MatchOptions())
         store = MappingStore()
         for stage in STAGES:
             stage(scorer, store)
@@ -82,7 +83,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
     tensor_matches: dict[str, TensorMatch] = {}
     for base_path, match in store.by_base.items():
         tensor_matches[base_path] = pair_layer_tensors(
-            layer_side(base, base_path), layer_side(raw, match.raw), scorer.conversion(base_path, match.raw)
+            layer_side(base.tree, base_path), layer_side(raw.tree, match.raw), scorer.conversion(base_path, match.raw)
         )
     absorbed_base, absorbed_raw = _pair_leftover_tensors(scorer, store, tensor_matches, covered_base, covered_raw)
     pairs = []
@@ -98,6 +99,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
                 score=found.score,
                 tensors=tuple(tensors.pairs),
                 conversion=tensors.conversion,
+                init=tensors.init,
                 candidates=found.candidates,
                 stage=found.stage,
             )

@@ -19,11 +19,10 @@ from functools import lru_cache
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide
+from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry
 from padiff_graph.knowledge.families import CONTAINER, NAME_SYNONYMS
-from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.features import TreeFeatures, layer_side
 from padiff_graph.match.options import MatchOptions
-from padiff_graph.records import TensorInfo
 from padiff_graph.tree import relative_path
 
 #: Cost standing for "these two can never be a pair".
@@ -115,28 +114,6 @@ class Assignment:
         return round(max(0.0, 1.0 - self.cost), 3)
 
 
-def layer_side(features: TreeFeatures, path: str) -> LayerSide:
-    """What a conversion sees of ``path``: own and (lazily) subtree tensors by relative name."""
-    node = features.tree.nodes[path]
-
-    def collect_subtree() -> dict[str, TensorInfo]:
-        subtree = {}
-        for current in [path, *features.descendants(path)]:
-            prefix = relative_path(path, current)
-            for tensor in features.own[current]:
-                subtree[f"{prefix}.{tensor.name}" if prefix else tensor.name] = tensor
-        return subtree
-
-    return LayerSide(
-        framework=features.framework,
-        class_name=node["class_name"],
-        builtin=node["builtin"],
-        tensors={tensor.name: tensor for tensor in features.own[path]},
-        collect_subtree=collect_subtree,
-        config=node["config"],
-    )
-
-
 class Scorer:
     """Cost of pairing base and raw layers, for one pair of trees."""
 
@@ -149,6 +126,7 @@ class Scorer:
         self.options = options
         self._conversions: dict[tuple[str, str], Conversion | None] = {}
         self._compatible: dict[tuple[str, str], bool] = {}
+        self._fit: dict[tuple[object, ...], bool] = {}
 
     def conversion(self, base_path: str, raw_path: str) -> Conversion | None:
         """The registered conversion between the two layers' classes, if any."""
@@ -156,7 +134,7 @@ class Scorer:
         key = (base_node["class_name"], raw_node["class_name"])
         if key not in self._conversions:
             self._conversions[key] = self.registry.find(
-                layer_side(self.base, base_path), layer_side(self.raw, raw_path)
+                layer_side(self.base.tree, base_path), layer_side(self.raw.tree, raw_path)
             )
         return self._conversions[key]
 
@@ -164,6 +142,27 @@ class Scorer:
         """Whether the pair's conversion maps their descendants' tensors too."""
         conversion = self.conversion(base_path, raw_path)
         return conversion is not None and conversion.covers_subtree
+
+    def covers_everything(self, base_path: str, raw_path: str) -> bool:
+        """Whether the pair's conversion maps every tensor of both subtrees (nothing inside is left to match)."""
+        conversion = self.conversion(base_path, raw_path)
+        if conversion is None or not conversion.covers_subtree:
+            return False
+        if conversion.init is not None:
+            return True
+        base_side, raw_side = layer_side(self.base.tree, base_path), layer_side(self.raw.tree, raw_path)
+        pairs = conversion.tensor_pairs(base_side, raw_side)
+        return {p.base for p in pairs} >= set(base_side.subtree_tensors) and {p.raw for p in pairs} >= set(
+            raw_side.subtree_tensors
+        )
+
+    def content_similarity(self, base_path: str, raw_path: str) -> float:
+        """Jaccard similarity of two subtrees' contents, the better of reading atomic layers whole or by parts."""
+        similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
+        if self.base.holds_atomic[base_path] or self.raw.holds_atomic[raw_path]:
+            whole = jaccard(self.base.atomic_content(base_path), self.raw.atomic_content(raw_path))  # type: ignore[arg-type]
+            similarity = max(similarity, whole)
+        return similarity
 
     def compatible(self, base_path: str, raw_path: str) -> bool:
         """Whether the two layers could be the same layer at all (cached)."""
@@ -176,9 +175,10 @@ class Scorer:
         base, raw = self.base, self.raw
         base_owns, raw_owns = bool(base.own[base_path]), bool(raw.own[raw_path])
         conversion = self.conversion(base_path, raw_path)
-        if conversion is not None and (conversion.covers_subtree or (base_owns and raw_owns)):
-            # a known pair of classes: its conversion must fit these shapes
-            return conversion.fits(layer_side(base, base_path), layer_side(raw, raw_path))
+        if conversion is not None and (base_owns or raw_owns or conversion.covers_subtree):
+            # a known pair of classes decides: its conversion must fit these shapes
+            # (a side may hold no tensors: torch InstanceNorm2d() against paddle's scale and bias)
+            return self._fits(base_path, raw_path, conversion)
         if base_owns and raw_owns:
             if base.signature[base_path] == raw.signature[raw_path]:
                 return True
@@ -186,11 +186,32 @@ class Scorer:
                 return True  # another layout of the same numbers
         base_leaf, raw_leaf = base.is_leaf(base_path), raw.is_leaf(raw_path)
         if not base_leaf and not raw_leaf:
-            similarity = jaccard(base.content(base_path), raw.content(raw_path))  # type: ignore[arg-type]
+            similarity = self.content_similarity(base_path, raw_path)
             return similarity >= self.options.min_container_similarity
         if base_leaf and raw_leaf and not base_owns and not raw_owns:
             return base.family[base_path] == raw.family[raw_path]
         return False
+
+    def _fits(self, base_path: str, raw_path: str, conversion: Conversion) -> bool:
+        """Whether the conversion pairs the two layers' tensors with consistent shapes.
+
+        Cached by class and tensors (the subtree's, for conversions covering
+        one): a model's many same-shaped layers are checked once.
+        """
+        key = (
+            self.base.tree.nodes[base_path]["class_name"],
+            self.raw.tree.nodes[raw_path]["class_name"],
+            self._tensor_key(self.base, base_path, conversion.covers_subtree),
+            self._tensor_key(self.raw, raw_path, conversion.covers_subtree),
+        )
+        if key not in self._fit:
+            self._fit[key] = conversion.fits(layer_side(self.base.tree, base_path), layer_side(self.raw.tree, raw_path))
+        return self._fit[key]
+
+    @staticmethod
+    def _tensor_key(features: TreeFeatures, path: str, whole_subtree: bool) -> object:
+        own = tuple((t.name, t.shape) for t in features.own[path])
+        return (own, features.subtree_hash.get(path)) if whole_subtree else own
 
     def cost_matrix(
         self,
@@ -256,8 +277,7 @@ class Scorer:
         ):
             cost += options.layout_weight
         if not self.base.is_leaf(base_path) and not self.raw.is_leaf(raw_path):
-            similarity = jaccard(self.base.content(base_path), self.raw.content(raw_path))  # type: ignore[arg-type]
-            cost += options.content_weight * (1.0 - similarity)
+            cost += options.content_weight * (1.0 - self.content_similarity(base_path, raw_path))
         return cost
 
     def assign(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from padiff_graph.knowledge.conversions import LayerSide
 from padiff_graph.knowledge.families import CONTAINER, IGNORED_TENSOR_NAMES, TRANSPOSED_LAYOUTS, family_of
-from padiff_graph.records import TensorInfo
+from padiff_graph.records import TensorInfo, join_path
 from padiff_graph.tree import ROOT, ModelTree, children, preorder, relative_path
 
 Signature = tuple[tuple[int, ...], ...]
@@ -27,6 +28,28 @@ def shape_key(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(shape))
 
 
+def layer_side(tree: ModelTree, path: str) -> LayerSide:
+    """What a conversion sees of the layer at ``path``: own and (lazily) subtree tensors by relative name."""
+    node = tree.nodes[path]
+
+    def collect_subtree() -> dict[str, TensorInfo]:
+        return {
+            join_path(relative_path(path, layer), tensor.name): tensor
+            for layer in preorder(tree, path)
+            for tensor in tree.nodes[layer]["tensors"]
+            if significant(tensor)
+        }
+
+    return LayerSide(
+        framework=tree.graph["framework"],
+        class_name=node["class_name"],
+        builtin=node["builtin"],
+        tensors={tensor.name: tensor for tensor in node["tensors"] if significant(tensor)},
+        collect_subtree=collect_subtree,
+        config=node["config"],
+    )
+
+
 def layout_key(framework: str, family: str, tensor: TensorInfo) -> tuple[int, ...]:
     """A shape in torch's layout where the family's layout is known, else up to transposition."""
     if family == CONTAINER:
@@ -37,10 +60,18 @@ def layout_key(framework: str, family: str, tensor: TensorInfo) -> tuple[int, ..
 
 
 class TreeFeatures:
-    """Per-layer matching features of one model tree."""
+    """Per-layer matching features of one model tree.
 
-    def __init__(self, tree: ModelTree) -> None:
+    ``atomic`` names classes or families whose subtree a conversion maps as a
+    whole (attention, RNNs): the frameworks lay out their insides differently
+    (torch's fused ``in_proj_weight`` against paddle's four Linears), so
+    :meth:`atomic_content` counts them as one item; a hand-written block
+    facing a builtin one is still compared by its parts (:meth:`content`).
+    """
+
+    def __init__(self, tree: ModelTree, atomic: frozenset[str] = frozenset()) -> None:
         self.tree = tree
+        self.atomic = atomic
         self.framework: str = tree.graph["framework"]
         self.order: list[str] = list(preorder(tree))
         self.position = {path: rank for rank, path in enumerate(self.order)}
@@ -72,8 +103,10 @@ class TreeFeatures:
         self.subtree_hash: dict[str, int] = {}
         self.subtree_size: dict[str, int] = {}
         self.tensor_layers: dict[str, int] = {}
+        self.subtree_numel: dict[str, int] = {}
         for path in reversed(self.kept):
             kids = self.kept_children[path]
+            self.subtree_numel[path] = self.own_numel[path] + sum(self.subtree_numel[k] for k in kids)
             self.subtree_hash[path] = hash(
                 (self.family[path], self.layout[path], tuple(sorted(self.subtree_hash[k] for k in kids)))
             )
@@ -83,6 +116,11 @@ class TreeFeatures:
         for path in reversed(self.order):
             self.span[path] = 1 + sum(self.span[child] for child in self.children[path])
         self._contents: dict[str, Counter[tuple[str, Signature]]] = {}
+        self._atomic_contents: dict[str, Counter[tuple[str, Signature]]] = {}
+        #: whether a subtree holds an atomic layer (only then do contents have two readings)
+        self.holds_atomic: dict[str, bool] = {}
+        for path in reversed(self.order):
+            self.holds_atomic[path] = self.is_atomic(path) or any(self.holds_atomic[k] for k in self.children[path])
         call_order = tree.graph.get("call_order")
         self.call_rank: dict[str, float] = {}
         if call_order:
@@ -133,6 +171,26 @@ class TreeFeatures:
                     counter[(self.family[node], self.signature[node])] += 1
             self._contents[path] = counter
         return self._contents[path]
+
+    def atomic_content(self, path: str) -> Counter[tuple[str, Signature]]:
+        """:meth:`content` with each atomic layer counted once, by its family and element count."""
+        if path not in self._atomic_contents:
+            counter: Counter[tuple[str, Signature]] = Counter()
+            stack = [path]
+            while stack:
+                node = stack.pop()
+                if self.is_atomic(node):
+                    counter[(self.family[node], ((self.subtree_numel[node],),))] += 1
+                    continue
+                if self.own[node]:
+                    counter[(self.family[node], self.signature[node])] += 1
+                stack.extend(self.kept_children[node])
+            self._atomic_contents[path] = counter
+        return self._atomic_contents[path]
+
+    def is_atomic(self, path: str) -> bool:
+        node = self.tree.nodes[path]
+        return bool(self.atomic) and (node["class_name"] in self.atomic or self.family[path] in self.atomic)
 
     def relative_position(self, path: str, ancestor: str) -> float:
         """Where ``path`` sits inside ``ancestor``'s subtree, from 0 to 1."""

@@ -29,12 +29,13 @@ from itertools import pairwise
 
 import numpy as np
 
+from padiff_graph.knowledge.conversions import LayerSide
 from padiff_graph.knowledge.families import CONTAINER
 from padiff_graph.match.costs import INCOMPATIBLE, Scorer, monotone_alignment, name_similarity
-from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.features import TreeFeatures, layer_side
 from padiff_graph.match.store import MappingStore
 from padiff_graph.match.ted import tree_edit
-from padiff_graph.tree import is_within
+from padiff_graph.tree import is_within, relative_path
 
 
 def anchor_identical_subtrees(scorer: Scorer, store: MappingStore) -> None:
@@ -140,7 +141,7 @@ def recover_children(scorer: Scorer, store: MappingStore) -> None:
     while queue:
         base_parent = queue.popleft()
         raw_parent = store.raw_of(base_parent)
-        if raw_parent is None or scorer.covers_subtree(base_parent, raw_parent):
+        if raw_parent is None or scorer.covers_everything(base_parent, raw_parent):
             continue
         base_free = [c for c in base.kept_children[base_parent] if not store.has_base(c)]
         raw_free = [c for c in raw.kept_children[raw_parent] if not store.has_raw(c)]
@@ -193,15 +194,15 @@ def recover_leftovers(scorer: Scorer, store: MappingStore) -> None:
 
     def base_covering(path: str) -> bool:
         partner = store.raw_of(path)
-        return partner is not None and scorer.covers_subtree(path, partner)
+        return partner is not None and scorer.covers_everything(path, partner)
 
     def raw_covering(path: str) -> bool:
         partner = store.base_of(path)
-        return partner is not None and scorer.covers_subtree(partner, path)
+        return partner is not None and scorer.covers_everything(partner, path)
 
     for base_root in sorted(store.by_base, key=lambda path: -path.count(".") if path else 1):
         raw_root = store.raw_of(base_root)
-        if raw_root is None or scorer.covers_subtree(base_root, raw_root):
+        if raw_root is None or scorer.covers_everything(base_root, raw_root):
             continue
         base_left = _free_tensor_layers(base, base_root, store.has_base, base_covering)
         raw_left = _free_tensor_layers(raw, raw_root, store.has_raw, raw_covering)
@@ -265,7 +266,7 @@ def order_leftovers(scorer: Scorer, store: MappingStore) -> None:
     base, raw = scorer.base, scorer.raw
     for base_root in sorted(store.by_base, key=base.position.__getitem__):
         raw_root = store.raw_of(base_root)
-        if raw_root is None or scorer.covers_subtree(base_root, raw_root):
+        if raw_root is None or scorer.covers_everything(base_root, raw_root):
             continue
         base_gap = _gap(base, base_root, store.has_base)
         raw_gap = _gap(raw, raw_root, store.has_raw)
@@ -389,18 +390,29 @@ def settle_candidates(store: MappingStore) -> None:
 
 
 def drop_covered_descendants(scorer: Scorer, store: MappingStore) -> tuple[set[str], set[str]]:
-    """Unpair layers inside a pair whose conversion maps the whole subtree.
+    """Unpair layers inside a pair whose conversion maps their tensors.
 
-    Returns the base and raw layers so covered: they are part of their
-    ancestor's pair, not unmatched.
+    A descendant is covered when the conversion pairs every tensor of its
+    subtree (a fused block's q/k/v Linears; tensor-less insides such as
+    paddle's RNN cells); one it leaves alone keeps its own match. An opaque
+    init covers the whole subtree. Returns the base and raw layers so
+    covered: they are part of their ancestor's pair, not unmatched.
     """
     covered_base: set[str] = set()
     covered_raw: set[str] = set()
     for match in list(store.by_base.values()):
         if store.raw_of(match.base) != match.raw or not scorer.covers_subtree(match.base, match.raw):
             continue
-        covered_base.update(scorer.base.descendants(match.base))
-        covered_raw.update(scorer.raw.descendants(match.raw))
+        base_side, raw_side = layer_side(scorer.base.tree, match.base), layer_side(scorer.raw.tree, match.raw)
+        conversion = scorer.conversion(match.base, match.raw)
+        assert conversion is not None
+        if conversion.init is not None:
+            covered_base.update(scorer.base.descendants(match.base))
+            covered_raw.update(scorer.raw.descendants(match.raw))
+            continue
+        pairs = conversion.tensor_pairs(base_side, raw_side)
+        covered_base.update(_covered_below(scorer.base, match.base, base_side, {p.base for p in pairs}))
+        covered_raw.update(_covered_below(scorer.raw, match.raw, raw_side, {p.raw for p in pairs}))
     for path in covered_base:
         if store.has_base(path):
             store.remove(path)
@@ -409,3 +421,14 @@ def drop_covered_descendants(scorer: Scorer, store: MappingStore) -> tuple[set[s
         if base_path is not None:
             store.remove(base_path)
     return covered_base, covered_raw
+
+
+def _covered_below(features: TreeFeatures, path: str, side: LayerSide, used: set[str]) -> list[str]:
+    """Descendants of ``path`` all of whose subtree tensors are among ``used`` (relative names)."""
+    free = {name.rpartition(".")[0] for name in side.subtree_tensors if name not in used and "." in name}
+    blocked = set()
+    for prefix in free:  # a layer holding a free tensor, and its ancestors up to ``path``, stay matched
+        while prefix:
+            blocked.add(prefix)
+            prefix = prefix.rpartition(".")[0]
+    return [d for d in features.descendants(path) if relative_path(path, d) not in blocked]

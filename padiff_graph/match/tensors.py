@@ -29,6 +29,7 @@ class TensorMatch:
     conversion: str | None
     leftover_base: list[str] = field(default_factory=list)
     leftover_raw: list[str] = field(default_factory=list)
+    init: str | None = None
 
 
 def shape_transform(base_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> Transform | None:
@@ -41,10 +42,17 @@ def shape_transform(base_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> 
 
 
 def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion | None) -> TensorMatch:
-    """Pair two matched layers' tensors (own ones, or the subtree's for covering conversions)."""
-    pairs = list(conversion.pair_tensors(base, raw)) if conversion is not None else []
-    scope_base = base.subtree_tensors if conversion is not None and conversion.covers_subtree else base.tensors
-    scope_raw = raw.subtree_tensors if conversion is not None and conversion.covers_subtree else raw.tensors
+    """Pair two matched layers' tensors (own ones, or the subtree's for covering conversions).
+
+    An opaque init (a PaDiff special init) copies the whole subtree itself:
+    no tensor pairs, nothing left over.
+    """
+    if conversion is not None and conversion.init is not None:
+        return TensorMatch(pairs=[], conversion=conversion.name, init=conversion.init_reference)
+    pairs = conversion.tensor_pairs(base, raw) if conversion is not None else []
+    # what a conversion leaves of a layer's own tensors is paired by name and shape; descendants'
+    # tensors it does not pair belong to the descendants' own pairs
+    scope_base, scope_raw = base.tensors, raw.tensors
     used_base = {pair.base for pair in pairs}
     used_raw = {pair.raw for pair in pairs}
     free_base = {name: info for name, info in scope_base.items() if name not in used_base}
