@@ -56,11 +56,15 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 
 def _mode_for(target: Path) -> int:
-    """Keep a replaced file's permissions; a new file gets the usual ``0o666 & ~umask``
-    (``mkstemp`` creates 0o600, which would hide reports from everyone else)."""
+    """Keep a replaced file's permissions; a new file gets those of a plain ``open``."""
     try:
         return target.stat().st_mode & 0o7777
     except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return default_file_mode()
+
+
+def default_file_mode() -> int:
+    """``0o666 & ~umask``: ``mkstemp`` creates 0o600, which would hide outputs from everyone else."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

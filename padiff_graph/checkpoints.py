@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.atomic import default_file_mode
 from padiff_graph.errors import AssignError, InputError
 from padiff_graph.frameworks import adapter_for, adapter_named
 from padiff_graph.frameworks.base import FrameworkAdapter
@@ -340,9 +341,7 @@ def _temporary(target: Path, suffix: str) -> Path:
     """A new empty file beside ``target``, with the permissions a plain ``open`` would give."""
     handle, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix, dir=target.parent)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    os.chmod(name, default_file_mode())
     return Path(name)
 
 

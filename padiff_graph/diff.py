@@ -194,8 +194,7 @@ def run_and_compare(
     """
     base_adapter, base_model, base_arguments = base
     raw_adapter, raw_model, raw_arguments = raw
-    ignored = set(layer_map.ignore_base)
-    pairs = [pair for pair in layer_map.pairs if pair.base not in ignored]
+    pairs = layer_map.active_pairs()
     raw_of = {pair.base: pair.raw for pair in pairs}
     stored: dict[tuple[str, RecordKey], np.ndarray] = {}
     comparisons: list[Comparison] = []
@@ -246,7 +245,7 @@ def _compare_parameter_grads(
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
     rank = {path: index for index, path in enumerate(raw_call_order)}
-    ordered = sorted(layer_map.pairs, key=lambda pair: -rank.get(pair.raw, -1))
+    ordered = sorted(layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1))
     comparisons = []
     for pair in ordered:
         for index, tensor in enumerate(pair.tensors):

@@ -95,6 +95,16 @@ class LayerMap:
     def pair_for_base(self, base_path: str) -> LayerPair | None:
         return self._by_base.get(base_path)
 
+    def ignores(self, base: str | None = None, raw: str | None = None) -> bool:
+        """Whether a base or raw layer lies under an ``ignore`` entry (which covers its whole subtree)."""
+        return (base is not None and _under(base, self.ignore_base)) or (
+            raw is not None and _under(raw, self.ignore_raw)
+        )
+
+    def active_pairs(self) -> list[LayerPair]:
+        """The pairs neither of whose layers is ignored: what is copied and compared."""
+        return [pair for pair in self.pairs if not self.ignores(pair.base, pair.raw)]
+
     def tensor_pairs(self) -> Iterator[TensorPair]:
         """Every tensor pair by full dotted names, in pair order."""
         for pair in self.pairs:
@@ -185,6 +195,10 @@ class LayerMap:
             base_model=self.base_model,
             raw_model=self.raw_model,
         )
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(root == "" or path == root or path.startswith(root + ".") for root in roots)
 
 
 def _attribute_path(root: str, path: str) -> str:

@@ -107,10 +107,6 @@ def _tensor_index(tree: ModelTree) -> dict[str, tuple[str, TensorInfo]]:
     }
 
 
-def _ignored(path: str, ignored: list[str]) -> bool:
-    return any(path == root or path.startswith(root + ".") or root == "" for root in ignored)
-
-
 def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
     """All findings for two exported trees and a map (no framework needed)."""
     check_map_paths(base, raw, layer_map)
@@ -149,12 +145,12 @@ def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap, claimed: se
     init_raw = {pair.raw for pair in layer_map.pairs if pair.init}
     covered_base, covered_raw = covered_base | claimed, covered_raw | claimed
     findings = []
-    for side, tree, covered, paired, ignored, init_paths in (
-        ("base", base, covered_base, paired_base, layer_map.ignore_base, init_base),
-        ("raw", raw, covered_raw, paired_raw, layer_map.ignore_raw, init_raw),
+    for side, tree, covered, paired, init_paths in (
+        ("base", base, covered_base, paired_base, init_base),
+        ("raw", raw, covered_raw, paired_raw, init_raw),
     ):
         for path in preorder(tree):
-            if path in paired or _ignored(path, ignored) or _has_ancestor_in(path, init_paths):
+            if path in paired or layer_map.ignores(**{side: path}) or _has_ancestor_in(path, init_paths):
                 continue
             missing = [
                 t for t in tree.nodes[path]["tensors"] if significant(t) and join_path(path, t.name) not in covered
@@ -191,7 +187,7 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
     base_index, raw_index = _tensor_index(base), _tensor_index(raw)
     findings: list[Finding] = []
     for pair in layer_map.pairs:
-        if _ignored(pair.base, layer_map.ignore_base) or _ignored(pair.raw, layer_map.ignore_raw):
+        if layer_map.ignores(pair.base, pair.raw):
             continue
         kinds, dtypes = [], []
         for tensor in pair.tensors:
@@ -267,7 +263,7 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
     findings: list[Finding] = []
     claimed: set[str] = set()
     for pair in layer_map.pairs:
-        if _ignored(pair.base, layer_map.ignore_base) or _ignored(pair.raw, layer_map.ignore_raw):
+        if layer_map.ignores(pair.base, pair.raw):
             continue
         base_class, raw_class = base.nodes[pair.base]["class_name"], raw.nodes[pair.raw]["class_name"]
         if pair.init or is_special(pair):
@@ -481,13 +477,10 @@ def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Find
     paired_base = {pair.base for pair in layer_map.pairs}
     paired_raw = {pair.raw for pair in layer_map.pairs}
     findings = []
-    for side, tree, paired, ignored in (
-        ("base", base, paired_base, layer_map.ignore_base),
-        ("raw", raw, paired_raw, layer_map.ignore_raw),
-    ):
+    for side, tree, paired in (("base", base, paired_base), ("raw", raw, paired_raw)):
         for path in preorder(tree):
             node = tree.nodes[path]
-            if path in paired or _ignored(path, ignored) or node["tensors"] or not tree.out_degree(path):
+            if path in paired or layer_map.ignores(**{side: path}) or node["tensors"] or not tree.out_degree(path):
                 continue
             if _inside_builtin_layer(tree, path):
                 continue  # paddle's LSTM keeps its cells in sublayers: the LSTM's business, not a wrapper

@@ -69,9 +69,9 @@ def copy_weights(
     """
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
-    report = AssignReport(layer_pairs=len(layer_map.pairs))
+    report = AssignReport(layer_pairs=len(layer_map.active_pairs()))
     writes: dict[str, list[tuple[str, Transform]]] = defaultdict(list)
-    for pair in layer_map.pairs:
+    for pair in layer_map.active_pairs():
         if pair.init:
             base_layers = base_adapter.named_layers(base_model)
             raw_layers = raw_adapter.named_layers(raw_model)

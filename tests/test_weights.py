@@ -75,3 +75,19 @@ def test_map_with_unknown_path_is_a_layer_map_error() -> None:
     layer_map = suggest_map(base, raw).with_pairs([LayerPair("", "missing")])
     with pytest.raises(LayerMapError, match="'missing'"):
         assign_weights(base, raw, layer_map)
+
+
+def test_ignored_subtrees_are_neither_copied_nor_compared() -> None:
+    from padiff_graph import diff
+
+    base = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Sequential(torch.nn.Linear(4, 2)))
+    raw = paddle.nn.Sequential(paddle.nn.Linear(4, 4), paddle.nn.Sequential(paddle.nn.Linear(4, 2)))
+    untouched = raw[1][0].weight.numpy().copy()
+    layer_map = suggest_map(base, raw)
+    layer_map.ignore_base.append("1")  # the whole head, on the base side
+    report = assign_weights(base, raw, layer_map)
+    np.testing.assert_array_equal(raw[1][0].weight.numpy(), untouched)
+    assert report.layer_pairs == len(layer_map.active_pairs())
+    result = diff(base, raw, [np.ones((2, 4), np.float32)], layer_map, assign=False)
+    assert not any(c.base.startswith("1") for c in result.comparisons)
+    assert any(c.base == "0" for c in result.comparisons)
