@@ -242,8 +242,8 @@ def diff(
         found = watch.findings()
         return _stopped(found[0], findings + found, layer_map, settings)
     findings += watch.findings()
-    divergence, contained = first_divergence(outcome.comparisons)
-    divergences = all_divergences(outcome.comparisons, _descendants(base_tree))
+    divergence, contained = first_divergence(outcome.comparisons, contain=not single_step)
+    divergences = all_divergences(outcome.comparisons, _descendants(base_tree), contain=not single_step)
     if outcome.ops is not None:
         divergences = [outcome.ops.explain(d) for d in divergences]
         divergence = divergences[0] if divergences else divergence

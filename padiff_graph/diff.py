@@ -160,7 +160,7 @@ class Tolerance:
         return default_tolerance(*self.context, *dtypes)
 
 
-def first_divergence(comparisons: list[Comparison]) -> tuple[Divergence | None, list[Comparison]]:
+def first_divergence(comparisons: list[Comparison], contain: bool = True) -> tuple[Divergence | None, list[Comparison]]:
     """The earliest failing comparison, and the contained gradient differences.
 
     Steps in order; within a step, layer inputs and forward outputs come
@@ -170,15 +170,19 @@ def first_divergence(comparisons: list[Comparison]) -> tuple[Divergence | None, 
     the same step differs too; otherwise they are *contained* (reported, not
     a divergence): typically a subgradient choice at ties, such as max
     pooling over equal values, that the next layer masks and that changes no
-    update.
+    update. Single-step runs pass ``contain=False``: the raw model's parameter
+    gradients are computed from the base's output gradients there, so they
+    cannot show a backward difference.
     """
-    failing, contained = _failing(comparisons)
+    failing, contained = _failing(comparisons, contain)
     if not failing:
         return None, contained
     return _divergence(failing[0]), contained
 
 
-def all_divergences(comparisons: list[Comparison], descendants: dict[str, set[str]]) -> list[Divergence]:
+def all_divergences(
+    comparisons: list[Comparison], descendants: dict[str, set[str]], contain: bool = True
+) -> list[Divergence]:
     """One divergence per diverging layer pair, in :func:`first_divergence` order.
 
     A container whose forward output differs only because a layer inside it
@@ -186,7 +190,7 @@ def all_divergences(comparisons: list[Comparison], descendants: dict[str, set[st
     (single-step mode) that differs right after a diverging output, which
     explains it. ``descendants`` maps a base path to the base paths below it.
     """
-    failing, _ = _failing(comparisons)
+    failing, _ = _failing(comparisons, contain)
     failed_forward: dict[int, set[str]] = {}
     for comparison in failing:
         if comparison.kind == "forward":
@@ -209,11 +213,11 @@ def all_divergences(comparisons: list[Comparison], descendants: dict[str, set[st
     return found
 
 
-def _failing(comparisons: list[Comparison]) -> tuple[list[Comparison], list[Comparison]]:
+def _failing(comparisons: list[Comparison], contain: bool) -> tuple[list[Comparison], list[Comparison]]:
     """Failing comparisons in divergence order, and the contained ones left out."""
     failing = [c for c in comparisons if not c.ok]
     steps_with_grad_failures = {c.step for c in failing if c.kind == "grad"}
-    contained = [c for c in failing if c.kind == "backward" and c.step not in steps_with_grad_failures]
+    contained = [c for c in failing if contain and c.kind == "backward" and c.step not in steps_with_grad_failures]
     contained_ids = {id(c) for c in contained}
     rank = {"input": 0, "forward": 0, "loss": 1, "backward": 2, "grad": 3, "weights": 4}
     ordered = sorted(
@@ -241,17 +245,21 @@ def _divergence(comparison: Comparison) -> Divergence:
     verdict = comparison.verdict
     what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
     kind = comparison.kind
-    tensor = f" of {comparison.stage.partition(':')[2]}" if ":" in comparison.stage else ""
-    step = f"step {comparison.step}, " if comparison.step else ""
-    if kind == "input":
-        what_differs = "the input"
-        detail = (
-            f"{what}; the layers before it agree, so look at the code in its caller's forward that computes this input"
-        )
-    else:
-        what_differs = f"{kind}{tensor}"
-        detail = what
+    tensor = comparison.stage.partition(":")[2]
     where = f"base {comparison.base!r} / raw {comparison.raw!r}"
-    position = f"{'input' if kind == 'input' else 'output'} {comparison.index}"
-    message = f"{what_differs} differs at {where} ({step}call {comparison.call}, {position}): {detail}"
+    step = f"step {comparison.step}, " if comparison.step else ""
+    call = f"({step}call {comparison.call}, {'input' if kind == 'input' else 'output'} {comparison.index})"
+    if kind == "input":
+        message = (
+            f"the input differs at {where} {call}: {what}; the layers before it agree, so look at the code "
+            "in its caller's forward that computes this input"
+        )
+    elif kind == "grad":
+        message = f"the gradient of {tensor!r} differs at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "weights":
+        message = f"{tensor!r} differs after the optimizer step at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "loss":
+        message = f"the loss differs ({step.rstrip(', ') or 'step 0'}): {what}"
+    else:
+        message = f"{kind} differs at {where} {call}: {what}"
     return Divergence(comparison.base, comparison.raw, kind, message, comparison.step)
