@@ -113,13 +113,27 @@ class OpComparer(OpSink):
                     return
 
     def explain(self, divergence: Divergence) -> Divergence:
-        """``divergence`` with its first differing op attached, if one was found in that layer."""
-        found = sorted(
-            (key, op) for key, op in self.first.items() if key[0] == divergence.step and key[1] == divergence.base
-        )
-        if not found or divergence.stage not in ("forward", "input"):
+        """``divergence`` with its first differing op attached, if one was found.
+
+        A forward divergence is looked up in the layer's own calls; a differing
+        input (single-step mode) in its caller's, the nearest compared layer above
+        it, since that is the code that computed the input.
+        """
+        if divergence.stage not in ("forward", "input"):
             return divergence
-        op = found[0][1]
+        path = divergence.base
+        candidates = [path] if divergence.stage == "forward" else []
+        while divergence.stage == "input" and path:
+            path = path.rpartition(".")[0]
+            candidates.append(path)
+        for layer in candidates:
+            found = sorted((key, op) for key, op in self.first.items() if key[0] == divergence.step and key[1] == layer)
+            if found:
+                return self._attach(divergence, found[0][1])
+        return divergence
+
+    @staticmethod
+    def _attach(divergence: Divergence, op: OpDivergence) -> Divergence:
         what = op.verdict.note or f"max abs diff {op.verdict.max_abs:.3g}"
         message = f"{divergence.message}; first differing op: {op.base_api} vs {op.raw_api} ({what})"
         return Divergence(divergence.base, divergence.raw, divergence.stage, message, divergence.step, op)

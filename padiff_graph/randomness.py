@@ -74,7 +74,7 @@ class RandomWatch:
         def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if not _is_random_call(api, original, args, kwargs):
                 return original(*args, **kwargs)
-            path = recorder.tracker.last or ""
+            path = recorder.running() or ""
             switch_off = self.disable and api in DROPOUT_APIS
             if not any(c.side == side and c.path == path and c.api == api for c in self.found):
                 self.found.append(RandomCall(side, path, api, switch_off))

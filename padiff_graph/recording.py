@@ -111,7 +111,7 @@ class Recorder:
         self.ops = ops
         self.tracker = CallTracker()
         self._calls: dict[str, int] = defaultdict(int)
-        self._stack: list[tuple[str, int]] = []
+        self._stack: list[tuple[str, str, int]] = []  # (own path, key path, call) of the layers running
 
     def install(self) -> list[RemovableHandle]:
         """Add the hooks; remove them with :func:`padiff_graph.tracing.hooks`."""
@@ -119,25 +119,25 @@ class Recorder:
         handles = track_calls(self.adapter, named, self.tracker)
         for path, key_path in self.layers.items():
             layer = named[path]
-            handles.append(self.adapter.add_input_hook(layer, self._before(key_path)))
+            handles.append(self.adapter.add_input_hook(layer, self._before(path, key_path)))
             handles.append(self.adapter.add_forward_hook(layer, self._after(key_path)))
         return handles
 
-    def current(self) -> tuple[str, int] | None:
-        """The innermost recorded layer running now, as ``(key path, call)``."""
-        return self._stack[-1] if self._stack else None
+    def running(self) -> str | None:
+        """This model's path of the innermost recorded layer running now."""
+        return self._stack[-1][0] if self._stack else None
 
     def on_op(self, name: str, output: Any) -> None:
         """Route a framework API call to the op sink, attributed to the innermost layer."""
         if self.ops is not None and self._stack:
-            path, call = self._stack[-1]
+            _, path, call = self._stack[-1]
             self.ops.op(self.step, path, call, name, output)
 
-    def _before(self, key_path: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    def _before(self, path: str, key_path: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
         def enter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             call = self._calls[key_path]
             self._calls[key_path] += 1
-            self._stack.append((key_path, call))
+            self._stack.append((path, key_path, call))
             if not self.record_inputs:
                 return None
             return self._inputs(key_path, call, args, kwargs)
@@ -166,7 +166,7 @@ class Recorder:
 
     def _after(self, key_path: str) -> Callable[[Any], None]:
         def leave(output: Any) -> None:
-            _, call = self._stack.pop() if self._stack else (key_path, 0)
+            _, _, call = self._stack.pop() if self._stack else ("", key_path, 0)
             if self.ops is not None:
                 self.ops.layer_done(self.step, key_path, call)
             if not (self.record_outputs or self.record_grads):

@@ -5,7 +5,9 @@ PaDiff's semantics: an entry names a layer *instance* or a layer *class*
 ``"sublayers"`` (everything below it, not the layer) or ``"all"`` (both).
 A white list, once given, wins: only what it selects is compared. Each
 entry applies to the model that holds it (a torch class to the torch
-model). A layer pair is compared when both of its layers are selected.
+model), and a layer pair is compared when both of its layers are
+selected; a model that no white-list entry names keeps all its layers, so
+white-listing a base layer is enough to compare it with its raw partner.
 
 Parameter-less wrapper layers — no tensors of their own but sublayers —
 are skipped with ``skip_wrap_layers=True`` or PaDiff's environment
@@ -92,9 +94,13 @@ def selected_paths(
     white_list: list[ListEntry],
     skip_wrap_layers: bool,
 ) -> set[str]:
-    """The layer paths of one model that the lists and the wrapper setting leave in."""
-    if white_list:
-        own, below = _reach(white_list, layers)
+    """The layer paths of one model that the lists and the wrapper setting leave in.
+
+    A white list counts for a model only if one of its entries names a layer of that
+    model: white-listing a base layer leaves its raw partner selected through the pair.
+    """
+    own, below = _reach(white_list, layers)
+    if own or below:
         chosen = {path for path in layers if path in own or _under(path, below)}
     else:
         own, below = _reach(black_list, layers)
