@@ -18,6 +18,7 @@ Example::
 
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
 from padiff_graph.diff import DiffReport, Divergence
+from padiff_graph.dump import DumpError, compare_dumps, dump
 from padiff_graph.errors import (
     AssignError,
     FactoryError,
@@ -41,6 +42,7 @@ __all__ = [
     "Conversion",
     "DiffReport",
     "Divergence",
+    "DumpError",
     "FactoryError",
     "Finding",
     "InputError",
@@ -56,7 +58,9 @@ __all__ = [
     "Transform",
     "UnsupportedModelError",
     "assign_weights",
+    "compare_dumps",
     "diff",
+    "dump",
     "export_tree",
     "preflight",
     "register_conversion",

@@ -196,6 +196,31 @@ def diff(
 
 
 @main.command()
+@click.argument("base_dir", type=click.Path(file_okay=False))
+@click.argument("raw_dir", type=click.Path(file_okay=False))
+@click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
+@click.option("--atol", type=float, help="Absolute tolerance (default by dtype; fp32 1e-4).")
+@click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
+@click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_errors
+def compare(
+    base_dir: str, raw_dir: str, map_file: str | None, atol: float | None, rtol: float | None, mode: str, as_json: bool
+) -> None:
+    """Compare two dumps (padiff_graph.dump) step by step and rank by rank, without the models."""
+    from padiff_graph.dump import compare_dumps, load_dump
+    from padiff_graph.report.document import diff_document, dumps
+    from padiff_graph.report.terminal import print_diff
+
+    report = compare_dumps(base_dir, raw_dir, _load_map(map_file), atol=atol, rtol=rtol, mode=mode)
+    if as_json:
+        click.echo(dumps(diff_document(report)))
+    else:
+        print_diff(_console(), report, load_dump(base_dir).tree())
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
 @click.argument("model")
 @click.option("--depth", type=int, help="Show at most this many levels.")
 @_errors

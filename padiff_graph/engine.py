@@ -79,8 +79,13 @@ def run_step(
     """One training step of one model under ``recorder``: forward, loss, backward, optimizer.
 
     ``ops`` (qualified API name -> canonical name) turns on op-level recording.
+    Gradients are cleared first on the first step, and on every step without an
+    optimizer; after that, clearing them is the optimizer's job (so a callable
+    optimizer may accumulate over steps).
     """
     adapter, model = side.adapter, side.model
+    if backward and (recorder.step == 0 or side.optimizer is None):
+        adapter.clear_grads(model)
     with ExitStack() as stack:
         stack.enter_context(hooks(recorder.install()))
         if side.random is not None:
