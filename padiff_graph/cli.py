@@ -153,6 +153,8 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool) -> None:
 @click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @click.option("--forward-only", is_flag=True, help="Compare the forward pass only.")
+@click.option("--single-step", is_flag=True, help="Feed each raw layer the base's inputs: find every diverging layer.")
+@click.option("--op-level", is_flag=True, help="Name the first differing framework API call in each diverging layer.")
 @click.option("--disable-random", is_flag=True, help="Switch dropout and other random layers off for the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_errors
@@ -164,6 +166,8 @@ def diff(
     rtol: float | None,
     mode: str,
     forward_only: bool,
+    single_step: bool,
+    op_level: bool,
     disable_random: bool,
     as_json: bool,
 ) -> None:
@@ -187,6 +191,8 @@ def diff(
         mode=mode,
         backward=not forward_only,
         random_ops="disable" if disable_random else "error",
+        single_step=single_step,
+        op_level=op_level,
     )
     if as_json:
         click.echo(dumps(diff_document(report)))

@@ -74,7 +74,7 @@ class StepWriter:
     def __init__(self, folder: Path, adapter: FrameworkAdapter) -> None:
         self.folder = folder
         self.records: list[dict[str, Any]] = []
-        self._cache = HostCache(adapter, copy=False)
+        self._cache = HostCache(adapter, copy=False, size=3)
         self._zip = zipfile.ZipFile(folder / "tensors.npz", "w", zipfile.ZIP_STORED, allowZip64=True)
 
     def write(self, key: RecordKey, value: Any, dtype: str) -> None:

@@ -212,14 +212,11 @@ class BaseStore:
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
         self._copies = HostCache(adapter, copy=True)
-        self._views = HostCache(adapter, copy=False)
+        self._summaries = HostCache(adapter, copy=False, convert=summarize)
 
     def keep(self, key: RecordKey, value: Any, dtype: str) -> None:
         full = self.mode is Mode.STRICT or (self.plan.single_step and key.stage in ("input", "backward"))
-        if full:
-            self.records[key] = (self._copies.array(value), dtype)
-        else:
-            self.records[key] = (summarize(self._views.array(value)), dtype)
+        self.records[key] = ((self._copies if full else self._summaries).array(value), dtype)
 
     def pop(self, key: RecordKey) -> Stored | None:
         return self.records.pop(key, None)
@@ -265,7 +262,9 @@ class RawChecker:
         self.plan = plan
         self.step = step
         self.comparisons: list[Comparison] = []
-        self._views = HostCache(raw.adapter, copy=False)
+        # few entries: a cached array may hold a tensor's memory (a view) or be a copy of it
+        self._views = HostCache(raw.adapter, copy=False, size=3)
+        self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self.store.pop(key)
@@ -274,14 +273,15 @@ class RawChecker:
         base_value, base_dtype = stored
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
-            verdict = self._verdict(base_value, self._views.array(value), base_dtype, dtype)
+            raw_value = (self._summaries if isinstance(base_value, Summary) else self._views).array(value)
+            verdict = self._verdict(base_value, raw_value, base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
             self.comparisons.append(Comparison(key.path, raw_path, key.stage, key.call, key.index, verdict, self.step))
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
             return base_value
         return None
 
-    def _verdict(self, base_value: np.ndarray | Summary, raw_value: np.ndarray, *dtypes: str) -> Verdict:
+    def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Verdict:
         atol, rtol = self.tolerance.for_dtypes(*dtypes)
         if isinstance(base_value, Summary):
             return compare_summary(base_value, raw_value, atol, rtol)

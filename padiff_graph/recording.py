@@ -15,6 +15,7 @@ or outputs.
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -56,25 +57,34 @@ class OpSink:
 class HostCache:
     """Host arrays of the last few tensors converted, so a tensor recorded under several
     keys (a container's output that is its last child's output, a layer's input that is
-    the previous layer's output) is converted once. Entries hold the tensor, so its
-    identity cannot be reused while cached; an in-place change (a new version) misses.
+    the previous layer's output) is converted once. Tensors are held by weak reference
+    (the cache never keeps one alive) and an in-place change (a new version) misses.
     """
 
-    def __init__(self, adapter: FrameworkAdapter, copy: bool, size: int = 8) -> None:
+    def __init__(
+        self,
+        adapter: FrameworkAdapter,
+        copy: bool,
+        size: int = 8,
+        convert: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
         self.adapter = adapter
         self.copy = copy
-        self._recent: deque[tuple[Any, int, np.ndarray]] = deque(maxlen=size)
+        self.convert = convert
+        self._recent: deque[tuple[weakref.ref[Any], int, Any]] = deque(maxlen=size)
 
-    def array(self, value: Any) -> np.ndarray:
+    def array(self, value: Any) -> Any:
+        """The tensor's host array, or what ``convert`` makes of it (then only that is cached)."""
         if isinstance(value, np.ndarray):
-            return value
+            return value if self.convert is None else self.convert(value)
         version = self.adapter.version(value)
-        for tensor, seen_version, array in self._recent:
-            if tensor is value and seen_version == version:
-                return array
+        for reference, seen_version, converted in self._recent:
+            if reference() is value and seen_version == version:
+                return converted
         array = self.adapter.to_numpy(value, copy=self.copy)
-        self._recent.append((value, version, array))
-        return array
+        converted = array if self.convert is None else self.convert(array)
+        self._recent.append((weakref.ref(value), version, converted))
+        return converted
 
 
 class Recorder:

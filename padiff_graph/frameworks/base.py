@@ -55,8 +55,11 @@ class FrameworkAdapter(Protocol):
     def grad(self, tensor: Any) -> np.ndarray | None:
         """The tensor's accumulated gradient, if any."""
 
-    def to_inputs(self, model: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Framework tensors on the model's device for numpy inputs."""
+    def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        """Numpy arrays or this framework's tensors as tensors on the model's device.
+
+        Floating values take the dtype of the model's floating parameters.
+        """
 
     def is_tensor(self, value: object) -> bool: ...
 

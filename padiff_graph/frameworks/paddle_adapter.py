@@ -92,7 +92,12 @@ class PaddleAdapter:
             value = value.astype("float32")
         if not value.place.is_cpu_place():
             value = value.cpu()
-        return value.numpy()  # always a fresh host copy in paddle
+        if not copy:
+            try:
+                return np.from_dlpack(value)  # shares the tensor's memory: no copy
+            except (RuntimeError, TypeError, BufferError):
+                pass
+        return value.numpy()  # always a fresh host copy
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         paddle = _paddle()
@@ -113,7 +118,8 @@ class PaddleAdapter:
         converted = {}
         for name, value in arrays.items():
             if isinstance(value, paddle.Tensor):
-                tensor = value if place is None else value._copy_to(place, False)
+                moved = place is not None and str(value.place) != str(place)
+                tensor = value._copy_to(place, False) if moved else value
             else:
                 tensor = paddle.to_tensor(np.array(value), place=place)
             if tensor.is_floating_point() and dtype is not None and tensor.dtype != dtype:
