@@ -246,7 +246,7 @@ def diff(
     divergences = all_divergences(outcome.comparisons, _descendants(base_tree), contain=not single_step)
     if outcome.ops is not None:
         divergences = [outcome.ops.explain(d) for d in divergences]
-        divergence = divergences[0] if divergences else divergence
+        divergence = None if divergence is None else outcome.ops.explain(divergence)
     return DiffReport(
         divergence is None,
         divergence,

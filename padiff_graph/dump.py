@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +174,8 @@ def dump(
                     recorder,
                     writer.write,
                     backward=backward,
-                    after_backward=lambda: _write_tensors(writer, adapter, model, step, "grad"),  # noqa: B023
-                    after_optimizer=lambda: _write_tensors(writer, adapter, model, step, "weights"),  # noqa: B023
+                    after_backward=partial(_write_tensors, writer, adapter, model, step, "grad"),
+                    after_optimizer=partial(_write_tensors, writer, adapter, model, step, "weights"),
                 )
                 writer.close(recorder.tracker.order)
     header = {
