@@ -9,8 +9,12 @@ Pairs: a torch ResNet-50 (``examples/torch_resnet.py``) against
 12-layer BERT-base-sized encoder (hidden 768, 12 heads, FFN 3072, batch 8,
 sequence 128) written alike in both frameworks.
 
-Variants, each in its own fresh process (so imports, allocator state and the
-first-run warm-up are the same for all, and peak memory is per variant):
+Variants, each in its own fresh process (so imports and allocator state are
+the same for all, and peak memory is per variant). Every process first runs
+one plain training step of both models, untimed: a framework's first run on
+new shapes builds its kernels and grows its allocator (seconds for torch's
+first ResNet-50 step), which would otherwise count against whichever variant
+happens to run the models cold.
 
 - ``plain``: forward + backward of the base model, then of the raw model, no tool;
 - ``diff strict`` / ``diff mean``: ``padiff_graph.diff(base, raw, inputs)`` —
@@ -20,10 +24,12 @@ first-run warm-up are the same for all, and peak memory is per variant):
   (``pip install padiff==0.2.0 torch==2.13.0 paddlepaddle==3.3.1``).
 
 Time is the wall time of the measured call. Memory is the process's peak
-resident set (``ru_maxrss``): "peak" is the whole process (frameworks and
-both models included), "run" is the peak minus the resident set just before
-the measured call, i.e. what the run itself added. Ratios are against
-``plain`` measured in the same invocation.
+resident set (``ru_maxrss``): "peak" is the whole process (frameworks, both
+models and the warm-up included), "run" is the peak minus the resident set
+just before the measured call, i.e. what the run itself added on top of the
+warm-up's resident set. Ratios are against ``plain`` measured in the same
+invocation; with ``--repeat N`` the variants run interleaved N times and the
+fastest run of each counts (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WARMUP_STEPS = 1
 VARIANTS = ("plain", "diff strict", "diff mean", "padiff 0.2")
 
 
@@ -151,6 +158,11 @@ def run_variant(model: str, variant: str) -> dict[str, float]:
     base, raw, inputs = PAIRS[model]()
     torch_inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
     paddle_inputs = {name: paddle.to_tensor(value) for name, value in inputs.items()}
+    for _ in range(WARMUP_STEPS):  # first runs build kernels and grow allocators: measure the steady state
+        base(**torch_inputs).mean().backward()
+        raw(**paddle_inputs).mean().backward()
+    base.zero_grad(set_to_none=True)
+    raw.clear_gradients()
     start_rss = rss_mib()
     started = time.perf_counter()
     if variant == "plain":

@@ -101,26 +101,54 @@ def compare_arrays(base: np.ndarray, raw: np.ndarray, atol: float, rtol: float, 
     value = np.atleast_1d(raw.astype(work, copy=False))
     if mode is Mode.MEAN:
         return _compare_means(reference, value, atol, rtol)
-    with np.errstate(invalid="ignore", over="ignore"):
-        difference = np.subtract(value, reference)
-        np.abs(difference, out=difference)
-        max_abs = float(difference.max()) if difference.size else 0.0
-    if not np.isfinite(max_abs):
-        bad = _non_finite(reference, value)
-        if bad is not None:
-            return bad
-        finite = np.isfinite(reference)
-        reference, value, difference = reference[finite], value[finite], difference[finite]
-        max_abs = float(difference.max()) if difference.size else 0.0
-    if difference.size == 0:
+    verdict = _strict_in_chunks(reference.reshape(-1), value.reshape(-1), atol, rtol)
+    if verdict is not None:
+        return verdict
+    # NaN or Inf somewhere: equal only if in the same places with the same values
+    bad = _non_finite(reference, value)
+    if bad is not None:
+        return bad
+    finite = np.isfinite(reference)
+    if not finite.any():
         return Verdict(True, 0.0, 0.0)
-    magnitude = np.abs(reference)
-    # max_abs <= atol is the common case: no element can fail, skip the elementwise test
-    ok = max_abs <= atol or bool((difference <= atol + rtol * magnitude).all())
-    # relative to |base|, floored at atol so exact zeros do not report 1e300
-    np.maximum(magnitude, max(atol, 1e-30), out=magnitude)
-    np.divide(difference, magnitude, out=magnitude)
-    return Verdict(ok, max_abs, float(magnitude.max()))
+    verdict = _strict_in_chunks(reference[finite], value[finite], atol, rtol)
+    return verdict if verdict is not None else Verdict(False, float("inf"), float("inf"), "non-finite values")
+
+
+#: Elements per pass of the strict comparison: the scratch buffers stay in the CPU cache,
+#: so each array is read from memory once however many numpy passes a chunk takes.
+CHUNK = 1 << 16
+
+
+def _strict_in_chunks(reference: np.ndarray, value: np.ndarray, atol: float, rtol: float) -> Verdict | None:
+    """Elementwise allclose on flat arrays, with max abs/rel differences; ``None`` on NaN/Inf."""
+    size = reference.size
+    if size == 0:
+        return Verdict(True, 0.0, 0.0)
+    difference = np.empty(min(size, CHUNK), reference.dtype)
+    magnitude = np.empty_like(difference)
+    floor = max(atol, 1e-30)  # relative to |base|, floored at atol so exact zeros do not report 1e300
+    max_abs = max_rel = 0.0
+    ok = True
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, size, CHUNK):
+            base_part, raw_part = reference[start : start + CHUNK], value[start : start + CHUNK]
+            part = difference[: base_part.size]
+            scale = magnitude[: base_part.size]
+            np.subtract(raw_part, base_part, out=part)
+            np.abs(part, out=part)
+            part_max = float(part.max())
+            if not np.isfinite(part_max):
+                return None
+            np.abs(base_part, out=scale)
+            # part_max <= atol is the common case: no element can fail, skip the elementwise test
+            if ok and part_max > atol:
+                ok = bool((part <= atol + rtol * scale).all())
+            np.maximum(scale, floor, out=scale)
+            np.divide(part, scale, out=scale)
+            max_abs = max(max_abs, part_max)
+            max_rel = max(max_rel, float(scale.max()))
+    return Verdict(ok, max_abs, max_rel)
 
 
 def _non_finite(reference: np.ndarray, value: np.ndarray) -> Verdict | None:
