@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+PADIFF_VENV ?= .venv-padiff
+PADIFF_STAMP := $(PADIFF_VENV)/.installed
+
 .PHONY: install demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
@@ -30,13 +33,20 @@ chromium:
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
+# PaDiff 0.2, the baseline of the benchmark, in its own environment (it pins nothing and needs PyYAML)
+$(PADIFF_STAMP):
+	$(PYTHON) -m venv $(PADIFF_VENV)
+	$(PADIFF_VENV)/bin/pip install --quiet torch==2.13.0 paddlepaddle==3.3.1 padiff==0.2.0 PyYAML
+	touch $(PADIFF_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check padiff_graph tests examples benchmarks
 	$(BIN)/ruff format --check padiff_graph tests examples benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+# every benchmarks/bench_*.py, each printing ratios measured in one run (minutes; not part of `make test`)
+bench: $(STAMP) $(PADIFF_STAMP)
+	PADIFF_PYTHON=$(PADIFF_VENV)/bin/python $(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) $(PADIFF_VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

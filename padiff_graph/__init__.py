@@ -19,6 +19,7 @@ Example::
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
 from padiff_graph.checkpoints import convert_checkpoint
 from padiff_graph.diff import DiffReport, Divergence
+from padiff_graph.dump import DumpError, compare_dumps, dump
 from padiff_graph.errors import (
     AssignError,
     FactoryError,
@@ -51,6 +52,7 @@ __all__ = [
     "ConversionRegistry",
     "DiffReport",
     "Divergence",
+    "DumpError",
     "FactoryError",
     "Finding",
     "InputError",
@@ -69,8 +71,10 @@ __all__ = [
     "UnsupportedModelError",
     "add_special_init",
     "assign_weights",
+    "compare_dumps",
     "convert_checkpoint",
     "diff",
+    "dump",
     "export_tree",
     "preflight",
     "register_conversion",

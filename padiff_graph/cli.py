@@ -186,6 +186,8 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
 @click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @click.option("--forward-only", is_flag=True, help="Compare the forward pass only.")
+@click.option("--single-step", is_flag=True, help="Feed each raw layer the base's inputs: find every diverging layer.")
+@click.option("--op-level", is_flag=True, help="Name the first differing framework API call in each diverging layer.")
 @click.option("--disable-random", is_flag=True, help="Switch dropout and other random layers off for the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/json.md).")
 @_html_option
@@ -199,6 +201,8 @@ def diff(
     rtol: float | None,
     mode: str,
     forward_only: bool,
+    single_step: bool,
+    op_level: bool,
     disable_random: bool,
     as_json: bool,
     html_file: str | None,
@@ -225,6 +229,8 @@ def diff(
             mode=mode,
             backward=not forward_only,
             random_ops="disable" if disable_random else "error",
+            single_step=single_step,
+            op_level=op_level,
         )
     if html_file is not None:
         from padiff_graph.report.html import write_html
@@ -265,6 +271,31 @@ def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, 
     if report.unused:
         more = f" (and {len(report.unused) - 8} more)" if len(report.unused) > 8 else ""
         console.print(f"[yellow]checkpoint tensors no raw tensor needs:[/] {', '.join(report.unused[:8])}{more}")
+
+
+@main.command()
+@click.argument("base_dir", type=click.Path(file_okay=False))
+@click.argument("raw_dir", type=click.Path(file_okay=False))
+@click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
+@click.option("--atol", type=float, help="Absolute tolerance (default by dtype; fp32 1e-4).")
+@click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
+@click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_errors
+def compare(
+    base_dir: str, raw_dir: str, map_file: str | None, atol: float | None, rtol: float | None, mode: str, as_json: bool
+) -> None:
+    """Compare two dumps (padiff_graph.dump) step by step and rank by rank, without the models."""
+    from padiff_graph.dump import compare_dumps, load_dump
+    from padiff_graph.report.document import diff_document, dumps
+    from padiff_graph.report.terminal import print_diff
+
+    report = compare_dumps(base_dir, raw_dir, _load_map(map_file), atol=atol, rtol=rtol, mode=mode)
+    if as_json:
+        click.echo(dumps(diff_document(report)))
+    else:
+        print_diff(_console(), report, load_dump(base_dir).tree())
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()

@@ -1,41 +1,35 @@
-"""The hooked numeric diff: run both models, compare matched layers in call order.
+"""What a numeric diff finds: comparisons, divergences and the report.
 
-The base model runs first; each matched layer's outputs (and, in backward,
-the gradients flowing into them) are kept as numpy copies. The raw model
-then runs under the same hooks and every record is compared the moment the
-raw side produces it, then released, so at most one model's records are held.
-The first comparison that fails is the first divergence.
+The runs themselves live in :mod:`padiff_graph.engine`; this module holds
+the records every surface (terminal, JSON, HTML) reads, and the rules that
+turn a list of comparisons into the first divergence and the list of all
+diverging layers.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from padiff_graph.compare import Mode, Verdict, compare_arrays
-from padiff_graph.errors import ModelRunError
-from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
-from padiff_graph.inputs import CallArguments
-from padiff_graph.knowledge.families import is_random
+from padiff_graph.compare import Mode, Verdict, default_tolerance
 from padiff_graph.layermap import LayerMap
 from padiff_graph.preflight import Finding
-from padiff_graph.progress import task
-from padiff_graph.records import join_path
-from padiff_graph.tracing import CallTracker, hooks, run_forward, track_calls
-from padiff_graph.tree import ModelTree, layer_info
 
-#: Key of one recorded tensor: (base layer path, call number, tensor index in the output).
-RecordKey = tuple[str, int, int]
+#: Stages in the order a step produces them; ``grad:<tensor>`` and ``weights:<tensor>`` carry the tensor name.
+STAGES = ("input", "forward", "loss", "backward", "grad", "weights")
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One compared tensor of one matched layer pair."""
+    """One compared tensor of one matched layer pair.
+
+    ``stage`` is one of :data:`STAGES` (``grad:`` and ``weights:`` followed
+    by the base tensor's name relative to the layer); ``step`` counts
+    training steps from 0.
+    """
 
     base: str
     raw: str
@@ -43,20 +37,38 @@ class Comparison:
     call: int
     index: int
     verdict: Verdict
+    step: int = 0
 
     @property
     def ok(self) -> bool:
         return self.verdict.ok
 
+    @property
+    def kind(self) -> str:
+        """The stage without its tensor name: ``grad:weight`` -> ``grad``."""
+        return self.stage.partition(":")[0]
+
+
+@dataclass(frozen=True)
+class OpDivergence:
+    """The first framework API call that differs inside a diverging layer (op-level mode)."""
+
+    base_api: str
+    raw_api: str
+    position: int
+    verdict: Verdict
+
 
 @dataclass(frozen=True)
 class Divergence:
-    """Where the models first part ways."""
+    """Where the models part ways; unpacks to ``(base, raw, stage)``."""
 
     base: str
     raw: str
     stage: str
     message: str
+    step: int = 0
+    op: OpDivergence | None = None
 
     def __iter__(self) -> Iterator[str]:
         return iter((self.base, self.raw, self.stage))
@@ -74,20 +86,22 @@ class DiffReport:
     settings: dict[str, Any] = field(default_factory=dict)
     unproduced: list[str] = field(default_factory=list)
     contained: list[Comparison] = field(default_factory=list)
+    #: Every diverging layer pair (single-step mode finds them all), first divergence first.
+    divergences: list[Divergence] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_divergence
         return {
             "ok": self.ok,
-            "first_divergence": None
-            if first is None
-            else {"base": first.base, "raw": first.raw, "stage": first.stage, "message": first.message},
+            "first_divergence": None if first is None else _divergence_dict(first),
+            "divergences": [_divergence_dict(d) for d in self.divergences],
             "settings": self.settings,
             "comparisons": [
                 {
                     "base": c.base,
                     "raw": c.raw,
                     "stage": c.stage,
+                    "step": c.step,
                     "call": c.call,
                     "index": c.index,
                     "ok": c.ok,
@@ -99,8 +113,26 @@ class DiffReport:
             ],
             "findings": [finding.as_dict() for finding in self.findings],
             "unproduced": self.unproduced,
-            "contained": [{"base": c.base, "raw": c.raw, "call": c.call} for c in self.contained],
+            "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
         }
+
+
+def _divergence_dict(divergence: Divergence) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "base": divergence.base,
+        "raw": divergence.raw,
+        "stage": divergence.stage,
+        "step": divergence.step,
+        "message": divergence.message,
+    }
+    if divergence.op is not None:
+        entry["op"] = {
+            "base_api": divergence.op.base_api,
+            "raw_api": divergence.op.raw_api,
+            "position": divergence.op.position,
+            "max_abs": _finite(divergence.op.verdict.max_abs),
+        }
+    return entry
 
 
 def _finite(value: float) -> float | str:
@@ -109,192 +141,125 @@ def _finite(value: float) -> float | str:
 
 @dataclass(frozen=True)
 class Tolerance:
+    """How close is close enough.
+
+    ``atol``/``rtol`` are the values in force for the models' precision;
+    unless ``fixed`` (the user gave them), each comparison widens them to
+    the least precise dtype of its two tensors (:meth:`for_dtypes`).
+    """
+
     atol: float
     rtol: float
     mode: Mode
+    fixed: bool = True
+    context: tuple[str, ...] = ()
+
+    def for_dtypes(self, *dtypes: str) -> tuple[float, float]:
+        if self.fixed:
+            return self.atol, self.rtol
+        return default_tolerance(*self.context, *dtypes)
 
 
-class _Side:
-    """Hooks on one model's matched layers, feeding records to a sink."""
-
-    def __init__(
-        self,
-        adapter: FrameworkAdapter,
-        model: Any,
-        layer_paths: dict[str, str],
-        sink: Callable[[str, RecordKey, np.ndarray], None],
-        watch_backward: bool,
-    ) -> None:
-        self.adapter = adapter
-        self.model = model
-        self.layer_paths = layer_paths  # this side's path -> base path (the record key)
-        self.sink = sink
-        self.watch_backward = watch_backward
-        self.calls: dict[str, int] = defaultdict(int)
-        self.tracker = CallTracker()
-
-    def install(self) -> list[Any]:
-        layers = self.adapter.named_layers(self.model)
-        handles = track_calls(self.adapter, layers, self.tracker)
-        for path, key_path in self.layer_paths.items():
-            handles.append(self.adapter.add_forward_hook(layers[path], self._on_output(key_path)))
-        return handles
-
-    def _on_output(self, key_path: str) -> Callable[[Any], None]:
-        def record(output: Any) -> None:
-            call = self.calls[key_path]
-            self.calls[key_path] += 1
-            for index, tensor in enumerate(iter_tensors(output, self.adapter.is_tensor)):
-                key = (key_path, call, index)
-                self.sink("forward", key, self.adapter.to_numpy(tensor))
-                if self.watch_backward and self.adapter.requires_grad(tensor):
-                    self.adapter.watch_grad(tensor, self._on_grad(key))
-
-        return record
-
-    def _on_grad(self, key: RecordKey) -> Callable[[Any], None]:
-        return lambda grad: self.sink("backward", key, self.adapter.to_numpy(grad))
-
-    def run(self, arguments: CallArguments, side: str, backward: bool) -> Any:
-        output = run_forward(self.adapter, self.model, arguments, self.tracker, side)
-        if backward:
-            try:
-                loss = self.adapter.mean_loss(output)
-            except ValueError as error:
-                raise ModelRunError(f"cannot run backward on the {side} model: {error}; use --forward-only") from None
-            self.adapter.backward(loss)
-        return output
-
-
-@contextmanager
-def random_layers_disabled(adapter: FrameworkAdapter, model: Any, tree: ModelTree) -> Iterator[list[str]]:
-    """Switch random layers (dropout in training mode) to eval for the run, then back."""
-    layers = adapter.named_layers(model)
-    paths = [path for path in tree.nodes if is_random(layer_info(tree, path))]
-    for path in paths:
-        layers[path].training = False
-    try:
-        yield paths
-    finally:
-        for path in paths:
-            layers[path].training = True
-
-
-def run_and_compare(
-    base: tuple[FrameworkAdapter, Any, CallArguments],
-    raw: tuple[FrameworkAdapter, Any, CallArguments],
-    layer_map: LayerMap,
-    tolerance: Tolerance,
-    backward: bool,
-) -> tuple[list[Comparison], list[str]]:
-    """Run base, then raw, comparing each raw record against the base one as it appears.
-
-    Returns the comparisons in the order the raw side produced them, then
-    parameter-gradient comparisons, and the base records the raw side never produced.
-    """
-    base_adapter, base_model, base_arguments = base
-    raw_adapter, raw_model, raw_arguments = raw
-    pairs = layer_map.active_pairs()
-    raw_of = {pair.base: pair.raw for pair in pairs}
-    stored: dict[tuple[str, RecordKey], np.ndarray] = {}
-    comparisons: list[Comparison] = []
-
-    def keep(stage: str, key: RecordKey, value: np.ndarray) -> None:
-        stored[(stage, key)] = value
-
-    def check(stage: str, key: RecordKey, value: np.ndarray) -> None:
-        reference = stored.pop((stage, key), None)
-        if reference is None:
-            return
-        verdict = compare_arrays(reference, value, tolerance.atol, tolerance.rtol, tolerance.mode)
-        comparisons.append(Comparison(key[0], raw_of[key[0]], stage, key[1], key[2], verdict))
-
-    base_side = _Side(base_adapter, base_model, {p.base: p.base for p in pairs}, keep, backward)
-    base_adapter.clear_grads(base_model)
-    raw_adapter.clear_grads(raw_model)
-    with hooks(base_side.install()), task("running the base model"):
-        base_side.run(base_arguments, "base", backward)
-    with task("running the raw model, comparing layer by layer", total=len(stored)) as advance:
-        raw_side = _Side(raw_adapter, raw_model, {p.raw: p.base for p in pairs}, _advancing(check, advance), backward)
-        with hooks(raw_side.install()):
-            raw_side.run(raw_arguments, "raw", backward)
-    if backward:
-        comparisons += _compare_parameter_grads(base, raw, layer_map, tolerance, raw_side.tracker.order)
-    unproduced = sorted({f"{stage} {key[0]} (call {key[1]})" for stage, key in stored})
-    return comparisons, unproduced
-
-
-def _advancing(sink: Callable[[str, RecordKey, np.ndarray], None], advance: Callable[[], None]) -> Callable[..., None]:
-    def record(stage: str, key: RecordKey, value: np.ndarray) -> None:
-        sink(stage, key, value)
-        advance()
-
-    return record
-
-
-def _compare_parameter_grads(
-    base: tuple[FrameworkAdapter, Any, CallArguments],
-    raw: tuple[FrameworkAdapter, Any, CallArguments],
-    layer_map: LayerMap,
-    tolerance: Tolerance,
-    raw_call_order: list[str],
-) -> list[Comparison]:
-    """Gradients of paired parameters, latest-called layer first (the order backward reaches them)."""
-    base_adapter, base_model, _ = base
-    raw_adapter, raw_model, _ = raw
-    base_tensors = base_adapter.named_tensors(base_model)
-    raw_tensors = raw_adapter.named_tensors(raw_model)
-    rank = {path: index for index, path in enumerate(raw_call_order)}
-    ordered = sorted(layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1))
-    comparisons = []
-    for pair in ordered:
-        for index, tensor in enumerate(pair.tensors):
-            if tensor.has_constant:  # a tensor one side lacks: no gradient to compare
-                continue
-            base_grad = base_adapter.grad(base_tensors[join_path(pair.base, tensor.base)])
-            raw_tensor = raw_tensors[join_path(pair.raw, tensor.raw)]
-            raw_grad = raw_adapter.grad(raw_tensor)
-            if base_grad is None and raw_grad is None:
-                continue
-            if base_grad is None or raw_grad is None:
-                missing = "base" if base_grad is None else "raw"
-                verdict = Verdict(False, float("inf"), float("inf"), f"no gradient on the {missing} side")
-            else:
-                expected = tensor.transform.apply(base_grad)
-                region = raw_grad[tensor.transform.raw_index] if tensor.transform.raw_index else raw_grad
-                verdict = compare_arrays(expected, region, tolerance.atol, tolerance.rtol, tolerance.mode)
-            comparisons.append(Comparison(pair.base, pair.raw, f"grad:{tensor.base}", 0, index, verdict))
-    return comparisons
-
-
-def first_divergence(comparisons: list[Comparison]) -> tuple[Divergence | None, list[Comparison]]:
+def first_divergence(comparisons: list[Comparison], contain: bool = True) -> tuple[Divergence | None, list[Comparison]]:
     """The earliest failing comparison, and the contained gradient differences.
 
-    Forward outputs come first, then output gradients in backward order, then
-    parameter gradients. Output-gradient differences count only when some
-    parameter gradient differs too; otherwise they are *contained* (reported,
-    not a divergence): typically a subgradient choice at ties, such as max
+    Steps in order; within a step, layer inputs and forward outputs come
+    first (in call order), then the loss, output gradients in backward
+    order, parameter gradients, and weights after the optimizer step.
+    Output-gradient differences count only when some parameter gradient of
+    the same step differs too; otherwise they are *contained* (reported, not
+    a divergence): typically a subgradient choice at ties, such as max
     pooling over equal values, that the next layer masks and that changes no
-    update.
+    update. Single-step runs pass ``contain=False``: the raw model's parameter
+    gradients are computed from the base's output gradients there, so they
+    cannot show a backward difference.
     """
+    failing, contained = _failing(comparisons, contain)
+    if not failing:
+        return None, contained
+    return _divergence(failing[0]), contained
+
+
+def all_divergences(
+    comparisons: list[Comparison], descendants: dict[str, set[str]], contain: bool = True
+) -> list[Divergence]:
+    """One divergence per diverging layer pair, in :func:`first_divergence` order.
+
+    A container whose forward output differs only because a layer inside it
+    does (in the same step) is not listed again; neither is a layer input
+    (single-step mode) that differs right after a diverging output, which
+    explains it. ``descendants`` maps a base path to the base paths below it.
+    """
+    failing, _ = _failing(comparisons, contain)
+    failed_forward: dict[int, set[str]] = {}
+    for comparison in failing:
+        if comparison.kind == "forward":
+            failed_forward.setdefault(comparison.step, set()).add(comparison.base)
+    explained_inputs = _inputs_after_failures(comparisons)
+    seen: set[tuple[str, str, str]] = set()
+    found = []
+    for comparison in failing:
+        stage = "forward" if comparison.kind == "input" else comparison.kind
+        if (comparison.base, comparison.raw, stage) in seen:
+            continue
+        if comparison.kind == "forward" and descendants.get(comparison.base, set()) & failed_forward.get(
+            comparison.step, set()
+        ):
+            continue
+        if comparison.kind == "input" and id(comparison) in explained_inputs:
+            continue
+        seen.add((comparison.base, comparison.raw, stage))
+        found.append(_divergence(comparison))
+    return found
+
+
+def _failing(comparisons: list[Comparison], contain: bool) -> tuple[list[Comparison], list[Comparison]]:
+    """Failing comparisons in divergence order, and the contained ones left out."""
     failing = [c for c in comparisons if not c.ok]
-    if any(c.stage.startswith("grad") for c in failing):
-        contained = []
+    steps_with_grad_failures = {c.step for c in failing if c.kind == "grad"}
+    contained = [c for c in failing if contain and c.kind == "backward" and c.step not in steps_with_grad_failures]
+    contained_ids = {id(c) for c in contained}
+    rank = {"input": 0, "forward": 0, "loss": 1, "backward": 2, "grad": 3, "weights": 4}
+    ordered = sorted(
+        (c for c in failing if id(c) not in contained_ids), key=lambda c: (c.step, rank.get(c.kind, 5))
+    )  # sorted() is stable: call order is kept within a stage
+    return ordered, contained
+
+
+def _inputs_after_failures(comparisons: list[Comparison]) -> set[int]:
+    """Ids of failing input comparisons whose nearest earlier forward comparison failed too."""
+    explained = set()
+    last_forward_failed = False
+    step = -1
+    for comparison in comparisons:
+        if comparison.step != step:
+            step, last_forward_failed = comparison.step, False
+        if comparison.kind == "forward":
+            last_forward_failed = not comparison.ok
+        elif comparison.kind == "input" and not comparison.ok and last_forward_failed:
+            explained.add(id(comparison))
+    return explained
+
+
+def _divergence(comparison: Comparison) -> Divergence:
+    verdict = comparison.verdict
+    what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
+    kind = comparison.kind
+    tensor = comparison.stage.partition(":")[2]
+    where = f"base {comparison.base!r} / raw {comparison.raw!r}"
+    step = f"step {comparison.step}, " if comparison.step else ""
+    call = f"({step}call {comparison.call}, {'input' if kind == 'input' else 'output'} {comparison.index})"
+    if kind == "input":
+        message = (
+            f"the input differs at {where} {call}: {what}; the layers before it agree, so look at the code "
+            "in its caller's forward that computes this input"
+        )
+    elif kind == "grad":
+        message = f"the gradient of {tensor!r} differs at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "weights":
+        message = f"{tensor!r} differs after the optimizer step at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "loss":
+        message = f"the loss differs ({step.rstrip(', ') or 'step 0'}): {what}"
     else:
-        contained = [c for c in failing if c.stage == "backward"]
-    for stage_prefix in ("forward", "backward", "grad"):
-        for comparison in failing:
-            if not comparison.stage.startswith(stage_prefix) or comparison in contained:
-                continue
-            verdict = comparison.verdict
-            what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
-            tensor = f" of {comparison.stage.partition(':')[2]}" if ":" in comparison.stage else ""
-            divergence = Divergence(
-                comparison.base,
-                comparison.raw,
-                stage_prefix,
-                f"{stage_prefix}{tensor} differs at base {comparison.base!r} / raw {comparison.raw!r} "
-                f"(call {comparison.call}, output {comparison.index}): {what}",
-            )
-            return divergence, contained
-    return None, contained
+        message = f"{kind} differs at {where} {call}: {what}"
+    return Divergence(comparison.base, comparison.raw, kind, message, comparison.step)

@@ -53,20 +53,19 @@ def prepare(adapter: FrameworkAdapter, model: Any, inputs: Any) -> CallArguments
 
 
 def _convert(adapter: FrameworkAdapter, model: Any, values: dict[str, Any]) -> dict[str, Any]:
-    arrays = {}
-    ready = {}
+    """Numpy arrays and framework tensors -> tensors on the model's device, floats in its dtype."""
+    arrays: dict[str, Any] = {}
     for name, value in values.items():
         if adapter.is_tensor(value):
-            ready[name] = value
-        else:
-            try:
-                arrays[name] = np.asarray(value)
-            except (TypeError, ValueError) as error:
-                raise InputError(f"input {name!r} is not an array: {error}") from None
-            if arrays[name].dtype == object:
-                raise InputError(f"input {name!r} is not a numeric array")
-    ready.update(adapter.to_inputs(model, arrays))
-    return {name: ready[name] for name in values}
+            arrays[name] = value
+            continue
+        try:
+            arrays[name] = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"input {name!r} is not an array: {error}") from None
+        if arrays[name].dtype == object:
+            raise InputError(f"input {name!r} is not a numeric array")
+    return adapter.to_inputs(model, arrays)
 
 
 def check_signature(adapter: FrameworkAdapter, model: Any, arguments: CallArguments) -> None:

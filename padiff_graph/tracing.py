@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff_graph.errors import ModelRunError
+from padiff_graph.errors import ModelRunError, PadiffGraphError
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.inputs import CallArguments
 
@@ -59,6 +59,8 @@ def run_forward(
     """``model(*args, **kwargs)``, with a failure reported at the last layer entered (and ``hint``)."""
     try:
         return model(*arguments.args, **arguments.kwargs)
+    except PadiffGraphError:
+        raise  # raised by our own hooks (a random op found, ...): already says what to do
     except Exception as error:  # the user's forward may raise anything
         where = f"in layer {tracker.last!r}" if tracker.last else "before any layer ran"
         raise ModelRunError(
@@ -73,11 +75,27 @@ def trace_call_order(
 
     The run changes nothing in the model: no gradients, and every layer in
     eval mode (each layer's own mode restored after), so BatchNorm keeps its
-    running statistics and dropout draws no random numbers.
+    running statistics and dropout draws no random numbers. It runs on the
+    first sample of the batch when every input shares one batch dimension (a
+    fraction of a full forward), falling back to the whole batch if the model
+    rejects the slice.
     """
     layers = adapter.named_layers(model)
+    with evaluation_mode(layers):
+        sample = first_sample(adapter, arguments)
+        if sample is not None:
+            try:
+                return _trace(adapter, model, layers, sample, side)
+            except ModelRunError:
+                pass  # e.g. a layer that needs more than one sample: trace the whole batch
+        return _trace(adapter, model, layers, arguments, side)
+
+
+def _trace(
+    adapter: FrameworkAdapter, model: Any, layers: dict[str, Any], arguments: CallArguments, side: str
+) -> list[str]:
     tracker = CallTracker()
-    with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad(), evaluation_mode(layers):
+    with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad():
         run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
     return tracker.order
 
@@ -93,3 +111,16 @@ def evaluation_mode(layers: dict[str, Any]) -> Iterator[None]:
     finally:
         for path, layer in layers.items():
             layer.training = modes[path]
+
+
+def first_sample(adapter: FrameworkAdapter, arguments: CallArguments) -> CallArguments | None:
+    """The arguments cut to their first sample, if all are tensors with one batch size above 1."""
+    values = [*arguments.args, *arguments.kwargs.values()]
+    if not values or not all(adapter.is_tensor(value) and len(value.shape) > 0 for value in values):
+        return None
+    sizes = {int(value.shape[0]) for value in values}
+    if len(sizes) != 1 or sizes.pop() < 2:
+        return None
+    return CallArguments(
+        tuple(value[:1] for value in arguments.args), {name: value[:1] for name, value in arguments.kwargs.items()}
+    )

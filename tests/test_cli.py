@@ -66,6 +66,15 @@ def test_diff_exit_codes() -> None:
     assert json.loads(fault.output)["first_divergence"]["base"] == "mlp.act"
 
 
+def test_diff_single_step_and_op_level_flags() -> None:
+    fault = run("diff", spec("gelu_fault", "base"), spec("gelu_fault", "raw"), "--single-step", "--op-level", "--json")
+    assert fault.code == 1
+    document = json.loads(fault.output)
+    first = document["divergences"][0]
+    assert (first["base"], first["stage"]) == ("mlp.act", "forward")
+    assert first["op"]["base_api"] == "torch.nn.functional.gelu"
+
+
 def test_show_collapses_repeated_blocks(tmp_path) -> None:
     model = tmp_path / "deep.py"
     model.write_text(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from padiff_graph import InputError, ModelRunError, diff
+from padiff_graph.compare import DEFAULT_TOLERANCES
 
 X = [np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)]  # positional: Sequential.forward(input)
 
@@ -97,3 +98,218 @@ def test_parameter_gradients_are_compared_through_the_transpose() -> None:
     report = diff(torch.nn.Linear(8, 3), paddle.nn.Linear(8, 3), X)
     grads = [c for c in report.comparisons if c.stage.startswith("grad")]
     assert {c.stage for c in grads} == {"grad:weight", "grad:bias"} and all(c.ok for c in grads)
+
+
+# --- training steps, phases, single-step -------------------------------------------------------
+
+WIDE = [X[0] * 4]  # GELU's tanh approximation is off by ~5e-4 at pre-activations of this scale
+
+
+def chain_torch(act1, act2):
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), act1, torch.nn.Linear(16, 16), act2, torch.nn.Linear(16, 4))
+
+
+def chain_paddle(act1, act2):
+    return paddle.nn.Sequential(paddle.nn.Linear(8, 16), act1, paddle.nn.Linear(16, 16), act2, paddle.nn.Linear(16, 4))
+
+
+def test_training_steps_compare_loss_gradients_and_weights_each_step() -> None:
+    base, raw = mlp_torch(torch.nn.Tanh()), mlp_paddle(paddle.nn.Tanh())
+    target = np.random.default_rng(3).standard_normal((4, 4), dtype=np.float32)
+    loss_fns = (
+        lambda out: torch.nn.functional.mse_loss(out, torch.from_numpy(target)),
+        lambda out: paddle.nn.functional.mse_loss(out, paddle.to_tensor(target)),
+    )
+    base_optimizer = torch.optim.SGD(base.parameters(), lr=0.1)
+    raw_optimizer = paddle.optimizer.SGD(learning_rate=0.1, parameters=raw.parameters())
+    report = diff(base, raw, X, loss_fns=loss_fns, optimizers=(base_optimizer, raw_optimizer), steps=3)
+    assert report.ok, report.first_divergence
+    stages = {(c.step, c.kind) for c in report.comparisons}
+    assert stages == {(s, k) for s in range(3) for k in ("forward", "loss", "backward", "grad", "weights")}
+    # the weights really moved, identically on both sides
+    np.testing.assert_allclose(base[0].weight.detach().numpy().T, raw[0].weight.numpy(), atol=1e-5)
+    assert not np.allclose(base[0].weight.detach().numpy(), 0)
+
+
+def test_an_optimizer_fault_is_found_at_the_weights_after_the_step() -> None:
+    base, raw = mlp_torch(torch.nn.Tanh()), mlp_paddle(paddle.nn.Tanh())
+    base_optimizer = torch.optim.SGD(base.parameters(), lr=0.1)
+    raw_optimizer = paddle.optimizer.SGD(learning_rate=0.2, parameters=raw.parameters())
+
+    def raw_step():  # a callable optimizer steps and clears the gradients itself
+        raw_optimizer.step()
+        raw_optimizer.clear_grad()
+
+    report = diff(base, raw, X, optimizers=(base_optimizer, raw_step), steps=2)
+    assert report.first_divergence.stage == "weights" and report.first_divergence.step == 0
+    assert "'weight' differs after the optimizer step at base '2'" in report.first_divergence.message
+
+
+def test_each_step_can_take_its_own_inputs_from_an_iterator() -> None:
+    batches = [[X[0]], [X[0] * 2], [X[0] * 3]]
+    base, raw = mlp_torch(torch.nn.ReLU()), mlp_paddle(paddle.nn.ReLU())
+    report = diff(base, raw, iter(batches), steps=3, diff_phase="forward")
+    assert report.ok
+    outputs = {c.step: c for c in report.comparisons if c.base == "2"}
+    assert sorted(outputs) == [0, 1, 2]
+    with pytest.raises(InputError, match="ran out at step 3"):
+        diff(base, raw, iter(batches), steps=4)
+
+
+def test_diff_phase_selects_what_is_compared() -> None:
+    base, raw = mlp_torch(torch.nn.ReLU()), mlp_paddle(paddle.nn.ReLU())
+    forward = diff(base, raw, X, diff_phase="forward")
+    assert {c.kind for c in forward.comparisons} == {"forward"}
+    backward = diff(base, raw, X, diff_phase="backward")
+    assert {c.kind for c in backward.comparisons} == {"loss", "backward", "grad"}
+    with pytest.raises(InputError, match="diff_phase"):
+        diff(base, raw, X, diff_phase="sideways")
+
+
+def test_single_step_finds_every_diverging_layer_and_only_those() -> None:
+    base = chain_torch(torch.nn.GELU(), torch.nn.LeakyReLU(0.1))
+    raw = chain_paddle(paddle.nn.GELU(approximate=True), paddle.nn.LeakyReLU(0.2))  # two planted faults
+    accumulated = diff(base, raw, WIDE, diff_phase="forward")
+    assert tuple(accumulated.first_divergence) == ("1", "1", "forward")
+    assert {d.base for d in accumulated.divergences} >= {"1", "3", "4"}  # the error spreads downstream
+    single = diff(base, raw, WIDE, single_step=True)
+    # forward: both faults at their layers; backward: the leaky ReLU's gradient reaches layer 2's output
+    expected = [("1", "forward"), ("3", "forward"), ("2", "backward")]
+    assert [(d.base, d.stage) for d in single.divergences] == expected
+    assert tuple(single.first_divergence) == ("1", "1", "forward")
+    # the raw model got the base's activations: the layers after each fault agree
+    later = [c for c in single.comparisons if c.kind == "forward" and c.base in ("2", "4")]
+    assert later and all(c.ok for c in later)
+
+
+def test_single_step_backward_feeds_base_gradients() -> None:
+    base = chain_torch(torch.nn.Tanh(), torch.nn.LeakyReLU(0.1))
+    raw = chain_paddle(paddle.nn.Tanh(), paddle.nn.LeakyReLU(0.2))
+    report = diff(base, raw, [-np.abs(X[0])], single_step=True, diff_phase="backward")
+    failing = {c.base for c in report.comparisons if c.kind == "backward" and not c.ok}
+    # the leaky ReLU's backward scales negative inputs differently: the gradient reaching its input
+    # (the output of layer 2) differs, and layer 1 and below get the base's gradient again
+    assert failing == {"2"}, failing
+    assert tuple(report.first_divergence) == ("2", "2", "backward")
+
+
+class GlueTorch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
+
+
+class GluePaddle(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = paddle.nn.Linear(8, 16), paddle.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(paddle.nn.functional.gelu(self.fc1(x), approximate=True))
+
+
+def test_single_step_reports_a_fault_between_layers_at_the_next_layers_input() -> None:
+    report = diff(GlueTorch(), GluePaddle(), WIDE, single_step=True, diff_phase="forward")
+    assert [(d.base, d.stage) for d in report.divergences] == [("fc2", "input")]
+    assert "caller's forward" in report.divergences[0].message
+
+
+def test_single_step_handles_a_layer_called_several_times() -> None:
+    class Shared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+            self.act = torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(self.act(self.fc(x))))
+
+    class SharedPaddle(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(8, 8)
+            self.act = paddle.nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.fc(self.act(self.fc(x))))
+
+    report = diff(Shared(), SharedPaddle(), X, single_step=True)
+    assert report.ok, report.first_divergence
+    calls = {(c.base, c.call) for c in report.comparisons if c.kind == "input"}
+    assert {("fc", 0), ("fc", 1), ("act", 0), ("act", 1)} <= calls
+
+
+# --- precision, AMP and in-place ops ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_low_precision_weights_compare_at_that_precision(dtype) -> None:
+    # paddle's CPU kernels have no fp16/bf16 matmul: a low-precision torch model against fp32 paddle,
+    # and against itself in fp32 (what a GPU bf16 port looks like)
+    base = mlp_torch(torch.nn.GELU()).to(getattr(torch, dtype))
+    report = diff(base, mlp_paddle(paddle.nn.GELU()), X)  # fp32 numpy inputs are cast to each model's dtype
+    assert report.ok, report.first_divergence
+    assert (report.settings["atol"], report.settings["rtol"]) == DEFAULT_TOLERANCES[dtype]
+    reference = mlp_torch(torch.nn.LeakyReLU(0.1))
+    assert diff(reference, mlp_torch(torch.nn.LeakyReLU(0.1)).to(getattr(torch, dtype)), X).ok
+    # a fault larger than the precision is still found at its layer
+    faulty = diff(reference, mlp_torch(torch.nn.LeakyReLU(0.3)).to(getattr(torch, dtype)), X)
+    assert tuple(faulty.first_divergence) == ("1", "1", "forward")
+
+
+def test_amp_runs_each_model_under_its_framework_autocast() -> None:
+    report = diff(mlp_torch(torch.nn.GELU()), mlp_paddle(paddle.nn.GELU()), X, amp="bfloat16")
+    assert report.ok and report.settings["amp"] == ["bfloat16", "bfloat16"]
+    assert report.settings["atol"] == DEFAULT_TOLERANCES["bfloat16"][0]
+    outputs = [c for c in report.comparisons if c.base == "0" and c.kind == "forward"]
+    assert outputs and outputs[0].verdict.max_abs > 0  # torch's Linear really ran in bf16
+    one_sided = diff(mlp_torch(torch.nn.GELU()), mlp_torch(torch.nn.GELU()), X, amp=(None, "bfloat16"))
+    assert one_sided.ok
+    with pytest.raises(InputError, match="amp"):
+        diff(mlp_torch(torch.nn.GELU()), mlp_paddle(paddle.nn.GELU()), X, amp="float8")
+
+
+class InplaceTorch(torch.nn.Module):
+    def __init__(self, act=None):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.act = act or torch.nn.Identity()
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.relu(self.fc1(x))
+        y = self.fc2(h)
+        y += h  # in-place residual on a recorded output
+        return self.head(self.act(y))
+
+
+class InplacePaddle(paddle.nn.Layer):
+    def __init__(self, act=None):
+        super().__init__()
+        self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 8)
+        self.relu = paddle.nn.ReLU()
+        self.act = act or paddle.nn.Identity()
+        self.head = paddle.nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = paddle.nn.functional.relu_(self.fc1(x))
+        y = self.fc2(h)
+        y.add_(h)  # in-place residual through paddle's *_ API
+        return self.head(self.act(y))
+
+
+@pytest.mark.parametrize("single_step", [False, True])
+def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) -> None:
+    report = diff(InplaceTorch(), InplacePaddle(), X, single_step=single_step)
+    assert report.ok, report.first_divergence
+    kinds = {(c.base, c.kind) for c in report.comparisons}
+    assert {("fc1", "forward"), ("fc1", "backward"), ("fc2", "backward"), ("head", "forward")} <= kinds
+    for layer in ("fc1", "fc2"):  # recorded before the in-place ReLU / add overwrote them
+        output = next(c for c in report.comparisons if c.base == layer and c.kind == "forward")
+        assert output.verdict.max_abs < 1e-5
+    faulty = diff(InplaceTorch(torch.nn.LeakyReLU(0.1)), InplacePaddle(paddle.nn.LeakyReLU(0.3)), [-X[0]])
+    assert tuple(faulty.first_divergence) == ("act", "act", "forward")

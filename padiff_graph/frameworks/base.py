@@ -8,6 +8,7 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, Protocol
@@ -18,6 +19,10 @@ from padiff_graph.records import LayerInfo
 from padiff_graph.tensorfile import CheckpointReader, Stored
 
 Hook = Callable[[Any], None]
+#: ``hook(args, kwargs)`` before a layer runs; returns replacement ``(args, kwargs)`` or ``None``.
+InputHook = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[tuple[Any, ...], dict[str, Any]] | None"]
+#: ``hook(api_name, outputs)`` after each recorded framework API call.
+OpHook = Callable[[str, Any], None]
 
 
 class RemovableHandle(Protocol):
@@ -41,8 +46,8 @@ class FrameworkAdapter(Protocol):
     def named_tensors(self, model: Any) -> dict[str, Any]:
         """Parameters and buffers by full dotted name."""
 
-    def to_numpy(self, tensor: Any) -> np.ndarray:
-        """A detached host copy (bf16 widened to fp32)."""
+    def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
+        """A detached host array (bf16 widened to fp32); ``copy=False`` may share memory."""
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         """Overwrite a parameter or buffer in place, keeping its dtype and device."""
@@ -53,8 +58,11 @@ class FrameworkAdapter(Protocol):
     def grad(self, tensor: Any) -> np.ndarray | None:
         """The tensor's accumulated gradient, if any."""
 
-    def to_inputs(self, model: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-        """Framework tensors on the model's device for numpy inputs."""
+    def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        """Numpy arrays or this framework's tensors as tensors on the model's device.
+
+        Floating values take the dtype of the model's floating parameters.
+        """
 
     def is_tensor(self, value: object) -> bool: ...
 
@@ -64,8 +72,39 @@ class FrameworkAdapter(Protocol):
     def add_pre_hook(self, layer: Any, hook: Callable[[], None]) -> RemovableHandle:
         """Call ``hook()`` before each call of ``layer``."""
 
-    def watch_grad(self, tensor: Any, hook: Callable[[Any], None]) -> None:
-        """Call ``hook(grad)`` when the gradient of a non-leaf tensor is computed."""
+    def add_input_hook(self, layer: Any, hook: InputHook) -> RemovableHandle:
+        """Call ``hook(args, kwargs)`` before each call of ``layer``; it may replace the inputs."""
+
+    def watch_grad(self, tensor: Any, hook: Callable[[Any], np.ndarray | None]) -> None:
+        """Call ``hook(grad)`` when the gradient of a non-leaf tensor is computed.
+
+        If the hook returns an array, it replaces the gradient flowing on.
+        """
+
+    def version(self, tensor: Any) -> int:
+        """The tensor's in-place modification counter."""
+
+    def substitute(self, tensor: Any, value: np.ndarray) -> Any:
+        """A tensor holding ``value`` (``tensor``'s dtype and device) through which gradients reach ``tensor``."""
+
+    def step_optimizer(self, optimizer: Any) -> None:
+        """Step a framework optimizer and clear its gradients, or call a callable that does both."""
+
+    def autocast(self, model: Any, dtype: str | None) -> AbstractContextManager[Any]:
+        """The framework's automatic mixed precision for ``model``'s device (no-op for ``None``)."""
+
+    def rank(self) -> int:
+        """This process's rank under the framework's distributed runtime (0 if not initialized)."""
+
+    def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
+        """While active, call ``hook(name, outputs)`` after each call of an API in ``names``.
+
+        ``names`` maps qualified API names (``torch.nn.functional.gelu``) to
+        canonical ones; nothing is patched or hooked outside the context.
+        """
+
+    def op_overrides(self, overrides: Mapping[str, Callable[..., Any]]) -> AbstractContextManager[Any]:
+        """While active, a call of a named API runs ``replacement(original, *args, **kwargs)`` instead."""
 
     def requires_grad(self, tensor: Any) -> bool: ...
 
@@ -131,6 +170,19 @@ def child_indices(layers: Mapping[str, Any], child_names: Callable[[Any], Iterab
         for index, name in enumerate(child_names(layer)):
             indices.setdefault(f"{path}.{name}" if path else name, index)
     return indices
+
+
+def map_tensors(value: Any, is_tensor: Callable[[object], bool], replace: Callable[[Any], Any]) -> Any:
+    """``value`` rebuilt with every tensor passed through ``replace`` (same traversal as :func:`iter_tensors`)."""
+    if is_tensor(value):
+        return replace(value)
+    if isinstance(value, Mapping):
+        return type(value)((key, map_tensors(item, is_tensor, replace)) for key, item in value.items())  # type: ignore[call-arg]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(map_tensors(item, is_tensor, replace) for item in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_tensors(item, is_tensor, replace) for item in value)
+    return value
 
 
 def scalar_config(attributes: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:

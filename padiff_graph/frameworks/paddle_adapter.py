@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.errors import InputError
-from padiff_graph.frameworks.base import RemovableHandle, aliases, child_indices, iter_tensors, scalar_config
+from padiff_graph.frameworks.base import (
+    InputHook,
+    OpHook,
+    RemovableHandle,
+    aliases,
+    child_indices,
+    iter_tensors,
+    scalar_config,
+)
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
 from padiff_graph.tensorfile import SafetensorsReader, Stored, dtype_of
@@ -100,14 +108,21 @@ class PaddleAdapter:
         tensors.update(model.named_buffers())
         return tensors
 
-    def to_numpy(self, tensor: Any) -> np.ndarray:
+    def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
         paddle = _paddle()
         value = tensor.detach()
         if not value._is_initialized():
             raise ValueError("tensor was created under paddle.LazyGuard and holds no values")
         if value.dtype == paddle.bfloat16:
             value = value.astype("float32")
-        return np.array(value.cpu().numpy(), copy=True)
+        if not value.place.is_cpu_place():
+            value = value.cpu()
+        if not copy:
+            try:
+                return np.from_dlpack(value)  # shares the tensor's memory: no copy
+            except (RuntimeError, TypeError, BufferError):
+                pass
+        return value.numpy()  # always a fresh host copy
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         paddle = _paddle()
@@ -121,10 +136,21 @@ class PaddleAdapter:
     def grad(self, tensor: Any) -> np.ndarray | None:
         return None if tensor.grad is None else self.to_numpy(tensor.grad)
 
-    def to_inputs(self, model: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         paddle = _paddle()
         place = next((p.place for p in model.parameters()), None)
-        return {name: paddle.to_tensor(np.array(array), place=place) for name, array in arrays.items()}
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        converted = {}
+        for name, value in arrays.items():
+            if isinstance(value, paddle.Tensor):
+                moved = place is not None and str(value.place) != str(place)
+                tensor = value._copy_to(place, False) if moved else value
+            else:
+                tensor = paddle.to_tensor(np.array(value), place=place)
+            if tensor.is_floating_point() and dtype is not None and tensor.dtype != dtype:
+                tensor = tensor.astype(dtype)
+            converted[name] = tensor
+        return converted
 
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _paddle().Tensor)
@@ -141,11 +167,58 @@ class PaddleAdapter:
 
         return layer.register_forward_pre_hook(pre_hook)
 
-    def watch_grad(self, tensor: Any, hook: Callable[[Any], None]) -> None:
-        def call(grad: Any) -> None:
-            hook(grad)
+    def add_input_hook(self, layer: Any, hook: InputHook) -> RemovableHandle:
+        def pre_hook(_layer: Any, args: Any, kwargs: Any) -> Any:
+            return hook(tuple(args), kwargs)
+
+        return layer.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def watch_grad(self, tensor: Any, hook: Callable[[Any], np.ndarray | None]) -> None:
+        paddle = _paddle()
+
+        def call(grad: Any) -> Any:
+            replacement = hook(grad)
+            if replacement is None:
+                return None
+            return paddle.to_tensor(np.ascontiguousarray(replacement), place=grad.place).astype(grad.dtype)
 
         tensor.register_hook(call)
+
+    def version(self, tensor: Any) -> int:
+        return int(tensor.inplace_version)
+
+    def substitute(self, tensor: Any, value: np.ndarray) -> Any:
+        paddle = _paddle()
+        replacement = paddle.to_tensor(np.ascontiguousarray(value), place=tensor.place).astype(tensor.dtype)
+        if tensor.stop_gradient:
+            return replacement
+        return _substitute_layer().apply(tensor, replacement)
+
+    def step_optimizer(self, optimizer: Any) -> None:
+        if isinstance(optimizer, _paddle().optimizer.Optimizer):
+            optimizer.step()
+            optimizer.clear_grad()
+        else:
+            optimizer()
+
+    def autocast(self, model: Any, dtype: str | None) -> AbstractContextManager[Any]:
+        if dtype is None:
+            return nullcontext()
+        return _paddle().amp.auto_cast(enable=True, level="O1", dtype=dtype)
+
+    def rank(self) -> int:
+        distributed = _paddle().distributed
+        return int(distributed.get_rank()) if distributed.is_initialized() else 0
+
+    def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
+        from padiff_graph.frameworks.paddle_ops import recording
+
+        return recording(names, hook, {})
+
+    def op_overrides(self, overrides: Mapping[str, Callable[..., Any]]) -> AbstractContextManager[Any]:
+        from padiff_graph.frameworks.paddle_ops import recording
+
+        return recording({}, None, overrides)
 
     def requires_grad(self, tensor: Any) -> bool:
         return not tensor.stop_gradient
@@ -276,6 +349,24 @@ class PdparamsCheckpoint:
 
     def close(self) -> None:
         self.arrays = {}
+
+
+@cache
+def _substitute_layer() -> Any:
+    paddle = _paddle()
+
+    class Substitute(paddle.autograd.PyLayer):  # type: ignore[name-defined,misc]
+        """Forward: the replacement's values; backward: the gradient flows on to the original."""
+
+        @staticmethod
+        def forward(ctx: Any, original: Any, replacement: Any) -> Any:
+            return replacement.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return grad
+
+    return Substitute
 
 
 def _child_index(layers: Mapping[str, Any], path: str) -> int:

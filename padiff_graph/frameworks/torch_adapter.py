@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.errors import InputError
-from padiff_graph.frameworks.base import RemovableHandle, aliases, child_indices, iter_tensors, scalar_config
+from padiff_graph.frameworks.base import (
+    InputHook,
+    OpHook,
+    RemovableHandle,
+    aliases,
+    child_indices,
+    iter_tensors,
+    scalar_config,
+)
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
 from padiff_graph.tensorfile import SafetensorsReader, Stored
@@ -92,14 +100,17 @@ class TorchAdapter:
         tensors.update(model.named_buffers())
         return tensors
 
-    def to_numpy(self, tensor: Any) -> np.ndarray:
+    def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
         torch = _torch()
         value = tensor.detach()
         if value.is_meta:
             raise ValueError("tensor lives on the meta device and holds no values")
         if value.dtype == torch.bfloat16:
-            value = value.float()
-        return value.cpu().numpy().copy()
+            value, copy = value.float(), False
+        if value.device.type != "cpu":
+            value, copy = value.cpu(), False
+        array = value.resolve_conj().resolve_neg().numpy()
+        return array.copy() if copy else array
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         torch = _torch()
@@ -112,10 +123,17 @@ class TorchAdapter:
     def grad(self, tensor: Any) -> np.ndarray | None:
         return None if tensor.grad is None else self.to_numpy(tensor.grad)
 
-    def to_inputs(self, model: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         torch = _torch()
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        return {name: torch.from_numpy(np.array(array)).to(device) for name, array in arrays.items()}
+        device = _device(model)
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        converted = {}
+        for name, value in arrays.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.array(value))
+            if tensor.is_floating_point() and dtype is not None:
+                tensor = tensor.to(dtype)
+            converted[name] = tensor.to(device)
+        return converted
 
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _torch().Tensor)
@@ -126,11 +144,56 @@ class TorchAdapter:
     def add_pre_hook(self, layer: Any, hook: Callable[[], None]) -> RemovableHandle:
         return layer.register_forward_pre_hook(lambda _layer, _args: hook())
 
-    def watch_grad(self, tensor: Any, hook: Callable[[Any], None]) -> None:
-        def call(grad: Any) -> None:
-            hook(grad)
+    def add_input_hook(self, layer: Any, hook: InputHook) -> RemovableHandle:
+        return layer.register_forward_pre_hook(lambda _layer, args, kwargs: hook(args, kwargs), with_kwargs=True)
+
+    def watch_grad(self, tensor: Any, hook: Callable[[Any], np.ndarray | None]) -> None:
+        torch = _torch()
+
+        def call(grad: Any) -> Any:
+            replacement = hook(grad)
+            if replacement is None:
+                return None
+            return torch.from_numpy(np.ascontiguousarray(replacement)).to(grad.dtype).to(grad.device)
 
         tensor.register_hook(call)
+
+    def version(self, tensor: Any) -> int:
+        return int(tensor._version)
+
+    def substitute(self, tensor: Any, value: np.ndarray) -> Any:
+        torch = _torch()
+        replacement = torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype).to(tensor.device)
+        if not tensor.requires_grad:
+            return replacement
+        return _substitute_function().apply(tensor, replacement)
+
+    def step_optimizer(self, optimizer: Any) -> None:
+        if isinstance(optimizer, _torch().optim.Optimizer):
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            optimizer()
+
+    def autocast(self, model: Any, dtype: str | None) -> AbstractContextManager[Any]:
+        if dtype is None:
+            return nullcontext()
+        torch = _torch()
+        return torch.autocast(_device(model).type, dtype=getattr(torch, dtype))
+
+    def rank(self) -> int:
+        distributed = _torch().distributed
+        return int(distributed.get_rank()) if distributed.is_available() and distributed.is_initialized() else 0
+
+    def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
+        from padiff_graph.frameworks.torch_ops import recording
+
+        return recording(names, hook, {})
+
+    def op_overrides(self, overrides: Mapping[str, Callable[..., Any]]) -> AbstractContextManager[Any]:
+        from padiff_graph.frameworks.torch_ops import recording
+
+        return recording({}, None, overrides)
 
     def requires_grad(self, tensor: Any) -> bool:
         return bool(tensor.requires_grad)
@@ -245,6 +308,29 @@ def _from_stored(stored: Stored) -> Any:
         warnings.simplefilter("ignore", UserWarning)
         tensor = torch.from_numpy(stored.array)
     return tensor.view(torch.bfloat16) if stored.dtype == "bfloat16" else tensor
+
+
+def _device(model: Any) -> Any:
+    torch = _torch()
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+@cache
+def _substitute_function() -> Any:
+    torch = _torch()
+
+    class Substitute(torch.autograd.Function):  # type: ignore[name-defined,misc]
+        """Forward: the replacement's values; backward: the gradient flows on to the original."""
+
+        @staticmethod
+        def forward(ctx: Any, original: Any, replacement: Any) -> Any:
+            return replacement
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return grad, None
+
+    return Substitute
 
 
 def _child_index(layers: Mapping[str, Any], path: str) -> int:

@@ -1,0 +1,253 @@
+"""Overhead of ``padiff_graph.diff`` against the plain training step of both models, and against PaDiff.
+
+Usage::
+
+    python benchmarks/bench_diff.py [--models resnet50,bert] [--padiff-python /tmp/venv-padiff/bin/python]
+
+Pairs: a torch ResNet-50 (``examples/torch_resnet.py``) against
+``paddle.vision.models.resnet50`` (batch 8, 224x224, training mode), and a
+12-layer BERT-base-sized encoder (hidden 768, 12 heads, FFN 3072, batch 8,
+sequence 128) written alike in both frameworks.
+
+Variants, each in its own fresh process (so imports and allocator state are
+the same for all, and peak memory is per variant). Every process first runs
+one plain training step of both models, untimed: a framework's first run on
+new shapes builds its kernels and grows its allocator (seconds for torch's
+first ResNet-50 step), which would otherwise count against whichever variant
+happens to run the models cold.
+
+- ``plain``: forward + backward of the base model, then of the raw model, no tool;
+- ``diff strict`` / ``diff mean``: ``padiff_graph.diff(base, raw, inputs)`` —
+  tracing, matching, pre-flight, weight copy and the hooked run, all timed;
+- ``padiff 0.2``: PaDiff's ``auto_diff(paddle_model, torch_model, inputs)``
+  (weight copy and run), run with the interpreter of a separate virtualenv
+  (``pip install padiff==0.2.0 torch==2.13.0 paddlepaddle==3.3.1``).
+
+Time is the wall time of the measured call. Memory is the process's peak
+resident set (``ru_maxrss``): "peak" is the whole process (frameworks, both
+models and the warm-up included), "run" is the peak minus the resident set
+just before the measured call, i.e. what the run itself added on top of the
+warm-up's resident set. Ratios are against ``plain`` measured in the same
+invocation; with ``--repeat N`` the variants run interleaved N times and the
+fastest run of each counts (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WARMUP_STEPS = 1
+VARIANTS = ("plain", "diff strict", "diff mean", "padiff 0.2")
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- the model pairs -------------------------------------------------------------------------------
+
+
+def bert_pair(layers: int = 12, hidden: int = 768, heads: int = 12, ffn: int = 3072):
+    import paddle
+    import torch
+
+    class TorchLayer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query, self.key, self.value = (torch.nn.Linear(hidden, hidden) for _ in range(3))
+            self.dense = torch.nn.Linear(hidden, hidden)
+            self.attention_norm = torch.nn.LayerNorm(hidden, eps=1e-12)
+            self.intermediate = torch.nn.Linear(hidden, ffn)
+            self.act = torch.nn.GELU()
+            self.output = torch.nn.Linear(ffn, hidden)
+            self.output_norm = torch.nn.LayerNorm(hidden, eps=1e-12)
+
+        def heads(self, x):
+            return x.reshape(x.shape[0], x.shape[1], heads, hidden // heads).transpose(1, 2)
+
+        def forward(self, x):
+            q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+            scores = torch.softmax(q @ k.transpose(-1, -2) / (hidden // heads) ** 0.5, dim=-1)
+            context = (scores @ v).transpose(1, 2).reshape(x.shape)
+            x = self.attention_norm(x + self.dense(context))
+            return self.output_norm(x + self.output(self.act(self.intermediate(x))))
+
+    class PaddleLayer(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.query, self.key, self.value = (paddle.nn.Linear(hidden, hidden) for _ in range(3))
+            self.dense = paddle.nn.Linear(hidden, hidden)
+            self.attention_norm = paddle.nn.LayerNorm(hidden, epsilon=1e-12)
+            self.intermediate = paddle.nn.Linear(hidden, ffn)
+            self.act = paddle.nn.GELU()
+            self.output = paddle.nn.Linear(ffn, hidden)
+            self.output_norm = paddle.nn.LayerNorm(hidden, epsilon=1e-12)
+
+        def heads(self, x):
+            return x.reshape([x.shape[0], x.shape[1], heads, hidden // heads]).transpose([0, 2, 1, 3])
+
+        def forward(self, x):
+            q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+            scores = paddle.nn.functional.softmax(q @ k.transpose([0, 1, 3, 2]) / (hidden // heads) ** 0.5, axis=-1)
+            context = (scores @ v).transpose([0, 2, 1, 3]).reshape(x.shape)
+            x = self.attention_norm(x + self.dense(context))
+            return self.output_norm(x + self.output(self.act(self.intermediate(x))))
+
+    class TorchEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.ModuleList(TorchLayer() for _ in range(layers))
+
+        def forward(self, x):
+            for block in self.layer:
+                x = block(x)
+            return x
+
+    class PaddleEncoder(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.layer = paddle.nn.LayerList([PaddleLayer() for _ in range(layers)])
+
+        def forward(self, x):
+            for block in self.layer:
+                x = block(x)
+            return x
+
+    import numpy as np
+
+    inputs = {"x": np.random.default_rng(0).standard_normal((8, 128, hidden), dtype=np.float32)}
+    return TorchEncoder(), PaddleEncoder(), inputs
+
+
+def resnet50_pair():
+    import numpy as np
+    import paddle
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from torch_resnet import resnet50
+
+    inputs = {"x": np.random.default_rng(0).standard_normal((8, 3, 224, 224), dtype=np.float32)}
+    return resnet50(), paddle.vision.models.resnet50(), inputs
+
+
+PAIRS = {"resnet50": resnet50_pair, "bert": bert_pair}
+
+
+# --- one variant, in a child process ---------------------------------------------------------------
+
+
+def run_variant(model: str, variant: str) -> dict[str, float]:
+    import paddle
+    import torch
+
+    torch.manual_seed(0)
+    paddle.seed(0)
+    base, raw, inputs = PAIRS[model]()
+    torch_inputs = {name: torch.from_numpy(value) for name, value in inputs.items()}
+    paddle_inputs = {name: paddle.to_tensor(value) for name, value in inputs.items()}
+    for _ in range(WARMUP_STEPS):  # first runs build kernels and grow allocators: measure the steady state
+        base(**torch_inputs).mean().backward()
+        raw(**paddle_inputs).mean().backward()
+    base.zero_grad(set_to_none=True)
+    raw.clear_gradients()
+    start_rss = rss_mib()
+    started = time.perf_counter()
+    if variant == "plain":
+        base(**torch_inputs).mean().backward()
+        raw(**paddle_inputs).mean().backward()
+        outcome = "-"
+    elif variant.startswith("diff"):
+        sys.path.insert(0, str(ROOT))
+        import padiff_graph
+
+        report = padiff_graph.diff(base, raw, inputs, mode=variant.split()[1])
+        outcome = "aligned" if report.ok else f"diverged at {report.first_divergence.base or '<root>'}"
+    else:
+        from padiff import auto_diff
+
+        ok = auto_diff(raw, base, (paddle_inputs, torch_inputs), auto_weights=True, options={"atol": 1e-4})
+        outcome = "aligned" if ok else "diverged"
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "peak_mib": peak_mib(),
+        "run_mib": peak_mib() - start_rss,
+        "outcome": outcome,
+    }
+
+
+# --- the orchestrator ------------------------------------------------------------------------------
+
+
+def child(model: str, variant: str, python: str) -> dict[str, float] | str:
+    command = [python, __file__, "--child", model, variant]
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=environment)
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"failed: {last[:100]}"
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="resnet50,bert")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--padiff-python", default=os.environ.get("PADIFF_PYTHON", ".venv-padiff/bin/python"))
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per variant, interleaved; the fastest counts.")
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(run_variant(*arguments.child)))
+        return
+    header = f"{'model':<10}{'variant':<13}{'time s':>8}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
+    header += f"{'run MiB':>9}{'x plain':>9}  outcome"
+    print(header)
+    variants = arguments.variants.split(",")
+    for model in arguments.models.split(","):
+        runs: dict[str, list[dict[str, float] | str]] = {variant: [] for variant in variants}
+        for _ in range(arguments.repeat):  # interleaved, so a busy spell on the machine hits every variant
+            for variant in variants:
+                if variant == "padiff 0.2" and not Path(arguments.padiff_python).exists():
+                    runs[variant].append(f"skipped: no interpreter at {arguments.padiff_python}")
+                    continue
+                python = arguments.padiff_python if variant == "padiff 0.2" else sys.executable
+                runs[variant].append(child(model, variant, python))
+        plain: dict[str, float] | None = None
+        for variant in variants:
+            finished = [run for run in runs[variant] if not isinstance(run, str)]
+            result = min(finished, key=lambda run: run["seconds"]) if finished else runs[variant][0]
+            if isinstance(result, str):
+                print(f"{model:<10}{variant:<13}  {result}")
+                continue
+            if variant == "plain":
+                plain = result
+            row = f"{model:<10}{variant:<13}{result['seconds']:>8.1f}"
+            row += f"{result['seconds'] / plain['seconds']:>9.2f}" if plain else f"{'':>9}"
+            row += f"{result['peak_mib']:>10.0f}"
+            row += f"{result['peak_mib'] / plain['peak_mib']:>9.2f}" if plain else f"{'':>9}"
+            row += f"{result['run_mib']:>9.0f}"
+            row += f"{result['run_mib'] / plain['run_mib']:>9.2f}" if plain else f"{'':>9}"
+            print(f"{row}  {result['outcome']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
