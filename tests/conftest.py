@@ -61,7 +61,18 @@ class Case:
         return load_example(self.name)
 
     def models(self) -> tuple[Any, Any, Any]:
-        """Fresh ``(base, raw, inputs)``."""
+        """Fresh ``(base, raw, inputs)``, with seeded weights.
+
+        Seeded because a run can land a value on a ReLU's kink: 1e-7 of kernel
+        noise then flips the mask and the gradient there differs in full (about
+        one random ResNet-18 in 25). Real, documented in docs/diff.md, but not
+        what these tests are about.
+        """
+        import paddle
+        import torch
+
+        torch.manual_seed(0)
+        paddle.seed(0)
         base, inputs = self.module.base()
         raw, _ = (self.module.variant if self.variant else self.module.raw)()
         return base, raw, inputs

@@ -313,3 +313,11 @@ def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) ->
         assert output.verdict.max_abs < 1e-5
     faulty = diff(InplaceTorch(torch.nn.LeakyReLU(0.1)), InplacePaddle(paddle.nn.LeakyReLU(0.3)), [-X[0]])
     assert tuple(faulty.first_divergence) == ("act", "act", "forward")
+
+
+def test_single_step_feeds_a_raw_torch_model_with_inplace_relu() -> None:
+    """A regression: the substituted input was a view, which ReLU(inplace=True) may not modify."""
+    base = paddle.nn.Sequential(paddle.nn.Linear(8, 8), paddle.nn.ReLU(), paddle.nn.Linear(8, 2))
+    raw = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(inplace=True), torch.nn.Linear(8, 2))
+    report = diff(base, raw, X, single_step=True)
+    assert report.ok, report.first_divergence

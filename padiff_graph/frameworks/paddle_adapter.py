@@ -367,13 +367,3 @@ def _substitute_layer() -> Any:
             return grad
 
     return Substitute
-
-
-def _child_index(layers: Mapping[str, Any], path: str) -> int:
-    if path == "":
-        return 0
-    parent, _, local = path.rpartition(".")
-    for index, name in enumerate(layers[parent]._sub_layers):
-        if name == local:
-            return index
-    return 0

@@ -324,20 +324,11 @@ def _substitute_function() -> Any:
 
         @staticmethod
         def forward(ctx: Any, original: Any, replacement: Any) -> Any:
-            return replacement
+            # a new tensor, not the input as-is (a view to autograd), so in-place layers may modify it
+            return replacement.clone()
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
             return grad, None
 
     return Substitute
-
-
-def _child_index(layers: Mapping[str, Any], path: str) -> int:
-    if path == "":
-        return 0
-    parent, _, local = path.rpartition(".")
-    for index, name in enumerate(layers[parent]._modules):
-        if name == local:
-            return index
-    return 0
