@@ -60,7 +60,7 @@ class PaddleNet(paddle.nn.Layer):
 
 
 def inputs():
-    return {"x": np.random.default_rng(9).standard_normal((4, 8), dtype=np.float32) * 2}
+    return {"x": np.random.default_rng(9).standard_normal((16, 8), dtype=np.float32) * 4}
 
 
 def base():
