@@ -7,15 +7,17 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType
 from typing import Any, Protocol
 
 import numpy as np
 
-from padiff_graph.records import LayerInfo
+from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
+from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
 from padiff_graph.tensorfile import CheckpointReader, Stored
 
 Hook = Callable[[Any], None]
@@ -161,6 +163,62 @@ def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[An
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from iter_tensors(item, is_tensor)
+
+
+@dataclass(frozen=True)
+class ExportRules:
+    """How one framework spells what the shared export walk needs."""
+
+    framework: str
+    child_names: Callable[[Any], Iterable[str]]  # a layer's registered sublayer names, in order
+    is_builtin: Callable[[Any], bool]  # the layer's class ships with the framework (torch.nn, paddle.nn)
+    trainable: Callable[[Any], bool]  # a parameter that receives gradients
+    non_persistent: Callable[[Any], Collection[str]]  # a layer's buffers left out of its state dict
+    dtype_name: Callable[[Any], str]
+    base_attributes: Callable[[], frozenset[str]]  # attributes every layer has (not hyperparameters)
+
+
+def export_layers(
+    layers: Mapping[str, Any],
+    parameters: Iterable[tuple[str, Any]],
+    buffers: Iterable[tuple[str, Any]],
+    rules: ExportRules,
+) -> list[LayerInfo]:
+    """Neutral records for every layer: class, place among siblings, own tensors with their kinds."""
+    own: dict[str, list[TensorInfo]] = {path: [] for path in layers}
+    for full_name, parameter in parameters:
+        owner, _, local = full_name.rpartition(".")
+        owner_layer = layers[owner]
+        if family_of(type(owner_layer).__name__, rules.is_builtin(owner_layer)) in EMBEDDING_FAMILIES:
+            kind = TensorKind.EMBEDDING
+        elif rules.trainable(parameter):
+            kind = TensorKind.PARAMETER
+        else:
+            kind = TensorKind.FROZEN
+        own[owner].append(TensorInfo(local, tuple(parameter.shape), rules.dtype_name(parameter.dtype), kind))
+    for full_name, buffer in buffers:
+        owner, _, local = full_name.rpartition(".")
+        persistent = local not in rules.non_persistent(layers[owner])
+        own[owner].append(
+            TensorInfo(local, tuple(buffer.shape), rules.dtype_name(buffer.dtype), TensorKind.BUFFER, persistent)
+        )
+    indices = child_indices(layers, rules.child_names)
+    records = []
+    for path, layer in layers.items():
+        builtin = rules.is_builtin(layer)
+        records.append(
+            LayerInfo(
+                path=path,
+                class_name=type(layer).__name__,
+                framework=rules.framework,
+                index=indices[path],
+                builtin=builtin,
+                training=bool(layer.training),
+                tensors=tuple(own[path]),
+                config=scalar_config(vars(layer), rules.base_attributes()) if builtin else {},
+            )
+        )
+    return records
 
 
 def child_indices(layers: Mapping[str, Any], child_names: Callable[[Any], Iterable[str]]) -> dict[str, int]:

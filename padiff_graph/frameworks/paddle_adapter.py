@@ -14,16 +14,15 @@ import numpy as np
 
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
+    ExportRules,
     InputHook,
     OpHook,
     RemovableHandle,
     aliases,
-    child_indices,
+    export_layers,
     iter_tensors,
-    scalar_config,
 )
-from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
-from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.records import LayerInfo
 from padiff_graph.tensorfile import SafetensorsReader, Stored, dtype_of
 
 #: The only callables a ``.pdparams`` pickle may name: rebuilding numpy arrays.
@@ -57,6 +56,17 @@ def _dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("paddle.")
 
 
+_RULES = ExportRules(
+    framework="paddle",
+    child_names=lambda layer: layer._sub_layers,
+    is_builtin=_is_builtin,
+    trainable=lambda parameter: not parameter.stop_gradient,
+    non_persistent=lambda layer: layer._non_persistable_buffer_names_set,
+    dtype_name=_dtype_name,
+    base_attributes=_base_attributes,
+)
+
+
 class PaddleAdapter:
     name = "paddle"
 
@@ -67,41 +77,7 @@ class PaddleAdapter:
         return dict(model.named_sublayers(include_self=True))
 
     def export(self, model: Any) -> list[LayerInfo]:
-        layers = self.named_layers(model)
-        own: dict[str, list[TensorInfo]] = {path: [] for path in layers}
-        for full_name, parameter in model.named_parameters():
-            owner, _, local = full_name.rpartition(".")
-            owner_layer = layers[owner]
-            if family_of(type(owner_layer).__name__, _is_builtin(owner_layer)) in EMBEDDING_FAMILIES:
-                kind = TensorKind.EMBEDDING
-            elif parameter.stop_gradient:
-                kind = TensorKind.FROZEN
-            else:
-                kind = TensorKind.PARAMETER
-            own[owner].append(TensorInfo(local, tuple(parameter.shape), _dtype_name(parameter.dtype), kind))
-        for full_name, buffer in model.named_buffers():
-            owner, _, local = full_name.rpartition(".")
-            persistent = local not in layers[owner]._non_persistable_buffer_names_set
-            own[owner].append(
-                TensorInfo(local, tuple(buffer.shape), _dtype_name(buffer.dtype), TensorKind.BUFFER, persistent)
-            )
-        indices = child_indices(layers, lambda layer: layer._sub_layers)
-        records = []
-        for path, layer in layers.items():
-            builtin = _is_builtin(layer)
-            records.append(
-                LayerInfo(
-                    path=path,
-                    class_name=type(layer).__name__,
-                    framework=self.name,
-                    index=indices[path],
-                    builtin=builtin,
-                    training=bool(layer.training),
-                    tensors=tuple(own[path]),
-                    config=scalar_config(vars(layer), _base_attributes()) if builtin else {},
-                )
-            )
-        return records
+        return export_layers(self.named_layers(model), model.named_parameters(), model.named_buffers(), _RULES)
 
     def named_tensors(self, model: Any) -> dict[str, Any]:
         tensors = dict(model.named_parameters())
