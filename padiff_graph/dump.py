@@ -310,22 +310,34 @@ class Recording:
         self.adapter = adapter_for(model)
         self.metadata = dict(metadata or {})
         self._layers = self.adapter.export(model)
+        self._copies = HostCache(self.adapter, copy=True)
+        self._steps: dict[tuple[Path, int], set[int]] = {}
+        self._folders: set[Path] = set()
+        self.records: list[tuple[RecordKey, np.ndarray, str]] = []
+        self.select(black_list, white_list, skip_wrap_layers)
+
+    def select(
+        self,
+        black_list: Iterable[Any] | None = None,
+        white_list: Iterable[Any] | None = None,
+        skip_wrap_layers: bool | None = None,
+    ) -> None:
+        """Choose the layers to record (as for :func:`padiff_graph.diff`); applies from the next :meth:`clear`,
+        or at once while nothing is recorded."""
         selected = selected_paths(
-            self.adapter.named_layers(model),
+            self.adapter.named_layers(self.model),
             build_tree(self._layers),
             parse_entries(black_list, "all", "black_list"),
             parse_entries(white_list, "self", "white_list"),
             skip_wrap_layers_from_environment() if skip_wrap_layers is None else skip_wrap_layers,
         )
         self.layers = {layer.path: layer.path for layer in self._layers if layer.path in selected}
-        self._copies = HostCache(self.adapter, copy=True)
-        self._steps: dict[tuple[Path, int], set[int]] = {}
-        self._folders: set[Path] = set()
-        self.clear()
+        if not self.records:
+            self.clear()
 
     def clear(self) -> None:
         """Forget what was recorded (the next forward starts a new report)."""
-        self.records: list[tuple[RecordKey, np.ndarray, str]] = []
+        self.records = []
         self._recorder = Recorder(self.adapter, self.model, self.layers, self._keep, step=0)
         self._losses = 0
 
