@@ -308,6 +308,26 @@ def test_assign_weight_copies_reordered_kind_mismatched_models_and_batchnorm_sta
     assert auto_diff(base, raw, pair(), atol=1e-4, compare_mode="strict", auto_init=False) is True
 
 
+def test_assign_weight_copies_through_wrappers_and_renamed_layers() -> None:
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+    class Port(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.body = paddle.nn.Sequential(("project_in", paddle.nn.Linear(8, 16)), ("relu", paddle.nn.ReLU()))
+            self.head = paddle.nn.Sequential(("project_out", paddle.nn.Linear(16, 4)))
+
+        def forward(self, input):
+            return self.head(self.body(input))
+
+    raw = Port()
+    assert assign_weight(base, raw) is True
+    np.testing.assert_array_equal(raw.body.project_in.weight.numpy(), base[0].weight.detach().numpy().T)
+    np.testing.assert_array_equal(raw.head.project_out.bias.numpy(), base[2].bias.detach().numpy())
+    assert auto_diff(base, raw, pair(name="input"), atol=1e-4, compare_mode="strict", auto_init=False) is True
+
+
 def test_assign_weight_says_why_it_cannot_copy_and_returns_false(capsys) -> None:
     base = torch.nn.Sequential(torch.nn.Linear(8, 4))
     raw = paddle.nn.Sequential(paddle.nn.Linear(8, 5))
@@ -352,18 +372,61 @@ def copy_scale(module, layer):
     layer.w.set_value(paddle.to_tensor(module.gamma.detach().numpy()[None, :]))
 
 
-def test_add_special_init_as_documented_serves_both_directions() -> None:
+def test_add_special_init_makes_two_custom_classes_pair_in_either_order() -> None:
     add_special_init("torch", "TorchScale", "paddle", "PaddleScale", copy_scale)
     try:
-        base, raw = create_model(torch.nn.Sequential(TorchScale())), create_model(paddle.nn.Sequential(PaddleScale()))
-        base.set_layer_map([base.model[0]])
-        raw.set_layer_map([raw.model[0]])
-        assert auto_diff(base, raw, pair(name="input"), atol=1e-6, compare_mode="strict") is True
+        base, raw = TorchScale(), PaddleScale()
+        assert auto_diff(base, raw, pair(), atol=1e-6, compare_mode="strict") is True
         torch_model, paddle_model = TorchScale(), PaddleScale()
         assert assign_weight(paddle_model, torch_model) is True  # registered torch -> paddle, run backwards
         np.testing.assert_array_equal(torch_model.gamma.detach().numpy(), paddle_model.w.numpy()[0])
     finally:
         DEFAULT_REGISTRY.unregister("torch", "TorchScale", "paddle", "PaddleScale")
+
+
+def batchnorm_by_state_dict(module, layer):
+    """SpecialInit.md's kind of init: the torch state dict, renamed to paddle's names, set on the paddle layer."""
+    names = {"running_mean": "_mean", "running_var": "_variance"}
+    state = {names.get(key, key): paddle.to_tensor(value.cpu().numpy()) for key, value in module.state_dict().items()}
+    state.pop("num_batches_tracked")
+    layer.set_state_dict(state)
+
+
+class TorchConvBN(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class PaddleConvBN(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 4, 3, padding=1)
+        self.bn = paddle.nn.BatchNorm2D(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def test_padiffs_documented_special_init_flow_works_unchanged() -> None:
+    add_special_init("torch", "BatchNorm2d", "paddle", "BatchNorm2D", batchnorm_by_state_dict)
+    try:
+        module, layer = TorchConvBN(), PaddleConvBN()
+        module.bn.running_mean.uniform_()
+        module.eval(), layer.eval()
+        module, layer = create_model(module), create_model(layer)
+        module.set_layer_map([module.model.bn])
+        layer.set_layer_map([layer.model.bn])
+        images = np.random.default_rng(2).standard_normal((2, 3, 5, 5)).astype("float32")
+        assert auto_diff(module, layer, pair(images), atol=1e-4, compare_mode="strict") is True
+        np.testing.assert_array_equal(layer.model.bn._mean.numpy(), module.model.bn.running_mean.numpy())
+        assert compat.last_report().layer_map.pair_for_base("bn").init.endswith(":batchnorm_by_state_dict")
+    finally:  # the shipped conversion (registered for the BatchNorm family) serves again
+        DEFAULT_REGISTRY.unregister("torch", "BatchNorm2d", "paddle", "BatchNorm2D")
 
 
 # --- create_model, dumps and the offline checks -------------------------------------------------
@@ -406,6 +469,8 @@ def test_try_dump_writes_the_documented_layout_and_the_checks_walk_steps_and_ran
         "step_0/rank_1",
         "step_2/rank_0",
     ]
+    assert check_report(module.dump_path, layer.dump_path, cfg, diff_phase="forward") is True
+    assert {c.kind for c in compat.last_report().comparisons} == {"forward"}
     assert check_params(module.dump_path, layer.dump_path, cfg) is True
     assert check_grads(f"{module.dump_path}/step_2", f"{layer.dump_path}/step_2", cfg) is True
     assert check_weights(f"{module.dump_path}/step_0/rank_1", f"{layer.dump_path}/step_0/rank_1", cfg) is True

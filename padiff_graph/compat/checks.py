@@ -31,11 +31,19 @@ _STAGES = {
     "grads": ("grad",),
     "weights": ("weights",),
 }
+_PHASES = {"both": _STAGES["report"], "forward": ("forward",), "backward": ("backward",)}
 
 
-def check_report(report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None) -> bool:
-    """Layer outputs, output gradients and losses of two dumps; ``True`` if they agree."""
-    return _check("report", report_path_0, report_path_1, cfg)
+def check_report(
+    report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None, diff_phase: str = "both"
+) -> bool:
+    """Layer outputs, output gradients and losses of two dumps; ``True`` if they agree.
+
+    ``diff_phase`` ``"forward"`` checks the outputs only, ``"backward"`` the output gradients only.
+    """
+    if diff_phase not in _PHASES:
+        raise InputError(f"diff_phase must be one of {', '.join(_PHASES)}, not {diff_phase!r}")
+    return _check("report", report_path_0, report_path_1, cfg, _PHASES[diff_phase])
 
 
 def check_params(report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None) -> bool:
@@ -66,7 +74,9 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
     return {**DEFAULT_CFG, **given}
 
 
-def _check(kind: str, path_0: str, path_1: str, cfg: dict[str, Any] | None) -> bool:
+def _check(
+    kind: str, path_0: str, path_1: str, cfg: dict[str, Any] | None, stages: tuple[str, ...] | None = None
+) -> bool:
     remember(None)
     settings = compare_cfg(cfg)
     log(f"check cfg {settings}" if kind == "report" else f"Check {kind} cfg: {settings}")
@@ -84,7 +94,7 @@ def _check(kind: str, path_0: str, path_1: str, cfg: dict[str, Any] | None) -> b
             mode=settings["compare_mode"],
             steps=steps,
             ranks=ranks,
-            stages=_STAGES[kind],
+            stages=stages or _STAGES[kind],
         )
     except PadiffGraphError as error:
         log(f"Error occurs when checking {kind}: {error}")
