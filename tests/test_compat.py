@@ -259,6 +259,19 @@ class PaddleAttention(paddle.nn.Layer):
         return self.attn(q, q, q)
 
 
+def test_set_layer_map_is_kept_in_the_dumps_and_pinned_by_the_checks() -> None:
+    base, raw = create_model(TorchTwin()), create_model(PaddleTwin())
+    base.set_layer_map([base.model.enc, base.model.dec])
+    raw.set_layer_map([raw.model.second, raw.model.first])
+    assert assign_weight(base, raw) is True
+    np.testing.assert_array_equal(raw.model.second[0].bias.numpy(), base.model.enc[0].bias.detach().numpy())
+    run_steps(base, "torch", 1)
+    run_steps(raw, "paddle", 1)
+    assert check_report(base.dump_path, raw.dump_path, {"atol": 1e-4, "compare_mode": "strict"}) is True
+    pairs = {(p.base, p.raw) for p in compat.last_report().layer_map.pairs}
+    assert {("enc", "second"), ("dec", "first"), ("enc.0", "second.0")} <= pairs
+
+
 def test_set_layer_map_on_builtin_attention_as_padiffs_own_tests_use_it() -> None:
     module, layer = create_model(TorchAttention()), create_model(PaddleAttention())
     module.set_layer_map([module.model.attn])
