@@ -371,14 +371,14 @@ class Recording:
             raise InputError(f"step must be a non-negative integer, not {step!r}")
         root = Path(directory)
         rank = self.adapter.rank() if rank is None else rank
-        saved = self._steps.get((root, rank))
+        saved = self._steps.get((root.resolve(), rank))
         if saved is None:
             (root / f"rank_{rank}.json").unlink(missing_ok=True)  # incomplete until the first part is saved
-            saved = self._steps[(root, rank)] = set()
+            saved = self._steps[(root.resolve(), rank)] = set()
         folder = root / f"step_{step}" / f"rank_{rank}"
-        if folder not in self._folders:
+        if folder.resolve() not in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
-            self._folders.add(folder)
+            self._folders.add(folder.resolve())
         file = f"{part}.npz"
         with atomic_file(folder / file) as stream, StepWriter(stream, self.adapter, file) as writer:
             for key, value, dtype in self._part(part):

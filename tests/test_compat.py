@@ -171,6 +171,10 @@ def test_unknown_options_are_reported_and_bad_ones_fail_cleanly(capsys) -> None:
     assert "ignoring unknown option colour" in capsys.readouterr().out
     assert auto_diff(TorchNet(), PaddleNet(), pair(), compare_mode="median") is False
     assert "mode must be 'strict' or 'mean'" in capsys.readouterr().out
+    assert auto_diff(TorchNet(), PaddleNet(), pair(), atol="tight") is False
+    assert "atol must be a number, not 'tight'" in capsys.readouterr().out
+    assert auto_diff(object(), PaddleNet(), pair()) is False
+    assert "neither a torch.nn.Module nor a paddle.nn.Layer" in capsys.readouterr().out
 
 
 def test_a_random_layer_stops_the_run_with_its_reason(capsys) -> None:

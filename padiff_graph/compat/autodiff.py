@@ -70,46 +70,51 @@ def auto_diff(
             :class:`padiff_graph.LayerMap`) replaces the matcher's.
     """
     remember(None)
-    options = _options(kwargs, loss_fns, optimizers)
+    try:
+        return _auto_diff(base_model, raw_model, inputs, loss_fns, optimizers, kwargs)
+    except AssignError as error:
+        log("Assign weight Failed !!!\n")
+        print(_explain(error))
+    except PadiffGraphError as error:  # inputs that do not fit, a bad option, a model's forward that raised...
+        log("FAILED !!!")
+        print(_explain(error))
+    return False
+
+
+def _auto_diff(
+    base_model: Any, raw_model: Any, inputs: Any, loss_fns: Any, optimizers: Any, kwargs: dict[str, Any]
+) -> bool:
+    options = _options(kwargs, loss_fns)
     loss_fns = options.pop("loss_fns")
     layer_map = options.pop("layer_map")
     print_options({**options, "use_loss": loss_fns is not None, "use_opt": optimizers is not None})
     if isinstance(inputs, list) and len(inputs) == 2:
         inputs = tuple(inputs)
     base, raw = as_proxy(base_model, "base_model"), as_proxy(raw_model, "raw_model")
-    try:
-        pins = _pins(base, raw)
-        copy_here = options["auto_init"] and _unassigned(base, raw)
-        if layer_map is None and (pins or copy_here):
-            layer_map = suggest_map(base.model, raw.model, inputs, pinned=pins)
-        if copy_here:
-            assign_weights(base.model, raw.model, _assignable(layer_map, base, raw))
-        report = diff(
-            base.model,
-            raw.model,
-            inputs,
-            layer_map,
-            atol=options["atol"],
-            rtol=options["rtol"],
-            mode=options["compare_mode"],
-            assign=options["auto_init"] and not copy_here,
-            loss_fns=loss_fns,
-            optimizers=optimizers,
-            steps=options["steps"],
-            diff_phase=options["diff_phase"],
-            single_step=options["single_step"],
-            black_list=base.compared_black_list() + raw.compared_black_list(),
-            white_list=base.white_list + raw.white_list,
-            op_level=switch_on("PADIFF_API_CHECK"),
-        )
-    except AssignError as error:
-        log("Assign weight Failed !!!\n")
-        print(_explain(error))
-        return False
-    except PadiffGraphError as error:
-        log("FAILED !!!")
-        print(_explain(error))
-        return False
+    pins = _pins(base, raw)
+    copy_here = options["auto_init"] and _unassigned(base, raw)
+    if layer_map is None and (pins or copy_here):
+        layer_map = suggest_map(base.model, raw.model, inputs, pinned=pins)
+    if copy_here:
+        assign_weights(base.model, raw.model, _assignable(layer_map, base, raw))
+    report = diff(
+        base.model,
+        raw.model,
+        inputs,
+        layer_map,
+        atol=options["atol"],
+        rtol=options["rtol"],
+        mode=options["compare_mode"],
+        assign=options["auto_init"] and not copy_here,
+        loss_fns=loss_fns,
+        optimizers=optimizers,
+        steps=options["steps"],
+        diff_phase=options["diff_phase"],
+        single_step=options["single_step"],
+        black_list=base.compared_black_list() + raw.compared_black_list(),
+        white_list=base.white_list + raw.white_list,
+        op_level=switch_on("PADIFF_API_CHECK"),
+    )
     remember(report)
     if options["auto_init"]:
         log("Assign weight success !!!")
@@ -123,7 +128,7 @@ def auto_diff(
     return False
 
 
-def _options(kwargs: dict[str, Any], loss_fns: Any, optimizers: Any) -> dict[str, Any]:
+def _options(kwargs: dict[str, Any], loss_fns: Any) -> dict[str, Any]:
     """PaDiff's keyword options over its defaults; unknown ones are reported and ignored, as PaDiff ignores them."""
     given = dict(kwargs)
     if "auto_weights" in given:
@@ -140,7 +145,11 @@ def _options(kwargs: dict[str, Any], loss_fns: Any, optimizers: Any) -> dict[str
     if unknown:
         log(f"  ignoring unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
     options = {key: given.get(key, default) for key, default in DEFAULTS.items()}
-    options["atol"], options["rtol"] = float(options["atol"]), float(options["rtol"])
+    for key in ("atol", "rtol"):
+        try:
+            options[key] = float(options[key])
+        except (TypeError, ValueError):
+            raise InputError(f"{key} must be a number, not {options[key]!r}") from None
     return {**options, "loss_fns": loss_fns, "layer_map": layer_map}
 
 

@@ -71,7 +71,11 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
     unknown = sorted(set(given) - set(DEFAULT_CFG))
     if unknown:
         raise InputError(f"cfg takes atol, rtol and compare_mode, not {', '.join(unknown)}")
-    return {**DEFAULT_CFG, **given}
+    settings = {**DEFAULT_CFG, **given}
+    for key in ("atol", "rtol"):
+        if isinstance(settings[key], bool) or not isinstance(settings[key], (int, float)):
+            raise InputError(f"cfg {key} must be a number, not {settings[key]!r}")
+    return settings
 
 
 def _check(
@@ -84,6 +88,15 @@ def _check(
         (root_0, steps_0, ranks_0), (root_1, steps_1, ranks_1) = locate(path_0), locate(path_1)
         steps, ranks = _narrowest(steps_0, steps_1, "steps"), _narrowest(ranks_0, ranks_1, "ranks")
         base, raw = load_dump(root_0), load_dump(root_1)
+        shared = [
+            (step, rank)
+            for rank in set(base.ranks) & set(raw.ranks)
+            for step in set(base.ranks[rank].steps) & set(raw.ranks[rank].steps)
+            if (steps is None or step in steps) and (ranks is None or rank in ranks)
+        ]
+        for step, rank in sorted(shared):
+            where = f"step_{step}/rank_{rank}"
+            log(f"Checking {kind} in {root_0 / where} and {root_1 / where}")
         layer_map = match_trees(base.tree(), raw.tree(), pinned=_pins(base, raw))
         report = compare_dumps(
             root_0,
@@ -100,15 +113,6 @@ def _check(
         log(f"Error occurs when checking {kind}: {error}")
         return False
     remember(report)
-    shared = [
-        (step, rank)
-        for rank in set(base.ranks) & set(raw.ranks)
-        for step in set(base.ranks[rank].steps) & set(raw.ranks[rank].steps)
-        if (steps is None or step in steps) and (ranks is None or rank in ranks)
-    ]
-    for step, rank in sorted(shared):
-        where = f"step_{step}/rank_{rank}"
-        log(f"Checking {kind} in {root_0 / where} and {root_1 / where}")
     named = _named(base), _named(raw)
     if kind == "report":
         print_failure(report, *named)
