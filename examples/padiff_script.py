@@ -65,18 +65,19 @@ assert auto_diff(
 assert assign_weight(layer, module)
 
 # 4. offline: run each model on its own, dump every second step, check the dumps
-set_dump_root_path(tempfile.mkdtemp(prefix="padiff_dump_"))
-module, layer = create_model(TorchBlock(), dump_freq=2), create_model(PaddleBlock(), dump_freq=2)
-assert assign_weight(module, layer)
-for _ in range(4):
-    loss = module(torch.as_tensor(data)).mean()
-    module.backward(loss)
-    module.try_dump()
-    loss = layer(paddle.to_tensor(data)).mean()
-    layer.backward(loss)
-    layer.try_dump()
-cfg = {"atol": 1e-4, "rtol": 1e-3, "compare_mode": "strict"}
-for step in (0, 2):
-    assert check_report(f"{module.dump_path}/step_{step}", f"{layer.dump_path}/step_{step}", cfg)
-    assert check_params(f"{module.dump_path}/step_{step}", f"{layer.dump_path}/step_{step}", cfg)
+with tempfile.TemporaryDirectory(prefix="padiff_dump_") as dump_root:
+    set_dump_root_path(dump_root)
+    module, layer = create_model(TorchBlock(), dump_freq=2), create_model(PaddleBlock(), dump_freq=2)
+    assert assign_weight(module, layer)
+    for _ in range(4):
+        loss = module(torch.as_tensor(data)).mean()
+        module.backward(loss)
+        module.try_dump()
+        loss = layer(paddle.to_tensor(data)).mean()
+        layer.backward(loss)
+        layer.try_dump()
+    cfg = {"atol": 1e-4, "rtol": 1e-3, "compare_mode": "strict"}
+    for step in (0, 2):
+        assert check_report(f"{module.dump_path}/step_{step}", f"{layer.dump_path}/step_{step}", cfg)
+        assert check_params(f"{module.dump_path}/step_{step}", f"{layer.dump_path}/step_{step}", cfg)
 print("all checks passed")
