@@ -19,7 +19,7 @@ Example::
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
 from padiff_graph.checkpoints import convert_checkpoint
 from padiff_graph.diff import DiffReport, Divergence
-from padiff_graph.dump import DumpError, compare_dumps, dump
+from padiff_graph.dump import DumpError, Recording, compare_dumps, dump
 from padiff_graph.errors import (
     AssignError,
     FactoryError,
@@ -64,6 +64,7 @@ __all__ = [
     "ModelRunError",
     "OutputError",
     "PadiffGraphError",
+    "Recording",
     "Severity",
     "TensorKind",
     "TensorPair",

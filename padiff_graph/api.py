@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -68,6 +68,7 @@ def suggest_map(
     *,
     options: MatchOptions | None = None,
     registry: ConversionRegistry = DEFAULT_REGISTRY,
+    pinned: Sequence[tuple[str, str]] = (),
 ) -> LayerMap:
     """Propose which raw layer each base layer is, and how their tensors pair.
 
@@ -75,8 +76,10 @@ def suggest_map(
         base, raw: torch or paddle models (weights flow base -> raw).
         inputs: optional inputs (see :mod:`padiff_graph.inputs`); tracing
             one forward run lets call order separate same-shaped siblings.
+        pinned: ``(base path, raw path)`` pairs you know; kept as given, and
+            the layers inside each are matched to each other.
     """
-    return match_trees(*export_pair(base, raw, inputs), options, registry)
+    return match_trees(*export_pair(base, raw, inputs), options, registry, pinned)
 
 
 def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None) -> list[Finding]:

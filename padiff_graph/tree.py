@@ -10,7 +10,7 @@ first ran.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TypeAlias
 
 import networkx as nx
@@ -84,3 +84,20 @@ def relative_path(ancestor: str, path: str) -> str:
 def is_within(path: str, ancestor: str) -> bool:
     """True if ``path`` is ``ancestor`` or below it."""
     return ancestor == ROOT or path == ancestor or path.startswith(ancestor + ".")
+
+
+def subtree(tree: ModelTree, path: str) -> ModelTree:
+    """The layers at and below ``path`` as a tree of its own, paths relative to ``path`` (its new root)."""
+    layers = []
+    for layer in preorder(tree, path):
+        record = layer_info(tree, layer)
+        layers.append(replace(record, path=relative_path(path, layer), index=0 if layer == path else record.index))
+    call_order = tree.graph.get("call_order")
+    if call_order is not None:
+        call_order = [relative_path(path, p) for p in call_order if is_within(p, path)]
+    shared = {
+        relative_path(path, alias): relative_path(path, first)
+        for alias, first in tree.graph.get("shared", {}).items()
+        if is_within(alias, path) and is_within(first, path)
+    }
+    return build_tree(layers, call_order, shared)

@@ -47,9 +47,11 @@ def raise_for_blocking(findings: list[Finding]) -> None:
     if blocking:
         first = blocking[0]
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        hint = first.hint.splitlines()[0]
+        if hint.endswith(":"):  # the hint goes on with a code stub, which a one-line error cannot hold
+            hint = hint[: hint.rfind(". ") + 1] + " `padiff-graph check BASE RAW` prints a stub to start from"
         raise AssignError(
-            f"cannot copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}. "
-            f"Missing conversion: {first.hint.splitlines()[0]}"
+            f"cannot copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}. Missing conversion: {hint}"
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from padiff_graph import DumpError, ModelRunError, compare_dumps, dump, suggest_map
+from padiff_graph import DumpError, InputError, ModelRunError, Recording, compare_dumps, dump, suggest_map
 from padiff_graph.cli import main
 from padiff_graph.dump import load_dump
 
@@ -109,6 +109,85 @@ def test_an_interrupted_dump_is_detected_and_never_read_as_complete(tmp_path) ->
         load_dump(tmp_path / "paddle")
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "paddle"), str(tmp_path / "paddle")])
     assert result.exit_code == 2 and "incomplete dump" in result.output
+
+
+def record_own_loop(model, framework, directory, saved_steps, black_list=None):
+    """Train ``model`` three SGD steps in a plain loop, saving the steps in ``saved_steps`` through a Recording."""
+    recording = Recording(model, black_list=black_list)
+    if framework == "torch":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        x = torch.from_numpy(X)
+    else:
+        optimizer = paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters())
+        x = paddle.to_tensor(X)
+    for step in range(3):
+        loss = (recording.forward(x) ** 2).mean()
+        recording.backward(loss)
+        if step in saved_steps:
+            recording.save(directory, step, "report")
+            recording.save(directory, step, "grads")
+        optimizer.step()
+        if framework == "torch":
+            optimizer.zero_grad()
+        else:
+            optimizer.clear_grad()
+        if step in saved_steps:
+            recording.save(directory, step, "weights")
+        recording.clear()
+    return recording
+
+
+def test_a_recording_of_your_own_loop_is_a_dump_compared_like_any_other(tmp_path) -> None:
+    base = torch_model()
+    raw = paddle_like(base)
+    record_own_loop(base, "torch", tmp_path / "torch", saved_steps=(0, 2))
+    record_own_loop(raw, "paddle", tmp_path / "paddle", saved_steps=(0, 2))
+    header = json.loads((tmp_path / "torch" / "rank_0.json").read_text())
+    assert header["steps"] == [0, 2]
+    folder = tmp_path / "torch" / "step_2" / "rank_0"
+    assert sorted(p.name for p in folder.iterdir()) == ["grads.npz", "manifest.json", "report.npz", "weights.npz"]
+    report = compare_dumps(tmp_path / "torch", tmp_path / "paddle")
+    assert report.ok, report.first_divergence
+    assert {(c.step, c.kind) for c in report.comparisons} == {
+        (s, k) for s in (0, 2) for k in ("forward", "loss", "backward", "grad", "weights")
+    }
+    only = compare_dumps(tmp_path / "torch", tmp_path / "paddle", steps={2}, stages={"grad"})
+    assert {(c.step, c.kind) for c in only.comparisons} == {(2, "grad")}
+    with pytest.raises(DumpError, match=r"share no step and rank to compare among steps \[1\]"):
+        compare_dumps(tmp_path / "torch", tmp_path / "paddle", steps={1})
+    with pytest.raises(InputError, match="stages must be among"):
+        compare_dumps(tmp_path / "torch", tmp_path / "paddle", stages={"outputs"})
+
+
+def test_a_recording_finds_a_fault_and_skips_black_listed_layers(tmp_path) -> None:
+    base = torch_model()
+    raw = paddle_like(torch_model(), approximate=True)
+    record_own_loop(base, "torch", tmp_path / "torch", saved_steps=(0,), black_list=[base[2]])
+    recording = record_own_loop(raw, "paddle", tmp_path / "paddle", saved_steps=(0,), black_list=[raw[2]])
+    assert "2" not in recording.layers
+    manifest = json.loads((tmp_path / "paddle" / "step_0" / "rank_0" / "manifest.json").read_text())
+    assert not [r for r in manifest["records"] if r["path"].startswith("2")]
+    report = compare_dumps(tmp_path / "torch", tmp_path / "paddle")
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+
+
+def test_saving_a_part_again_replaces_it_and_a_new_recording_starts_the_rank_afresh(tmp_path) -> None:
+    model = torch_model()
+    recording = Recording(model)
+    recording.forward(torch.from_numpy(X))
+    recording.save(tmp_path, 0, "report")
+    recording.save(tmp_path, 3, "weights")
+    recording.save(tmp_path, 0, "report")  # again: replaces report.npz, keeps nothing twice
+    names = [r["name"] for r in json.loads((tmp_path / "step_0" / "rank_0" / "manifest.json").read_text())["records"]]
+    assert len(names) == len(set(names)) and "forward:0:0:0" in names
+    fresh = Recording(model)
+    fresh.save(tmp_path, 0, "weights")
+    manifest = json.loads((tmp_path / "step_0" / "rank_0" / "manifest.json").read_text())
+    assert {r["stage"] for r in manifest["records"]} == {"weights"}  # the old report is gone
+    assert json.loads((tmp_path / "rank_0.json").read_text())["steps"] == [0]
+    assert sorted(load_dump(tmp_path).ranks[0].steps) == [0]
+    with pytest.raises(InputError, match="part must be one of report, grads, weights"):
+        fresh.save(tmp_path, 0, "params")
 
 
 WORKER = textwrap.dedent(

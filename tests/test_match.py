@@ -1,7 +1,9 @@
 """The matcher on tiny literal trees: exact mappings, no frameworks involved."""
 
+import pytest
 from conftest import literal_tree
 
+from padiff_graph.errors import LayerMapError
 from padiff_graph.match import match_trees
 
 LIN = [("weight", (16, 8)), ("bias", (16,))]
@@ -168,3 +170,38 @@ def test_torch_paddle_linear_is_transposed_even_when_square() -> None:
     (pair,) = [p for p in match_trees(base, raw).pairs if p.base == "fc"]
     assert [t.describe() for t in pair.tensors] == ["weight -> weight: transpose", "bias -> bias"]
     assert pair.conversion == "linear-transpose"
+
+
+def test_pinned_pairs_win_and_the_layers_inside_meet() -> None:
+    block = [("fc", "Linear", SQUARE), ("act", "ReLU")]
+    spec = [("", "MyNet"), ("enc", "MyBlock"), *[(f"enc.{p}", *rest) for p, *rest in block]]
+    spec += [("dec", "MyBlock"), *[(f"dec.{p}", *rest) for p, *rest in block]]
+    layer_map = match_trees(literal_tree(spec), literal_tree(spec), pinned=[("enc", "dec"), ("dec", "enc")])
+    assert pairs(layer_map) == {
+        "": "",
+        "enc": "dec",
+        "enc.fc": "dec.fc",
+        "enc.act": "dec.act",
+        "dec": "enc",
+        "dec.fc": "enc.fc",
+        "dec.act": "enc.act",
+    }
+    assert [pair.base for pair in layer_map.pairs] == ["", "enc", "enc.fc", "enc.act", "dec", "dec.fc", "dec.act"]
+    assert {pair.base: pair.stage for pair in layer_map.pairs}["enc"] == "user"
+    assert layer_map.pair_for_base("enc.fc").tensors  # the tensors inside a pinned pair still pair up
+
+
+def test_a_pin_frees_the_layers_its_replaced_proposals_held() -> None:
+    base = literal_tree([("", "MyNet"), ("a", "Linear", SQUARE), ("b", "Linear", SQUARE)])
+    raw = literal_tree([("", "MyNet"), ("a", "Linear", SQUARE), ("b", "Linear", SQUARE)])
+    layer_map = match_trees(base, raw, pinned=[("a", "b")])
+    assert pairs(layer_map) == {"": "", "a": "b"}
+    assert layer_map.unmatched_base == ["b"] and layer_map.unmatched_raw == ["a"]
+
+
+def test_pinned_paths_are_checked() -> None:
+    tree = literal_tree([("", "MyNet"), ("a", "Linear", SQUARE), ("b", "Linear", SQUARE)])
+    with pytest.raises(LayerMapError, match="pinned raw layer 'c' is not in the raw model"):
+        match_trees(tree, tree, pinned=[("a", "c")])
+    with pytest.raises(LayerMapError, match="base layer 'a' is pinned twice"):
+        match_trees(tree, tree, pinned=[("a", "a"), ("a", "b")])

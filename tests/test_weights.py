@@ -52,6 +52,7 @@ def test_unconvertible_pair_names_both_layers_and_the_missing_conversion() -> No
     message = str(error.value)
     assert "'0'" in message and "Fused" in message and "Split" in message
     assert "register a conversion" in message
+    assert message.endswith("`padiff-graph check BASE RAW` prints a stub to start from")  # not a dangling "stub:"
 
 
 def test_hand_written_split_map_copies_regions() -> None:

@@ -10,13 +10,14 @@ matcher holds no class-specific logic: families and conversions come from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.costs import Scorer
 from padiff_graph.match.features import TreeFeatures, layer_side
 from padiff_graph.match.options import MatchOptions
+from padiff_graph.match.pinning import pin_pairs
 from padiff_graph.match.stages import (
     align_wrapper_chains,
     anchor_identical_subtrees,
@@ -57,8 +58,13 @@ def match_trees(
     raw: ModelTree,
     options: MatchOptions | None = None,
     registry: ConversionRegistry = DEFAULT_REGISTRY,
+    pinned: Sequence[tuple[str, str]] = (),
 ) -> LayerMap:
     """Propose the layer map between two exported model trees.
+
+    ``pinned`` ``(base path, raw path)`` pairs are kept whatever the matcher
+    would propose; the layers inside them are matched to each other
+    (:mod:`padiff_graph.match.pinning`).
 
     Example::
 
@@ -75,7 +81,10 @@ def match_trees(
             advance()
         covered_base, covered_raw = drop_covered_descendants(scorer, store)
         settle_candidates(store)
-        return _assemble(scorer, store, covered_base, covered_raw)
+        layer_map = _assemble(scorer, store, covered_base, covered_raw)
+    if pinned:
+        return pin_pairs(layer_map, base, raw, pinned, lambda b, r: match_trees(b, r, options, registry))
+    return layer_map
 
 
 def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], covered_raw: set[str]) -> LayerMap:

@@ -1,0 +1,207 @@
+"""PaDiff's offline checks over dump folders: ``check_report``, ``check_params``, ``check_grads``, ``check_weights``.
+
+A path is what was dumped into: a dump's root (every step and rank in it is
+checked, as PaDiff walks ``step_*`` and ``rank_*`` folders), one of its
+``step_S`` folders, or one ``step_S/rank_N``. The comparison is
+:func:`padiff_graph.compare_dumps` through the matcher's map of the two
+dumped layer trees (with the proxies' ``set_layer_map`` pairs pinned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.compare import Mode, compare_arrays
+from padiff_graph.compat.messages import Named, log, print_failure, print_tensor_failures, remember
+from padiff_graph.compat.proxy import METADATA, numbered
+from padiff_graph.dump import Dump, DumpError, compare_dumps, load_dump
+from padiff_graph.errors import InputError, PadiffGraphError
+from padiff_graph.match import match_trees
+
+#: PaDiff's defaults for ``cfg``
+DEFAULT_CFG: dict[str, Any] = {"atol": 0.0, "rtol": 1e-7, "compare_mode": "mean"}
+_STAGES = {
+    "report": ("forward", "backward", "loss"),
+    "params": ("grad", "weights"),
+    "grads": ("grad",),
+    "weights": ("weights",),
+}
+_PHASES = {"both": _STAGES["report"], "forward": ("forward",), "backward": ("backward",)}
+
+
+def check_report(
+    report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None, diff_phase: str = "both"
+) -> bool:
+    """Layer outputs, output gradients and losses of two dumps; ``True`` if they agree.
+
+    ``diff_phase`` ``"forward"`` checks the outputs only, ``"backward"`` the output gradients only.
+    """
+    if diff_phase not in _PHASES:
+        raise InputError(f"diff_phase must be one of {', '.join(_PHASES)}, not {diff_phase!r}")
+    return _check("report", report_path_0, report_path_1, cfg, _PHASES[diff_phase])
+
+
+def check_params(report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None) -> bool:
+    """Parameters and their gradients of two dumps."""
+    return _check("params", report_path_0, report_path_1, cfg)
+
+
+def check_grads(report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None) -> bool:
+    """Parameter gradients of two dumps."""
+    return _check("grads", report_path_0, report_path_1, cfg)
+
+
+def check_weights(report_path_0: str, report_path_1: str, cfg: dict[str, Any] | None = None) -> bool:
+    """Parameters of two dumps (after the optimizer step, when dumped with ``dump_weights``)."""
+    return _check("weights", report_path_0, report_path_1, cfg)
+
+
+def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """``cfg`` over PaDiff's defaults; it applies to this call only (PaDiff kept it for later calls).
+
+    Raises:
+        InputError: a key other than ``atol``, ``rtol``, ``compare_mode``.
+    """
+    given = dict(cfg or {})
+    unknown = sorted(set(given) - set(DEFAULT_CFG))
+    if unknown:
+        raise InputError(f"cfg takes atol, rtol and compare_mode, not {', '.join(unknown)}")
+    settings = {**DEFAULT_CFG, **given}
+    for key in ("atol", "rtol"):
+        if isinstance(settings[key], bool) or not isinstance(settings[key], (int, float)):
+            raise InputError(f"cfg {key} must be a number, not {settings[key]!r}")
+    return settings
+
+
+def _check(
+    kind: str, path_0: str, path_1: str, cfg: dict[str, Any] | None, stages: tuple[str, ...] | None = None
+) -> bool:
+    remember(None)
+    settings = compare_cfg(cfg)
+    log(f"check cfg {settings}" if kind == "report" else f"Check {kind} cfg: {settings}")
+    try:
+        (root_0, steps_0, ranks_0), (root_1, steps_1, ranks_1) = locate(path_0), locate(path_1)
+        steps, ranks = _narrowest(steps_0, steps_1, "steps"), _narrowest(ranks_0, ranks_1, "ranks")
+        base, raw = load_dump(root_0), load_dump(root_1)
+        shared = [
+            (step, rank)
+            for rank in set(base.ranks) & set(raw.ranks)
+            for step in set(base.ranks[rank].steps) & set(raw.ranks[rank].steps)
+            if (steps is None or step in steps) and (ranks is None or rank in ranks)
+        ]
+        for step, rank in sorted(shared):
+            where = f"step_{step}/rank_{rank}"
+            log(f"Checking {kind} in {root_0 / where} and {root_1 / where}")
+        layer_map = match_trees(base.tree(), raw.tree(), pinned=_pins(base, raw))
+        report = compare_dumps(
+            root_0,
+            root_1,
+            layer_map,
+            atol=float(settings["atol"]),
+            rtol=float(settings["rtol"]),
+            mode=settings["compare_mode"],
+            steps=steps,
+            ranks=ranks,
+            stages=stages or _STAGES[kind],
+        )
+    except PadiffGraphError as error:
+        log(f"Error occurs when checking {kind}: {error}")
+        return False
+    remember(report)
+    named = _named(base), _named(raw)
+    if kind == "report":
+        print_failure(report, *named)
+    else:
+        print_tensor_failures(report, *named, kinds=_STAGES[kind])
+    return report.ok
+
+
+def locate(path: str | Path) -> tuple[Path, set[int] | None, set[int] | None]:
+    """(dump root, steps, ranks) of a path: a root, a ``step_S`` folder in it, or a ``step_S/rank_N``.
+
+    Raises:
+        DumpError: no dump there.
+    """
+    folder = Path(path)
+
+    def is_root(candidate: Path) -> bool:
+        return any(candidate.glob("rank_*.json"))
+
+    if is_root(folder):
+        return folder, None, None
+    step = numbered(folder.name, "step")
+    if step is not None and is_root(folder.parent):
+        return folder.parent, {step}, None
+    rank, step = numbered(folder.name, "rank"), numbered(folder.parent.name, "step")
+    if rank is not None and step is not None and is_root(folder.parent.parent):
+        return folder.parent.parent, {step}, {rank}
+    if not folder.exists():
+        raise DumpError(f"{folder}: no such dump directory")
+    raise DumpError(f"{folder}: no finished dump here (a dump root, or a step_S or step_S/rank_N folder in one)")
+
+
+def _narrowest(first: set[int] | None, second: set[int] | None, what: str) -> set[int] | None:
+    if first is not None and second is not None and first != second:
+        raise DumpError(f"the two paths name different {what} ({sorted(first)} and {sorted(second)})")
+    return first if first is not None else second
+
+
+def _pins(base: Dump, raw: Dump) -> list[tuple[str, str]]:
+    """The ``set_layer_map`` layers the two proxies stored in their dumps, zipped in order."""
+    base_paths, raw_paths = _compat_metadata(base).get("layer_map", []), _compat_metadata(raw).get("layer_map", [])
+    if len(base_paths) != len(raw_paths):
+        raise InputError(
+            f"the dumps' set_layer_map lists differ in length ({len(base_paths)} and {len(raw_paths)} layers); "
+            "give both models' corresponding layers, in the same order"
+        )
+    return list(zip(base_paths, raw_paths, strict=True))
+
+
+def _compat_metadata(dump: Dump) -> dict[str, Any]:
+    header = dump.ranks[min(dump.ranks)].header
+    found: dict[str, Any] = header.get("metadata", {}).get(METADATA, {})
+    return found
+
+
+def _named(dump: Dump) -> Named:
+    header = dump.ranks[min(dump.ranks)].header
+    return Named(_compat_metadata(dump).get("name", header["model"]), dump.tree())
+
+
+def check_dataloader(first_loader: Iterable[Any], second_loader: Iterable[Any], **kwargs: Any) -> bool:
+    """Whether two data loaders give the same batches (``atol``, ``rtol``, ``compare_mode`` as in ``cfg``)."""
+    settings = compare_cfg(kwargs)
+    for index, (first, second) in enumerate(zip_longest(first_loader, second_loader, fillvalue=None)):
+        if first is None or second is None:
+            log(f"check dataloader failed!!! the loaders give different numbers of batches (from batch {index})")
+            return False
+        for position, (left, right) in enumerate(zip_longest(_arrays(first), _arrays(second), fillvalue=None)):
+            if left is None or right is None:
+                verdict_ok, note = False, "the batches hold different numbers of arrays"
+            else:
+                verdict = compare_arrays(
+                    left, right, float(settings["atol"]), float(settings["rtol"]), Mode(settings["compare_mode"])
+                )
+                verdict_ok, note = verdict.ok, verdict.note or f"max abs diff {verdict.max_abs:.3g}"
+            if not verdict_ok:
+                log(f"check dataloader failed!!! batch {index}, array {position}: {note}")
+                return False
+    return True
+
+
+def _arrays(batch: Any) -> list[np.ndarray]:
+    """The arrays of a batch: tensors, arrays and numbers, depth first through tuples, lists and dicts."""
+    if isinstance(batch, dict):
+        return [array for value in batch.values() for array in _arrays(value)]
+    if isinstance(batch, (list, tuple)):
+        return [array for value in batch for array in _arrays(value)]
+    if hasattr(batch, "detach"):  # a tensor that may need grad
+        batch = batch.detach()
+    if hasattr(batch, "cpu"):
+        batch = batch.cpu()
+    return [np.asarray(batch)]
