@@ -37,6 +37,7 @@ from padiff_graph.randomness import RandomOpFound, RandomWatch, random_layers_di
 from padiff_graph.records import TensorKind
 from padiff_graph.runtime import paused_gc
 from padiff_graph.selection import selected_paths
+from padiff_graph.spill import DEFAULT_BUDGET_MIB
 from padiff_graph.tracing import trace_call_order
 from padiff_graph.tree import ModelTree, build_tree
 from padiff_graph.weights import AssignReport, copy_weights, raise_for_blocking
@@ -138,6 +139,7 @@ def diff(
     skip_wrap_layers: bool | None = None,
     amp: str | tuple[str | None, str | None] | None = None,
     op_level: bool = False,
+    memory_budget_mib: float = DEFAULT_BUDGET_MIB,
     api_table: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
 ) -> DiffReport:
     """Copy weights, run both models on the same inputs and name the first diverging layer.
@@ -177,6 +179,10 @@ def diff(
             and name the first differing one in each diverging layer.
         api_table: equivalent API names for ``op_level`` (default
             :data:`padiff_graph.knowledge.apis.API_EQUIVALENTS`).
+        memory_budget_mib: base records held in memory up to this size while
+            the raw model runs; past it they wait in temporary files (strict
+            mode holds about one model's activations). No limit by default:
+            spilling trades time for memory.
 
     Raises:
         InputError: inputs that do not fit ``forward``, or a bad option.
@@ -246,9 +252,14 @@ def diff(
     base_side = Side(base_adapter, base, "base", options.loss_fns[0], options.optimizers[0], base_amp, watch)
     raw_side = Side(raw_adapter, raw, "raw", options.loss_fns[1], options.optimizers[1], raw_amp, watch)
     plan = Plan(
-        forward=options.diff_phase != "backward", backward=options.diff_phase != "forward", single_step=single_step
+        forward=options.diff_phase != "backward",
+        backward=options.diff_phase != "forward",
+        single_step=single_step,
+        memory_budget_mib=memory_budget_mib,
     )
     op_names = None
+    if not memory_budget_mib >= 0:
+        raise InputError(f"memory_budget_mib must be 0 or more, not {memory_budget_mib!r}")
     if op_level:
         table = API_EQUIVALENTS if api_table is None else api_table
         op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table))

@@ -189,6 +189,12 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
 @click.option("--single-step", is_flag=True, help="Feed each raw layer the base's inputs: find every diverging layer.")
 @click.option("--op-level", is_flag=True, help="Name the first differing framework API call in each diverging layer.")
 @click.option("--disable-random", is_flag=True, help="Switch dropout and other random layers off for the run.")
+@click.option(
+    "--memory-budget",
+    type=click.FloatRange(min=0),
+    default=float("inf"),
+    help="MiB of base records held in memory (default: no limit); past it they wait in temporary files.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/json.md).")
 @_html_option
 @_quiet_option
@@ -204,6 +210,7 @@ def diff(
     single_step: bool,
     op_level: bool,
     disable_random: bool,
+    memory_budget: float,
     as_json: bool,
     html_file: str | None,
     quiet: bool,
@@ -231,6 +238,7 @@ def diff(
             random_ops="disable" if disable_random else "error",
             single_step=single_step,
             op_level=op_level,
+            memory_budget_mib=memory_budget,
         )
     if html_file is not None:
         from padiff_graph.report.html import write_html

@@ -33,6 +33,7 @@ from padiff_graph.progress import task
 from padiff_graph.randomness import RandomWatch
 from padiff_graph.recording import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.records import join_path
+from padiff_graph.spill import DEFAULT_BUDGET_MIB, OnDisk, Spill
 from padiff_graph.tracing import hooks, run_forward
 from padiff_graph.transforms import TensorPair
 
@@ -60,11 +61,14 @@ class Plan:
             gradients, and weights after the optimizer step.
         single_step: feed the base's layer inputs (forward) and output
             gradients (backward) into the raw model, so errors do not accumulate.
+        memory_budget_mib: base records kept in memory up to this size;
+            past it they wait in files (``padiff_graph.spill``). ``inf``: no limit.
     """
 
     forward: bool = True
     backward: bool = True
     single_step: bool = False
+    memory_budget_mib: float = DEFAULT_BUDGET_MIB
 
 
 def run_step(
@@ -151,7 +155,8 @@ def run_diff(
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
     for step, (base_arguments, raw_arguments) in enumerate(batches):
-        store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None)
+        spill = Spill(plan.memory_budget_mib * 2**20)
+        store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None, spill=spill)
         op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
         base_recorder = Recorder(
             base.adapter,
@@ -215,18 +220,20 @@ def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
     return record
 
 
-#: A stored base record: the host array (or its summary in mean mode) and the tensor's dtype.
-Stored = tuple["np.ndarray | Summary", str]
+#: A stored base record: the host array (or its summary in mean mode, or the file it was
+#: spilled to) and the tensor's dtype.
+Stored = tuple["np.ndarray | Summary | OnDisk", str]
 
 
 class BaseStore:
     """The base side's sink: keeps what the raw side will be compared against."""
 
-    def __init__(self, adapter: FrameworkAdapter, mode: Mode, plan: Plan, keep_grads: bool) -> None:
+    def __init__(self, adapter: FrameworkAdapter, mode: Mode, plan: Plan, keep_grads: bool, spill: Spill) -> None:
         self.adapter = adapter
         self.mode = mode
         self.plan = plan
         self.keep_grads = keep_grads
+        self.spill = spill
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
         self._copies = HostCache(adapter, copy=True)
@@ -234,10 +241,17 @@ class BaseStore:
 
     def keep(self, key: RecordKey, value: Any, dtype: str) -> None:
         full = self.mode is Mode.STRICT or (self.plan.single_step and key.stage in ("input", "backward"))
-        self.records[key] = ((self._copies if full else self._summaries).array(value), dtype)
+        if full:
+            self.records[key] = (self.spill.hold(self._copies.array(value)), dtype)
+        else:
+            self.records[key] = (self._summaries.array(value), dtype)
 
-    def pop(self, key: RecordKey) -> Stored | None:
-        return self.records.pop(key, None)
+    def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
+        stored = self.records.pop(key, None)
+        if stored is None:
+            return None
+        value, dtype = stored
+        return (value if isinstance(value, Summary) else self.spill.take(value)), dtype
 
     def snapshot_grads(self, model: Any) -> None:
         """Copy parameter gradients before an optimizer step clears them."""
@@ -254,6 +268,7 @@ class BaseStore:
         when = f"step {step}, " if step else ""
         found = sorted({f"{key.stage} {key.path} ({when}call {key.call})" for key in self.records})
         self.records.clear()
+        self.spill.close()
         return found
 
 
