@@ -19,20 +19,23 @@ def validator():
 
 
 @pytest.mark.parametrize(
-    ("command", "example", "code"),
+    ("command", "example", "code", "options"),
     [
-        ("check", "extra_layer", 1),
-        ("check", "param_vs_embedding", 0),
-        ("diff", "gelu_fault", 1),
-        ("diff", "conv_bn", 0),
+        ("check", "extra_layer", 1, []),
+        ("check", "param_vs_embedding", 0, []),
+        ("diff", "gelu_fault", 1, []),
+        ("diff", "conv_bn", 0, []),
+        ("diff", "gelu_fault", 1, ["--single-step"]),  # input stages and every divergence
     ],
 )
-def test_cli_json_validates(validator, command, example, code) -> None:
+def test_cli_json_validates(validator, command, example, code, options) -> None:
     spec = EXAMPLES / f"{example}.py"
-    result = CliRunner().invoke(main, [command, f"{spec}:base", f"{spec}:raw", "--json"])
+    result = CliRunner().invoke(main, [command, f"{spec}:base", f"{spec}:raw", "--json", *options])
     assert result.exit_code == code, result.output
     document = json.loads(result.output)
     validator.validate(document)
+    if "--single-step" in options:
+        assert {c["stage"] for c in document["comparisons"]} >= {"input", "forward", "loss", "backward"}
     if command == "diff":
         assert {(layer["base"], layer["raw"]) for layer in document["layers"]} <= {
             (pair["base"], pair["raw"]) for pair in document["layer_map"]["pairs"]
