@@ -33,6 +33,7 @@ import yaml
 from padiff_graph.atomic import write_atomically
 from padiff_graph.errors import LayerMapError
 from padiff_graph.transforms import TensorPair
+from padiff_graph.tree import is_within
 
 FORMAT_VERSION = 1
 
@@ -97,8 +98,8 @@ class LayerMap:
 
     def ignores(self, base: str | None = None, raw: str | None = None) -> bool:
         """Whether a base or raw layer lies under an ``ignore`` entry (which covers its whole subtree)."""
-        return (base is not None and _under(base, self.ignore_base)) or (
-            raw is not None and _under(raw, self.ignore_raw)
+        return (base is not None and any(is_within(base, root) for root in self.ignore_base)) or (
+            raw is not None and any(is_within(raw, root) for root in self.ignore_raw)
         )
 
     def active_pairs(self) -> list[LayerPair]:
@@ -195,10 +196,6 @@ class LayerMap:
             base_model=self.base_model,
             raw_model=self.raw_model,
         )
-
-
-def _under(path: str, roots: Sequence[str]) -> bool:
-    return any(root == "" or path == root or path.startswith(root + ".") for root in roots)
 
 
 def _attribute_path(root: str, path: str) -> str:

@@ -20,7 +20,7 @@ from padiff_graph.knowledge.families import CONTAINER, family_of, is_random
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.features import significant
 from padiff_graph.records import Severity, TensorInfo, TensorKind, join_path
-from padiff_graph.tree import ModelTree, children, layer_info, preorder
+from padiff_graph.tree import ModelTree, children, full_tensor_names, layer_info, preorder
 
 
 class Code(str, Enum):
@@ -74,8 +74,8 @@ def _kind_class(kind: TensorKind) -> str:
 
 def check_map_paths(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> None:
     """Raise :class:`LayerMapError` for map entries naming layers or tensors that do not exist."""
-    base_tensors = _tensor_index(base)
-    raw_tensors = _tensor_index(raw)
+    base_tensors = full_tensor_names(base)
+    raw_tensors = full_tensor_names(raw)
     for pair in layer_map.pairs:
         for side, tree, path in (("base", base, pair.base), ("raw", raw, pair.raw)):
             if path not in tree:
@@ -98,13 +98,6 @@ def check_map_paths(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> Non
         for path in paths:
             if path not in tree:
                 raise LayerMapError(f"the map ignores {side} layer {path!r}, which the {side} model does not have")
-
-
-def _tensor_index(tree: ModelTree) -> dict[str, tuple[str, TensorInfo]]:
-    """Full tensor name -> (owning layer, record)."""
-    return {
-        join_path(path, tensor.name): (path, tensor) for path in tree.nodes for tensor in tree.nodes[path]["tensors"]
-    }
 
 
 def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
@@ -184,7 +177,7 @@ def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap, claimed: se
 
 def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
     """Shape, kind and dtype problems of the tensor pairs, and pairs left half-mapped."""
-    base_index, raw_index = _tensor_index(base), _tensor_index(raw)
+    base_index, raw_index = full_tensor_names(base), full_tensor_names(raw)
     findings: list[Finding] = []
     for pair in layer_map.pairs:
         if layer_map.ignores(pair.base, pair.raw):
@@ -193,8 +186,8 @@ def _pair_tensors(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[
         for tensor in pair.tensors:
             if tensor.has_constant:
                 continue
-            base_tensor = base_index[join_path(pair.base, tensor.base)][1]
-            raw_tensor = raw_index[join_path(pair.raw, tensor.raw)][1]
+            base_tensor = base_index[join_path(pair.base, tensor.base)]
+            raw_tensor = raw_index[join_path(pair.raw, tensor.raw)]
             try:
                 produced = tensor.transform.output_shape(base_tensor.shape)
                 expected = tensor.transform.region_shape(raw_tensor.shape)
