@@ -180,9 +180,9 @@ def diff(
         api_table: equivalent API names for ``op_level`` (default
             :data:`padiff_graph.knowledge.apis.API_EQUIVALENTS`).
         memory_budget_mib: base records held in memory up to this size while
-            the raw model runs; past it they wait in temporary files (strict
-            mode holds about one model's activations). No limit by default:
-            spilling trades time for memory.
+            the raw model runs (strict mode holds about one model's activations);
+            past it they wait in a spool file in ``TMPDIR``, written and read
+            back beside the run (``padiff_graph.spill``). ``inf``: all in memory.
 
     Raises:
         InputError: inputs that do not fit ``forward``, or a bad option.

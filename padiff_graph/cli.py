@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from padiff_graph.errors import PadiffGraphError
+from padiff_graph.spill import DEFAULT_BUDGET_MIB
 
 F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
@@ -192,8 +193,9 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
 @click.option(
     "--memory-budget",
     type=click.FloatRange(min=0),
-    default=float("inf"),
-    help="MiB of base records held in memory (default: no limit); past it they wait in temporary files.",
+    default=DEFAULT_BUDGET_MIB,
+    show_default=True,
+    help="MiB of base records held in memory in strict mode; past it they wait in a file in TMPDIR ('inf': never).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/json.md).")
 @_html_option

@@ -2,22 +2,25 @@
 
 Each step runs the base model first under a :class:`~padiff_graph.recording.Recorder`
 whose sink keeps what the comparison needs: host copies of layer outputs and
-output gradients in strict mode, only their means in mean mode (full copies
-of layer inputs and gradients as well in single-step mode, where they are fed
+output gradients in strict mode (past a memory budget, in a spool file:
+:mod:`padiff_graph.spill`), only their means in mean mode (full copies of
+layer inputs and gradients as well in single-step mode, where they are fed
 into the raw model). The raw model then runs under the same hooks, keyed by
-the base paths it is matched to; every raw record is compared with its base
-record as soon as it appears, and the base record is released. Parameter
-gradients (before the optimizer step) and weights (after it) are compared
-through the layer map's tensor pairs, transforms included.
+the base paths it is matched to; every raw record is copied as soon as it
+appears and compared with its base record on a helper thread while the raw
+model runs on, and both are released. Parameter gradients (before the
+optimizer step) and weights (after it) are compared through the layer map's
+tensor pairs, transforms included.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -33,7 +36,7 @@ from padiff_graph.progress import task
 from padiff_graph.randomness import RandomWatch
 from padiff_graph.recording import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.records import join_path
-from padiff_graph.spill import DEFAULT_BUDGET_MIB, OnDisk, Spill
+from padiff_graph.spill import DEFAULT_BUDGET_MIB, Held, Spill
 from padiff_graph.tracing import hooks, run_forward
 from padiff_graph.transforms import TensorPair
 
@@ -155,58 +158,60 @@ def run_diff(
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
     for step, (base_arguments, raw_arguments) in enumerate(batches):
-        spill = Spill(plan.memory_budget_mib * 2**20)
-        store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None, spill=spill)
-        op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
-        base_recorder = Recorder(
-            base.adapter,
-            base.model,
-            base_layers,
-            store.keep,
-            step=step,
-            inputs=plan.single_step,
-            outputs=plan.forward,
-            grads=plan.backward,
-            ops=op_store,
-        )
-        with task("running the base model"):
-            run_step(
-                base,
-                base_arguments,
-                base_recorder,
+        with Spill(plan.memory_budget_mib * 2**20) as spill:
+            store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None, spill=spill)
+            op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
+            base_recorder = Recorder(
+                base.adapter,
+                base.model,
+                base_layers,
                 store.keep,
-                backward=plan.backward,
-                ops=op_names[0] if op_names else None,
-                after_backward=partial(store.snapshot_grads, base.model),
-            )
-        checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step)
-        if outcome.ops is not None and op_store is not None:
-            outcome.ops.begin(op_store, raw.adapter)
-        with task("running the raw model, comparing layer by layer", total=len(store.records)) as advance:
-            raw_sink = _advancing(checker.check, advance)
-            raw_recorder = Recorder(
-                raw.adapter,
-                raw.model,
-                raw_layers,
-                raw_sink,
                 step=step,
                 inputs=plan.single_step,
                 outputs=plan.forward,
                 grads=plan.backward,
-                ops=outcome.ops,
+                ops=op_store,
             )
-            run_step(
-                raw,
-                raw_arguments,
-                raw_recorder,
-                raw_sink,
-                backward=plan.backward,
-                ops=op_names[1] if op_names else None,
-                after_backward=partial(checker.compare_tensors, "grad", raw_recorder.tracker.order),
-                after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
-            )
-        outcome.comparisons += checker.comparisons
-        outcome.unproduced += store.leftovers(step)
+            with task("running the base model"):
+                run_step(
+                    base,
+                    base_arguments,
+                    base_recorder,
+                    store.keep,
+                    backward=plan.backward,
+                    ops=op_names[0] if op_names else None,
+                    after_backward=partial(store.snapshot_grads, base.model),
+                )
+            store.base_done()
+            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step)
+            if outcome.ops is not None and op_store is not None:
+                outcome.ops.begin(op_store, raw.adapter)
+            with task("running the raw model, comparing layer by layer", total=len(store.records)) as advance:
+                raw_sink = _advancing(checker.check, advance)
+                raw_recorder = Recorder(
+                    raw.adapter,
+                    raw.model,
+                    raw_layers,
+                    raw_sink,
+                    step=step,
+                    inputs=plan.single_step,
+                    outputs=plan.forward,
+                    grads=plan.backward,
+                    ops=outcome.ops,
+                )
+                run_step(
+                    raw,
+                    raw_arguments,
+                    raw_recorder,
+                    raw_sink,
+                    backward=plan.backward,
+                    ops=op_names[1] if op_names else None,
+                    after_backward=partial(checker.compare_tensors, "grad", raw_recorder.tracker.order),
+                    after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
+                )
+            checker.settle()
+            outcome.comparisons += checker.comparisons
+            outcome.unproduced += store.leftovers(step)
     return outcome
 
 
@@ -220,9 +225,8 @@ def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
     return record
 
 
-#: A stored base record: the host array (or its summary in mean mode, or the file it was
-#: spilled to) and the tensor's dtype.
-Stored = tuple["np.ndarray | Summary | OnDisk", str]
+#: A stored base record: the held host array (or its summary in mean mode) and the tensor's dtype.
+Stored = tuple["Held | Summary", str]
 
 
 class BaseStore:
@@ -236,13 +240,14 @@ class BaseStore:
         self.spill = spill
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
-        self._copies = HostCache(adapter, copy=True)
+        # few entries: a cached array may hold a tensor's memory (a view)
+        self._views = HostCache(adapter, copy=False, size=3)
         self._summaries = HostCache(adapter, copy=False, convert=summarize)
 
     def keep(self, key: RecordKey, value: Any, dtype: str) -> None:
         full = self.mode is Mode.STRICT or (self.plan.single_step and key.stage in ("input", "backward"))
         if full:
-            self.records[key] = (self.spill.hold(self._copies.array(value)), dtype)
+            self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
         else:
             self.records[key] = (self._summaries.array(value), dtype)
 
@@ -252,6 +257,12 @@ class BaseStore:
             return None
         value, dtype = stored
         return (value if isinstance(value, Summary) else self.spill.take(value)), dtype
+
+    def base_done(self) -> None:
+        """The base run is over: let go of the views into its tensors (their values are held),
+        and start reading back the first spilled records."""
+        self._views.clear()
+        self.spill.read_ahead()
 
     def snapshot_grads(self, model: Any) -> None:
         """Copy parameter gradients before an optimizer step clears them."""
@@ -268,12 +279,23 @@ class BaseStore:
         when = f"step {step}, " if step else ""
         found = sorted({f"{key.stage} {key.path} ({when}call {key.call})" for key in self.records})
         self.records.clear()
-        self.spill.close()
         return found
 
 
+#: Bytes of raw copies whose comparison may still be running while the raw model goes on.
+COMPARING_AHEAD = 32 << 20
+
+
+@cache
+def _comparer() -> ThreadPoolExecutor:
+    """One thread comparing arrays beside the models (numpy lets go of the GIL in its loops)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare")
+
+
 class RawChecker:
-    """The raw side's sink: compares each record with the stored base one, then releases it."""
+    """The raw side's sink: copies each record, compares it with the stored base one in the
+    background, then releases both; :meth:`settle` collects the verdicts in record order.
+    """
 
     def __init__(
         self,
@@ -295,10 +317,13 @@ class RawChecker:
         self.plan = plan
         self.step = step
         self.comparisons: list[Comparison] = []
-        # few entries: a cached array may hold a tensor's memory (a view) or be a copy of it
-        self._views = HostCache(raw.adapter, copy=False, size=3)
+        # one entry (a copy): a tensor recorded under several keys comes one key after the other
+        self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
-        self._recent_verdicts: deque[tuple[Any, Any, tuple[float, float], Verdict]] = deque(maxlen=2)
+        self._recent_verdicts: deque[tuple[Any, Any, tuple[float, float], Future[Verdict]]] = deque(maxlen=2)
+        # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
+        self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
+        self._pending_bytes = 0
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self.store.pop(key)
@@ -307,28 +332,41 @@ class RawChecker:
         base_value, base_dtype = stored
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
-            raw_value = (self._summaries if isinstance(base_value, Summary) else self._views).array(value)
+            raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
             verdict = self._verdict(base_value, raw_value, base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
-            self.comparisons.append(Comparison(key.path, raw_path, key.stage, key.call, key.index, verdict, self.step))
+            nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
+            self._pending.append(((key.path, raw_path, key.stage, key.call, key.index), verdict, nbytes))
+            self._pending_bytes += nbytes
+            self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
             return base_value
         return None
 
-    def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Verdict:
+    def settle(self, ahead: int | None = None) -> None:
+        """Collect the verdicts of the background comparisons, in record order: all of them, or
+        until at most ``ahead`` bytes of raw copies wait for theirs."""
+        while self._pending and (ahead is None or self._pending_bytes > ahead):
+            (base_path, raw_path, stage, call, index), verdict, nbytes = self._pending.popleft()
+            self._pending_bytes -= nbytes
+            self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
+
+    def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Future[Verdict]:
         atol, rtol = self.tolerance.for_dtypes(*dtypes)
         for seen_base, seen_raw, seen_tolerance, verdict in self._recent_verdicts:
             if seen_base is base_value and seen_raw is raw_value and seen_tolerance == (atol, rtol):
                 return verdict  # the same two values under another key (a container and its last layer)
         if isinstance(base_value, Summary):
-            verdict = compare_summary(base_value, raw_value, atol, rtol)
+            verdict = Future()
+            verdict.set_result(compare_summary(base_value, raw_value, atol, rtol))
         else:
-            verdict = compare_arrays(base_value, raw_value, atol, rtol, self.tolerance.mode)
+            verdict = _comparer().submit(compare_arrays, base_value, raw_value, atol, rtol, self.tolerance.mode)
         self._recent_verdicts.append((base_value, raw_value, (atol, rtol), verdict))
         return verdict
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
         """Parameter gradients (``grad``) or weights after the step (``weights``), last-called layer first."""
+        self.settle()
         if not self.plan.backward:
             return
         base_adapter, raw_adapter = self.base.adapter, self.raw.adapter

@@ -86,6 +86,10 @@ class HostCache:
         self._recent.append((weakref.ref(value), version, converted))
         return converted
 
+    def clear(self) -> None:
+        """Forget every cached array (and the tensor memory a view holds)."""
+        self._recent.clear()
+
 
 class Recorder:
     """Hooks on one model's selected layers for one step.

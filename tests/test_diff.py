@@ -1,5 +1,7 @@
 """The hooked diff on real models: faults found at the right layer, and robustness."""
 
+import threading
+
 import numpy as np
 import paddle
 import pytest
@@ -313,6 +315,38 @@ def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) ->
         assert output.verdict.max_abs < 1e-5
     faulty = diff(InplaceTorch(torch.nn.LeakyReLU(0.1)), InplacePaddle(paddle.nn.LeakyReLU(0.3)), [-X[0]])
     assert tuple(faulty.first_divergence) == ("act", "act", "forward")
+
+
+def test_raw_records_are_compared_as_they_were_when_recorded() -> None:
+    """Comparisons run beside the model: a raw output changed in place later must not leak in."""
+    from padiff_graph.engine import _comparer
+
+    gate = threading.Event()
+
+    class LateInplace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            y = self.fc1(x)
+            y.mul_(3)  # after fc1's output was recorded
+            out = self.fc2(y)
+            gate.set()  # only now may the queued comparisons start
+            return out
+
+    class Scaled(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(x) * 3)
+
+    _comparer().submit(gate.wait, 30)  # holds the comparison thread until the raw forward is over
+    report = diff(Scaled(), LateInplace(), X)
+    assert report.ok, report.first_divergence
+    assert gate.is_set() and any(c.base == "fc1" and c.kind == "forward" for c in report.comparisons)
 
 
 def test_single_step_feeds_a_raw_torch_model_with_inplace_relu() -> None:
