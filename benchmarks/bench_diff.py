@@ -19,6 +19,8 @@ happens to run the models cold.
 - ``plain``: forward + backward of the base model, then of the raw model, no tool;
 - ``diff strict`` / ``diff mean``: ``padiff_graph.diff(base, raw, inputs)`` —
   tracing, matching, pre-flight, weight copy and the hooked run, all timed;
+  ``diff strict 256`` (not run by default) sets ``memory_budget_mib`` (``inf``:
+  every record in memory);
 - ``padiff 0.2``: PaDiff's ``auto_diff(paddle_model, torch_model, inputs)``
   (weight copy and run), run with the interpreter of a separate virtualenv
   (``pip install padiff==0.2.0 torch==2.13.0 paddlepaddle==3.3.1``).
@@ -181,7 +183,9 @@ def run_variant(model: str, variant: str) -> dict[str, float]:
         raw(**paddle_inputs).mean().backward()
         outcome = "-"
     elif variant.startswith("diff"):
-        report = padiff_graph.diff(base, raw, inputs, mode=variant.split()[1])
+        _, mode, *budget = variant.split()  # "diff strict inf": strict with every record in memory
+        options = {"memory_budget_mib": float(budget[0])} if budget else {}
+        report = padiff_graph.diff(base, raw, inputs, mode=mode, **options)
         outcome = "aligned" if report.ok else f"diverged at {report.first_divergence.base or '<root>'}"
     else:
         ok = auto_diff(raw, base, (paddle_inputs, torch_inputs), auto_weights=True, options={"atol": 1e-4})
@@ -227,7 +231,7 @@ def main() -> None:
     if arguments.child:
         print(json.dumps(run_variant(*arguments.child)))
         return
-    header = f"{'model':<10}{'variant':<13}{'time s':>8}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
+    header = f"{'model':<10}{'variant':<16}{'time s':>8}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
     header += f"{'run MiB':>9}{'x plain':>9}{'import s':>9}  outcome"
     print(header)
     variants = arguments.variants.split(",")
@@ -248,11 +252,11 @@ def main() -> None:
                 result = {**min(finished, key=lambda run: run["seconds"])}
                 result.update({measure: min(run[measure] for run in finished) for measure in ("peak_mib", "run_mib")})
             if isinstance(result, str):
-                print(f"{model:<10}{variant:<13}  {result}")
+                print(f"{model:<10}{variant:<16}  {result}")
                 continue
             if variant == "plain":
                 plain = result
-            row = f"{model:<10}{variant:<13}{result['seconds']:>8.1f}"
+            row = f"{model:<10}{variant:<16}{result['seconds']:>8.1f}"
             row += f"{result['seconds'] / plain['seconds']:>9.2f}" if plain else f"{'':>9}"
             row += f"{result['peak_mib']:>10.0f}"
             row += f"{result['peak_mib'] / plain['peak_mib']:>9.2f}" if plain else f"{'':>9}"

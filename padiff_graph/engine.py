@@ -15,6 +15,7 @@ tensor pairs, transforms included.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -320,7 +321,9 @@ class RawChecker:
         # one entry (a copy): a tensor recorded under several keys comes one key after the other
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
-        self._recent_verdicts: deque[tuple[Any, Any, tuple[float, float], Future[Verdict]]] = deque(maxlen=2)
+        # weak: a verdict must not keep its arrays alive, only know them while they live
+        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], tuple[float, float], Future[Verdict]]]
+        self._recent_verdicts = deque(maxlen=2)
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
@@ -354,14 +357,14 @@ class RawChecker:
     def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Future[Verdict]:
         atol, rtol = self.tolerance.for_dtypes(*dtypes)
         for seen_base, seen_raw, seen_tolerance, verdict in self._recent_verdicts:
-            if seen_base is base_value and seen_raw is raw_value and seen_tolerance == (atol, rtol):
+            if seen_base() is base_value and seen_raw() is raw_value and seen_tolerance == (atol, rtol):
                 return verdict  # the same two values under another key (a container and its last layer)
         if isinstance(base_value, Summary):
             verdict = Future()
             verdict.set_result(compare_summary(base_value, raw_value, atol, rtol))
         else:
             verdict = _comparer().submit(compare_arrays, base_value, raw_value, atol, rtol, self.tolerance.mode)
-        self._recent_verdicts.append((base_value, raw_value, (atol, rtol), verdict))
+        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), (atol, rtol), verdict))
         return verdict
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:

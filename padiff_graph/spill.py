@@ -44,7 +44,7 @@ from padiff_graph.errors import PadiffGraphError
 DEFAULT_BUDGET_MIB = 32.0
 
 #: Bytes of records read ahead at any one time.
-READ_AHEAD = 96 << 20
+READ_AHEAD = 64 << 20
 
 #: Records are written through this many reusable buffers of :data:`SLOT` bytes each,
 #: allocated once per process (fresh memory is slow to touch on some virtual machines).
