@@ -139,7 +139,8 @@ class Spill:
         for held in self._on_disk:
             if held.read is not None:
                 held.read.cancel()
-        self._io.submit(self._drop_file)
+        if self._end:  # something was spooled: the helper thread has (or will have) a file to drop
+            self._io.submit(self._drop_file)
         self._io.shutdown(wait=False)
         self.held = 0
         self._on_disk.clear()
