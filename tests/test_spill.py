@@ -27,9 +27,8 @@ def test_the_spool_file_has_no_name_so_nothing_is_left_behind(tmp_path, monkeypa
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     with Spill(budget=0) as spill:
         held = spill.hold(np.ones(100_000))
-        spill.read_ahead()
+        assert spill.take(held).sum() == 100_000  # written and read back: the file is open
         assert list(tmp_path.iterdir()) == []  # unlinked the moment it was made; gone with its descriptor
-        assert spill.take(held).sum() == 100_000
 
 
 def test_views_are_copied_at_once_so_later_changes_do_not_leak_in() -> None:
