@@ -317,34 +317,46 @@ def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) ->
     assert tuple(faulty.first_divergence) == ("act", "act", "forward")
 
 
-def test_raw_records_are_compared_as_they_were_when_recorded() -> None:
+@pytest.mark.parametrize("raw_framework", ["torch", "paddle"])
+def test_raw_records_are_compared_as_they_were_when_recorded(raw_framework) -> None:
     """Comparisons run beside the model: a raw output changed in place later must not leak in."""
     from padiff_graph.engine import _comparer
 
     gate = threading.Event()
 
-    class LateInplace(torch.nn.Module):
-        def __init__(self):
+    class TorchNet(torch.nn.Module):
+        def __init__(self, in_place):
             super().__init__()
+            self.in_place = in_place
             self.fc1, self.fc2 = torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
 
         def forward(self, x):
             y = self.fc1(x)
-            y.mul_(3)  # after fc1's output was recorded
-            out = self.fc2(y)
-            gate.set()  # only now may the queued comparisons start
-            return out
+            if self.in_place:
+                y.add_(y)  # after fc1's output was recorded
+                out = self.fc2(y)
+                gate.set()  # only now may the queued comparisons start
+                return out
+            return self.fc2(y * 2)
 
-    class Scaled(paddle.nn.Layer):
-        def __init__(self):
+    class PaddleNet(paddle.nn.Layer):
+        def __init__(self, in_place):
             super().__init__()
+            self.in_place = in_place
             self.fc1, self.fc2 = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 2)
 
         def forward(self, x):
-            return self.fc2(self.fc1(x) * 3)
+            y = self.fc1(x)
+            if self.in_place:
+                y.add_(y)
+                out = self.fc2(y)
+                gate.set()
+                return out
+            return self.fc2(y * 2)
 
+    base, raw = (PaddleNet(False), TorchNet(True)) if raw_framework == "torch" else (TorchNet(False), PaddleNet(True))
     _comparer().submit(gate.wait, 30)  # holds the comparison thread until the raw forward is over
-    report = diff(Scaled(), LateInplace(), X)
+    report = diff(base, raw, X)
     assert report.ok, report.first_divergence
     assert gate.is_set() and any(c.base == "fc1" and c.kind == "forward" for c in report.comparisons)
 
