@@ -66,7 +66,7 @@ class Plan:
         single_step: feed the base's layer inputs (forward) and output
             gradients (backward) into the raw model, so errors do not accumulate.
         memory_budget_mib: base records kept in memory up to this size;
-            past it they wait in files (``padiff_graph.spill``). ``inf``: no limit.
+            past it they wait in a spool file (``padiff_graph.spill``). ``inf``: no limit.
     """
 
     forward: bool = True
