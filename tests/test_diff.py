@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padiff_graph import InputError, ModelRunError, diff
-from padiff_graph.compare import DEFAULT_TOLERANCES
+from padiff_graph.run.numerics import DEFAULT_TOLERANCES
 
 X = [np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)]  # positional: Sequential.forward(input)
 
@@ -320,7 +320,7 @@ def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) ->
 @pytest.mark.parametrize("raw_framework", ["torch", "paddle"])
 def test_raw_records_are_compared_as_they_were_when_recorded(raw_framework) -> None:
     """Comparisons run beside the model: a raw output changed in place later must not leak in."""
-    from padiff_graph.engine import _comparer
+    from padiff_graph.run.engine import _comparer
 
     gate = threading.Event()
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from padiff_graph import DumpError, InputError, ModelRunError, Recording, compare_dumps, dump, suggest_map
 from padiff_graph.cli import main
-from padiff_graph.dump import load_dump
+from padiff_graph.offline.reader import load_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32) * 4

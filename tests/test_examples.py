@@ -13,8 +13,8 @@ import pytest
 from conftest import CASES, Case, expected_layer_map, link_key
 
 from padiff_graph import assign_weights, diff, export_tree, preflight, suggest_map
-from padiff_graph.transforms import TensorPair
-from padiff_graph.tree import is_within
+from padiff_graph.core.transforms import TensorPair
+from padiff_graph.core.tree import is_within
 
 #: Checks the pipeline does not pass yet, by (case id, check), with the analysis of
 #: why: each runs as ``xfail(strict=True)``, so it fails the day it passes and its

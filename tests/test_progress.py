@@ -5,7 +5,7 @@ from conftest import load_example
 
 import padiff_graph as pg
 from padiff_graph.cli import main
-from padiff_graph.progress import reporting, task
+from padiff_graph.core.progress import reporting, task
 
 
 class Recorder:

@@ -2,6 +2,7 @@
 
 from conftest import literal_tree
 
+from padiff_graph.core.transforms import TensorPair
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.report.layout import (
     Status,
@@ -11,7 +12,6 @@ from padiff_graph.report.layout import (
     two_trees,
     visible_entries,
 )
-from padiff_graph.transforms import TensorPair
 
 LIN = [("weight", (8, 8)), ("bias", (8,))]
 

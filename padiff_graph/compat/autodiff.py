@@ -10,7 +10,7 @@ from padiff_graph.compat.messages import Named, log, print_failure, print_option
 from padiff_graph.compat.proxy import ProxyModel, as_proxy
 from padiff_graph.errors import AssignError, InputError, PadiffGraphError
 from padiff_graph.layermap import LayerMap
-from padiff_graph.selection import parse_entries, selected_paths
+from padiff_graph.run.selection import parse_entries, selected_paths
 
 #: PaDiff's documented defaults: elementwise tolerances of numpy's ``assert_allclose``, and means compared
 DEFAULTS: dict[str, Any] = {

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.compare import Mode, compare_arrays
 from padiff_graph.compat.messages import Named, log, print_failure, print_tensor_failures, remember
 from padiff_graph.compat.proxy import METADATA, numbered
-from padiff_graph.dump import Dump, DumpError, compare_dumps, load_dump
-from padiff_graph.errors import InputError, PadiffGraphError
+from padiff_graph.errors import DumpError, InputError, PadiffGraphError
 from padiff_graph.match import match_trees
+from padiff_graph.offline.compare import compare_dumps
+from padiff_graph.offline.reader import Dump, load_dump
+from padiff_graph.run.numerics import Mode, compare_arrays
 
 #: PaDiff's defaults for ``cfg``
 DEFAULT_CFG: dict[str, Any] = {"atol": 0.0, "rtol": 1e-7, "compare_mode": "mean"}

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from padiff_graph.compat.messages import log
-from padiff_graph.dump import Recording
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
-from padiff_graph.selection import parse_entries
+from padiff_graph.offline.recording import Recording
+from padiff_graph.run.selection import parse_entries
 
 _dump_root = [Path(sys.path[0] or ".") / "padiff_dump"]
 #: the header metadata key under which a proxy stores its name and layer map

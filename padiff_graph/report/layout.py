@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from padiff_graph.diff import Comparison
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.records import Severity, join_path
+from padiff_graph.core.tree import ROOT, ModelTree, children, is_within, preorder, relative_path
+from padiff_graph.knowledge.families import significant
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.features import significant
-from padiff_graph.preflight import Code, Finding
-from padiff_graph.records import Severity, join_path
-from padiff_graph.tree import ROOT, ModelTree, children, is_within, preorder, relative_path
+from padiff_graph.run.results import Comparison
 
 
 class Status(str, Enum):
