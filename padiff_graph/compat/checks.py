@@ -23,6 +23,7 @@ from padiff_graph.match import match_trees
 from padiff_graph.offline.compare import compare_dumps
 from padiff_graph.offline.reader import Dump, load_dump
 from padiff_graph.run.numerics import Mode, compare_arrays
+from padiff_graph.run.options import parse_mode, parse_tolerance
 
 #: PaDiff's defaults for ``cfg``
 DEFAULT_CFG: dict[str, Any] = {"atol": 0.0, "rtol": 1e-7, "compare_mode": "mean"}
@@ -66,7 +67,7 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
     """``cfg`` over PaDiff's defaults; it applies to this call only (PaDiff kept it for later calls).
 
     Raises:
-        InputError: a key other than ``atol``, ``rtol``, ``compare_mode``.
+        InputError: a key other than ``atol``, ``rtol``, ``compare_mode``, or a value they cannot take.
     """
     given = dict(cfg or {})
     unknown = sorted(set(given) - set(DEFAULT_CFG))
@@ -74,8 +75,8 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
         raise InputError(f"cfg takes atol, rtol and compare_mode, not {', '.join(unknown)}")
     settings = {**DEFAULT_CFG, **given}
     for key in ("atol", "rtol"):
-        if isinstance(settings[key], bool) or not isinstance(settings[key], (int, float)):
-            raise InputError(f"cfg {key} must be a number, not {settings[key]!r}")
+        settings[key] = parse_tolerance(f"cfg {key}", settings[key])
+    settings["compare_mode"] = parse_mode(settings["compare_mode"]).value
     return settings
 
 
