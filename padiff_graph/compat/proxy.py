@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.compat.messages import log
+from padiff_graph.compat.apicheck import api_calls
+from padiff_graph.compat.messages import log, switch_on
+from padiff_graph.compat.report import ApiCall, Report, build_report
 from padiff_graph.dump import Recording
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
-from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
 from padiff_graph.selection import parse_entries
 
 _dump_root = [Path(sys.path[0] or ".") / "padiff_dump"]
@@ -67,6 +69,7 @@ class ProxyModel:
         self.unassigned: list[tuple[Any, str]] = []
         self.layer_map: list[Any] = []
         self._recording: Recording | None = None
+        self._api_calls: list[ApiCall] = []
 
     @property
     def class_name(self) -> str:
@@ -130,10 +133,26 @@ class ProxyModel:
         return self.step % self.dump_freq == 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """The model's forward; on dumped steps its layers are recorded."""
+        """The model's forward; on dumped steps its layers are recorded (``PADIFF_API_CHECK=ON``: API calls too)."""
         if not self._recording_step():
             return self.model(*args, **kwargs)
-        return self.recording().forward(*args, **kwargs)
+        recording = self.recording()
+        if not switch_on("PADIFF_API_CHECK"):
+            return recording.forward(*args, **kwargs)
+
+        def keep(name: str, output: Any) -> None:
+            arrays = [self.adapter.to_numpy(t, copy=True) for t in iter_tensors(output, self.adapter.is_tensor)]
+            self._api_calls.append(ApiCall(len(recording.records), name, arrays))
+
+        with api_calls(self.adapter, self.model, keep):
+            return recording.forward(*args, **kwargs)
+
+    @property
+    def report(self) -> Report:
+        """What was recorded since the last ``clear_report``, as PaDiff's report items (``.items``)."""
+        records = self._recording.records if self._recording is not None else []
+        classes = {path: type(layer).__name__ for path, layer in self.adapter.named_layers(self.model).items()}
+        return build_report(records, classes, self._api_calls)
 
     def backward(self, loss: Any) -> None:
         """``loss.backward()``; on dumped steps the loss and output gradients are recorded."""
@@ -267,6 +286,7 @@ class ProxyModel:
         self._save(dump_path, "weights")
 
     def clear_report(self) -> None:
+        self._api_calls.clear()
         if self._recording is not None:
             self._recording.clear()
 
