@@ -2,7 +2,8 @@
 
 accuracy: precision and recall of the proposed pairs (layers that own
 tensors) against each example's expected map, static and with a traced run,
-side by side with PaDiff's definition-order pairing.
+side by side with a reimplementation of the definition-order pairing PaDiff's weight copy uses
+(labelled "definition order (reimplemented)": it is not PaDiff itself).
 
 scale: ``suggest_map`` on the 7B-shaped LLaMA pair (time, and peak memory of
 the whole process, framework imports included), on mixture-of-experts pairs
@@ -147,7 +148,7 @@ def child_accuracy() -> dict:
         (base, inputs), (raw, _) = case.base(), case.raw()
         base_static, raw_static = export_tree(base), export_tree(raw)
         proposals = {
-            "padiff (definition order)": (zoo.definition_order_pairs(base_static, raw_static), 0),
+            "definition order (reimplemented)": (zoo.definition_order_pairs(base_static, raw_static), 0),
             "padiff_graph static": _proposed(match_trees(base_static, raw_static)),
             "padiff_graph traced": _proposed(match_trees(export_tree(base, inputs), export_tree(raw, inputs))),
         }
@@ -173,7 +174,7 @@ def _proposed(layer_map) -> tuple[dict[str, str], int]:
 def print_accuracy() -> bool:
     result = _child(["child", "accuracy"])
     assert result is not None
-    methods = ["padiff (definition order)", "padiff_graph static", "padiff_graph traced"]
+    methods = ["definition order (reimplemented)", "padiff_graph static", "padiff_graph traced"]
     print("\nMatcher accuracy: precision / recall of the proposed pairs of layers that own tensors")
     print("(ambiguous: pairs proposed but flagged for the user; only definition order could tell them)")
     print(f"{'case':26} {'pairs':>5} " + "".join(f"{m:>30}" for m in methods))

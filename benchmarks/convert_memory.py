@@ -56,7 +56,7 @@ WRITE_CHECKPOINTS = textwrap.dedent(
     import sys
     import numpy as np
     import torch
-    from padiff_graph.tensorfile import Stored, write_safetensors
+    from padiff_graph.core.tensorfile import Stored, write_safetensors
 
     layers, width, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(0)

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from padiff_graph.records import TensorKind
-from padiff_graph.tree import ModelTree, preorder
+from padiff_graph.core.records import TensorKind
+from padiff_graph.core.tree import ModelTree, preorder
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

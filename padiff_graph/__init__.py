@@ -17,11 +17,13 @@ Example::
 """
 
 from padiff_graph.api import assign_weights, diff, export_tree, preflight, suggest_map
-from padiff_graph.checkpoints import convert_checkpoint
-from padiff_graph.diff import DiffReport, Divergence
-from padiff_graph.dump import DumpError, Recording, compare_dumps, dump
+from padiff_graph.assign.checkpoints import convert_checkpoint
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.records import Severity, TensorKind
+from padiff_graph.core.transforms import TensorPair, Transform
 from padiff_graph.errors import (
     AssignError,
+    DumpError,
     FactoryError,
     InputError,
     LayerMapError,
@@ -30,19 +32,14 @@ from padiff_graph.errors import (
     PadiffGraphError,
     UnsupportedModelError,
 )
-from padiff_graph.knowledge.conversions import (
-    DEFAULT_REGISTRY,
-    Conversion,
-    ConversionRegistry,
-    LayerSide,
-    add_special_init,
-    register_conversion,
-)
+from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide
+from padiff_graph.knowledge.registry import DEFAULT_REGISTRY, add_special_init, register_conversion
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match import MatchOptions
-from padiff_graph.preflight import Code, Finding
-from padiff_graph.records import Severity, TensorKind
-from padiff_graph.transforms import TensorPair, Transform
+from padiff_graph.offline.compare import compare_dumps
+from padiff_graph.offline.recording import Recording
+from padiff_graph.offline.writer import dump
+from padiff_graph.run.results import DiffReport, Divergence
 
 __all__ = [
     "DEFAULT_REGISTRY",

@@ -1,5 +1,12 @@
 """The Python API: one function per pipeline stage, models in, records out.
 
+Each function reads as the pipeline it runs: export both models as trees,
+match them into a layer map, check the map, copy weights through it, run
+both models side by side and report. The stages live in their own packages
+(:mod:`padiff_graph.frameworks`, :mod:`~padiff_graph.match`,
+:mod:`~padiff_graph.checks`, :mod:`~padiff_graph.assign`,
+:mod:`~padiff_graph.run`); this module only chains them.
+
 Example::
 
     import padiff_graph as pg
@@ -14,33 +21,29 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from padiff_graph.compare import DEFAULT_TOLERANCES, default_tolerance
-from padiff_graph.diff import DiffReport, Divergence, Tolerance, all_divergences, first_divergence
-from padiff_graph.engine import Plan, Side, run_diff
-from padiff_graph.errors import InputError
+from padiff_graph.assign.inits import expand_inits
+from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_blocking
+from padiff_graph.checks import preflight_trees
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.progress import task
+from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
 from padiff_graph.frameworks import adapter_for
-from padiff_graph.frameworks.base import FrameworkAdapter
-from padiff_graph.inits import expand_inits
-from padiff_graph.inputs import CallArguments, prepare, split_inputs
+from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
+from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
-from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.knowledge.conversions import ConversionRegistry
+from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
+from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
-from padiff_graph.options import DiffOptions
-from padiff_graph.preflight import Code, Finding, preflight_trees
-from padiff_graph.progress import task
-from padiff_graph.randomness import RandomOpFound, RandomWatch, random_layers_disabled
-from padiff_graph.records import TensorKind
-from padiff_graph.runtime import paused_gc
-from padiff_graph.selection import selected_paths
-from padiff_graph.spill import DEFAULT_BUDGET_MIB
-from padiff_graph.tracing import trace_call_order
-from padiff_graph.tree import ModelTree, build_tree
-from padiff_graph.weights import AssignReport, copy_weights, raise_for_blocking
+from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.options import DiffOptions
+from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
+from padiff_graph.run.results import DiffReport, build_report, stopped_report
+from padiff_graph.run.selection import compared_pairs
+from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
 
 
 def export_tree(model: Any, inputs: Any = None) -> ModelTree:
@@ -49,17 +52,7 @@ def export_tree(model: Any, inputs: Any = None) -> ModelTree:
     Works on models built without memory (``torch.device("meta")``,
     ``paddle.LazyGuard()``) when no inputs are given.
     """
-    return _export(model, inputs, "traced")
-
-
-def _export(model: Any, inputs: Any, side: str) -> ModelTree:
-    adapter = adapter_for(model)
-    call_order = None
-    if inputs is not None:
-        with task(f"tracing the {side} model"):
-            call_order = trace_call_order(adapter, model, prepare(adapter, model, inputs), side)
-    with task(f"exporting the {side} model"), paused_gc():
-        return build_tree(adapter.export(model), call_order, adapter.shared_layers(model))
+    return export_model(model, inputs)
 
 
 def suggest_map(
@@ -75,7 +68,7 @@ def suggest_map(
 
     Args:
         base, raw: torch or paddle models (weights flow base -> raw).
-        inputs: optional inputs (see :mod:`padiff_graph.inputs`); tracing
+        inputs: optional inputs (see :mod:`padiff_graph.frameworks.inputs`); tracing
             one forward run lets call order separate same-shaped siblings.
         pinned: ``(base path, raw path)`` pairs you know; kept as given, and
             the layers inside each are matched to each other.
@@ -90,15 +83,7 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    if layer_map is None:
-        layer_map = match_trees(base_tree, raw_tree)
-    return preflight_trees(base_tree, raw_tree, expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY))
-
-
-def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:
-    """Both models' trees; ``inputs`` as for :func:`suggest_map`."""
-    base_inputs, raw_inputs = split_inputs(inputs) if inputs is not None else (None, None)
-    return _export(base, base_inputs, "base"), _export(raw, raw_inputs, "raw")
+    return preflight_trees(base_tree, raw_tree, _complete_map(base_tree, raw_tree, layer_map))
 
 
 def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> AssignReport:
@@ -109,10 +94,8 @@ def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> As
             missing conversion), or the copy did not verify.
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    base_tree, raw_tree = export_pair(base, raw, None)
-    if layer_map is None:
-        layer_map = match_trees(base_tree, raw_tree)
-    layer_map = expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)
+    base_tree, raw_tree = export_pair(base, raw)
+    layer_map = _complete_map(base_tree, raw_tree, layer_map)
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map))
     return copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
 
@@ -144,13 +127,15 @@ def diff(
 ) -> DiffReport:
     """Copy weights, run both models on the same inputs and name the first diverging layer.
 
+    Every option is checked before either model is touched.
+
     Args:
         inputs: a dict of numpy arrays (or a list, or one array) used for both
             models, or a pair ``(base_inputs, raw_inputs)``; framework tensors
             work too. For several steps, an iterator (``iter(batches)``, a
             generator) gives each step's inputs; plain inputs are reused every step.
         layer_map: the map to use; proposed by :func:`suggest_map` if omitted.
-        atol, rtol: tolerances; by default per dtype (:data:`padiff_graph.compare.DEFAULT_TOLERANCES`),
+        atol, rtol: tolerances; by default per dtype (:data:`padiff_graph.run.numerics.DEFAULT_TOLERANCES`),
             the least precise of the models' weights, the inputs, ``amp`` and the two compared tensors.
         mode: ``"strict"`` (elementwise) or ``"mean"`` (compare means; keeps only means in memory).
         assign: copy base weights into raw first.
@@ -182,7 +167,7 @@ def diff(
         memory_budget_mib: base records held in memory up to this size while
             the raw model runs (strict mode holds about one model's activations);
             past it they wait in a spool file in ``TMPDIR``, written and read
-            back beside the run (``padiff_graph.spill``). ``inf``: all in memory.
+            back beside the run (``padiff_graph.run.spill``). ``inf``: all in memory.
 
     Raises:
         InputError: inputs that do not fit ``forward``, or a bad option.
@@ -191,6 +176,8 @@ def diff(
     """
     options = DiffOptions.parse(
         mode=mode,
+        atol=atol,
+        rtol=rtol,
         random_ops=random_ops,
         steps=steps,
         diff_phase=diff_phase if backward else "forward",
@@ -200,142 +187,72 @@ def diff(
         black_list=black_list,
         white_list=white_list,
         skip_wrap_layers=skip_wrap_layers,
+        single_step=single_step,
+        op_level=op_level,
+        memory_budget_mib=memory_budget_mib,
+        api_table=api_table,
     )
+    return _diff(base, raw, inputs, layer_map, options, assign)
+
+
+def _diff(
+    base: Any, raw: Any, inputs: Any, layer_map: LayerMap | None, options: DiffOptions, assign: bool
+) -> DiffReport:
+    """:func:`diff` once its options are checked: trees, map, findings, copy, the hooked run, the report."""
     base_adapter, raw_adapter = adapter_for(base), adapter_for(raw)
-    later = inputs if isinstance(inputs, Iterator) else None
-    if later is not None:
-        inputs = _next_inputs(later, 0)
-
-    def prepare_pair(step_inputs: Any) -> tuple[CallArguments, CallArguments]:
-        base_inputs, raw_inputs = split_inputs(step_inputs)
-        return prepare(base_adapter, base, base_inputs), prepare(raw_adapter, raw, raw_inputs)
-
-    first = prepare_pair(inputs)
+    step_inputs = StepInputs([(base_adapter, base), (raw_adapter, raw)], inputs)
     with task("tracing both models"):
-        base_order = trace_call_order(base_adapter, base, first[0], "base")
-        raw_order = trace_call_order(raw_adapter, raw, first[1], "raw")
-        base_tree = build_tree(base_adapter.export(base), base_order, base_adapter.shared_layers(base))
-        raw_tree = build_tree(raw_adapter.export(raw), raw_order, raw_adapter.shared_layers(raw))
-    if layer_map is None:
-        layer_map = match_trees(base_tree, raw_tree)
-    layer_map = expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)
+        base_tree = export_prepared(base, step_inputs.first[0], "base")
+        raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
+    layer_map = _complete_map(base_tree, raw_tree, layer_map)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
-    context = {*_float_dtypes(base_tree), *_float_dtypes(raw_tree), *options.amp_dtypes()}
-    context |= {
-        adapter.dtype_name(t)
-        for adapter, arguments in zip((base_adapter, raw_adapter), first, strict=True)
-        for t in _tensors(adapter, arguments)
-    }
-    default_atol, default_rtol = default_tolerance(*context)
-    tolerance = Tolerance(
-        atol if atol is not None else default_atol,
-        rtol if rtol is not None else default_rtol,
-        options.mode,
-        fixed=atol is not None or rtol is not None,
-        context=tuple(sorted(d for d in context if d in DEFAULT_TOLERANCES)),
-    )
-    if options.diff_phase != "forward" and not (_trainable(base_tree) or _trainable(raw_tree)):
-        # without a trainable tensor on either side there is no gradient to compare (and no loss to take)
-        options = replace(options, diff_phase="forward")
+    input_dtypes = {base_adapter.dtype_name(t) for t in step_inputs.first[0].tensors(base_adapter)}
+    input_dtypes |= {raw_adapter.dtype_name(t) for t in step_inputs.first[1].tensors(raw_adapter)}
+    tolerance = options.tolerance(tensor_dtypes(base_tree) | tensor_dtypes(raw_tree) | input_dtypes)
+    if options.backward and not (has_trainable(base_tree) or has_trainable(raw_tree)):
+        options = options.forward_only()  # no trainable tensor on either side: no gradient, no loss to take
     settings = options.settings(tolerance)
-    settings["single_step"] = single_step
-    random = [f for f in findings if f.code is Code.RANDOM_OP]
+    random = [finding for finding in findings if finding.code is Code.RANDOM_OP]
     if random and options.random_ops == "error":
-        return _stopped(random[0], findings, layer_map, settings)
+        return stopped_report(random[0], findings, layer_map, settings)
     if assign:
         raise_for_blocking(findings)
         with task("copying weights base -> raw"):
             copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
-    pairs = _compared_pairs(layer_map, options, (base_adapter, base, base_tree), (raw_adapter, raw, raw_tree))
-    watch = RandomWatch(disable=options.random_ops == "disable")
-    base_amp, raw_amp = options.amp
-    base_side = Side(base_adapter, base, "base", options.loss_fns[0], options.optimizers[0], base_amp, watch)
-    raw_side = Side(raw_adapter, raw, "raw", options.loss_fns[1], options.optimizers[1], raw_amp, watch)
-    plan = Plan(
-        forward=options.diff_phase != "backward",
-        backward=options.diff_phase != "forward",
-        single_step=single_step,
-        memory_budget_mib=memory_budget_mib,
+    pairs = compared_pairs(
+        layer_map,
+        options.selection,
+        (base_adapter.named_layers(base), base_tree),
+        (raw_adapter.named_layers(raw), raw_tree),
     )
-    op_names = None
-    if not memory_budget_mib >= 0:
-        raise InputError(f"memory_budget_mib must be 0 or more, not {memory_budget_mib!r}")
-    if op_level:
-        table = API_EQUIVALENTS if api_table is None else api_table
-        op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table))
-
-    def batches() -> Iterator[tuple[CallArguments, CallArguments]]:
-        yield first
-        for step in range(1, options.steps):
-            yield first if later is None else prepare_pair(_next_inputs(later, step))
-
+    watch = RandomWatch(disable=options.random_ops == "disable")
+    (base_loss, raw_loss), (base_optimizer, raw_optimizer) = options.loss_fns, options.optimizers
+    base_side = Side(base_adapter, base, "base", base_loss, base_optimizer, options.amp[0], watch)
+    raw_side = Side(raw_adapter, raw, "raw", raw_loss, raw_optimizer, options.amp[1], watch)
+    plan = Plan(options.forward, options.backward, options.single_step, options.memory_budget_mib)
+    table = API_EQUIVALENTS if options.api_table is None else options.api_table
+    op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
         with random_layers_disabled(base_adapter, base, base_tree), random_layers_disabled(raw_adapter, raw, raw_tree):
-            outcome = run_diff(base_side, raw_side, batches(), layer_map, pairs, tolerance, plan, op_names)
+            batches = step_inputs.batches(options.steps)
+            outcome = run_diff(base_side, raw_side, batches, layer_map, pairs, tolerance, plan, op_names)
     except RandomOpFound:
         found = watch.findings()
-        return _stopped(found[0], findings + found, layer_map, settings)
-    findings += watch.findings()
-    divergence, contained = first_divergence(outcome.comparisons, contain=not single_step)
-    divergences = all_divergences(outcome.comparisons, _descendants(base_tree), contain=not single_step)
-    if outcome.ops is not None:
-        divergences = [outcome.ops.explain(d) for d in divergences]
-        divergence = None if divergence is None else outcome.ops.explain(divergence)
-    return DiffReport(
-        divergence is None,
-        divergence,
+        return stopped_report(found[0], findings + found, layer_map, settings)
+    return build_report(
         outcome.comparisons,
-        findings,
+        findings + watch.findings(),
         layer_map,
         settings,
-        outcome.unproduced,
-        contained,
-        divergences,
+        descendants_of(base_tree),
+        unproduced=outcome.unproduced,
+        contain=not options.single_step,
+        explain=None if outcome.ops is None else outcome.ops.explain,
     )
 
 
-def _next_inputs(batches: Iterator[Any], step: int) -> Any:
-    try:
-        return next(batches)
-    except StopIteration:
-        raise InputError(f"the inputs iterator ran out at step {step}; give one input set per step") from None
-
-
-def _tensors(adapter: FrameworkAdapter, arguments: CallArguments) -> list[Any]:
-    values = [*arguments.args, *arguments.kwargs.values()]
-    return [value for value in values if adapter.is_tensor(value)]
-
-
-def _stopped(finding: Finding, findings: list[Finding], layer_map: LayerMap, settings: dict[str, Any]) -> DiffReport:
-    """The report of a run stopped by a random op: the finding is the divergence."""
-    stopped = Divergence(finding.base or "", finding.raw or "", "preflight", f"{finding.message}; {finding.hint}")
-    return DiffReport(False, stopped, [], findings, layer_map, settings, divergences=[stopped])
-
-
-def _compared_pairs(
-    layer_map: LayerMap,
-    options: DiffOptions,
-    base: tuple[FrameworkAdapter, Any, ModelTree],
-    raw: tuple[FrameworkAdapter, Any, ModelTree],
-) -> list[LayerPair]:
-    """The map's pairs that the ignore lists, black/white lists and wrapper setting leave in."""
-    selected = []
-    for adapter, model, tree in (base, raw):
-        layers = adapter.named_layers(model)
-        selected.append(selected_paths(layers, tree, options.black_list, options.white_list, options.skip_wrap_layers))
-    return [pair for pair in layer_map.active_pairs() if pair.base in selected[0] and pair.raw in selected[1]]
-
-
-def _descendants(tree: ModelTree) -> dict[str, set[str]]:
-    import networkx as nx
-
-    return {path: set(nx.descendants(tree, path)) for path in tree.nodes}
-
-
-def _float_dtypes(tree: ModelTree) -> set[str]:
-    return {tensor.dtype for path in tree.nodes for tensor in tree.nodes[path]["tensors"]}
-
-
-def _trainable(tree: ModelTree) -> bool:
-    kinds = (TensorKind.PARAMETER, TensorKind.EMBEDDING)
-    return any(tensor.kind in kinds for path in tree.nodes for tensor in tree.nodes[path]["tensors"])
+def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:
+    """``layer_map`` (proposed by the matcher when ``None``) with every ``init`` naming a conversion expanded."""
+    if layer_map is None:
+        layer_map = match_trees(base_tree, raw_tree)
+    return expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)

@@ -30,6 +30,10 @@ class LayerMapError(InputError):
     """A layer-map file or object is malformed or does not fit the models."""
 
 
+class DumpError(PadiffGraphError):
+    """A dump directory that is missing, damaged, incomplete or not a padiff_graph dump."""
+
+
 class OutputError(PadiffGraphError):
     """A map, report or dump could not be written (the target is left as it was)."""
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY
+from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind, join_path
+from padiff_graph.core.transforms import TensorPair
+from padiff_graph.core.tree import ModelTree, build_tree, relative_path
+from padiff_graph.knowledge.conversions import layer_side
+from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.features import layer_side
 from padiff_graph.match.tensors import pair_layer_tensors, shape_transform
-from padiff_graph.records import LayerInfo, TensorInfo, TensorKind, join_path
-from padiff_graph.transforms import TensorPair
-from padiff_graph.tree import ModelTree, build_tree, relative_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 #: an example is a module of examples/ that defines ``base()``; the others are helpers

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from padiff_graph import LayerMap, LayerPair
-from padiff_graph.atomic import atomic_file, write_atomically
+from padiff_graph.core.atomic import atomic_file, write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_a_killed_run_leaves_the_previous_map_loadable(tmp_path) -> None:
 def test_a_killed_first_write_leaves_no_file_at_all(tmp_path) -> None:
     target = tmp_path / "report.html"
     script = (
-        "import os, signal\nfrom padiff_graph.atomic import write_atomically\n"
+        "import os, signal\nfrom padiff_graph.core.atomic import write_atomically\n"
         "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"write_atomically({str(target)!r}, '<html>' * 100000)\n"
     )

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from test_conversions import PaddleSequenceNet, TorchSequenceNet, randomize
 
 from padiff_graph import AssignError, InputError
-from padiff_graph.checkpoints import convert_checkpoint, open_checkpoint
+from padiff_graph.assign.checkpoints import convert_checkpoint, open_checkpoint
 from padiff_graph.cli import main
-from padiff_graph.tensorfile import Stored, write_safetensors
+from padiff_graph.core.tensorfile import Stored, write_safetensors
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))

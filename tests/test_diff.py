@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padiff_graph import InputError, ModelRunError, diff
-from padiff_graph.compare import DEFAULT_TOLERANCES
+from padiff_graph.run.numerics import DEFAULT_TOLERANCES
 
 X = [np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)]  # positional: Sequential.forward(input)
 
@@ -320,7 +320,7 @@ def test_inplace_ops_keep_forward_and_backward_comparisons_right(single_step) ->
 @pytest.mark.parametrize("raw_framework", ["torch", "paddle"])
 def test_raw_records_are_compared_as_they_were_when_recorded(raw_framework) -> None:
     """Comparisons run beside the model: a raw output changed in place later must not leak in."""
-    from padiff_graph.engine import _comparer
+    from padiff_graph.run.engine import _comparer
 
     gate = threading.Event()
 
@@ -367,3 +367,27 @@ def test_single_step_feeds_a_raw_torch_model_with_inplace_relu() -> None:
     raw = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(inplace=True), torch.nn.Linear(8, 2))
     report = diff(base, raw, X, single_step=True)
     assert report.ok, report.first_divergence
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"memory_budget_mib": -1},
+        {"atol": -1e-3},
+        {"rtol": "tight"},
+        {"mode": "exact"},
+        {"steps": 0},
+        {"amp": "int8"},
+        {"diff_phase": "sideways"},
+        {"random_ops": "ignore"},
+        {"black_list": [(torch.nn.Linear, "everything")]},
+        {"loss_fns": (lambda out: out.mean(),)},
+    ],
+)
+def test_a_bad_option_is_refused_before_the_raw_model_changes(option) -> None:
+    base, raw = mlp_torch(torch.nn.GELU()), mlp_paddle(paddle.nn.GELU())
+    before = {name: value.numpy().copy() for name, value in raw.state_dict().items()}
+    with pytest.raises(InputError):
+        diff(base, raw, X, **option)
+    after = raw.state_dict()
+    assert all(np.array_equal(before[name], after[name].numpy()) for name in before)

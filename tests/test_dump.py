@@ -13,9 +13,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import padiff_graph as pg
 from padiff_graph import DumpError, InputError, ModelRunError, Recording, compare_dumps, dump, suggest_map
 from padiff_graph.cli import main
-from padiff_graph.dump import load_dump
+from padiff_graph.offline.reader import load_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32) * 4
@@ -240,3 +241,45 @@ def test_a_two_process_torch_distributed_run_is_dumped_per_rank(tmp_path) -> Non
     assert report.settings["ranks"] == [0, 1]
     losses = [c for c in report.comparisons if c.kind == "loss"]
     assert len(losses) == 2
+
+
+class TorchHeaded(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU())
+        self.head = torch.nn.Sequential(torch.nn.Linear(16, 4), torch.nn.GELU())
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+class PaddleHeaded(paddle.nn.Layer):
+    """The port, with an approximate GELU planted in the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = paddle.nn.Sequential(paddle.nn.Linear(8, 16), paddle.nn.GELU())
+        self.head = paddle.nn.Sequential(paddle.nn.Linear(16, 4), paddle.nn.GELU(approximate=True))
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+def test_the_live_diff_and_the_offline_compare_agree_on_an_ignored_subtree(tmp_path) -> None:
+    """``ignore`` covers the whole subtree, in the live diff and the offline compare alike."""
+    torch.manual_seed(0)
+    base, raw = TorchHeaded(), PaddleHeaded()
+    layer_map = suggest_map(base, raw)
+    layer_map.ignore_base.append("head")
+    live = pg.diff(base, raw, [X], layer_map)  # copies the weights, so the dumps below start alike
+    loss = lambda out: (out**2).mean()  # noqa: E731
+    dump(base, [X], tmp_path / "torch", loss_fn=loss)
+    dump(raw, [X], tmp_path / "paddle", loss_fn=loss)
+    offline = compare_dumps(tmp_path / "torch", tmp_path / "paddle", layer_map)
+
+    def compared(report):
+        return {(c.base, c.raw, c.kind) for c in report.comparisons if c.kind != "loss"}
+
+    assert compared(live) == compared(offline)
+    assert not any(base_path.startswith("head") for base_path, _, _ in compared(live))
+    assert tuple(live.first_divergence) == tuple(offline.first_divergence) == ("", "", "forward")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from padiff_graph import TensorKind, export_tree
-from padiff_graph.tree import full_tensor_names
+from padiff_graph.core.tree import full_tensor_names
 
 
 def kinds(tree, path):

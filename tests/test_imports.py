@@ -54,3 +54,62 @@ except padiff_graph.UnsupportedModelError as error:
     )
     result = run(code)
     assert "object is neither a torch.nn.Module nor a paddle.nn.Layer" in result.stdout
+
+
+def test_every_module_imports_as_a_module_and_none_is_named_like_a_reexported_function() -> None:
+    """``import padiff_graph.<name>`` gives a module: no module shadows, or is shadowed by, a public function."""
+    code = (
+        BLOCK_FRAMEWORKS
+        + """
+import importlib, inspect, pkgutil, types
+import padiff_graph
+functions = {name for name in padiff_graph.__all__ if inspect.isfunction(getattr(padiff_graph, name))}
+clashes, broken = [], []
+for info in pkgutil.walk_packages(padiff_graph.__path__, "padiff_graph."):
+    if info.name.rsplit(".", 1)[1] in functions:
+        clashes.append(info.name)
+    if info.name.endswith("__main__") or any(part in info.name for part in ("adapter", "_ops", "demo")):
+        continue  # running the command; framework adapters and the demo import their framework
+    if not isinstance(importlib.import_module(info.name), types.ModuleType):
+        broken.append(info.name)
+print(sorted(functions)[:3], clashes, broken)
+"""
+    )
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("[] []"), result.stdout
+
+
+#: The package's floors, bottom first: a module may import its own floor and those below, never above.
+FLOORS = [
+    ["errors", "core"],
+    ["knowledge"],
+    ["layermap", "frameworks"],
+    ["match", "checks"],
+    ["assign"],
+    ["run"],
+    ["offline"],
+    ["report"],
+    ["api", "compat", "cli", "__init__", "__main__"],
+]
+
+
+def test_imports_point_down_the_pipeline() -> None:
+    """Every import of a package module (inside functions too) goes to the same floor or one below it."""
+    import ast
+    from pathlib import Path
+
+    floor = {name: level for level, names in enumerate(FLOORS) for name in names}
+    package = Path(__file__).resolve().parent.parent / "padiff_graph"
+    upward = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        mine = floor[parts[0]]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                target = name.split(".")
+                if target[0] == "padiff_graph" and floor[target[1] if len(target) > 1 else "__init__"] > mine:
+                    upward.append(f"{'.'.join(parts)} -> {name}")
+    assert upward == []

@@ -9,8 +9,8 @@ import paddle
 import torch
 from test_conversions import PaddleSequenceNet, TorchSequenceNet, randomize
 
-from padiff_graph import export_tree, suggest_map
-from padiff_graph.padiff_code import padiff_code
+from padiff_graph import LayerMap, LayerPair, TensorPair, export_tree, suggest_map
+from padiff_graph.layermap.padiff_code import padiff_code, set_layer_map_snippet
 
 
 def test_generated_special_inits_run_under_padiffs_api(monkeypatch) -> None:
@@ -44,3 +44,9 @@ def test_maps_that_need_no_special_init_print_only_set_layer_map() -> None:
     base, raw = torch.nn.Sequential(torch.nn.Linear(2, 3)), paddle.nn.Sequential(paddle.nn.Linear(2, 3))
     code = padiff_code(suggest_map(base, raw), export_tree(base), export_tree(raw))
     assert "add_special_init" not in code and "set_layer_map" in code
+
+
+def test_set_layer_map_snippet_uses_attribute_paths() -> None:
+    layer_map = LayerMap([LayerPair("layer1.0.conv", "blocks.0.conv", 1.0, (TensorPair("weight", "weight"),))])
+    snippet = set_layer_map_snippet(layer_map)
+    assert "base_model.model.layer1[0].conv" in snippet and "raw_model.model.blocks[0].conv" in snippet

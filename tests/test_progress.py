@@ -5,7 +5,7 @@ from conftest import load_example
 
 import padiff_graph as pg
 from padiff_graph.cli import main
-from padiff_graph.progress import reporting, task
+from padiff_graph.core.progress import reporting, task
 
 
 class Recorder:
@@ -27,10 +27,15 @@ class Recorder:
         self.open -= 1
 
 
-def test_tasks_are_silent_without_a_reporter() -> None:
+def test_tasks_are_silent_without_a_reporter(capsys) -> None:
+    """Library code announces work freely: with no reporter installed nothing is shown or kept."""
+    listening = Recorder()
+    with reporting(listening):
+        pass  # a reporter installed and gone again leaves none behind
     with task("nothing listens", total=3) as advance:
         advance()
         advance(2)
+    assert listening.started == [] and capsys.readouterr() == ("", "")
 
 
 def test_a_diff_reports_export_matching_and_each_comparison() -> None:

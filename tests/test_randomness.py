@@ -5,7 +5,7 @@ import paddle
 import torch
 
 from padiff_graph import diff
-from padiff_graph.records import Severity
+from padiff_graph.core.records import Severity
 
 X = [np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)]
 

@@ -2,6 +2,7 @@
 
 from conftest import literal_tree
 
+from padiff_graph.core.transforms import TensorPair
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.report.layout import (
     Status,
@@ -11,7 +12,6 @@ from padiff_graph.report.layout import (
     two_trees,
     visible_entries,
 )
-from padiff_graph.transforms import TensorPair
 
 LIN = [("weight", (8, 8)), ("bias", (8,))]
 
@@ -137,3 +137,17 @@ def test_a_wrapped_run_collapses_against_the_bare_run() -> None:
     layout = two_trees(base, raw, LayerMap(pairs))
     shown = [(r.base.name("N") if r.base else None, r.raw.name("N") if r.raw else None) for r in layout.rows]
     assert shown == [("N", "N"), ("layers", "layers"), (None, "0-3"), ("0-3", "body"), ("fc", "fc"), ("act", "act")]
+
+
+def test_a_pair_inside_an_ignored_subtree_is_drawn_ignored_on_both_sides() -> None:
+    """The report shows what the copy and the diff do: ``ignore`` covers the pairs below it."""
+    rows = [("", "MyNet"), ("head", "MyHead"), ("head.fc", "Linear", LIN), ("body", "Linear", LIN)]
+    base, raw = literal_tree(rows), literal_tree(rows)
+    pairs = [
+        LayerPair(path, path, tensors=(TensorPair("weight", "weight"),)) for path in ("", "head", "head.fc", "body")
+    ]
+    layer_map = LayerMap(pairs, ignore_base=["head"])
+    base_states, raw_states = layer_states(base, "base", layer_map), layer_states(raw, "raw", layer_map)
+    for states in (base_states, raw_states):
+        assert states["head.fc"].status is Status.IGNORED and states["head"].status is Status.IGNORED
+        assert states["body"].status is Status.MATCHED

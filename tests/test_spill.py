@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from padiff_graph import diff
-from padiff_graph.spill import READ_AHEAD, Spill
+from padiff_graph.run.spill import READ_AHEAD, Spill
 
 
 def test_arrays_past_the_budget_go_to_the_spool_file_and_come_back_once() -> None:
@@ -54,7 +54,7 @@ def test_blocks_that_direct_io_refuses_go_through_the_page_cache(monkeypatch) ->
     import errno
     import os
 
-    from padiff_graph import spill as spill_module
+    from padiff_graph.run import spill as spill_module
 
     monkeypatch.setattr(spill_module, "_set_direct", lambda fd, on: on)  # as if the file were direct
     real_pwrite, refused = os.pwrite, []
@@ -74,7 +74,7 @@ def test_blocks_that_direct_io_refuses_go_through_the_page_cache(monkeypatch) ->
 
 
 def test_a_failing_spool_file_is_one_actionable_error(tmp_path, monkeypatch) -> None:
-    from padiff_graph.spill import SpillError
+    from padiff_graph.run.spill import SpillError
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "missing"))
     with Spill(budget=0) as spill:

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from padiff_graph.transforms import TensorPair, Transform, parse_index
+from padiff_graph.core.transforms import TensorPair, Transform, parse_index
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from padiff_graph.compat.checks import check_dataloader, check_grads, check_para
 from padiff_graph.compat.messages import last_report as last_report
 from padiff_graph.compat.proxy import ProxyModel as ProxyModel
 from padiff_graph.compat.proxy import create_model, get_dump_root_path, set_dump_root_path
-from padiff_graph.knowledge.conversions import add_special_init
+from padiff_graph.knowledge.registry import add_special_init
 from padiff_graph.layermap import LayerMap as LayerMap  # imported by PaDiff scripts; layer maps are native here
 
 __all__ = [

@@ -19,8 +19,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.tracing import hooks
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
-from padiff_graph.tracing import hooks
 
 #: paddle's tensor operators recorded, as ``paddle.Tensor.<operator>``
 OPERATORS = (

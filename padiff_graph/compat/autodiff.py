@@ -12,13 +12,13 @@ from typing import Any
 from padiff_graph.api import assign_weights, diff, export_tree, suggest_map
 from padiff_graph.compat.messages import Named, log, print_failure, print_options, remember, switch_on
 from padiff_graph.compat.proxy import ProxyModel, as_proxy
-from padiff_graph.dump import Recording
 from padiff_graph.errors import AssignError, InputError, ModelRunError, PadiffGraphError
 from padiff_graph.frameworks import adapter_named
 from padiff_graph.frameworks.base import iter_tensors
-from padiff_graph.inputs import prepare, split_inputs
+from padiff_graph.frameworks.inputs import prepare, split_inputs
 from padiff_graph.layermap import LayerMap
-from padiff_graph.selection import parse_entries, selected_paths
+from padiff_graph.offline.recording import Recording
+from padiff_graph.run.selection import parse_entries, selected_paths
 
 #: PaDiff's documented defaults: elementwise tolerances of numpy's ``assert_allclose``, and means compared
 DEFAULTS: dict[str, Any] = {

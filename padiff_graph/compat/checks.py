@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.compare import Mode, compare_arrays
 from padiff_graph.compat.messages import (
     Named,
     log,
@@ -27,11 +26,14 @@ from padiff_graph.compat.messages import (
     remember,
 )
 from padiff_graph.compat.proxy import METADATA, numbered
-from padiff_graph.dump import Dump, DumpError, compare_dumps, load_dump
-from padiff_graph.errors import InputError, PadiffGraphError
-from padiff_graph.layermap import LayerMap
+from padiff_graph.core.records import join_path
+from padiff_graph.errors import DumpError, InputError, PadiffGraphError
+from padiff_graph.layermap.layer_map import LayerMap
 from padiff_graph.match import match_trees
-from padiff_graph.records import join_path
+from padiff_graph.offline.compare import compare_dumps
+from padiff_graph.offline.reader import Dump, load_dump
+from padiff_graph.run.numerics import Mode, compare_arrays
+from padiff_graph.run.options import parse_mode, parse_tolerance
 
 #: PaDiff's defaults for ``cfg``
 DEFAULT_CFG: dict[str, Any] = {"atol": 0.0, "rtol": 1e-7, "compare_mode": "mean"}
@@ -75,7 +77,7 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
     """``cfg`` over PaDiff's defaults; it applies to this call only (PaDiff kept it for later calls).
 
     Raises:
-        InputError: a key other than ``atol``, ``rtol``, ``compare_mode``.
+        InputError: a key other than ``atol``, ``rtol``, ``compare_mode``, or a value they cannot take.
     """
     given = dict(cfg or {})
     unknown = sorted(set(given) - set(DEFAULT_CFG))
@@ -83,8 +85,8 @@ def compare_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
         raise InputError(f"cfg takes atol, rtol and compare_mode, not {', '.join(unknown)}")
     settings = {**DEFAULT_CFG, **given}
     for key in ("atol", "rtol"):
-        if isinstance(settings[key], bool) or not isinstance(settings[key], (int, float)):
-            raise InputError(f"cfg {key} must be a number, not {settings[key]!r}")
+        settings[key] = parse_tolerance(f"cfg {key}", settings[key])
+    settings["compare_mode"] = parse_mode(settings["compare_mode"]).value
     return settings
 
 

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from padiff_graph.diff import Comparison, DiffReport
-from padiff_graph.records import join_path
-from padiff_graph.tree import ModelTree, children
+from padiff_graph.core.records import join_path
+from padiff_graph.core.tree import ModelTree, children
+from padiff_graph.run.results import Comparison, DiffReport
 
 PREFIX = "[AutoDiff]"
 HERE = "    <---  *** HERE ***"

@@ -23,11 +23,11 @@ import numpy as np
 from padiff_graph.compat.apicheck import api_calls
 from padiff_graph.compat.messages import log, switch_on
 from padiff_graph.compat.report import ApiCall, Report, build_report
-from padiff_graph.dump import Recording
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
-from padiff_graph.selection import parse_entries
+from padiff_graph.offline.recording import Recording
+from padiff_graph.run.selection import parse_entries
 
 _dump_root = [Path(sys.path[0] or ".") / "padiff_dump"]
 #: the header metadata key under which a proxy stores its name and layer map

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.core.tensorfile import CheckpointReader, Stored
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
-from padiff_graph.records import LayerInfo, TensorInfo, TensorKind
-from padiff_graph.tensorfile import CheckpointReader, Stored
 
 Hook = Callable[[Any], None]
 #: ``hook(args, kwargs)`` before a layer runs; returns replacement ``(args, kwargs)`` or ``None``.

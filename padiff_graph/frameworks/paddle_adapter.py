@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.records import LayerInfo
+from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
     ExportRules,
@@ -22,8 +24,6 @@ from padiff_graph.frameworks.base import (
     export_layers,
     iter_tensors,
 )
-from padiff_graph.records import LayerInfo
-from padiff_graph.tensorfile import SafetensorsReader, Stored, dtype_of
 
 #: The only callables a ``.pdparams`` pickle may name: rebuilding numpy arrays.
 _PDPARAMS_GLOBALS = frozenset(

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.records import LayerInfo
+from padiff_graph.core.tensorfile import SafetensorsReader, Stored
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
     ExportRules,
@@ -22,8 +24,6 @@ from padiff_graph.frameworks.base import (
     export_layers,
     iter_tensors,
 )
-from padiff_graph.records import LayerInfo
-from padiff_graph.tensorfile import SafetensorsReader, Stored
 
 #: Keys under which training scripts commonly nest the state dict.
 _NESTED_STATE_KEYS = ("state_dict", "model", "model_state_dict", "module")

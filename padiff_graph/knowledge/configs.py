@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from padiff_graph.records import Severity
+from padiff_graph.core.records import Severity
 
 Reader = Callable[[str, Mapping[str, Any]], Any]
 

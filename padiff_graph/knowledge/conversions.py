@@ -1,7 +1,7 @@
 """The conversion registry: how two layer classes' tensors correspond.
 
 A conversion is keyed by (framework, class or family) on each side. Most are
-*data*: a function returning :class:`~padiff_graph.transforms.TensorPair`
+*data*: a function returning :class:`~padiff_graph.core.transforms.TensorPair`
 records, so the weight copy, its verification, checkpoint conversion and the
 inverse direction all follow from it. Registering torch -> paddle also serves
 paddle -> torch: :meth:`ConversionRegistry.find` inverts the pairs.
@@ -10,7 +10,7 @@ PaDiff's *special inits* are opaque instead: ``init(base_layer, raw_layer)``
 copies the weights itself. :func:`add_special_init` registers one with
 PaDiff's signature; the matcher then knows the pair is handled, and the
 weight copy calls it (running it backwards by probing when the models come
-in the other order, see :mod:`padiff_graph.inits`).
+in the other order, see :mod:`padiff_graph.assign.inits`).
 
 Users add their own with :func:`register_conversion` (a decorator),
 :func:`add_special_init` or :meth:`ConversionRegistry.register`. The shipped
@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
-from padiff_graph.knowledge.families import family_of
-from padiff_graph.records import TensorInfo
-from padiff_graph.transforms import IDENTITY, TensorPair, Transform, constant
+from padiff_graph.core.records import TensorInfo, join_path
+from padiff_graph.core.transforms import IDENTITY, TensorPair, Transform, constant
+from padiff_graph.core.tree import ModelTree, preorder, relative_path
+from padiff_graph.knowledge.families import family_of, significant
 
 
 @dataclass(frozen=True)
@@ -241,65 +242,23 @@ def linked(
     return TensorPair(constant(neutral), raw_name, Transform(raw_index=transform.raw_index))
 
 
-#: The registry the pipeline uses unless a caller passes its own.
-DEFAULT_REGISTRY = ConversionRegistry()
+def layer_side(tree: ModelTree, path: str) -> LayerSide:
+    """What a conversion sees of the layer at ``path``: own and (lazily) subtree tensors by relative name."""
+    node = tree.nodes[path]
 
+    def collect_subtree() -> dict[str, TensorInfo]:
+        return {
+            join_path(relative_path(path, layer), tensor.name): tensor
+            for layer in preorder(tree, path)
+            for tensor in tree.nodes[layer]["tensors"]
+            if significant(tensor)
+        }
 
-def register_conversion(
-    base_framework: str,
-    base_class: str,
-    raw_framework: str,
-    raw_class: str,
-    *,
-    name: str | None = None,
-    covers_subtree: bool = False,
-    registry: ConversionRegistry = DEFAULT_REGISTRY,
-) -> Callable[[PairTensors], PairTensors]:
-    """Decorator: register a tensor-pairing function as a conversion.
-
-    The function receives the two layers as :class:`LayerSide` records and
-    returns tensor pairs, names relative to each layer; it serves both
-    directions. A map file can name it (``init: my_package.inits:fused_qkv``).
-
-    Example::
-
-        @register_conversion("torch", "FusedQKV", "paddle", "SplitQKV", covers_subtree=True)
-        def fused_qkv(base, raw):
-            return [TensorPair.parse("qkv[0:64] -> q.weight: transpose"), ...]
-    """
-
-    def decorate(function: PairTensors) -> PairTensors:
-        conversion = Conversion(name or function.__name__, function, covers_subtree)
-        registry.register(base_framework, base_class, raw_framework, raw_class, conversion, function)
-        return function
-
-    return decorate
-
-
-def add_special_init(
-    base_framework: str,
-    base_model_name: str,
-    raw_framework: str,
-    raw_model_name: str,
-    func: InitFunction,
-    *,
-    registry: ConversionRegistry = DEFAULT_REGISTRY,
-) -> None:
-    """Register a PaDiff special init: ``func(base_layer, raw_layer)`` copies the weights itself.
-
-    PaDiff's signature, unchanged. The function handles the whole sublayer
-    (its descendants too). It is called as registered; for models passed in
-    the other order, the copy runs it backwards by probing (which works for
-    functions that only move values: copies, transposes, splits, concatenations).
-
-    Example::
-
-        add_special_init("torch", "BatchNorm2d", "paddle", "BatchNorm2D", init_batchnorm)
-    """
-    conversion = Conversion(getattr(func, "__name__", "special-init"), init=func, covers_subtree=True)
-    registry.register(base_framework, base_model_name, raw_framework, raw_model_name, conversion)
-
-
-from padiff_graph.knowledge.shipped import register_shipped  # noqa: E402  (the table uses the classes above)
-
-register_shipped(DEFAULT_REGISTRY)
+    return LayerSide(
+        framework=tree.graph["framework"],
+        class_name=node["class_name"],
+        builtin=node["builtin"],
+        tensors={tensor.name: tensor for tensor in node["tensors"] if significant(tensor)},
+        collect_subtree=collect_subtree,
+        config=node["config"],
+    )

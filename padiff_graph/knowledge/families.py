@@ -9,7 +9,7 @@ class name is only a naming hint.
 
 from __future__ import annotations
 
-from padiff_graph.records import LayerInfo
+from padiff_graph.core.records import LayerInfo, TensorInfo
 
 #: Lower-cased builtin class names that differ between frameworks.
 FAMILY_ALIASES: dict[str, str] = {
@@ -126,3 +126,8 @@ def is_random(layer: LayerInfo) -> bool:
         return False
     probability = layer.config.get("p")
     return probability is None or float(probability) > 0.0
+
+
+def significant(tensor: TensorInfo) -> bool:
+    """Tensors that carry model state worth matching and copying."""
+    return tensor.persistent and tensor.name not in IGNORED_TENSOR_NAMES

@@ -29,12 +29,8 @@ Tensors a layer may lack (``bias=False``, ``affine=False``) pair with a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from padiff_graph.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
-
-if TYPE_CHECKING:
-    from padiff_graph.knowledge.conversions import ConversionRegistry, LayerSide
+from padiff_graph.core.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
+from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide, linked, renamed
 
 _WEIGHT_BIAS_NEUTRAL = {"weight": 1.0, "bias": 0.0}
 _BIAS_NEUTRAL = {"bias": 0.0}
@@ -42,8 +38,6 @@ _BIAS_NEUTRAL = {"bias": 0.0}
 
 def multihead_attention(base: LayerSide, raw: LayerSide) -> list[TensorPair]:
     """torch ``MultiheadAttention`` (fused q|k|v rows) -> paddle ``MultiHeadAttention`` (q/k/v/out Linears)."""
-    from padiff_graph.knowledge.conversions import linked
-
     size = int(base.config.get("embed_dim", 0))
     links: list[tuple[str, Transform, str, float | None]] = []
     for index, name in enumerate("qkv"):
@@ -71,7 +65,6 @@ def same_names(base: LayerSide, raw: LayerSide) -> list[TensorPair]:
 
 def register_shipped(registry: ConversionRegistry) -> None:
     """Register every shipped conversion into ``registry``."""
-    from padiff_graph.knowledge.conversions import Conversion, renamed
 
     def both(family: str, conversion: Conversion, paddle_family: str | None = None) -> None:
         registry.register("torch", family, "paddle", paddle_family or family, conversion)

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from padiff_graph.knowledge.conversions import DEFAULT_REGISTRY, ConversionRegistry
+from padiff_graph.core.progress import task
+from padiff_graph.core.records import TensorInfo, join_path
+from padiff_graph.core.runtime import paused_gc
+from padiff_graph.core.tree import ModelTree, is_within, relative_path
+from padiff_graph.knowledge.conversions import ConversionRegistry, layer_side
+from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.costs import Scorer
-from padiff_graph.match.features import TreeFeatures, layer_side
+from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.options import MatchOptions
 from padiff_graph.match.pinning import pin_pairs
 from padiff_graph.match.stages import (
@@ -32,10 +37,6 @@ from padiff_graph.match.stages import (
 )
 from padiff_graph.match.store import MappingStore, Match
 from padiff_graph.match.tensors import TensorMatch, pair_by_name_and_shape, pair_layer_tensors
-from padiff_graph.progress import task
-from padiff_graph.records import TensorInfo, join_path
-from padiff_graph.runtime import paused_gc
-from padiff_graph.tree import ModelTree, is_within, relative_path
 
 __all__ = ["MatchOptions", "match_trees"]
 

@@ -19,11 +19,11 @@ from functools import lru_cache
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry
+from padiff_graph.core.tree import relative_path
+from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, layer_side
 from padiff_graph.knowledge.families import CONTAINER, NAME_SYNONYMS
-from padiff_graph.match.features import TreeFeatures, layer_side
+from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.options import MatchOptions
-from padiff_graph.tree import relative_path
 
 #: Cost standing for "these two can never be a pair".
 INCOMPATIBLE = 1e6

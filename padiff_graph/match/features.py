@@ -10,44 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 
-from padiff_graph.knowledge.conversions import LayerSide
-from padiff_graph.knowledge.families import CONTAINER, IGNORED_TENSOR_NAMES, TRANSPOSED_LAYOUTS, family_of
-from padiff_graph.records import TensorInfo, join_path
-from padiff_graph.tree import ROOT, ModelTree, children, preorder, relative_path
+from padiff_graph.core.records import TensorInfo
+from padiff_graph.core.tree import ROOT, ModelTree, children, preorder, relative_path
+from padiff_graph.knowledge.families import CONTAINER, TRANSPOSED_LAYOUTS, family_of, significant
 
 Signature = tuple[tuple[int, ...], ...]
-
-
-def significant(tensor: TensorInfo) -> bool:
-    """Tensors that carry model state worth matching and copying."""
-    return tensor.persistent and tensor.name not in IGNORED_TENSOR_NAMES
 
 
 def shape_key(shape: tuple[int, ...]) -> tuple[int, ...]:
     """A shape up to transposition: what compatibility of unknown layouts can rely on."""
     return tuple(sorted(shape))
-
-
-def layer_side(tree: ModelTree, path: str) -> LayerSide:
-    """What a conversion sees of the layer at ``path``: own and (lazily) subtree tensors by relative name."""
-    node = tree.nodes[path]
-
-    def collect_subtree() -> dict[str, TensorInfo]:
-        return {
-            join_path(relative_path(path, layer), tensor.name): tensor
-            for layer in preorder(tree, path)
-            for tensor in tree.nodes[layer]["tensors"]
-            if significant(tensor)
-        }
-
-    return LayerSide(
-        framework=tree.graph["framework"],
-        class_name=node["class_name"],
-        builtin=node["builtin"],
-        tensors={tensor.name: tensor for tensor in node["tensors"] if significant(tensor)},
-        collect_subtree=collect_subtree,
-        config=node["config"],
-    )
 
 
 def layout_key(framework: str, family: str, tensor: TensorInfo) -> tuple[int, ...]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from padiff_graph.core.records import join_path
+from padiff_graph.core.transforms import TensorPair
+from padiff_graph.core.tree import ModelTree, is_within, preorder, subtree
 from padiff_graph.errors import LayerMapError
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.records import join_path
-from padiff_graph.transforms import TensorPair
-from padiff_graph.tree import ModelTree, is_within, preorder, subtree
 
 #: matches two trees (the matcher with the caller's options and registry)
 Matcher = Callable[[ModelTree, ModelTree], LayerMap]

@@ -29,13 +29,13 @@ from itertools import pairwise
 
 import numpy as np
 
-from padiff_graph.knowledge.conversions import LayerSide
+from padiff_graph.core.tree import is_within, relative_path
+from padiff_graph.knowledge.conversions import LayerSide, layer_side
 from padiff_graph.knowledge.families import CONTAINER
 from padiff_graph.match.costs import INCOMPATIBLE, Scorer, monotone_alignment, name_similarity
-from padiff_graph.match.features import TreeFeatures, layer_side
+from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.store import MappingStore
 from padiff_graph.match.ted import tree_edit
-from padiff_graph.tree import is_within, relative_path
 
 
 def anchor_identical_subtrees(scorer: Scorer, store: MappingStore) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from padiff_graph.core.records import TensorInfo
+from padiff_graph.core.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
 from padiff_graph.knowledge.conversions import Conversion, LayerSide
 from padiff_graph.knowledge.families import TENSOR_NAME_ALIASES
 from padiff_graph.match.costs import INCOMPATIBLE, name_similarity
-from padiff_graph.records import TensorInfo
-from padiff_graph.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
 
 
 @dataclass

@@ -4,5 +4,5 @@
 aligned rows); ``terminal`` renders it with rich, ``html`` as one
 self-contained page (jinja2 templates in ``templates/``), ``document`` as the
 JSON document CI reads (schema in ``schema.json``); ``progress`` is the
-terminal progress bar behind :mod:`padiff_graph.progress`.
+terminal progress bar behind :mod:`padiff_graph.core.progress`.
 """

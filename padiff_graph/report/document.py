@@ -12,9 +12,9 @@ import json
 from importlib.resources import files
 from typing import Any
 
-from padiff_graph.diff import Comparison, DiffReport
+from padiff_graph.core.findings import Finding
 from padiff_graph.layermap import LayerMap
-from padiff_graph.preflight import Finding
+from padiff_graph.run.results import Comparison, DiffReport
 
 SCHEMA_VERSION = 1
 

@@ -20,14 +20,14 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from padiff_graph.atomic import write_atomically
-from padiff_graph.diff import DiffReport
+from padiff_graph.core.atomic import write_atomically
+from padiff_graph.core.findings import Finding, has_errors
+from padiff_graph.core.records import Severity
+from padiff_graph.core.tree import ModelTree
 from padiff_graph.layermap import LayerMap
-from padiff_graph.preflight import Finding, has_errors
-from padiff_graph.records import Severity
 from padiff_graph.report.document import check_document, diff_document
 from padiff_graph.report.layout import Entry, LayerState, Status, finding_marks, forward_errors, two_trees
-from padiff_graph.tree import ModelTree
+from padiff_graph.run.results import DiffReport
 
 #: tree rows are drawn at a fixed height so the match lines can be placed without measuring
 ROW_HEIGHT = 22

@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from padiff_graph.diff import Comparison
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.records import Severity, join_path
+from padiff_graph.core.tree import ROOT, ModelTree, children, is_within, preorder, relative_path
+from padiff_graph.knowledge.families import significant
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.match.features import significant
-from padiff_graph.preflight import Code, Finding
-from padiff_graph.records import Severity, join_path
-from padiff_graph.tree import ROOT, ModelTree, children, is_within, preorder, relative_path
+from padiff_graph.run.results import Comparison
 
 
 class Status(str, Enum):
@@ -94,16 +94,18 @@ def layer_states(tree: ModelTree, side: str, layer_map: LayerMap) -> dict[str, L
     other = "raw" if side == "base" else "base"
     own_path: Callable[[LayerPair], str] = (lambda p: p.base) if side == "base" else (lambda p: p.raw)
     other_path: Callable[[LayerPair], str] = (lambda p: p.raw) if side == "base" else (lambda p: p.base)
-    ignored = layer_map.ignore_base if side == "base" else layer_map.ignore_raw
     paired = {own_path(pair): pair for pair in layer_map.pairs if own_path(pair) in tree}
     covering = _covering_pairs(tree, side, layer_map, paired)
     states: dict[str, LayerState] = {}
     for path in preorder(tree):
         node = tree.nodes[path]
         own = [t for t in node["tensors"] if significant(t)]
-        if path in paired:
-            states[path] = LayerState(Status.MATCHED, other_path(paired[path]))
-        elif any(is_within(path, root) for root in ignored):
+        pair = paired.get(path)
+        if pair is not None and layer_map.ignores(pair.base, pair.raw):  # as the copy and the diff see it
+            states[path] = LayerState(Status.IGNORED, other_path(pair), "ignored by the map (itself or its partner)")
+        elif pair is not None:
+            states[path] = LayerState(Status.MATCHED, other_path(pair))
+        elif layer_map.ignores(**{side: path}):
             states[path] = LayerState(Status.IGNORED, why="ignored by the map")
         elif path in covering:
             pair = covering[path]

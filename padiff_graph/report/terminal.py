@@ -10,10 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from padiff_graph.diff import DiffReport
+from padiff_graph.core.findings import Finding
+from padiff_graph.core.records import Severity
+from padiff_graph.core.tree import ModelTree, preorder
 from padiff_graph.layermap import LayerMap
-from padiff_graph.preflight import Finding
-from padiff_graph.records import Severity
 from padiff_graph.report.layout import (
     Entry,
     LayerState,
@@ -24,7 +24,7 @@ from padiff_graph.report.layout import (
     two_trees,
     visible_entries,
 )
-from padiff_graph.tree import ModelTree, preorder
+from padiff_graph.run.results import DiffReport
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _STATUS_STYLE = {

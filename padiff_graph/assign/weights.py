@@ -1,0 +1,176 @@
+"""Copying weights base -> raw through the layer map, then verifying the copy.
+
+Every tensor pair's transform is applied to the base value (a region of it,
+for fused layouts) and written into the raw tensor (a region of it, for
+split layouts); afterwards each raw tensor is read back and compared bit for
+bit with what should be there.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.assign.inits import run_init
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.records import Severity
+from padiff_graph.core.transforms import TensorPair, Transform, constant_value
+from padiff_graph.errors import AssignError
+from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.knowledge.conversions import ConversionRegistry
+from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
+from padiff_graph.layermap import LayerMap
+
+
+@dataclass
+class AssignReport:
+    """What the copy did: counts, and raw tensors that nothing wrote."""
+
+    tensors: int = 0
+    layer_pairs: int = 0
+    custom_inits: list[str] = field(default_factory=list)
+    untouched_raw: list[str] = field(default_factory=list)
+
+
+def blocking_findings(findings: list[Finding]) -> list[Finding]:
+    """Findings that make a correct copy impossible."""
+    return [
+        f for f in findings if f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT) and f.severity is Severity.ERROR
+    ]
+
+
+def raise_for_blocking(findings: list[Finding]) -> None:
+    """Raise :class:`AssignError` naming the first pair the copy cannot convert."""
+    blocking = blocking_findings(findings)
+    if blocking:
+        first = blocking[0]
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        hint = first.hint.splitlines()[0]
+        if hint.endswith(":"):  # the hint goes on with a code stub, which a one-line error cannot hold
+            hint = hint[: hint.rfind(". ") + 1] + " `padiff-graph check BASE RAW` prints a stub to start from"
+        raise AssignError(
+            f"cannot copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}. Missing conversion: {hint}"
+        )
+
+
+def copy_weights(
+    base_model: Any,
+    raw_model: Any,
+    layer_map: LayerMap,
+    base_adapter: FrameworkAdapter,
+    raw_adapter: FrameworkAdapter,
+    registry: ConversionRegistry = DEFAULT_REGISTRY,
+) -> AssignReport:
+    """Copy every tensor pair of ``layer_map`` and verify the result.
+
+    ``const(...)`` sides fill a raw tensor with a neutral value, or require
+    the base tensor to hold it; opaque ``init`` functions copy their pair
+    themselves (run backwards when registered the other way round).
+    """
+    base_tensors = base_adapter.named_tensors(base_model)
+    raw_tensors = raw_adapter.named_tensors(raw_model)
+    report = AssignReport(layer_pairs=len(layer_map.active_pairs()))
+    writes: dict[str, list[tuple[str, Transform]]] = defaultdict(list)
+    for pair in layer_map.active_pairs():
+        if pair.init:
+            base_layers = base_adapter.named_layers(base_model)
+            raw_layers = raw_adapter.named_layers(raw_model)
+            run_init(pair.init, base_layers[pair.base], raw_layers[pair.raw], base_adapter, raw_adapter, registry)
+            report.custom_inits.append(pair.base)
+            continue
+        for tensor in pair.tensors:
+            full = tensor.prefixed(pair.base, pair.raw)
+            if full.raw_constant is not None:
+                _check_constant(base_adapter, base_tensors[full.base], full, pair.raw)
+                report.tensors += 1
+            else:
+                writes[full.raw].append((full.base, tensor.transform))
+    for raw_name, parts in writes.items():
+        target = raw_tensors[raw_name]
+        expected = _read(raw_adapter, target, raw_name, "raw") if _partial(parts) else None
+        for base_name, transform in parts:
+            value = _source(base_adapter, base_tensors, base_name, transform, tuple(target.shape))
+            expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
+        assert expected is not None
+        raw_adapter.write(target, expected)
+        _verify(raw_adapter, target, raw_name, expected)
+        report.tensors += len(parts)
+    report.untouched_raw = [name for name in raw_tensors if name not in writes]
+    return report
+
+
+def _source(
+    adapter: FrameworkAdapter, tensors: dict[str, Any], name: str, transform: Transform, raw_shape: tuple[int, ...]
+) -> np.ndarray:
+    """The value a pair writes: the transformed base tensor, or a constant filling the raw region."""
+    value = constant_value(name)
+    if value is not None:
+        return np.full(transform.region_shape(raw_shape), value, dtype=np.float32)
+    return transform.apply(_read(adapter, tensors[name], name, "base"))
+
+
+def _check_constant(adapter: FrameworkAdapter, tensor: Any, pair: TensorPair, raw_layer: str) -> None:
+    """A base tensor the raw layer lacks must hold the neutral value the raw layer implies."""
+    value = _read(adapter, tensor, pair.base, "base")
+    region = value[pair.transform.base_index] if pair.transform.base_index is not None else value
+    if not np.all(region == pair.raw_constant):
+        raise AssignError(
+            f"base tensor {pair.base!r} holds values other than {pair.raw_constant:g}, and raw layer "
+            f"{raw_layer!r} has no tensor to hold them; construct the raw layer with that tensor "
+            "(bias=True, affine=True, ...)"
+        )
+
+
+def _partial(parts: list[tuple[str, Transform]]) -> bool:
+    return any(transform.raw_index is not None for _, transform in parts)
+
+
+def _read(adapter: FrameworkAdapter, tensor: Any, name: str, side: str) -> np.ndarray:
+    try:
+        return adapter.to_numpy(tensor)
+    except ValueError as error:
+        raise AssignError(
+            f"{side} tensor {name!r} cannot be read: {error}; build the model with real weights to copy them"
+        ) from None
+
+
+def _place(
+    current: np.ndarray | None,
+    value: np.ndarray,
+    transform: Transform,
+    base_name: str,
+    raw_name: str,
+    raw_shape: tuple[int, ...],
+) -> np.ndarray:
+    """Put ``value`` where the transform says inside the raw tensor."""
+    region_shape = transform.region_shape(raw_shape)
+    if value.shape != region_shape:
+        raise AssignError(
+            f"cannot copy base {base_name!r} into raw {raw_name!r}: "
+            f"{transform.describe(base_name, raw_name)} gives shape {list(value.shape)}, "
+            f"the raw side holds {list(region_shape)}; fix the transform in the map or register a conversion"
+        )
+    if transform.raw_index is None:
+        return value
+    assert current is not None
+    current[transform.raw_index] = value
+    return current
+
+
+def _verify(adapter: FrameworkAdapter, tensor: Any, name: str, expected: np.ndarray) -> None:
+    written = adapter.to_numpy(tensor)
+    wanted = _as_stored(expected, adapter.dtype_name(tensor))
+    if written.shape != wanted.shape or not np.array_equal(written, wanted, equal_nan=True):
+        raise AssignError(f"raw tensor {name!r} does not hold the copied values after the copy (verification failed)")
+
+
+def _as_stored(value: np.ndarray, dtype: str) -> np.ndarray:
+    """``value`` as the raw tensor stores it, read back the way ``to_numpy`` does."""
+    if dtype == "bfloat16":
+        bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+        return rounded.view(np.float32)
+    return value.astype(np.dtype(dtype))

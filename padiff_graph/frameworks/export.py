@@ -1,0 +1,40 @@
+"""A model in, its layer tree out: the first stage of the pipeline.
+
+With inputs, one traced forward run (on a one-sample slice where it can)
+adds the call order that separates same-shaped siblings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from padiff_graph.core.progress import task
+from padiff_graph.core.runtime import paused_gc
+from padiff_graph.core.tree import ModelTree, build_tree
+from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
+from padiff_graph.frameworks.tracing import trace_call_order
+
+
+def export_model(model: Any, inputs: Any = None, side: str = "traced") -> ModelTree:
+    """The model's layer tree; with ``inputs`` (as users give them), also the forward call order."""
+    adapter = adapter_for(model)
+    arguments = None if inputs is None else prepare(adapter, model, inputs)
+    return export_prepared(model, arguments, side)
+
+
+def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> ModelTree:
+    """:func:`export_model` on inputs already prepared for ``model``."""
+    adapter = adapter_for(model)
+    call_order = None
+    if arguments is not None:
+        with task(f"tracing the {side} model"):
+            call_order = trace_call_order(adapter, model, arguments, side)
+    with task(f"exporting the {side} model"), paused_gc():
+        return build_tree(adapter.export(model), call_order, adapter.shared_layers(model))
+
+
+def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:
+    """Both models' trees; ``inputs`` are used for both, or are a pair ``(base_inputs, raw_inputs)``."""
+    base_inputs, raw_inputs = split_inputs(inputs) if inputs is not None else (None, None)
+    return export_model(base, base_inputs, "base"), export_model(raw, raw_inputs, "raw")

@@ -1,0 +1,48 @@
+"""One matched pair of layers, and the map file's format version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from padiff_graph.core.transforms import TensorPair
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LayerPair:
+    """One matched pair of layers.
+
+    Attributes:
+        base, raw: dotted layer paths.
+        score: matcher confidence in [0, 1] (1 for user-written pairs).
+        tensors: tensor pairs, names relative to the two layers.
+        conversion: the registered conversion that produced ``tensors``.
+        init: ``module:function`` of a user init that copies this pair's weights.
+        candidates: other raw layers that fit almost as well (an ambiguous match).
+        stage: the matcher stage that proposed the pair.
+    """
+
+    base: str
+    raw: str
+    score: float = 1.0
+    tensors: tuple[TensorPair, ...] = ()
+    conversion: str | None = None
+    init: str | None = None
+    candidates: tuple[str, ...] = ()
+    stage: str = "user"
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.candidates)
+
+
+def is_special(pair: LayerPair) -> bool:
+    """Tensor pairs that shapes and names alone would not have found: regions, constants, reordering."""
+    return pair.conversion is not None and any(
+        tensor.has_constant
+        or tensor.transform.base_index is not None
+        or tensor.transform.raw_index is not None
+        or tensor.transform.op not in ("identity", "transpose")
+        for tensor in pair.tensors
+    )

@@ -1,0 +1,409 @@
+"""Running both models step by step, comparing every record the moment the raw side produces it.
+
+Each step runs the base model first under a :class:`~padiff_graph.run.hooks.Recorder`
+whose sink keeps what the comparison needs: host copies of layer outputs and
+output gradients in strict mode (past a memory budget, in a spool file:
+:mod:`padiff_graph.run.spill`), only their means in mean mode (full copies of
+layer inputs and gradients as well in single-step mode, where they are fed
+into the raw model). The raw model then runs under the same hooks, keyed by
+the base paths it is matched to; every raw record is copied as soon as it
+appears and compared with its base record on a helper thread while the raw
+model runs on, and both are released. Parameter gradients (before the
+optimizer step) and weights (after it) are compared through the layer map's
+tensor pairs, transforms included.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import cache, partial
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.core.progress import task
+from padiff_graph.core.records import join_path
+from padiff_graph.errors import ModelRunError
+from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.inputs import CallArguments
+from padiff_graph.frameworks.tracing import hooks, run_forward
+from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
+from padiff_graph.run.numerics import (
+    Mode,
+    Summary,
+    Tolerance,
+    Verdict,
+    compare_arrays,
+    compare_summary,
+    compare_tensor_pair,
+    summarize,
+)
+from padiff_graph.run.oplevel import OpComparer, OpStore
+from padiff_graph.run.randomness import RandomWatch
+from padiff_graph.run.results import Comparison
+from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
+
+
+@dataclass
+class Side:
+    """One model and what drives its training step."""
+
+    adapter: FrameworkAdapter
+    model: Any
+    name: str
+    loss_fn: Callable[[Any], Any] | None = None
+    optimizer: Any = None
+    amp: str | None = None
+    random: RandomWatch | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What each step runs and compares.
+
+    Attributes:
+        forward: compare layer outputs (and, in single-step mode, inputs).
+        backward: run backward; compare the loss, output and parameter
+            gradients, and weights after the optimizer step.
+        single_step: feed the base's layer inputs (forward) and output
+            gradients (backward) into the raw model, so errors do not accumulate.
+        memory_budget_mib: base records kept in memory up to this size;
+            past it they wait in a spool file (``padiff_graph.run.spill``). ``inf``: no limit.
+    """
+
+    forward: bool = True
+    backward: bool = True
+    single_step: bool = False
+    memory_budget_mib: float = DEFAULT_BUDGET_MIB
+
+
+def run_step(
+    side: Side,
+    arguments: CallArguments,
+    recorder: Recorder,
+    sink: Sink,
+    *,
+    backward: bool,
+    ops: Mapping[str, str] | None = None,
+    after_backward: Callable[[], None] | None = None,
+    after_optimizer: Callable[[], None] | None = None,
+) -> None:
+    """One training step of one model under ``recorder``: forward, loss, backward, optimizer.
+
+    ``ops`` (qualified API name -> canonical name) turns on op-level recording.
+    Gradients are cleared first on the first step, and on every step without an
+    optimizer; after that, clearing them is the optimizer's job (so a callable
+    optimizer may accumulate over steps).
+    """
+    adapter, model = side.adapter, side.model
+    if backward and (recorder.step == 0 or side.optimizer is None):
+        adapter.clear_grads(model)
+    with ExitStack() as stack:
+        stack.enter_context(hooks(recorder.install()))
+        if side.random is not None:
+            stack.enter_context(adapter.op_overrides(side.random.overrides(side.name, adapter, recorder)))
+        if ops:
+            stack.enter_context(adapter.record_ops(ops, recorder.on_op))
+        with adapter.autocast(model, side.amp):
+            output = run_forward(adapter, model, arguments, recorder.tracker, side.name)
+            loss = _loss(side, output) if backward else None
+        if loss is None:
+            return
+        sink(RecordKey(recorder.step, "loss", ""), loss, adapter.dtype_name(loss))
+        try:
+            adapter.backward(loss)
+        except Exception as error:  # the user's backward may raise anything
+            raise ModelRunError(f"the {side.name} model's backward failed: {type(error).__name__}: {error}") from error
+    if after_backward is not None:
+        after_backward()
+    if side.optimizer is not None:
+        adapter.step_optimizer(side.optimizer)
+        if after_optimizer is not None:
+            after_optimizer()
+
+
+def _loss(side: Side, output: Any) -> Any:
+    if side.loss_fn is None:
+        try:
+            return side.adapter.mean_loss(output)
+        except ValueError as error:
+            raise ModelRunError(f"cannot run backward on the {side.name} model: {error}; use --forward-only") from None
+    try:
+        return side.loss_fn(output)
+    except Exception as error:  # a user's loss function may raise anything
+        raise ModelRunError(f"the {side.name} loss function failed: {type(error).__name__}: {error}") from error
+
+
+@dataclass
+class DiffOutcome:
+    """What :func:`run_diff` found, before it becomes a report."""
+
+    comparisons: list[Comparison] = field(default_factory=list)
+    unproduced: list[str] = field(default_factory=list)
+    ops: OpComparer | None = None
+
+
+def run_diff(
+    base: Side,
+    raw: Side,
+    batches: Iterable[tuple[CallArguments, ...]],
+    layer_map: LayerMap,
+    pairs: list[LayerPair],
+    tolerance: Tolerance,
+    plan: Plan,
+    op_names: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
+) -> DiffOutcome:
+    """Run every step on both models and compare; ``pairs`` are the layer pairs to hook."""
+    outcome = DiffOutcome()
+    base_layers = {pair.base: pair.base for pair in pairs}
+    raw_layers = {pair.raw: pair.base for pair in pairs}
+    raw_of = {pair.base: pair.raw for pair in pairs}
+    if op_names is not None:
+        outcome.ops = OpComparer(tolerance, op_names[1])
+    for step, (base_arguments, raw_arguments) in enumerate(batches):
+        with Spill(plan.memory_budget_mib * 2**20) as spill:
+            store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None, spill=spill)
+            op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
+            base_recorder = Recorder(
+                base.adapter,
+                base.model,
+                base_layers,
+                store.keep,
+                step=step,
+                inputs=plan.single_step,
+                outputs=plan.forward,
+                grads=plan.backward,
+                ops=op_store,
+            )
+            with task("running the base model"):
+                run_step(
+                    base,
+                    base_arguments,
+                    base_recorder,
+                    store.keep,
+                    backward=plan.backward,
+                    ops=op_names[0] if op_names else None,
+                    after_backward=partial(store.snapshot_grads, base.model),
+                )
+            store.base_done()
+            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step)
+            if outcome.ops is not None and op_store is not None:
+                outcome.ops.begin(op_store, raw.adapter)
+            with task("running the raw model, comparing layer by layer", total=len(store.records)) as advance:
+                raw_sink = _advancing(checker.check, advance)
+                raw_recorder = Recorder(
+                    raw.adapter,
+                    raw.model,
+                    raw_layers,
+                    raw_sink,
+                    step=step,
+                    inputs=plan.single_step,
+                    outputs=plan.forward,
+                    grads=plan.backward,
+                    ops=outcome.ops,
+                )
+                run_step(
+                    raw,
+                    raw_arguments,
+                    raw_recorder,
+                    raw_sink,
+                    backward=plan.backward,
+                    ops=op_names[1] if op_names else None,
+                    after_backward=partial(checker.compare_tensors, "grad", raw_recorder.tracker.order),
+                    after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
+                )
+            checker.settle()
+            outcome.comparisons += checker.comparisons
+            outcome.unproduced += store.leftovers(step)
+    return outcome
+
+
+def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
+    """``sink`` that also moves the progress bar one record on."""
+
+    def record(key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
+        advance()
+        return sink(key, value, dtype)
+
+    return record
+
+
+#: A stored base record: the held host array (or its summary in mean mode) and the tensor's dtype.
+Stored = tuple["Held | Summary", str]
+
+
+class BaseStore:
+    """The base side's sink: keeps what the raw side will be compared against."""
+
+    def __init__(self, adapter: FrameworkAdapter, mode: Mode, plan: Plan, keep_grads: bool, spill: Spill) -> None:
+        self.adapter = adapter
+        self.mode = mode
+        self.plan = plan
+        self.keep_grads = keep_grads
+        self.spill = spill
+        self.records: dict[RecordKey, Stored] = {}
+        self.grads: dict[str, np.ndarray] | None = None
+        # few entries: a cached array may hold a tensor's memory (a view)
+        self._views = HostCache(adapter, copy=False, size=3)
+        self._summaries = HostCache(adapter, copy=False, convert=summarize)
+
+    def keep(self, key: RecordKey, value: Any, dtype: str) -> None:
+        full = self.mode is Mode.STRICT or (self.plan.single_step and key.stage in ("input", "backward"))
+        if full:
+            self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
+        else:
+            self.records[key] = (self._summaries.array(value), dtype)
+
+    def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
+        stored = self.records.pop(key, None)
+        if stored is None:
+            return None
+        value, dtype = stored
+        return (value if isinstance(value, Summary) else self.spill.take(value)), dtype
+
+    def base_done(self) -> None:
+        """The base run is over: let go of the views into its tensors (their values are held),
+        and start reading back the first spilled records."""
+        self._views.clear()
+        self.spill.read_ahead()
+
+    def snapshot_grads(self, model: Any) -> None:
+        """Copy parameter gradients before an optimizer step clears them."""
+        if not self.keep_grads:
+            return
+        self.grads = {}
+        for name, tensor in self.adapter.named_tensors(model).items():
+            grad = self.adapter.grad(tensor)
+            if grad is not None:
+                self.grads[name] = grad
+
+    def leftovers(self, step: int) -> list[str]:
+        """Base records the raw side never produced (then released)."""
+        when = f"step {step}, " if step else ""
+        found = sorted({f"{key.stage} {key.path} ({when}call {key.call})" for key in self.records})
+        self.records.clear()
+        return found
+
+
+#: Bytes of raw copies whose comparison may still be running while the raw model goes on.
+COMPARING_AHEAD = 32 << 20
+
+
+@cache
+def _comparer() -> ThreadPoolExecutor:
+    """One thread comparing arrays beside the models (numpy lets go of the GIL in its loops)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare")
+
+
+class RawChecker:
+    """The raw side's sink: copies each record, compares it with the stored base one in the
+    background, then releases both; :meth:`settle` collects the verdicts in record order.
+    """
+
+    def __init__(
+        self,
+        store: BaseStore,
+        base: Side,
+        raw: Side,
+        layer_map: LayerMap,
+        raw_of: Mapping[str, str],
+        tolerance: Tolerance,
+        plan: Plan,
+        step: int,
+    ) -> None:
+        self.store = store
+        self.base = base
+        self.raw = raw
+        self.layer_map = layer_map
+        self.raw_of = raw_of
+        self.tolerance = tolerance
+        self.plan = plan
+        self.step = step
+        self.comparisons: list[Comparison] = []
+        # one entry (a copy): a tensor recorded under several keys comes one key after the other
+        self._snapshots = HostCache(raw.adapter, copy=True, size=1)
+        self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
+        # weak: a verdict must not keep its arrays alive, only know them while they live
+        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], tuple[float, float], Future[Verdict]]]
+        self._recent_verdicts = deque(maxlen=2)
+        # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
+        self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
+        self._pending_bytes = 0
+
+    def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
+        stored = self.store.pop(key)
+        if stored is None:
+            return None
+        base_value, base_dtype = stored
+        compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
+        if compared:
+            raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
+            verdict = self._verdict(base_value, raw_value, base_dtype, dtype)
+            raw_path = self.raw_of.get(key.path, key.path)
+            nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
+            self._pending.append(((key.path, raw_path, key.stage, key.call, key.index), verdict, nbytes))
+            self._pending_bytes += nbytes
+            self.settle(COMPARING_AHEAD)
+        if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
+            return base_value
+        return None
+
+    def settle(self, ahead: int | None = None) -> None:
+        """Collect the verdicts of the background comparisons, in record order: all of them, or
+        until at most ``ahead`` bytes of raw copies wait for theirs."""
+        while self._pending and (ahead is None or self._pending_bytes > ahead):
+            (base_path, raw_path, stage, call, index), verdict, nbytes = self._pending.popleft()
+            self._pending_bytes -= nbytes
+            self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
+
+    def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Future[Verdict]:
+        atol, rtol = self.tolerance.for_dtypes(*dtypes)
+        for seen_base, seen_raw, seen_tolerance, verdict in self._recent_verdicts:
+            if seen_base() is base_value and seen_raw() is raw_value and seen_tolerance == (atol, rtol):
+                return verdict  # the same two values under another key (a container and its last layer)
+        if isinstance(base_value, Summary):
+            verdict = Future()
+            verdict.set_result(compare_summary(base_value, raw_value, atol, rtol))
+        else:
+            verdict = _comparer().submit(compare_arrays, base_value, raw_value, atol, rtol, self.tolerance.mode)
+        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), (atol, rtol), verdict))
+        return verdict
+
+    def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
+        """Parameter gradients (``grad``) or weights after the step (``weights``), last-called layer first."""
+        self.settle()
+        if not self.plan.backward:
+            return
+        base_adapter, raw_adapter = self.base.adapter, self.raw.adapter
+        base_tensors = base_adapter.named_tensors(self.base.model)
+        raw_tensors = raw_adapter.named_tensors(self.raw.model)
+        rank = {path: index for index, path in enumerate(raw_call_order)}
+        for pair in sorted(self.layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1)):
+            for index, tensor in enumerate(pair.tensors):
+                if tensor.has_constant:
+                    continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
+                base_name = join_path(pair.base, tensor.base)
+                base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
+                if stage == "grad":
+                    base_value = self._base_grad(base_name, base_tensor)
+                    raw_value = raw_adapter.grad(raw_tensor)
+                    if base_value is None and raw_value is None:
+                        continue
+                else:
+                    base_value, raw_value = base_adapter.to_numpy(base_tensor), raw_adapter.to_numpy(raw_tensor)
+                dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
+                verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
+                self.comparisons.append(
+                    Comparison(pair.base, pair.raw, f"{stage}:{tensor.base}", 0, index, verdict, self.step)
+                )
+
+    def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
+        if self.store.grads is not None:
+            return self.store.grads.get(name)
+        return self.base.adapter.grad(tensor)

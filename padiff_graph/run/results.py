@@ -1,0 +1,286 @@
+"""What a numeric diff finds: comparisons, divergences and the report.
+
+The runs themselves live in :mod:`padiff_graph.run.engine`; this module holds
+the records every surface (terminal, JSON, HTML) reads, and the rules that
+turn a list of comparisons into the first divergence and the list of all
+diverging layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.core.findings import Finding
+from padiff_graph.layermap import LayerMap
+from padiff_graph.run.numerics import Verdict
+
+#: Stages in the order a step produces them; ``grad:<tensor>`` and ``weights:<tensor>`` carry the tensor name.
+STAGES = ("input", "forward", "loss", "backward", "grad", "weights")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One compared tensor of one matched layer pair.
+
+    ``stage`` is one of :data:`STAGES` (``grad:`` and ``weights:`` followed
+    by the base tensor's name relative to the layer); ``step`` counts
+    training steps from 0.
+    """
+
+    base: str
+    raw: str
+    stage: str
+    call: int
+    index: int
+    verdict: Verdict
+    step: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok
+
+    @property
+    def kind(self) -> str:
+        """The stage without its tensor name: ``grad:weight`` -> ``grad``."""
+        return self.stage.partition(":")[0]
+
+
+@dataclass(frozen=True)
+class OpDivergence:
+    """The first framework API call that differs inside a diverging layer (op-level mode)."""
+
+    base_api: str
+    raw_api: str
+    position: int
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where the models part ways; unpacks to ``(base, raw, stage)``."""
+
+    base: str
+    raw: str
+    stage: str
+    message: str
+    step: int = 0
+    op: OpDivergence | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.base, self.raw, self.stage))
+
+
+@dataclass
+class DiffReport:
+    """The outcome of :func:`padiff_graph.diff`."""
+
+    ok: bool
+    first_divergence: Divergence | None
+    comparisons: list[Comparison]
+    findings: list[Finding]
+    layer_map: LayerMap
+    settings: dict[str, Any] = field(default_factory=dict)
+    unproduced: list[str] = field(default_factory=list)
+    contained: list[Comparison] = field(default_factory=list)
+    #: Every diverging layer pair (single-step mode finds them all), first divergence first.
+    divergences: list[Divergence] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.first_divergence
+        return {
+            "ok": self.ok,
+            "first_divergence": None if first is None else _divergence_dict(first),
+            "divergences": [_divergence_dict(d) for d in self.divergences],
+            "settings": self.settings,
+            "comparisons": [
+                {
+                    "base": c.base,
+                    "raw": c.raw,
+                    "stage": c.stage,
+                    "step": c.step,
+                    "call": c.call,
+                    "index": c.index,
+                    "ok": c.ok,
+                    "max_abs": _finite(c.verdict.max_abs),
+                    "max_rel": _finite(c.verdict.max_rel),
+                    "note": c.verdict.note,
+                }
+                for c in self.comparisons
+            ],
+            "findings": [finding.as_dict() for finding in self.findings],
+            "unproduced": self.unproduced,
+            "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
+        }
+
+
+def _divergence_dict(divergence: Divergence) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "base": divergence.base,
+        "raw": divergence.raw,
+        "stage": divergence.stage,
+        "step": divergence.step,
+        "message": divergence.message,
+    }
+    if divergence.op is not None:
+        entry["op"] = {
+            "base_api": divergence.op.base_api,
+            "raw_api": divergence.op.raw_api,
+            "position": divergence.op.position,
+            "max_abs": _finite(divergence.op.verdict.max_abs),
+        }
+    return entry
+
+
+def _finite(value: float) -> float | str:
+    return value if np.isfinite(value) else str(value)
+
+
+def first_divergence(comparisons: list[Comparison], contain: bool = True) -> tuple[Divergence | None, list[Comparison]]:
+    """The earliest failing comparison, and the contained gradient differences.
+
+    Steps in order; within a step, layer inputs and forward outputs come
+    first (in call order), then the loss, output gradients in backward
+    order, parameter gradients, and weights after the optimizer step.
+    Output-gradient differences count only when some parameter gradient of
+    the same step differs too; otherwise they are *contained* (reported, not
+    a divergence): typically a subgradient choice at ties, such as max
+    pooling over equal values, that the next layer masks and that changes no
+    update. Single-step runs pass ``contain=False``: the raw model's parameter
+    gradients are computed from the base's output gradients there, so they
+    cannot show a backward difference.
+    """
+    failing, contained = _failing(comparisons, contain)
+    if not failing:
+        return None, contained
+    return _divergence(failing[0]), contained
+
+
+def all_divergences(
+    comparisons: list[Comparison], descendants: dict[str, set[str]], contain: bool = True
+) -> list[Divergence]:
+    """One divergence per diverging layer pair, in :func:`first_divergence` order.
+
+    A container whose forward output differs only because a layer inside it
+    does (in the same step) is not listed again; neither is a layer input
+    (single-step mode) that differs right after a diverging output, which
+    explains it. ``descendants`` maps a base path to the base paths below it.
+    """
+    failing, _ = _failing(comparisons, contain)
+    failed_forward: dict[int, set[str]] = {}
+    for comparison in failing:
+        if comparison.kind == "forward":
+            failed_forward.setdefault(comparison.step, set()).add(comparison.base)
+    explained_inputs = _inputs_after_failures(comparisons)
+    seen: set[tuple[str, str, str]] = set()
+    found = []
+    for comparison in failing:
+        stage = "forward" if comparison.kind == "input" else comparison.kind
+        if (comparison.base, comparison.raw, stage) in seen:
+            continue
+        if comparison.kind == "forward" and descendants.get(comparison.base, set()) & failed_forward.get(
+            comparison.step, set()
+        ):
+            continue
+        if comparison.kind == "input" and id(comparison) in explained_inputs:
+            continue
+        seen.add((comparison.base, comparison.raw, stage))
+        found.append(_divergence(comparison))
+    return found
+
+
+def _failing(comparisons: list[Comparison], contain: bool) -> tuple[list[Comparison], list[Comparison]]:
+    """Failing comparisons in divergence order, and the contained ones left out."""
+    failing = [c for c in comparisons if not c.ok]
+    steps_with_grad_failures = {c.step for c in failing if c.kind == "grad"}
+    contained = [c for c in failing if contain and c.kind == "backward" and c.step not in steps_with_grad_failures]
+    contained_ids = {id(c) for c in contained}
+    rank = {"input": 0, "forward": 0, "loss": 1, "backward": 2, "grad": 3, "weights": 4}
+    ordered = sorted(
+        (c for c in failing if id(c) not in contained_ids), key=lambda c: (c.step, rank.get(c.kind, 5))
+    )  # sorted() is stable: call order is kept within a stage
+    return ordered, contained
+
+
+def _inputs_after_failures(comparisons: list[Comparison]) -> set[int]:
+    """Ids of failing input comparisons whose nearest earlier forward comparison failed too."""
+    explained = set()
+    last_forward_failed = False
+    step = -1
+    for comparison in comparisons:
+        if comparison.step != step:
+            step, last_forward_failed = comparison.step, False
+        if comparison.kind == "forward":
+            last_forward_failed = not comparison.ok
+        elif comparison.kind == "input" and not comparison.ok and last_forward_failed:
+            explained.add(id(comparison))
+    return explained
+
+
+def _divergence(comparison: Comparison) -> Divergence:
+    verdict = comparison.verdict
+    what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
+    kind = comparison.kind
+    tensor = comparison.stage.partition(":")[2]
+    where = f"base {comparison.base!r} / raw {comparison.raw!r}"
+    step = f"step {comparison.step}, " if comparison.step else ""
+    call = f"({step}call {comparison.call}, {'input' if kind == 'input' else 'output'} {comparison.index})"
+    if kind == "input":
+        message = (
+            f"the input differs at {where} {call}: {what}; the layers before it agree, so look at the code "
+            "in its caller's forward that computes this input"
+        )
+    elif kind == "grad":
+        message = f"the gradient of {tensor!r} differs at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "weights":
+        message = f"{tensor!r} differs after the optimizer step at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
+    elif kind == "loss":
+        message = f"the loss differs ({step.rstrip(', ') or 'step 0'}): {what}"
+    else:
+        message = f"{kind} differs at {where} {call}: {what}"
+    return Divergence(comparison.base, comparison.raw, kind, message, comparison.step)
+
+
+def build_report(
+    comparisons: list[Comparison],
+    findings: list[Finding],
+    layer_map: LayerMap,
+    settings: dict[str, Any],
+    descendants: dict[str, set[str]],
+    *,
+    unproduced: Iterable[str] = (),
+    contain: bool = True,
+    explain: Callable[[Divergence], Divergence] | None = None,
+) -> DiffReport:
+    """The report of a finished run (live or offline): first divergence, all diverging layers, the rest as given.
+
+    ``descendants`` maps a base path to the base paths below it; ``explain``
+    attaches what op-level comparison found to a divergence.
+    """
+    divergence, contained = first_divergence(comparisons, contain)
+    divergences = all_divergences(comparisons, descendants, contain)
+    if explain is not None:
+        divergences = [explain(found) for found in divergences]
+        divergence = None if divergence is None else explain(divergence)
+    return DiffReport(
+        divergence is None,
+        divergence,
+        comparisons,
+        findings,
+        layer_map,
+        settings,
+        list(unproduced),
+        contained,
+        divergences,
+    )
+
+
+def stopped_report(
+    finding: Finding, findings: list[Finding], layer_map: LayerMap, settings: dict[str, Any]
+) -> DiffReport:
+    """The report of a run stopped before it compared anything (a random op): the finding is the divergence."""
+    stopped = Divergence(finding.base or "", finding.raw or "", "preflight", f"{finding.message}; {finding.hint}")
+    return DiffReport(False, stopped, [], findings, layer_map, settings, divergences=[stopped])
