@@ -63,6 +63,9 @@ def auto_diff(
 ) -> bool:
     """Copy weights (``auto_init``), run both models and name the first layer that differs; ``True`` if none.
 
+    As PaDiff's, it leaves each model's run dumped in ``<dump_path>/auto_diff``
+    (the layers its proxy's lists select), for ``check_report`` and the others.
+
     Args:
         base_model, raw_model: torch or paddle models, or :func:`create_model` proxies.
         inputs: ``(base_inputs, raw_inputs)``, each a dict of keyword arguments
