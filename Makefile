@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PADIFF_VENV ?= .venv-padiff
 PADIFF_STAMP := $(PADIFF_VENV)/.installed
 
-.PHONY: install demo test lint bench clean chromium realworld
+.PHONY: install demo test lint bench clean chromium realworld peer-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,13 +62,19 @@ realworld: $(REALWORLD_STAMP)
 	REALWORLD_TORCHVISION=$(REALWORLD_VENV)/torchvision $(REALWORLD_VENV)/bin/python -m realworld.run $(REALWORLD_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check padiff_graph tests examples benchmarks
-	$(BIN)/ruff format --check padiff_graph tests examples benchmarks
+	$(BIN)/ruff check padiff_graph tests examples benchmarks scripts
+	$(BIN)/ruff format --check padiff_graph tests examples benchmarks scripts
 	$(BIN)/mypy
 
 # every benchmarks/bench_*.py, each printing ratios measured in one run (minutes; not part of `make test`)
 bench: $(STAMP) $(PADIFF_STAMP)
 	PADIFF_PYTHON=$(PADIFF_VENV)/bin/python $(BIN)/python benchmarks/run.py
+
+# PaDiff's own tests/ against padiff_graph.compat, each file in its own pytest process behind a two-line
+# `padiff` package (not part of `make test`: it needs a PaDiff checkout): make peer-test PADIFF=/path/to/PaDiff
+peer-test: $(STAMP)
+	@test -n "$(PADIFF)" || { echo "usage: make peer-test PADIFF=/path/to/PaDiff"; exit 2; }
+	$(BIN)/python scripts/peer_test.py $(PADIFF)
 
 clean:
 	rm -rf $(VENV) $(PADIFF_VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

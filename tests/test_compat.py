@@ -580,3 +580,210 @@ def test_a_padiff_style_script_runs_unchanged_apart_from_the_import(capsys) -> N
     out = capsys.readouterr().out
     assert out.rstrip().endswith("all checks passed")
     assert "from padiff_graph.compat import *" in (ROOT / "examples" / "padiff_script.py").read_text()
+
+
+# --- PaDiff's own import surface, proxy interface, report and auto_diff dumps ---------------------
+
+
+class PaddleApiNet(paddle.nn.Layer):
+    """API calls in a layer's own code, one through an attribute set before any wrapping (as PaDiff's tests do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = paddle.nn.Linear(8, 8)
+        self.relu = paddle.nn.functional.relu
+
+    def forward(self, x):
+        return self.relu(self.linear(x)) * 2 + 1
+
+
+class TorchApiNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+        self.relu = torch.nn.functional.relu
+
+    def forward(self, x):
+        return torch.matmul(self.relu(self.linear(x)) * 2, torch.eye(8)) + 1
+
+
+def test_a_proxys_report_holds_padiffs_items_and_with_the_api_check_the_api_calls(monkeypatch) -> None:
+    layer = create_model(PaddleApiNet())
+    layer.backward(layer(paddle.to_tensor(X)).mean())
+    items = layer.report.items
+    assert [(i.type, i.net_str, i.net_id) for i in items] == [
+        ("forward", "Linear", 1),
+        ("backward", "Linear", 1),
+        ("forward", "PaddleApiNet", 0),
+        ("backward", "PaddleApiNet", 0),
+    ]
+    assert [i.step for i in items] == [0, 1, 2, 3]
+    assert items[0].tensors_for_compare()[0].shape == (4, 8) and items[1].tensors[0].shape == (4, 8)  # output, grad
+    layer.clear_report()
+    assert layer.report.items == []
+
+    monkeypatch.setenv("PADIFF_API_CHECK", "ON")
+    relu, multiply = paddle.nn.functional.relu, paddle.Tensor.__mul__
+    layer(paddle.to_tensor(X))
+    names = [item.net_str for item in layer.report.items if item.type == "forward"]
+    apis = ["paddle.nn.functional.relu", "paddle.Tensor.__mul__", "paddle.Tensor.__add__"]
+    assert names == ["Linear", *apis, "PaddleApiNet"]
+    assert len(layer.report.items) == 10  # PaDiff's count for this model: two items per call
+    assert paddle.nn.functional.relu is relu and paddle.Tensor.__mul__ is multiply and layer.model.relu is relu
+
+    module = create_model(TorchApiNet())
+    module(torch.as_tensor(X))
+    names = [item.net_str for item in module.report.items if item.type == "forward"]
+    # torch shows an operator as the method it runs: x * 2 is Tensor.mul
+    apis = ["torch.nn.functional.relu", "torch.Tensor.mul", "torch.matmul", "torch.Tensor.add"]
+    assert names == ["Linear", *apis, "TorchApiNet"]
+    monkeypatch.setenv("PADIFF_API_CHECK", "OFF")
+    module.clear_report()
+    module(torch.as_tensor(X))
+    assert len(module.report.items) == 4
+
+
+def test_the_proxy_offers_padiffs_model_interface() -> None:
+    module, layer = create_model(TorchNet()), create_model(PaddleNet())
+    params = list(module.parameters(recursively=True))
+    assert [p.shape() for p in params] == [[8, 8], [8], [4, 8], [4]] and params[0].param_type == "torch"
+    assert all(p.grad() is None for p in params) and all(p.grad() is None for p in layer.parameters(True))
+    assert [name for name, _ in layer.named_parameters(recursively=True)][:2] == ["fc2.weight", "fc2.bias"]
+    assert list(module.parameters(recursively=False)) == []
+    module.backward(module(torch.as_tensor(X)).mean())
+    grads = [p.grad() for p in module.parameters(recursively=True)]
+    assert all(isinstance(g, np.ndarray) for g in grads) and grads[0].shape == (8, 8)
+    weight = next(layer.parameters(True))
+    weight.set_data(np.ones((8, 4), "float32"))
+    assert np.array_equal(layer.model.fc2.weight.numpy(), np.ones((8, 4))) and weight.main_grad() is None
+    assert [(n, c.model) for n, c in module.named_children()] == list(module.model.named_children())
+    assert [c.model for c in layer.children()] == list(layer.model.children())
+    assert [s.model for s in module.submodels()] == list(module.model.modules())
+    assert [n for n, _ in layer.named_submodels()] == ["", "fc2", "fc1", "act"]
+    assert str(module.get_device()) == "cpu" and layer.get_device() == "cpu"
+    seen = []
+    handles = [
+        module.register_forward_pre_hook(lambda _m, _inputs: seen.append("pre")),
+        module.register_forward_post_hook(lambda _m, _inputs, _output: seen.append("post")),
+        layer.register_forward_post_hook(lambda _l, _inputs, _output: seen.append("paddle post")),
+    ]
+    module.model(torch.as_tensor(X)), layer.model(paddle.to_tensor(X))
+    assert seen == ["pre", "post", "paddle post"]
+    for handle in handles:
+        handle.remove()
+    module.to_cpu(), layer.to("cpu")
+
+
+@pytest.fixture
+def padiff_package(tmp_path, monkeypatch):
+    """PaDiff's ``padiff`` package as the peer test writes it: two lines over ``padiff_graph.compat.padiff``."""
+    shim = runpy.run_path(str(ROOT / "scripts" / "peer_test.py"))["SHIM"]
+    (tmp_path / "padiff").mkdir()
+    (tmp_path / "padiff" / "__init__.py").write_text(shim)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in [name for name in sys.modules if name == "padiff" or name.startswith("padiff.")]:
+        del sys.modules[name]
+
+
+def test_padiffs_submodules_import_as_its_users_and_tests_import_them(padiff_package) -> None:
+    import padiff
+    from padiff.checker import check_grads as checker_grads
+    from padiff.checker import check_weights as checker_weights
+    from padiff.dump_tools import dump_grads, dump_weights, get_dump_root_path
+    from padiff.interfaces import auto_diff as interfaces_auto_diff
+    from padiff.interfaces.diff_utils import default_loss
+
+    assert (checker_grads, checker_weights, interfaces_auto_diff) == (check_grads, check_weights, auto_diff)
+    assert set(compat.__all__) <= set(vars(padiff)) and padiff.LayerMap is compat.LayerMap
+    assert get_dump_root_path() == compat.get_dump_root_path()
+    torch_out = (torch.ones(2, 2), torch.full((3,), 3.0))
+    assert float(default_loss(torch_out, "torch")) == 2.0 and float(default_loss(torch_out[1], "torch")) == 3.0
+    assert float(default_loss([paddle.ones([2]), paddle.zeros([2])], "paddle")) == 0.5
+    with pytest.raises(InputError, match="'torch' or 'paddle'"):
+        default_loss(torch_out, "jax")
+
+    layer, module = create_model(PaddleNet()), create_model(TorchNet())
+    assign_weight(layer, module)
+    layer.backward(default_loss(layer(paddle.to_tensor(X)), "paddle"))
+    module.backward(default_loss(module(torch.as_tensor(X)), "torch"))
+    module.model.zero_grad()  # torch forgets its gradients (None), paddle keeps them
+    for proxy in (layer, module):
+        dump_weights(proxy, proxy.dump_path)
+        dump_grads(proxy, proxy.dump_path)
+    assert checker_weights(layer.dump_path, module.dump_path, cfg={"atol": 1e-4}) is True
+    assert checker_grads(layer.dump_path, module.dump_path, cfg={"atol": 1e-4}) is False  # one side has none
+
+
+def test_a_gradient_dumped_on_one_side_only_is_a_difference(capsys) -> None:
+    layer, module = create_model(PaddleNet()), create_model(TorchNet())
+    layer.update_white_list([layer.model.fc1], "self")
+    assign_weight(layer, module)
+    layer.backward(layer(paddle.to_tensor(X)).mean())
+    module.backward(module(torch.as_tensor(X)).mean())
+    module.model.fc2.weight.grad = None  # a layer the paddle proxy does not dump: not a difference
+    layer.dump_grads(), module.dump_grads()
+    assert check_grads(layer.dump_path, module.dump_path, cfg={"atol": 1e-4}) is True
+    module.model.fc1.bias.grad = None
+    module.dump_grads()
+    assert check_params(layer.dump_path, module.dump_path, cfg={"atol": 1e-4}) is False
+    out = capsys.readouterr().out
+    assert "grads value is different." in out and "PaddleNet.fc1.bias" in out
+    assert "the gradient is None in raw_model" in out
+
+
+def test_auto_diff_leaves_its_dumps_where_padiff_leaves_them(dump_root) -> None:
+    layer = PaddleNet()
+    layer.eval()
+    white = [layer.fc1, layer.fc2]
+    layer = create_model(layer, "layer")
+    layer.update_white_list(white, "all")
+    layer.update_black_list([layer.model.fc1], "all")
+    module = create_model(TorchNet().eval(), "module")
+    module.update_white_list([module.model.fc1, module.model.fc2], "all")
+    assert auto_diff(module, layer, pair(), atol=1e-4) is True
+    assert {c.base for c in compat.last_report().comparisons if c.kind == "forward"} == {"fc1", "fc2"}  # white wins
+    assert check_report(f"{layer.dump_path}/auto_diff", f"{module.dump_path}/auto_diff", cfg={"atol": 1e-4}) is True
+    assert {c.base for c in compat.last_report().comparisons if c.kind != "loss"} == {"fc1", "fc2"}  # as dumped
+    assert check_grads(f"{layer.dump_path}/auto_diff", f"{module.dump_path}/auto_diff", cfg={"atol": 1e-4}) is True
+
+    base, raw = TorchNet(), PaddleNet()
+    optimizers = (torch.optim.SGD(base.parameters(), lr=0.1), paddle.optimizer.SGD(0.1, parameters=raw.parameters()))
+    assert auto_diff(base, raw, pair(), optimizers=optimizers, atol=1e-4, rtol=1e-3) is True
+    base_dump, raw_dump = (
+        dump_root / "TorchNet_base_model" / "auto_diff",
+        dump_root / "PaddleNet_raw_model" / "auto_diff",
+    )
+    assert check_report(str(base_dump), str(raw_dump), cfg={"atol": 1e-4, "rtol": 1e-3}) is True
+    assert check_weights(str(base_dump), str(raw_dump), cfg={"atol": 1e-4, "rtol": 1e-3}) is True  # after the step
+    saved = np.load(base_dump / "step_0" / "rank_0" / "weights.npz")
+    assert any(np.allclose(value, base.fc1.weight.detach().numpy()) for value in saved.values())
+
+    base, raw = TorchNet(), PaddleNet(approximate=True)
+    assert auto_diff(base, raw, pair(), atol=1e-4, compare_mode="strict", diff_phase="forward") is False
+    assert check_report(str(base_dump), str(raw_dump), cfg={"atol": 1e-4, "compare_mode": "strict"}) is False
+    assert not (base_dump / "step_0" / "rank_0" / "grads.npz").exists()
+    assert all(param.grad is None for param in base.parameters())  # a forward-only diff leaves no gradient
+
+
+def test_the_peer_test_runs_each_test_file_behind_the_two_line_package(tmp_path) -> None:
+    tests = tmp_path / "PaDiff" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "test_imports.py").write_text(
+        "from padiff import *\nfrom padiff.checker import check_grads\n\n\n"
+        "def test_names():\n    assert callable(auto_diff) and callable(check_grads)\n"
+    )
+    (tests / "test_fails.py").write_text("def test_fails():\n    assert False\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "peer_test.py"), str(tmp_path / "PaDiff"), "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("FAIL  test_fails.py") and any(
+        line.startswith("PASS  test_imports.py") for line in lines
+    )
+    assert lines[-1] == "passed 1 of 2 test files"
+    assert sorted(p.name for p in tests.iterdir()) == ["test_fails.py", "test_imports.py"]  # nothing written there

@@ -16,8 +16,10 @@ copy correctly; the numbers come from :func:`padiff_graph.diff` and
 
 Importing this module loads neither torch nor paddle and patches nothing;
 ``PADIFF_API_CHECK=ON`` turns on the op-level comparison of ``auto_diff``
-runs, installed only while they run. ``docs/migrating-from-padiff.md`` lists
-each call and what differs on purpose.
+runs, installed only while they run. :mod:`padiff_graph.compat.padiff` is
+PaDiff's package layout (``padiff.checker``, ``padiff.dump_tools``...) for a
+two-line ``padiff`` package. ``docs/migrating-from-padiff.md`` lists each call
+and what differs on purpose.
 """
 
 from padiff_graph.compat.autodiff import assign_weight, auto_diff

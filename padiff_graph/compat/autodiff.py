@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from dataclasses import replace
+from itertools import chain
+from pathlib import Path
 from typing import Any
 
 from padiff_graph.api import assign_weights, diff, export_tree, suggest_map
 from padiff_graph.compat.messages import Named, log, print_failure, print_options, remember, switch_on
 from padiff_graph.compat.proxy import ProxyModel, as_proxy
-from padiff_graph.errors import AssignError, InputError, PadiffGraphError
+from padiff_graph.errors import AssignError, InputError, ModelRunError, PadiffGraphError
+from padiff_graph.frameworks import adapter_named
+from padiff_graph.frameworks.base import iter_tensors
+from padiff_graph.frameworks.inputs import prepare, split_inputs
 from padiff_graph.layermap import LayerMap
+from padiff_graph.offline.recording import Recording
 from padiff_graph.run.selection import parse_entries, selected_paths
 
 #: PaDiff's documented defaults: elementwise tolerances of numpy's ``assert_allclose``, and means compared
@@ -55,6 +63,9 @@ def auto_diff(
 ) -> bool:
     """Copy weights (``auto_init``), run both models and name the first layer that differs; ``True`` if none.
 
+    As PaDiff's, it leaves each model's run dumped in ``<dump_path>/auto_diff``
+    (the layers its proxy's lists select), for ``check_report`` and the others.
+
     Args:
         base_model, raw_model: torch or paddle models, or :func:`create_model` proxies.
         inputs: ``(base_inputs, raw_inputs)``, each a dict of keyword arguments
@@ -92,11 +103,19 @@ def _auto_diff(
         inputs = tuple(inputs)
     base, raw = as_proxy(base_model, "base_model"), as_proxy(raw_model, "raw_model")
     pins = _pins(base, raw)
-    copy_here = options["auto_init"] and _unassigned(base, raw)
-    if layer_map is None and (pins or copy_here):
+    if layer_map is None and (pins or options["auto_init"]):
         layer_map = suggest_map(base.model, raw.model, inputs, pinned=pins)
-    if copy_here:
-        assign_weights(base.model, raw.model, _assignable(layer_map, base, raw))
+    if options["auto_init"]:
+        assign_weights(
+            base.model, raw.model, _assignable(layer_map, base, raw) if _unassigned(base, raw) else layer_map
+        )
+    if isinstance(inputs, Iterator):
+        first = next(inputs, None)
+        inputs = chain([first], inputs)
+    else:
+        first = inputs
+    backward = options["diff_phase"] != "forward"
+    recordings = _dump_first_step(base, raw, first, loss_fns, backward)
     report = diff(
         base.model,
         raw.model,
@@ -105,7 +124,7 @@ def _auto_diff(
         atol=options["atol"],
         rtol=options["rtol"],
         mode=options["compare_mode"],
-        assign=options["auto_init"] and not copy_here,
+        assign=False,
         loss_fns=loss_fns,
         optimizers=optimizers,
         steps=options["steps"],
@@ -116,6 +135,9 @@ def _auto_diff(
         op_level=switch_on("PADIFF_API_CHECK"),
     )
     remember(report)
+    if optimizers is not None and backward:
+        for proxy, recording in zip((base, raw), recordings, strict=True):
+            recording.save(_auto_diff_folder(proxy), 0, "weights")
     if options["auto_init"]:
         log("Assign weight success !!!")
     if report.ok:
@@ -126,6 +148,72 @@ def _auto_diff(
         log(f"In single step mode, {len(report.divergences)} layer pairs differ (padiff_graph.compat.last_report())")
     log("FAILED !!!\n")
     return False
+
+
+def _auto_diff_folder(proxy: ProxyModel) -> Path:
+    return Path(proxy.dump_path) / "auto_diff"
+
+
+def _dump_first_step(
+    base: ProxyModel, raw: ProxyModel, inputs: Any, loss_fns: Any, backward: bool
+) -> tuple[Recording, Recording]:
+    """Run each model once, as PaDiff's ``auto_diff`` does, and dump it into ``<dump_path>/auto_diff``.
+
+    The layers the proxies' lists select are recorded: outputs (``report``),
+    and with ``backward`` the output and parameter gradients (``grads``).
+    The diff runs next, on the same weights. Returns the two recordings (the
+    weights after the optimizer steps are saved with them once the diff has run).
+    """
+    recordings = []
+    for proxy, side_inputs, loss_fn in zip((base, raw), split_inputs(inputs), loss_fns or (None, None), strict=True):
+        folder = _auto_diff_folder(proxy)
+        shutil.rmtree(folder, ignore_errors=True)  # PaDiff starts its auto_diff dumps afresh
+        recording = proxy.new_recording()
+        arguments = prepare(proxy.adapter, proxy.model, side_inputs)
+        what = "forward"
+        try:
+            output = recording.forward(*arguments.args, **arguments.kwargs)
+            what = "loss"
+            loss = _loss(proxy, output, loss_fn) if backward else None
+            what = "backward"
+            if loss is not None:
+                recording.backward(loss)
+        except Exception as error:  # the user's model, loss or backward may raise anything
+            raise ModelRunError(f"the {proxy.name} model's {what} failed: {type(error).__name__}: {error}") from error
+        recording.save(folder, 0, "report")
+        if loss is not None:
+            recording.save(folder, 0, "grads")
+        recordings.append(recording)
+    return recordings[0], recordings[1]
+
+
+def _loss(proxy: ProxyModel, output: Any, loss_fn: Any) -> Any:
+    """The loss the diff takes too; ``None`` when, with no loss function, nothing in the output needs a gradient."""
+    if loss_fn is not None:
+        return loss_fn(output)
+    try:
+        return proxy.adapter.mean_loss(output)
+    except ValueError:  # a model with nothing to train: the diff compares its forward only
+        return None
+
+
+def default_loss(output: Any, mode: str) -> Any:
+    """PaDiff's loss for a model's output: its mean, or the mean of the float32 means of the tensors it holds.
+
+    ``mode`` is the framework, ``"torch"`` or ``"paddle"``.
+    """
+    if mode not in ("torch", "paddle"):
+        raise InputError(f"mode must be 'torch' or 'paddle', not {mode!r}")
+    adapter = adapter_named(mode)
+    if adapter.is_tensor(output):
+        return output.mean()
+    means = [
+        tensor.astype("float32").mean() if mode == "paddle" else tensor.float().mean()
+        for tensor in iter_tensors(output, adapter.is_tensor)
+    ]
+    if not means:
+        raise InputError("the output holds no tensor to take a loss of")
+    return sum(means[1:], means[0]) / len(means)
 
 
 def _options(kwargs: dict[str, Any], loss_fns: Any) -> dict[str, Any]:

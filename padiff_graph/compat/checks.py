@@ -9,6 +9,7 @@ dumped layer trees (with the proxies' ``set_layer_map`` pairs pinned).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from itertools import zip_longest
 from pathlib import Path
@@ -16,9 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.compat.messages import Named, log, print_failure, print_tensor_failures, remember
+from padiff_graph.compat.messages import (
+    Named,
+    log,
+    print_failure,
+    print_missing_grad,
+    print_tensor_failures,
+    remember,
+)
 from padiff_graph.compat.proxy import METADATA, numbered
+from padiff_graph.core.records import join_path
 from padiff_graph.errors import DumpError, InputError, PadiffGraphError
+from padiff_graph.layermap.layer_map import LayerMap
 from padiff_graph.match import match_trees
 from padiff_graph.offline.compare import compare_dumps
 from padiff_graph.offline.reader import Dump, load_dump
@@ -118,9 +128,45 @@ def _check(
     named = _named(base), _named(raw)
     if kind == "report":
         print_failure(report, *named)
-    else:
-        print_tensor_failures(report, *named, kinds=_STAGES[kind])
-    return report.ok
+        return report.ok
+    one_sided = _one_sided_grads(base, raw, layer_map, steps, ranks) if "grad" in _STAGES[kind] else []
+    print_tensor_failures(report, *named, kinds=_STAGES[kind])
+    for base_tensor, raw_tensor, missing in one_sided:
+        print_missing_grad(named[0], named[1], base_tensor, raw_tensor, missing)
+    return report.ok and not one_sided
+
+
+def _one_sided_grads(
+    base: Dump, raw: Dump, layer_map: LayerMap, steps: set[int] | None, ranks: set[int] | None
+) -> list[tuple[str, str, str]]:
+    """(base tensor, raw tensor, the side without it) for each paired parameter with a gradient in one dump only.
+
+    Only parameters of layers both proxies dumped count (a layer a list left
+    out has no gradients either way); dumps without that list are not checked.
+    """
+    base_layers, raw_layers = _compat_metadata(base).get("layers"), _compat_metadata(raw).get("layers")
+    if base_layers is None or raw_layers is None:
+        return []
+    found = []
+    for rank in sorted(set(base.ranks) & set(raw.ranks) & (ranks if ranks is not None else set(base.ranks))):
+        base_steps, raw_steps = base.ranks[rank].steps, raw.ranks[rank].steps
+        for step in sorted(set(base_steps) & set(raw_steps) & (steps if steps is not None else set(base_steps))):
+            base_grads, raw_grads = _grads(base_steps[step]), _grads(raw_steps[step])
+            for pair in layer_map.pairs:
+                if pair.base not in base_layers or pair.raw not in raw_layers:
+                    continue
+                for tensor in pair.tensors:
+                    base_tensor, raw_tensor = join_path(pair.base, tensor.base), join_path(pair.raw, tensor.raw)
+                    if (base_tensor in base_grads) != (raw_tensor in raw_grads):
+                        missing = "raw_model" if base_tensor in base_grads else "base_model"
+                        found.append((base_tensor, raw_tensor, missing))
+    return found
+
+
+def _grads(folder: Path) -> set[str]:
+    """The tensors a step folder holds gradients of."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {entry["path"] for entry in manifest["records"] if entry["stage"] == "grad"}
 
 
 def locate(path: str | Path) -> tuple[Path, set[int] | None, set[int] | None]:

@@ -118,6 +118,17 @@ def print_tensor_failures(
             print(f"... and {len(failing) - TENSOR_BLOCKS} more {word} differ\n")
 
 
+def print_missing_grad(base: Named, raw: Named, base_tensor: str, raw_tensor: str, missing: str) -> None:
+    """PaDiff's block for a parameter whose gradient one dump has and the other has not."""
+    log("Diff found when compare grads")
+    print(
+        f"{'=' * 25}\ngrads value is different.\n"
+        f"base_model param path:\n    {base.route(base_tensor)}\n"
+        f"raw_model param path:\n    {raw.route(raw_tensor)}\n\n"
+        f"the gradient is None in {missing} (none was dumped), not in the other\n"
+    )
+
+
 def _tensor_block(report: DiffReport, comparison: Comparison, word: str, base: Named, raw: Named) -> str:
     pair = report.layer_map.pair_for_base(comparison.base)
     base_tensor = comparison.stage.partition(":")[2]

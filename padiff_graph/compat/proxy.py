@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from padiff_graph.compat.messages import log
+import numpy as np
+
+from padiff_graph.compat.apicheck import api_calls
+from padiff_graph.compat.messages import log, switch_on
+from padiff_graph.compat.report import ApiCall, Report, build_report
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
 from padiff_graph.offline.recording import Recording
 from padiff_graph.run.selection import parse_entries
 
@@ -28,6 +33,7 @@ _dump_root = [Path(sys.path[0] or ".") / "padiff_dump"]
 #: the header metadata key under which a proxy stores its name and layer map
 METADATA = "padiff_compat"
 _NUMBERED = re.compile(r"(step|rank)_(\d+)")
+_PLACE = re.compile(r"Place\((.*)\)")
 
 
 def set_dump_root_path(path: str) -> None:
@@ -63,6 +69,7 @@ class ProxyModel:
         self.unassigned: list[tuple[Any, str]] = []
         self.layer_map: list[Any] = []
         self._recording: Recording | None = None
+        self._api_calls: list[ApiCall] = []
 
     @property
     def class_name(self) -> str:
@@ -71,16 +78,81 @@ class ProxyModel:
     def __repr__(self) -> str:
         return f"Model({self.framework}::{self.class_name})"
 
+    # --- the model's own interface, as PaDiff's proxy offers it ----------------------------------
+
+    def parameters(self, recursively: bool = True) -> Iterator[ProxyParam]:
+        """The model's parameters (of its sublayers too when ``recursively``), each as a :class:`ProxyParam`."""
+        return (param for _, param in self.named_parameters(recursively))
+
+    def named_parameters(self, recursively: bool = True) -> Iterator[tuple[str, ProxyParam]]:
+        if self.framework == "torch":
+            found = self.model.named_parameters(recurse=recursively)
+        else:
+            found = self.model.named_parameters(include_sublayers=recursively)
+        return ((name, ProxyParam(param, self.adapter)) for name, param in found)
+
+    def children(self) -> Iterator[ProxyModel]:
+        """The direct sublayers, as proxies."""
+        return (child for _, child in self.named_children())
+
+    def named_children(self) -> Iterator[tuple[str, ProxyModel]]:
+        return ((name, create_model(child)) for name, child in self.model.named_children())
+
+    def submodels(self) -> Iterator[ProxyModel]:
+        """The model and every layer under it, as proxies."""
+        return (layer for _, layer in self.named_submodels())
+
+    def named_submodels(self) -> Iterator[tuple[str, ProxyModel]]:
+        return ((path, create_model(layer)) for path, layer in self.adapter.named_layers(self.model).items())
+
+    def get_device(self) -> Any:
+        """Where the first parameter lives (torch: a ``torch.device``; paddle: the place, as ``cpu``)."""
+        first = next(iter(self.adapter.named_tensors(self.model).values()))
+        if self.framework == "torch":
+            return first.device
+        return _PLACE.sub(r"\1", str(first.place))
+
+    def to(self, device: Any) -> None:
+        self.model.to(device)
+
+    def to_cpu(self) -> None:
+        self.model.to("cpu")
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> Any:
+        return self.model.register_forward_pre_hook(hook)
+
+    def register_forward_post_hook(self, hook: Callable[..., Any]) -> Any:
+        """The framework's forward (post) hook: ``register_forward_hook`` in torch."""
+        if self.framework == "torch":
+            return self.model.register_forward_hook(hook)
+        return self.model.register_forward_post_hook(hook)
+
     # --- running ---------------------------------------------------------------------------------
 
     def _recording_step(self) -> bool:
         return self.step % self.dump_freq == 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """The model's forward; on dumped steps its layers are recorded."""
+        """The model's forward; on dumped steps its layers are recorded (``PADIFF_API_CHECK=ON``: API calls too)."""
         if not self._recording_step():
             return self.model(*args, **kwargs)
-        return self.recording().forward(*args, **kwargs)
+        recording = self.recording()
+        if not switch_on("PADIFF_API_CHECK"):
+            return recording.forward(*args, **kwargs)
+
+        def keep(name: str, output: Any) -> None:
+            arrays = [self.adapter.to_numpy(t, copy=True) for t in iter_tensors(output, self.adapter.is_tensor)]
+            self._api_calls.append(ApiCall(len(recording.records), name, arrays))
+
+        with api_calls(self.adapter, self.model, keep):
+            return recording.forward(*args, **kwargs)
+
+    @property
+    def report(self) -> Report:
+        """What was recorded since the last ``clear_report``, as PaDiff's report items (``.items``)."""
+        records = self._recording.records if self._recording is not None else []
+        classes = {path: type(layer).__name__ for path, layer in self.adapter.named_layers(self.model).items()}
+        return build_report(records, classes, self._api_calls)
 
     def backward(self, loss: Any) -> None:
         """``loss.backward()``; on dumped steps the loss and output gradients are recorded."""
@@ -92,21 +164,23 @@ class ProxyModel:
     def recording(self) -> Recording:
         """The :class:`padiff_graph.Recording` this proxy records and dumps through."""
         if self._recording is None:
-            self._recording = Recording(
-                self.model,
-                black_list=self.compared_black_list(),
-                white_list=self.white_list,
-                metadata={METADATA: self._metadata()},
-            )
+            self._recording = self.new_recording()
         return self._recording
 
-    def _metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "layer_map": self.paths_of(self.layer_map)}
+    def new_recording(self) -> Recording:
+        """A fresh :class:`padiff_graph.Recording` of the layers this proxy's lists select, its dumps named as it."""
+        recording = Recording(self.model, black_list=self.compared_black_list(), white_list=self.white_list)
+        recording.metadata[METADATA] = self._metadata(recording)
+        return recording
+
+    def _metadata(self, recording: Recording) -> dict[str, Any]:
+        """The proxy's name, its ``set_layer_map`` layers and the layers it dumps (whose gradients a check expects)."""
+        return {"name": self.name, "layer_map": self.paths_of(self.layer_map), "layers": sorted(recording.layers)}
 
     def _lists_changed(self) -> None:
         if self._recording is not None:
             self._recording.select(self.compared_black_list(), self.white_list)
-            self._recording.metadata[METADATA] = self._metadata()
+            self._recording.metadata[METADATA] = self._metadata(self._recording)
 
     # --- black and white lists, layer map --------------------------------------------------------
 
@@ -212,6 +286,7 @@ class ProxyModel:
         self._save(dump_path, "weights")
 
     def clear_report(self) -> None:
+        self._api_calls.clear()
         if self._recording is not None:
             self._recording.clear()
 
@@ -236,6 +311,51 @@ class ProxyModel:
         return folder, self.step, None
 
 
+class ProxyParam:
+    """A parameter as PaDiff's proxies give it: ``.param``, and its values as numpy arrays."""
+
+    def __init__(self, param: Any, adapter: FrameworkAdapter) -> None:
+        self.param = param
+        self.param_type: str = adapter.name
+        self.adapter = adapter
+
+    def numpy(self) -> np.ndarray:
+        return self.adapter.to_numpy(self.param, copy=True)
+
+    def set_data(self, value: Any) -> None:
+        """Overwrite the parameter's values (its dtype and device stay)."""
+        self.adapter.write(self.param, np.asarray(value))
+
+    def shape(self) -> list[int]:
+        return list(self.param.shape)
+
+    def grad(self) -> np.ndarray | None:
+        """The gradient, or ``None`` if there is none."""
+        return self.adapter.grad(self.param)
+
+    def main_grad(self) -> np.ndarray | None:
+        """Paddle's ``main_grad`` (kept by mixed-precision training), or ``None``."""
+        main = getattr(self.param, "main_grad", None)
+        return None if main is None else self.adapter.to_numpy(main, copy=True)
+
+
+def dump_report(model: ProxyModel, dump_path: str | None = None) -> None:
+    """``model.dump_report(dump_path)``, as PaDiff's ``padiff.dump_tools`` spells it."""
+    model.dump_report(dump_path)
+
+
+def dump_params(model: ProxyModel, dump_path: str | None = None) -> None:
+    model.dump_params(dump_path)
+
+
+def dump_grads(model: ProxyModel, dump_path: str | None = None) -> None:
+    model.dump_grads(dump_path)
+
+
+def dump_weights(model: ProxyModel, dump_path: str | None = None) -> None:
+    model.dump_weights(dump_path)
+
+
 def create_model(model: Any, name: str | None = None, dump_freq: int = 1) -> ProxyModel:
     """PaDiff's proxy for a torch or paddle model (a proxy is returned as it is).
 
@@ -248,7 +368,12 @@ def create_model(model: Any, name: str | None = None, dump_freq: int = 1) -> Pro
 
 
 def as_proxy(model: Any, role: str) -> ProxyModel:
-    """``model`` itself if a proxy; otherwise a proxy named as PaDiff names plain models (``Net(base_model)``)."""
+    """``model`` itself if a proxy; otherwise a proxy named as PaDiff names plain models.
+
+    Routes read ``Net(base_model)``, as in PaDiff's messages; the dumps go to ``<root>/Net_base_model``, as PaDiff's.
+    """
     if isinstance(model, ProxyModel):
         return model
-    return ProxyModel(model, f"{type(model).__name__}({role})")
+    proxy = ProxyModel(model, f"{type(model).__name__}({role})")
+    proxy.dump_path = str(Path(get_dump_root_path()) / f"{type(model).__name__}_{role}")
+    return proxy
