@@ -62,8 +62,8 @@ realworld: $(REALWORLD_STAMP)
 	REALWORLD_TORCHVISION=$(REALWORLD_VENV)/torchvision $(REALWORLD_VENV)/bin/python -m realworld.run $(REALWORLD_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check padiff_graph tests examples benchmarks scripts
-	$(BIN)/ruff format --check padiff_graph tests examples benchmarks scripts
+	$(BIN)/ruff check padiff_graph tests examples benchmarks scripts realworld
+	$(BIN)/ruff format --check padiff_graph tests examples benchmarks scripts realworld
 	$(BIN)/mypy
 
 # every benchmarks/bench_*.py, each printing ratios measured in one run (minutes; not part of `make test`)
