@@ -224,6 +224,11 @@ def print_diff(
             f"[yellow]note[/]: output gradients differ at {where} but no parameter gradient does "
             "(a subgradient choice at ties, e.g. max pooling over equal values; no effect on training)"
         )
+    if report.not_comparable:
+        console.print(
+            f"[yellow]not comparable[/]: {len(report.not_comparable)} record(s) of a sharded run could not be "
+            f"merged without guessing, the first: {escape(report.not_comparable[0])}"
+        )
     first = report.first_divergence
     if base_tree is not None and raw_tree is not None:
         pair = None if first is None else (first.base, first.raw)
