@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +127,29 @@ def launch(script: Path, *args: str, ranks: int = 2, timeout: float = 120) -> No
                 worker.wait()
 
 
+def launch_paddle(script: Path, out: Path, ranks: int = 2, timeout: float = 180) -> None:
+    """Run ``script OUT`` under ``python -m paddle.distributed.launch`` (gloo on CPU); the launcher's process
+    group is stopped after, whatever happened."""
+    logs = out / "launch_logs"
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(ranks), "--log_dir"]
+    launcher = subprocess.Popen(
+        [*command, str(logs), str(script), str(out)],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the launcher and its workers: one process group to stop
+    )
+    try:
+        launcher.wait(timeout=timeout)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    if launcher.returncode != 0:
+        tails = "\n".join(f"{log.name}: {log.read_text(errors='replace')[-2000:]}" for log in sorted(logs.glob("*")))
+        pytest.fail(f"paddle launch failed ({launcher.returncode}):\n{tails}")
+
+
 class PaddleMLP(paddle.nn.Layer):
     """The single-process paddle port of ``tests/workers/torch_tp.py``'s MLP."""
 
@@ -231,3 +255,44 @@ def test_an_fsdp2_data_parallel_run_merges_its_batch_and_compares_with_one_proce
     paddle_port(tmp_path / "shuffled", np.concatenate([batch[2:], batch[:2]]))
     report = pg.compare_dumps(tmp_path / "fsdp", tmp_path / "shuffled")
     assert (report.first_divergence.base, report.first_divergence.stage) == ("", "input")
+
+
+def torch_port(directory: Path, approximate: str = "none") -> None:
+    """The single-process torch port of tests/workers/paddle_semi_auto.py's MLP, its weights, one SGD step."""
+    paddle.seed(0)
+    reference = worker("paddle_semi_auto").MLP()
+    model = worker("torch_tp").MLP()
+    model.act = torch.nn.GELU(approximate=approximate)
+    with torch.no_grad():
+        for name in ("fc1", "fc2", "head"):
+            getattr(model, name).weight.copy_(torch.from_numpy(getattr(reference, name).weight.numpy().T))
+            getattr(model, name).bias.copy_(torch.from_numpy(getattr(reference, name).bias.numpy()))
+    recording = pg.Recording(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    recording.backward((recording.forward(torch.from_numpy(worker("paddle_semi_auto").X)) ** 2).mean())
+    recording.save(directory, 0, "report")
+    recording.save(directory, 0, "grads")
+    optimizer.step()
+    recording.save(directory, 0, "weights")
+
+
+@pytest.mark.distributed
+def test_a_paddle_semi_auto_parallel_run_merges_and_compares_with_its_single_process_torch_port(tmp_path) -> None:
+    launch_paddle(WORKERS / "paddle_semi_auto.py", tmp_path)
+    paddle_dir = tmp_path / "paddle"
+    placements = layouts(paddle_dir, 0)
+    assert placements["forward:fc1:0:0"] == ["shard(2)"] and placements["forward:act:0:0"] == ["shard(2)"]
+    assert placements["weights:fc1.weight:0:0"] == ["shard(1)"]  # paddle's [in, out]: torch's shard(0), transposed
+    assert placements["grad:fc2.weight:0:0"] == ["shard(0)"] and placements["loss::0:0"] == ["replicate"]
+
+    torch_port(tmp_path / "torch")
+    for base, raw in ((paddle_dir, tmp_path / "torch"), (tmp_path / "torch", paddle_dir)):
+        report = pg.compare_dumps(base, raw)
+        assert report.ok and not report.not_comparable, report.first_divergence or report.not_comparable
+        compared = {(c.kind, c.base) for c in report.comparisons}
+        assert {("forward", "act"), ("backward", "fc1"), ("grad", "fc1"), ("weights", "fc2"), ("loss", "")} <= compared
+
+    # the port's GELU approximates with tanh: named at act, a layer split across the ranks
+    torch_port(tmp_path / "tanh", approximate="tanh")
+    first = pg.compare_dumps(paddle_dir, tmp_path / "tanh").first_divergence
+    assert (first.base, first.stage) == ("act", "forward")
