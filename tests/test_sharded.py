@@ -23,7 +23,8 @@ import padiff_graph as pg
 from padiff_graph.cli import main
 from padiff_graph.core.records import Layout
 from padiff_graph.errors import NotComparableError
-from padiff_graph.offline.shards import Part, merge, split_axis
+from padiff_graph.offline.reader import load_dump
+from padiff_graph.offline.shards import Part, RunStep, merge, split_axis
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ROOT / "tests" / "workers"
@@ -296,3 +297,14 @@ def test_a_paddle_semi_auto_parallel_run_merges_and_compares_with_its_single_pro
     torch_port(tmp_path / "tanh", approximate="tanh")
     first = pg.compare_dumps(paddle_dir, tmp_path / "tanh").first_divergence
     assert (first.base, first.stage) == ("act", "forward")
+
+
+@pytest.mark.distributed
+def test_fleet_tensor_parallel_weights_merge_by_their_split_axis(tmp_path) -> None:
+    launch_paddle(WORKERS / "paddle_fleet_tp.py", tmp_path)
+    fleet = worker("paddle_fleet_tp")
+    dump = load_dump(tmp_path / "fleet")
+    assert layouts(tmp_path / "fleet", 1)["weights:0.weight:0:0"] == ["shard(1)"]
+    with RunStep({rank: found.steps[0] for rank, found in dump.ranks.items()}) as step:
+        assert np.array_equal(step.array("weights:0.weight:0:0"), fleet.FC1)
+        assert np.array_equal(step.array("weights:1.weight:0:0"), fleet.FC2)

@@ -193,8 +193,10 @@ class PaddleAdapter:
 
     def layout(self, tensor: Any, of_grad: bool = False) -> Layout | None:
         value = tensor.grad if of_grad else tensor
-        if value is None or not value.is_dist():
+        if value is None:
             return None
+        if not value.is_dist():
+            return _fleet_layout(tensor, value)
         mesh = value.process_mesh
         rank = _paddle().distributed.get_rank()
         if rank not in mesh.process_ids:  # this rank is outside the tensor's mesh: it holds nothing of it
@@ -271,6 +273,19 @@ class PaddleAdapter:
         return [f"missing {key}" for key in missing if names.get(key, key) not in loaded] + [
             f"unexpected {key}" for key in unexpected
         ]
+
+
+def _fleet_layout(parameter: Any, value: Any) -> Layout | None:
+    """fleet tensor parallelism (``ColumnParallelLinear``...): a parameter marked ``is_distributed`` holds its
+    model-parallel rank's slice along ``split_axis`` (``value`` is it or its gradient); anything else, ``None``."""
+    axis = getattr(parameter, "split_axis", None)
+    if not getattr(parameter, "is_distributed", False) or axis is None:
+        return None
+    group = _paddle().distributed.fleet.get_hybrid_communicate_group()
+    degree, rank = group.get_model_parallel_world_size(), group.get_model_parallel_rank()
+    shape = [int(size) for size in value.shape]
+    shape[axis] *= degree  # fleet splits evenly
+    return Layout((f"shard({axis})",), (int(degree),), (int(rank),), tuple(shape))
 
 
 def _placement_name(placement: Any, ndim: int) -> str:
