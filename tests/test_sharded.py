@@ -232,6 +232,9 @@ def test_a_torch_tensor_parallel_run_merges_and_compares_with_its_single_process
         "forward fc2 (call 0): ranks hold different values of one shape and no placement says how they combine "
         "(a partial sum, or each rank's own batch)"
     ]
+    result = CliRunner().invoke(main, ["compare", str(unsaid), str(paddle_dir), "--html", str(html)])
+    assert result.exit_code == 0 and "not comparable" in result.output
+    assert "Not comparable" in html.read_text() and "forward fc2 (call 0)" in html.read_text()
 
 
 @pytest.mark.distributed

@@ -315,15 +315,15 @@ def compare(
     from padiff_graph.report.terminal import print_diff
 
     report = compare_dumps(base_dir, raw_dir, _load_map(map_file), atol=atol, rtol=rtol, mode=mode)
-    trees = load_dump(base_dir).tree(), load_dump(raw_dir).tree()
+    base_tree = load_dump(base_dir).tree()
     if html_file is not None:
         from padiff_graph.report.html import write_html
 
-        write_html(html_file, *trees, report.layer_map, report.findings, report)
+        write_html(html_file, base_tree, load_dump(raw_dir).tree(), report.layer_map, report.findings, report)
     if as_json:
         click.echo(dumps(diff_document(report)))
     else:
-        print_diff(_console(), report, *trees)
+        print_diff(_console(), report, base_tree)
     sys.exit(0 if report.ok else 1)
 
 
