@@ -254,6 +254,9 @@ def test_an_fsdp2_data_parallel_run_merges_its_batch_and_compares_with_one_proce
         # the loss is the mean of the ranks' own losses, so output gradients are of that mean
         assert {("input", ""), ("forward", "act"), ("loss", ""), ("backward", "fc1"), ("grad", "head")} <= compared
         assert ("weights", "head") in compared
+    # the loss still says how the ranks' output gradients combine when only those are compared
+    only = pg.compare_dumps(tmp_path / "fsdp", tmp_path / "paddle", stages={"backward"})
+    assert only.ok and not only.not_comparable and {c.kind for c in only.comparisons} == {"backward"}
 
     # the port fed the batch in another order: named at the root's input, where the runs part ways
     paddle_port(tmp_path / "shuffled", np.concatenate([batch[2:], batch[:2]]))

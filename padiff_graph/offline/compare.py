@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.records import join_path
-from padiff_graph.core.transforms import Shape, Transform
+from padiff_graph.core.transforms import Shape, TensorPair, Transform
 from padiff_graph.core.tree import descendants_of, tensor_dtypes
 from padiff_graph.errors import DumpError, InputError, NotComparableError
 from padiff_graph.layermap import LayerMap
@@ -167,57 +168,47 @@ def _compare_step(
         for tensor in pair.tensors
         if not tensor.has_constant
     }
+    losses = _merged_losses(base, raw, base_records, tolerance)  # first: output gradients depend on them
     comparisons: list[Comparison] = []
     not_comparable: list[str] = []
     used: set[str] = set()
     where = f"step {step}, " if step else ""
     for entry in raw.records:
-        stage, path = entry["stage"], entry["path"]
+        stage, path, call, index = entry["stage"], entry["path"], entry["call"], entry["index"]
+        tensor: TensorPair | None = None
         if stage not in stages:
             continue
         if stage in ("grad", "weights"):
             if path not in tensor_pairs:
                 continue
             pair, tensor = tensor_pairs[path]
-            name = f"{stage}:{join_path(pair.base, tensor.base)}:0:0"
-            if name not in base_records:
-                continue
-            used.add(name)
-            try:
-                base_value = base.array(name, _base_shape(tensor.transform, raw.shape(entry["name"])))
-                raw_value = raw.array(entry["name"], _raw_shape(tensor.transform, base_value.shape))
-            except NotComparableError as error:
-                not_comparable.append(
-                    f"{stage} {join_path(pair.base, tensor.base)} ({where.rstrip(', ') or 'step 0'}): {error}"
-                )
-                continue
-            dtypes = (base_records[name]["dtype"], entry["dtype"])
-            verdict = compare_tensor_pair(tensor, base_value, raw_value, tolerance, *dtypes)
-            index = pair.tensors.index(tensor)
-            comparisons.append(Comparison(pair.base, pair.raw, f"{stage}:{tensor.base}", 0, index, verdict, step))
-            continue
-        if stage == "loss":
-            base_path, raw_path = "", ""
-        elif path in by_raw_path:
-            base_path, raw_path = by_raw_path[path].base, path
+            base_path, raw_path, label = pair.base, pair.raw, f"{stage}:{tensor.base}"
+            name, call, index = f"{stage}:{join_path(pair.base, tensor.base)}:0:0", 0, pair.tensors.index(tensor)
+            what = f"{stage} {join_path(pair.base, tensor.base)} ({where.rstrip(', ') or 'step 0'})"
+        elif stage == "loss" or path in by_raw_path:
+            base_path, raw_path = ("", "") if stage == "loss" else (by_raw_path[path].base, path)
+            name, label = f"{stage}:{base_path}:{call}:{index}", stage
+            what = f"{stage} {base_path or '<root>'} ({where}call {call})"
         else:
             continue
-        name = f"{stage}:{base_path}:{entry['call']}:{entry['index']}"
         if name not in base_records:
             continue
         used.add(name)
         dtypes = (base_records[name]["dtype"], entry["dtype"])
         try:
             if stage == "loss":
-                base_value, raw_value = _losses(base, raw, name, entry["name"], tolerance, dtypes)
+                verdict = tolerance.verdict(*_found(losses[name]), *dtypes)
+            elif tensor is not None:
+                base_value = base.array(name, _base_shape(tensor.transform, raw.shape(entry["name"])))
+                raw_value = raw.array(entry["name"], _raw_shape(tensor.transform, base_value.shape))
+                verdict = compare_tensor_pair(tensor, base_value, raw_value, tolerance, *dtypes)
             else:
                 base_value = base.array(name, raw.shape(entry["name"]))
-                raw_value = raw.array(entry["name"], base_value.shape)
+                verdict = tolerance.verdict(base_value, raw.array(entry["name"], base_value.shape), *dtypes)
         except NotComparableError as error:
-            not_comparable.append(f"{stage} {base_path or '<root>'} ({where}call {entry['call']}): {error}")
+            not_comparable.append(f"{what}: {error}")
             continue
-        verdict = tolerance.verdict(base_value, raw_value, *dtypes)
-        comparisons.append(Comparison(base_path, raw_path, stage, entry["call"], entry["index"], verdict, step))
+        comparisons.append(Comparison(base_path, raw_path, label, call, index, verdict, step))
     paired_base = {pair.base for pair in by_raw_path.values()}
     missing = sorted(
         {
@@ -232,18 +223,41 @@ def _compare_step(
     return comparisons, missing, not_comparable
 
 
+Losses = tuple[np.ndarray, np.ndarray] | NotComparableError
+
+
+def _merged_losses(
+    base: RunStep, raw: RunStep, base_records: dict[str, dict[str, Any]], tolerance: Tolerance
+) -> dict[str, Losses]:
+    """Each loss record of both runs, merged (what merging an output gradient needs, whatever is compared)."""
+    found: dict[str, Losses] = {}
+    for entry in raw.records:
+        name = entry["name"]  # ``loss::call:index`` on both sides
+        if entry["stage"] != "loss" or name not in base_records:
+            continue
+        try:
+            found[name] = _losses(base, raw, name, tolerance, (base_records[name]["dtype"], entry["dtype"]))
+        except NotComparableError as error:
+            found[name] = error
+    return found
+
+
+def _found(losses: Losses) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(losses, NotComparableError):
+        raise losses
+    return losses
+
+
 def _losses(
-    base: RunStep, raw: RunStep, base_name: str, raw_name: str, tolerance: Tolerance, dtypes: tuple[str, str]
+    base: RunStep, raw: RunStep, name: str, tolerance: Tolerance, dtypes: tuple[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Both runs' losses; where one run's ranks each computed their own, the other's says how they combine."""
+    """Both runs' loss ``name``; where one run's ranks each computed their own, the other's says how they combine."""
     try:
-        base_value = base.array(base_name)
+        base_value = base.loss(name)
     except NotComparableError:
-        raw_value = raw.array(raw_name)
-        return base.loss(
-            base_name, raw_value, lambda ours, theirs: tolerance.verdict(ours, theirs, *dtypes).ok
-        ), raw_value
-    return base_value, raw.loss(raw_name, base_value, lambda ours, theirs: tolerance.verdict(theirs, ours, *dtypes).ok)
+        raw_value = raw.loss(name)
+        return base.loss(name, raw_value, lambda ours, theirs: tolerance.verdict(ours, theirs, *dtypes).ok), raw_value
+    return base_value, raw.loss(name, base_value, lambda ours, theirs: tolerance.verdict(theirs, ours, *dtypes).ok)
 
 
 def _base_shape(transform: Transform, raw_shape: Shape | None) -> Shape | None:

@@ -196,7 +196,9 @@ class RunStep:
             rank: {entry["name"]: entry for entry in manifest["records"]} for rank, manifest in manifests.items()
         }
         self._arrays = {rank: StepArrays(folders[rank], manifests[rank]["records"]) for rank in self.ranks}
-        #: output gradients are of each rank's own loss; ``mean`` losses make them ``1/ranks`` of the merged loss's
+        #: whether a loss of this step merged: the ranks' output gradients are of their own losses until then
+        self.loss_known = False
+        #: where the merged loss is the mean of the ranks' own, their output gradients are ``1/ranks`` of its
         self.backward_scale = 1.0
 
     def __enter__(self) -> RunStep:
@@ -221,30 +223,48 @@ class RunStep:
     def array(self, name: str, reference: Shape | None = None) -> np.ndarray:
         """Record ``name`` merged over the ranks (``reference``: the other run's shape, for inference).
 
+        Output gradients merged from unplaced parts wait for :meth:`loss`: until a loss of the step
+        merged, each rank's are of its own loss, and nothing says how those combine.
+
         Raises:
             NotComparableError: a rank lacks it, or its parts cannot be merged without guessing.
         """
-        merged = merge(self._parts(name), reference)
-        if self.backward_scale != 1.0 and self.entries[self.ranks[0]][name]["stage"] == "backward":
-            return np.asarray(merged * self.backward_scale, dtype=merged.dtype)
-        return merged
+        parts = self._parts(name)
+        merged = merge(parts, reference)
+        if self.entries[self.ranks[0]][name]["stage"] != "backward" or len(parts) == 1:
+            return merged
+        if not self.loss_known and any(part.layout is None for part in parts):
+            raise NotComparableError(
+                "each rank's output gradient is of its own loss and no recorded loss says how those combine "
+                "(record it: Recording.backward(loss))"
+            )
+        return merged if self.backward_scale == 1.0 else np.asarray(merged * self.backward_scale, dtype=merged.dtype)
 
-    def loss(self, name: str, other: np.ndarray, close: Callable[[np.ndarray, np.ndarray], bool]) -> np.ndarray:
-        """Loss record ``name`` merged: a replica, or, where each rank computed its own, their sum or mean
-        (whichever alone matches ``other``, the other run's loss; a mean scales the output gradients after).
+    def loss(
+        self,
+        name: str,
+        other: np.ndarray | None = None,
+        close: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    ) -> np.ndarray:
+        """Loss record ``name`` merged: a replica (or a lone rank's), or, where each rank computed its own,
+        their sum or mean, whichever alone matches ``other`` (the other run's loss, by ``close``); a mean
+        scales this step's output gradients.
 
         Raises:
-            NotComparableError: no single reading fits.
+            NotComparableError: no single reading fits (or, without ``other``, the ranks' losses differ).
         """
         parts = self._parts(name)
         try:
-            return merge(parts, other.shape)
+            merged = merge(parts, None if other is None else other.shape)
         except NotComparableError:
+            if other is None or close is None:
+                raise
             how = merge_losses(parts, other, close)
-        if how == "mean":
-            self.backward_scale = 1.0 / len(parts)
-        values = np.stack([part.array for part in parts])
-        return np.asarray(_LOSSES[how](values, axis=0), dtype=values.dtype)
+            values = np.stack([part.array for part in parts])
+            merged = np.asarray(_LOSSES[how](values, axis=0), dtype=values.dtype)
+            self.backward_scale = 1.0 / len(parts) if how == "mean" else 1.0
+        self.loss_known = True
+        return merged
 
     def _parts(self, name: str) -> list[Part]:
         lacking = [rank for rank in self.ranks if name not in self.entries[rank]]
