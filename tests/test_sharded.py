@@ -101,6 +101,7 @@ def launch(script: Path, *args: str, ranks: int = 2, timeout: float = 120) -> No
     environment = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
+        "GLOO_SOCKET_IFNAME": "lo",  # gloo's own connections on loopback too
         "MASTER_PORT": str(port),
         "WORLD_SIZE": str(ranks),
         "LOCAL_WORLD_SIZE": str(ranks),
@@ -135,7 +136,7 @@ def launch_paddle(script: Path, out: Path, ranks: int = 2, timeout: float = 180)
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(ranks), "--log_dir"]
     launcher = subprocess.Popen(
         [*command, str(logs), str(script), str(out)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # the launcher and its workers: one process group to stop

@@ -50,6 +50,11 @@ class Recording:
     recording into a directory starts the rank afresh there (its old header
     goes), and the first save into a step folder empties it.
 
+    Inside a distributed engine (torch ``DTensor``: tensor parallel, FSDP2;
+    paddle semi-auto parallel) each rank records its local part of every
+    tensor with the engine's placement, and ``compare`` merges the ranks
+    (``docs/sharded.md``).
+
     Example::
 
         recording = pg.Recording(model)
