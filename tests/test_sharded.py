@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -93,40 +95,37 @@ def worker(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def launch(script: Path, *args: str, ranks: int = 2, timeout: float = 120) -> None:
-    """Run ``script`` in ``ranks`` processes with torchrun's environment, gloo over loopback; all stopped after."""
+def launch(script: Path, out: Path, ranks: int = 2, timeout: float = 180) -> None:
+    """Run ``script OUT`` in ``ranks`` processes with torchrun's environment, gloo over loopback; all stopped after."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {
         **os.environ,
-        "MASTER_ADDR": "127.0.0.1",
-        "GLOO_SOCKET_IFNAME": "lo",  # gloo's own connections on loopback too
         "MASTER_PORT": str(port),
         "WORLD_SIZE": str(ranks),
         "LOCAL_WORLD_SIZE": str(ranks),
-        "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
     }
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(script), *args],
-            env={**environment, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for rank in range(ranks)
-    ]
+    logs = out / "launch_logs"
+    logs.mkdir(parents=True)
+    workers = []
+    for rank in range(ranks):
+        with open(logs / f"rank_{rank}.log", "w") as log:  # a file, not a pipe: a chatty rank never blocks
+            command = [sys.executable, str(script), str(out)]
+            environment.update(RANK=str(rank), LOCAL_RANK=str(rank))
+            workers.append(subprocess.Popen(command, env={**environment, **_LOOPBACK}, stdout=log, stderr=log))
+    deadline = time.monotonic() + timeout
     try:
-        for rank, worker in enumerate(workers):
-            _, errors = worker.communicate(timeout=timeout)
-            assert worker.returncode == 0, f"rank {rank} failed:\n{errors[-3000:]}"
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # stopped below, reported as -9
+                worker.wait(timeout=max(deadline - time.monotonic(), 0.1))
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+    _check(logs, [worker.returncode for worker in workers])
 
 
 def launch_paddle(script: Path, out: Path, ranks: int = 2, timeout: float = 180) -> None:
@@ -136,20 +135,29 @@ def launch_paddle(script: Path, out: Path, ranks: int = 2, timeout: float = 180)
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(ranks), "--log_dir"]
     launcher = subprocess.Popen(
         [*command, str(logs), str(script), str(out)],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **_LOOPBACK},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # the launcher and its workers: one process group to stop
     )
     try:
-        launcher.wait(timeout=timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stopped below, reported as -9
+            launcher.wait(timeout=timeout)
     finally:
-        if launcher.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # whatever of the group is left, launcher or worker
             os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
-    if launcher.returncode != 0:
+        launcher.wait()
+    _check(logs, [launcher.returncode])
+
+
+#: every connection of a launch on the loopback interface; one thread per rank on a small machine
+_LOOPBACK = {"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+
+
+def _check(logs: Path, codes: list[int]) -> None:
+    if any(codes):
         tails = "\n".join(f"{log.name}: {log.read_text(errors='replace')[-2000:]}" for log in sorted(logs.glob("*")))
-        pytest.fail(f"paddle launch failed ({launcher.returncode}):\n{tails}")
+        pytest.fail(f"launch failed (exit codes {codes}; -9: past its timeout):\n{tails}")
 
 
 class PaddleMLP(paddle.nn.Layer):
@@ -191,7 +199,7 @@ def layouts(directory: Path, rank: int) -> dict[str, list[str] | None]:
 
 @pytest.mark.distributed
 def test_a_torch_tensor_parallel_run_merges_and_compares_with_its_single_process_paddle_port(tmp_path) -> None:
-    launch(WORKERS / "torch_tp.py", str(tmp_path))
+    launch(WORKERS / "torch_tp.py", tmp_path)
     torch_dir, paddle_dir = tmp_path / "torch", tmp_path / "paddle"
     paddle_port(paddle_dir)
 
@@ -240,7 +248,7 @@ def test_a_torch_tensor_parallel_run_merges_and_compares_with_its_single_process
 
 @pytest.mark.distributed
 def test_an_fsdp2_data_parallel_run_merges_its_batch_and_compares_with_one_process(tmp_path) -> None:
-    launch(WORKERS / "torch_fsdp.py", str(tmp_path))
+    launch(WORKERS / "torch_fsdp.py", tmp_path)
     batch = worker("torch_fsdp").BATCH
 
     paddle_port(tmp_path / "paddle", batch)
