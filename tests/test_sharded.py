@@ -223,6 +223,7 @@ def test_a_torch_tensor_parallel_run_merges_and_compares_with_its_single_process
     html = tmp_path / "report.html"
     result = CliRunner().invoke(main, ["compare", str(tmp_path / "torch_bug"), str(paddle_dir), "--html", str(html)])
     assert result.exit_code == 1 and "diverged" in result.output and "fc2" in result.output
+    assert "merged by placement: base ranks [0, 1], raw ranks [0]" in result.output
     assert "fc2" in html.read_text()
 
     # an engine that did not say fc2's output is a partial sum: not comparable, never merged as a replica

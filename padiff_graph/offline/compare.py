@@ -1,4 +1,5 @@
-"""Comparing two dumps step by step and rank by rank, through a layer map, without the models."""
+"""Comparing two dumps step by step, rank by rank or merged over the ranks of a sharded run, through a
+layer map, without the models."""
 
 from __future__ import annotations
 

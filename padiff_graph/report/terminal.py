@@ -214,6 +214,9 @@ def print_diff(
         f"compared {len(report.comparisons)} tensors over {len(report.layer_map.pairs)} layer pairs "
         f"(mode {report.settings.get('mode')}, atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')})"
     )
+    merged = report.settings.get("merged")
+    if merged:
+        console.print(f"merged by placement: base ranks {merged['base']}, raw ranks {merged['raw']} (docs/sharded.md)")
     errors = [f for f in report.findings if f.severity is Severity.ERROR]
     if errors and report.comparisons:
         console.print(f"[yellow]note[/]: the diff ran despite {len(errors)} pre-flight error(s); the first:")
