@@ -44,3 +44,7 @@ class AssignError(PadiffGraphError):
 
 class ModelRunError(PadiffGraphError):
     """A model's forward or backward raised; names the last layer that ran."""
+
+
+class NotComparableError(DumpError):
+    """A sharded record whose ranks cannot be merged without guessing (``compare`` lists it, never merges it)."""

@@ -150,7 +150,7 @@ def test_a_recording_of_your_own_loop_is_a_dump_compared_like_any_other(tmp_path
     report = compare_dumps(tmp_path / "torch", tmp_path / "paddle")
     assert report.ok, report.first_divergence
     assert {(c.step, c.kind) for c in report.comparisons} == {
-        (s, k) for s in (0, 2) for k in ("forward", "loss", "backward", "grad", "weights")
+        (s, k) for s in (0, 2) for k in ("input", "forward", "loss", "backward", "grad", "weights")
     }
     only = compare_dumps(tmp_path / "torch", tmp_path / "paddle", steps={2}, stages={"grad"})
     assert {(c.step, c.kind) for c in only.comparisons} == {(2, "grad")}

@@ -292,21 +292,38 @@ def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, 
 @click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_html_option
 @_errors
 def compare(
-    base_dir: str, raw_dir: str, map_file: str | None, atol: float | None, rtol: float | None, mode: str, as_json: bool
+    base_dir: str,
+    raw_dir: str,
+    map_file: str | None,
+    atol: float | None,
+    rtol: float | None,
+    mode: str,
+    as_json: bool,
+    html_file: str | None,
 ) -> None:
-    """Compare two dumps (padiff_graph.dump) step by step and rank by rank, without the models."""
+    """Compare two dumps (padiff_graph.dump, Recording) step by step, without the models.
+
+    Runs split alike are compared rank by rank; a sharded run is merged by
+    the placements recorded with it (docs/sharded.md).
+    """
     from padiff_graph.offline.compare import compare_dumps
     from padiff_graph.offline.reader import load_dump
     from padiff_graph.report.document import diff_document, dumps
     from padiff_graph.report.terminal import print_diff
 
     report = compare_dumps(base_dir, raw_dir, _load_map(map_file), atol=atol, rtol=rtol, mode=mode)
+    base_tree = load_dump(base_dir).tree()
+    if html_file is not None:
+        from padiff_graph.report.html import write_html
+
+        write_html(html_file, base_tree, load_dump(raw_dir).tree(), report.layer_map, report.findings, report)
     if as_json:
         click.echo(dumps(diff_document(report)))
     else:
-        print_diff(_console(), report, load_dump(base_dir).tree())
+        print_diff(_console(), report, base_tree)
     sys.exit(0 if report.ok else 1)
 
 

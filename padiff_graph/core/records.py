@@ -82,3 +82,37 @@ def join_path(prefix: str, name: str) -> str:
     if not name:
         return prefix
     return f"{prefix}.{name}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one rank holds its part of a tensor that a distributed engine split over a device mesh.
+
+    ``placements`` has one entry per mesh dimension: ``shard(d)`` (this mesh
+    dimension splits tensor axis ``d``), ``partial(sum)`` (each rank holds a
+    partial ``sum``/``avg``/``max``/``min``) or ``replicate``; anything else
+    the engine uses is kept as ``other(Name)`` and never merged. ``shape`` is
+    the global shape; the rank's own shape is the array's.
+    """
+
+    placements: tuple[str, ...]
+    mesh: tuple[int, ...]
+    coordinate: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {
+            "placements": list(self.placements),
+            "mesh": list(self.mesh),
+            "coordinate": list(self.coordinate),
+            "shape": list(self.shape),
+        }
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> Layout:
+        return cls(
+            tuple(str(p) for p in entry["placements"]),
+            tuple(int(n) for n in entry["mesh"]),
+            tuple(int(n) for n in entry["coordinate"]),
+            tuple(int(n) for n in entry["shape"]),
+        )

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.core.records import LayerInfo, Layout, TensorInfo, TensorKind
 from padiff_graph.core.tensorfile import CheckpointReader, Stored
 from padiff_graph.knowledge.families import EMBEDDING_FAMILIES, family_of
 
@@ -49,7 +49,10 @@ class FrameworkAdapter(Protocol):
         """Parameters and buffers by full dotted name."""
 
     def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
-        """A detached host array (bf16 widened to fp32); ``copy=False`` may share memory."""
+        """A detached host array (bf16 widened to fp32); ``copy=False`` may share memory.
+
+        A distributed tensor gives this rank's local part (see :meth:`layout`).
+        """
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         """Overwrite a parameter or buffer in place, keeping its dtype and device."""
@@ -97,6 +100,16 @@ class FrameworkAdapter(Protocol):
 
     def rank(self) -> int:
         """This process's rank under the framework's distributed runtime (0 if not initialized)."""
+
+    def world_size(self) -> int:
+        """How many processes the framework's distributed runtime runs (1 if not initialized)."""
+
+    def layout(self, tensor: Any, of_grad: bool = False) -> Layout | None:
+        """Where a distributed engine placed this rank's part of ``tensor`` (or of its gradient).
+
+        ``None`` for a plain tensor: whatever it holds, the engine did not say.
+        :meth:`to_numpy` of a distributed tensor is this rank's local part.
+        """
 
     def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
         """While active, call ``hook(name, outputs)`` after each call of an API in ``names``.

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.core.records import LayerInfo
+from padiff_graph.core.records import LayerInfo, Layout
 from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
@@ -87,6 +87,8 @@ class PaddleAdapter:
     def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
         paddle = _paddle()
         value = tensor.detach()
+        if value.is_dist():
+            value = value._local_value()  # this rank's part, no collective
         if not value._is_initialized():
             raise ValueError("tensor was created under paddle.LazyGuard and holds no values")
         if value.dtype == paddle.bfloat16:
@@ -185,6 +187,25 @@ class PaddleAdapter:
         distributed = _paddle().distributed
         return int(distributed.get_rank()) if distributed.is_initialized() else 0
 
+    def world_size(self) -> int:
+        distributed = _paddle().distributed
+        return int(distributed.get_world_size()) if distributed.is_initialized() else 1
+
+    def layout(self, tensor: Any, of_grad: bool = False) -> Layout | None:
+        value = tensor.grad if of_grad else tensor
+        if value is None:
+            return None
+        if not value.is_dist():
+            return _fleet_layout(tensor, value)
+        mesh = value.process_mesh
+        rank = _paddle().distributed.get_rank()
+        if rank not in mesh.process_ids:  # this rank is outside the tensor's mesh: it holds nothing of it
+            return None
+        ids = np.array(mesh.process_ids).reshape(mesh.shape)
+        coordinate = tuple(int(axis[0]) for axis in np.nonzero(ids == rank))
+        placements = tuple(_placement_name(placement, len(value.shape)) for placement in value.placements)
+        return Layout(placements, tuple(mesh.shape), coordinate, tuple(value.shape))
+
     def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
         from padiff_graph.frameworks.paddle_ops import recording
 
@@ -252,6 +273,32 @@ class PaddleAdapter:
         return [f"missing {key}" for key in missing if names.get(key, key) not in loaded] + [
             f"unexpected {key}" for key in unexpected
         ]
+
+
+def _fleet_layout(parameter: Any, value: Any) -> Layout | None:
+    """fleet tensor parallelism (``ColumnParallelLinear``...): a parameter marked ``is_distributed`` holds its
+    model-parallel rank's slice along ``split_axis`` (``value`` is it or its gradient); anything else, ``None``."""
+    axis = getattr(parameter, "split_axis", None)
+    if not getattr(parameter, "is_distributed", False) or axis is None:
+        return None
+    group = _paddle().distributed.fleet.get_hybrid_communicate_group()
+    degree, rank = group.get_model_parallel_world_size(), group.get_model_parallel_rank()
+    shape = [int(size) for size in value.shape]
+    shape[axis] *= degree  # fleet splits evenly
+    return Layout((f"shard({axis})",), (int(degree),), (int(rank),), tuple(shape))
+
+
+def _placement_name(placement: Any, ndim: int) -> str:
+    """``shard(d)`` (``d`` counted from 0), ``partial(sum)``, ``replicate``; ``other(Name)`` for the rest."""
+    kind = type(placement).__name__
+    if kind == "Shard":
+        return f"shard({placement.get_dim() % ndim})"
+    if kind == "Partial":
+        reduce = str(placement.reduce_type()).rpartition(".")[2].removeprefix("kRed").lower()
+        return f"partial({reduce})"
+    if kind == "Replicate":
+        return "replicate"
+    return f"other({kind})"
 
 
 class _ArraysOnly(pickle.Unpickler):

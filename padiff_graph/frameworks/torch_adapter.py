@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.core.records import LayerInfo
+from padiff_graph.core.records import LayerInfo, Layout
 from padiff_graph.core.tensorfile import SafetensorsReader, Stored
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
@@ -78,7 +79,7 @@ class TorchAdapter:
 
     def to_numpy(self, tensor: Any, copy: bool = True) -> np.ndarray:
         torch = _torch()
-        value = tensor.detach()
+        value = _local(tensor).detach()
         if value.is_meta:
             raise ValueError("tensor lives on the meta device and holds no values")
         if value.dtype == torch.bfloat16:
@@ -115,7 +116,9 @@ class TorchAdapter:
         return isinstance(value, _torch().Tensor)
 
     def add_forward_hook(self, layer: Any, hook: Callable[[Any], None]) -> RemovableHandle:
-        return layer.register_forward_hook(lambda _layer, _args, output: hook(output))
+        # first among the layer's hooks: it sees what the forward computed, before a hook rewrites it
+        # (tensor parallelism turns a DTensor output into a bare local shard, or reduces a partial sum)
+        return layer.register_forward_hook(lambda _layer, _args, output: hook(output), prepend=True)
 
     def add_pre_hook(self, layer: Any, hook: Callable[[], None]) -> RemovableHandle:
         return layer.register_forward_pre_hook(lambda _layer, _args: hook())
@@ -160,6 +163,21 @@ class TorchAdapter:
     def rank(self) -> int:
         distributed = _torch().distributed
         return int(distributed.get_rank()) if distributed.is_available() and distributed.is_initialized() else 0
+
+    def world_size(self) -> int:
+        distributed = _torch().distributed
+        return int(distributed.get_world_size()) if distributed.is_available() and distributed.is_initialized() else 1
+
+    def layout(self, tensor: Any, of_grad: bool = False) -> Layout | None:
+        value = tensor.grad if of_grad else tensor
+        if not _is_dtensor(value):
+            return None
+        mesh = value.device_mesh
+        coordinate = mesh.get_coordinate()
+        if coordinate is None:  # this rank is outside the tensor's mesh: it holds nothing of it
+            return None
+        placements = tuple(_placement_name(placement, value.ndim) for placement in value.placements)
+        return Layout(placements, tuple(mesh.shape), tuple(coordinate), tuple(value.shape))
 
     def record_ops(self, names: Mapping[str, str], hook: OpHook) -> AbstractContextManager[Any]:
         from padiff_graph.frameworks.torch_ops import recording
@@ -284,6 +302,33 @@ def _from_stored(stored: Stored) -> Any:
         warnings.simplefilter("ignore", UserWarning)
         tensor = torch.from_numpy(stored.array)
     return tensor.view(torch.bfloat16) if stored.dtype == "bfloat16" else tensor
+
+
+def _is_dtensor(value: Any) -> bool:
+    """A ``DTensor`` (none exists before something imported ``torch.distributed.tensor``)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(value, module.DTensor)
+
+
+def _local(tensor: Any) -> Any:
+    """This rank's part of a ``DTensor`` (no collective); any other tensor as it is."""
+    return tensor.to_local() if _is_dtensor(tensor) else tensor
+
+
+def _placement_name(placement: Any, ndim: int) -> str:
+    """``shard(d)`` (``d`` counted from 0), ``partial(sum)``, ``replicate``; ``other(Name)`` for the rest.
+
+    Exact class names: a subclass (FSDP2's ``_StridedShard`` under tensor
+    parallelism) splits differently, so it is not read as a plain shard.
+    """
+    kind = type(placement).__name__
+    if kind == "Shard":
+        return f"shard({placement.dim % ndim})"
+    if kind == "Partial":
+        return f"partial({placement.reduce_op})"
+    if kind == "Replicate":
+        return "replicate"
+    return f"other({kind})"
 
 
 def _device(model: Any) -> Any:

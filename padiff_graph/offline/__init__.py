@@ -2,6 +2,7 @@
 
 ``format`` names the files and records, ``writer`` drives a model through its
 steps, ``recording`` records inside your own training loop, ``reader`` opens a
-dump and checks it, ``compare`` compares two dumps through a layer map with the
-live diff's verdict code (:mod:`padiff_graph.run`).
+dump and checks it, ``shards`` merges the ranks of a sharded run by the
+placements recorded with them, ``compare`` compares two dumps through a layer
+map with the live diff's verdict code (:mod:`padiff_graph.run`).
 """

@@ -1,19 +1,25 @@
-"""Comparing two dumps step by step and rank by rank, through a layer map, without the models."""
+"""Comparing two dumps step by step, rank by rank or merged over the ranks of a sharded run, through a
+layer map, without the models."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.records import join_path
+from padiff_graph.core.transforms import Shape, TensorPair, Transform
 from padiff_graph.core.tree import descendants_of, tensor_dtypes
-from padiff_graph.errors import DumpError, InputError
+from padiff_graph.errors import DumpError, InputError, NotComparableError
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import match_trees
 from padiff_graph.offline.format import RECORD_STAGES
-from padiff_graph.offline.reader import StepArrays, load_dump, read_manifest
+from padiff_graph.offline.reader import Dump, load_dump
+from padiff_graph.offline.shards import RunStep, has_layouts
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
 from padiff_graph.run.options import parse_mode, parse_tolerance
 from padiff_graph.run.results import Comparison, DiffReport, build_report
@@ -31,11 +37,19 @@ def compare_dumps(
     ranks: Collection[int] | None = None,
     stages: Collection[str] | None = None,
 ) -> DiffReport:
-    """Compare two dumps step by step and rank by rank, through ``layer_map`` (proposed if omitted).
+    """Compare two dumps step by step, through ``layer_map`` (proposed if omitted).
 
-    ``steps``, ``ranks`` and ``stages`` (of ``forward``, ``backward``,
-    ``loss``, ``grad``, ``weights``) narrow the comparison; by default every
-    step and rank both dumps hold is compared, every record of them.
+    Two runs split alike (the same ranks, no placements recorded) are
+    compared rank by rank. A sharded run (placements recorded inside a
+    distributed engine) or runs over different ranks are merged first, each
+    record by its placements (:mod:`padiff_graph.offline.shards`); a record
+    that cannot be merged without guessing is listed in the report's
+    ``not_comparable``, never compared.
+
+    ``steps``, ``ranks`` (rank by rank only) and ``stages`` (of ``input``,
+    ``forward``, ``backward``, ``loss``, ``grad``, ``weights``) narrow the
+    comparison; by default every step (and rank) both dumps hold is
+    compared, every record of them.
 
     Raises:
         DumpError: a dump is missing or incomplete, or the two share no step and rank.
@@ -53,6 +67,47 @@ def compare_dumps(
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     tolerance = Tolerance.chosen(atol, rtol, compare_mode, tensor_dtypes(base_tree) | tensor_dtypes(raw_tree))
+    merged = set(base.ranks) != set(raw.ranks) or has_layouts(base) or has_layouts(raw)
+    units = _merged_steps(base, raw, steps, ranks) if merged else _rank_steps(base, raw, steps, ranks)
+    comparisons: list[Comparison] = []
+    unproduced: list[str] = []
+    not_comparable: list[str] = []
+    for rank, step, base_folders, raw_folders in units:
+        with RunStep(base_folders) as base_step, RunStep(raw_folders) as raw_step:
+            found, missing, unmerged = _compare_step(base_step, raw_step, layer_map, tolerance, step, kinds)
+        suffix = "" if rank is None else f" (rank {rank})"
+        comparisons += found
+        unproduced += [entry + suffix for entry in missing]
+        not_comparable += [entry + suffix for entry in unmerged]
+    settings: dict[str, object] = {
+        "atol": tolerance.atol,
+        "rtol": tolerance.rtol,
+        "tolerance_by_dtype": not tolerance.fixed,
+        "mode": compare_mode.value,
+        "offline": True,
+        "steps": len({step for _, step, _, _ in units}),
+    }
+    if merged:
+        settings["merged"] = {"base": sorted(base.ranks), "raw": sorted(raw.ranks)}
+    else:
+        settings["ranks"] = sorted({rank for rank, _, _, _ in units if rank is not None})
+    return build_report(
+        comparisons,
+        findings,
+        layer_map,
+        settings,
+        descendants_of(base_tree),
+        unproduced=unproduced,
+        not_comparable=not_comparable,
+    )
+
+
+#: (rank, or None for merged ranks; step; base folders by rank; raw folders by rank)
+Unit = tuple[int | None, int, dict[int, Path], dict[int, Path]]
+
+
+def _rank_steps(base: Dump, raw: Dump, steps: Collection[int] | None, ranks: Collection[int] | None) -> list[Unit]:
+    """Step S of rank N of one dump against step S of rank N of the other (the runs are split alike, or not at all)."""
     shared = [
         (rank, step)
         for rank in sorted(base.ranks)
@@ -65,32 +120,47 @@ def compare_dumps(
             f" among {what} {sorted(values)}" for what, values in (("steps", steps), ("ranks", ranks)) if values
         )
         raise DumpError(f"{base.root} and {raw.root} share no step and rank to compare{chosen}")
-    comparisons: list[Comparison] = []
-    unproduced: list[str] = []
-    for rank, step in sorted(shared, key=lambda item: (item[1], item[0])):
-        found, missing = _compare_step(
-            base.ranks[rank].steps[step], raw.ranks[rank].steps[step], layer_map, tolerance, step, kinds
+    return [
+        (rank, step, {rank: base.ranks[rank].steps[step]}, {rank: raw.ranks[rank].steps[step]})
+        for rank, step in sorted(shared, key=lambda item: (item[1], item[0]))
+    ]
+
+
+def _merged_steps(base: Dump, raw: Dump, steps: Collection[int] | None, ranks: Collection[int] | None) -> list[Unit]:
+    """Step S of every rank of one run, merged, against the same of the other (a sharded run)."""
+    if ranks is not None:
+        raise InputError("ranks= narrows a rank-by-rank comparison; these dumps are sharded and compared merged")
+    for found in (base, raw):
+        world = max(int(rank.header.get("world_size", 1)) for rank in found.ranks.values())
+        lacking = sorted(set(range(world)) - set(found.ranks))
+        if lacking:
+            raise DumpError(
+                f"{found.root}: ranks {lacking} of the {world} that ran are missing; merging needs them all"
+            )
+    shared = sorted(
+        step
+        for step in set.intersection(*(set(rank.steps) for rank in [*base.ranks.values(), *raw.ranks.values()]))
+        if steps is None or step in steps
+    )
+    if not shared:
+        chosen = f" among steps {sorted(steps)}" if steps else ""
+        raise DumpError(f"{base.root} and {raw.root} share no step that every rank recorded{chosen}")
+    return [
+        (
+            None,
+            step,
+            {rank: found.steps[step] for rank, found in base.ranks.items()},
+            {rank: found.steps[step] for rank, found in raw.ranks.items()},
         )
-        comparisons += found
-        unproduced += [f"{entry} (rank {rank})" for entry in missing]
-    settings = {
-        "atol": tolerance.atol,
-        "rtol": tolerance.rtol,
-        "tolerance_by_dtype": not tolerance.fixed,
-        "mode": compare_mode.value,
-        "offline": True,
-        "ranks": sorted({rank for rank, _ in shared}),
-        "steps": len({step for _, step in shared}),
-    }
-    return build_report(comparisons, findings, layer_map, settings, descendants_of(base_tree), unproduced=unproduced)
+        for step in shared
+    ]
 
 
 def _compare_step(
-    base_folder: Path, raw_folder: Path, layer_map: LayerMap, tolerance: Tolerance, step: int, stages: set[str]
-) -> tuple[list[Comparison], list[str]]:
-    """Compare one step folder of each dump; also returns the base records the raw dump lacks."""
-    base_manifest, raw_manifest = read_manifest(base_folder), read_manifest(raw_folder)
-    base_records = {entry["name"]: entry for entry in base_manifest["records"]}
+    base: RunStep, raw: RunStep, layer_map: LayerMap, tolerance: Tolerance, step: int, stages: set[str]
+) -> tuple[list[Comparison], list[str], list[str]]:
+    """Compare one step of each run; also returns the base records the raw run lacks, and those not comparable."""
+    base_records = {entry["name"]: entry for entry in base.records}
     active = layer_map.active_pairs()  # what the live diff copies and compares: no ignored subtree
     by_raw_path = {pair.raw: pair for pair in active}
     tensor_pairs = {
@@ -99,51 +169,113 @@ def _compare_step(
         for tensor in pair.tensors
         if not tensor.has_constant
     }
+    losses = _merged_losses(base, raw, base_records, tolerance)  # first: output gradients depend on them
     comparisons: list[Comparison] = []
+    not_comparable: list[str] = []
     used: set[str] = set()
-    with (
-        StepArrays(base_folder, base_manifest["records"]) as base_arrays,
-        StepArrays(raw_folder, raw_manifest["records"]) as raw_arrays,
-    ):
-        for entry in raw_manifest["records"]:
-            stage, path = entry["stage"], entry["path"]
-            if stage not in stages:
+    where = f"step {step}, " if step else ""
+    for entry in raw.records:
+        stage, path, call, index = entry["stage"], entry["path"], entry["call"], entry["index"]
+        tensor: TensorPair | None = None
+        if stage not in stages:
+            continue
+        if stage in ("grad", "weights"):
+            if path not in tensor_pairs:
                 continue
-            if stage in ("grad", "weights"):
-                if path not in tensor_pairs:
-                    continue
-                pair, tensor = tensor_pairs[path]
-                name = f"{stage}:{join_path(pair.base, tensor.base)}:0:0"
-                if name not in base_records:
-                    continue
-                used.add(name)
-                dtypes = (base_records[name]["dtype"], entry["dtype"])
-                verdict = compare_tensor_pair(tensor, base_arrays[name], raw_arrays[entry["name"]], tolerance, *dtypes)
-                index = pair.tensors.index(tensor)
-                comparisons.append(Comparison(pair.base, pair.raw, f"{stage}:{tensor.base}", 0, index, verdict, step))
-                continue
+            pair, tensor = tensor_pairs[path]
+            base_path, raw_path, label = pair.base, pair.raw, f"{stage}:{tensor.base}"
+            name, call, index = f"{stage}:{join_path(pair.base, tensor.base)}:0:0", 0, pair.tensors.index(tensor)
+            what = f"{stage} {join_path(pair.base, tensor.base)} ({where.rstrip(', ') or 'step 0'})"
+        elif stage == "loss" or path in by_raw_path:
+            base_path, raw_path = ("", "") if stage == "loss" else (by_raw_path[path].base, path)
+            name, label = f"{stage}:{base_path}:{call}:{index}", stage
+            what = f"{stage} {base_path or '<root>'} ({where}call {call})"
+        else:
+            continue
+        if name not in base_records:
+            continue
+        used.add(name)
+        dtypes = (base_records[name]["dtype"], entry["dtype"])
+        try:
             if stage == "loss":
-                base_path, raw_path = "", ""
-            elif path in by_raw_path:
-                base_path, raw_path = by_raw_path[path].base, path
+                verdict = tolerance.verdict(*_found(losses[name]), *dtypes)
+            elif tensor is not None:
+                base_value = base.array(name, _base_shape(tensor.transform, raw.shape(entry["name"])))
+                raw_value = raw.array(entry["name"], _raw_shape(tensor.transform, base_value.shape))
+                verdict = compare_tensor_pair(tensor, base_value, raw_value, tolerance, *dtypes)
             else:
-                continue
-            name = f"{stage}:{base_path}:{entry['call']}:{entry['index']}"
-            if name not in base_records:
-                continue
-            used.add(name)
-            dtypes = (base_records[name]["dtype"], entry["dtype"])
-            verdict = tolerance.verdict(base_arrays[name], raw_arrays[entry["name"]], *dtypes)
-            comparisons.append(Comparison(base_path, raw_path, stage, entry["call"], entry["index"], verdict, step))
+                base_value = base.array(name, raw.shape(entry["name"]))
+                verdict = tolerance.verdict(base_value, raw.array(entry["name"], base_value.shape), *dtypes)
+        except NotComparableError as error:
+            not_comparable.append(f"{what}: {error}")
+            continue
+        comparisons.append(Comparison(base_path, raw_path, label, call, index, verdict, step))
     paired_base = {pair.base for pair in by_raw_path.values()}
     missing = sorted(
         {
-            f"{e['stage']} {e['path']} ({f'step {step}, ' if step else ''}call {e['call']})"
-            for e in base_manifest["records"]
+            f"{e['stage']} {e['path']} ({where}call {e['call']})"
+            for e in base.records
             if e["name"] not in used
             and e["stage"] in ("forward", "backward")
             and e["stage"] in stages
             and e["path"] in paired_base
         }
     )
-    return comparisons, missing
+    return comparisons, missing, not_comparable
+
+
+Losses = tuple[np.ndarray, np.ndarray] | NotComparableError
+
+
+def _merged_losses(
+    base: RunStep, raw: RunStep, base_records: dict[str, dict[str, Any]], tolerance: Tolerance
+) -> dict[str, Losses]:
+    """Each loss record of both runs, merged (what merging an output gradient needs, whatever is compared)."""
+    found: dict[str, Losses] = {}
+    for entry in raw.records:
+        name = entry["name"]  # ``loss::call:index`` on both sides
+        if entry["stage"] != "loss" or name not in base_records:
+            continue
+        try:
+            found[name] = _losses(base, raw, name, tolerance, (base_records[name]["dtype"], entry["dtype"]))
+        except NotComparableError as error:
+            found[name] = error
+    return found
+
+
+def _found(losses: Losses) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(losses, NotComparableError):
+        raise losses
+    return losses
+
+
+def _losses(
+    base: RunStep, raw: RunStep, name: str, tolerance: Tolerance, dtypes: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both runs' loss ``name``; where one run's ranks each computed their own, the other's says how they combine."""
+    try:
+        base_value = base.loss(name)
+    except NotComparableError:
+        raw_value = raw.loss(name)
+        return base.loss(name, raw_value, lambda ours, theirs: tolerance.verdict(ours, theirs, *dtypes).ok), raw_value
+    return base_value, raw.loss(name, base_value, lambda ours, theirs: tolerance.verdict(theirs, ours, *dtypes).ok)
+
+
+def _base_shape(transform: Transform, raw_shape: Shape | None) -> Shape | None:
+    """The base tensor's shape that becomes ``raw_shape`` (the evidence for merging an unplaced base tensor)."""
+    if raw_shape is None or transform.base_index is not None or transform.raw_index is not None:
+        return None
+    try:
+        return transform.inverse().output_shape(raw_shape)
+    except ValueError:
+        return None
+
+
+def _raw_shape(transform: Transform, base_shape: Shape) -> Shape | None:
+    """The raw tensor's shape ``transform`` makes of the base tensor, where it writes the whole raw tensor."""
+    if transform.raw_index is not None:
+        return None
+    try:
+        return transform.output_shape(base_shape)
+    except ValueError:
+        return None

@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 #: the npz file :func:`dump` writes every record of a step into
 TENSORS = "tensors.npz"
 #: the stages a dump records
-RECORD_STAGES = ("forward", "backward", "loss", "grad", "weights")
+RECORD_STAGES = ("input", "forward", "backward", "loss", "grad", "weights")
 
 
 def record_name(key: RecordKey) -> str:

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.core.atomic import atomic_file, write_atomically
+from padiff_graph.core.records import Layout
 from padiff_graph.core.tree import build_tree
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks.base import iter_tensors
 from padiff_graph.frameworks.tracing import hooks
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, TENSORS, layer_dict
 from padiff_graph.offline.reader import read_manifest
@@ -23,7 +25,7 @@ from padiff_graph.run.hooks import HostCache, Recorder, RecordKey
 from padiff_graph.run.selection import LayerSelection
 
 #: what each part of a step folder that :class:`Recording` saves holds
-PARTS = {"report": ("forward", "backward", "loss"), "grads": ("grad",), "weights": ("weights",)}
+PARTS = {"report": ("input", "forward", "backward", "loss"), "grads": ("grad",), "weights": ("weights",)}
 
 
 class Recording:
@@ -47,6 +49,11 @@ class Recording:
     save, so the dump can be compared at any point. The first save of this
     recording into a directory starts the rank afresh there (its old header
     goes), and the first save into a step folder empties it.
+
+    Inside a distributed engine (torch ``DTensor``: tensor parallel, FSDP2;
+    paddle semi-auto parallel) each rank records its local part of every
+    tensor with the engine's placement, and ``compare`` merges the ranks
+    (``docs/sharded.md``).
 
     Example::
 
@@ -82,7 +89,7 @@ class Recording:
         self._copies = HostCache(self.adapter, copy=True)
         self._steps: dict[tuple[Path, int], set[int]] = {}
         self._folders: set[Path] = set()
-        self.records: list[tuple[RecordKey, np.ndarray, str]] = []
+        self.records: list[tuple[RecordKey, np.ndarray, str, Layout | None]] = []
         self.select(black_list, white_list, skip_wrap_layers)
 
     def select(
@@ -104,12 +111,18 @@ class Recording:
         self.records = []
         self._recorder = Recorder(self.adapter, self.model, self.layers, self._keep, step=0)
         self._losses = 0
+        self._forwards = 0
 
     def _keep(self, key: RecordKey, value: Any, dtype: str) -> None:
-        self.records.append((key, self._copies.array(value), dtype))
+        """Keep a host copy of this rank's part of ``value``, with where a distributed engine placed it."""
+        self.records.append((key, self._copies.array(value), dtype, self.adapter.layout(value)))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """``model(*args, **kwargs)``, recording the selected layers' outputs (and, later, their gradients)."""
+        """``model(*args, **kwargs)``, recording the batch (the root's ``input`` records) and the selected
+        layers' outputs (and, later, their gradients)."""
+        for index, tensor in enumerate(iter_tensors((args, kwargs), self.adapter.is_tensor)):
+            self._keep(RecordKey(0, "input", "", self._forwards, index), tensor, self.adapter.dtype_name(tensor))
+        self._forwards += 1
         with hooks(self._recorder.install()):
             return self.model(*args, **kwargs)
 
@@ -145,8 +158,8 @@ class Recording:
             self._folders.add(folder.resolve())
         file = f"{part}.npz"
         with atomic_file(folder / file) as stream, StepWriter(stream, self.adapter, file) as writer:
-            for key, value, dtype in self._part(part):
-                writer.write(key, value, dtype)
+            for key, value, dtype, layout in self._part(part):
+                writer.write(key, value, dtype, layout)
             written = writer.close()
         manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {"call_order": [], "records": []}
         records = [entry for entry in manifest["records"] if entry.get("file", TENSORS) != file] + written
@@ -159,6 +172,7 @@ class Recording:
             "framework": self.adapter.name,
             "model": type(self.model).__name__,
             "rank": rank,
+            "world_size": self.adapter.world_size(),
             "steps": sorted(saved),
             "diff_phase": "both",
             "layers": [layer_dict(record) for record in self._layers],
@@ -167,7 +181,7 @@ class Recording:
         write_atomically(root / f"rank_{rank}.json", json.dumps(header, indent=1))
         return folder
 
-    def _part(self, part: str) -> list[tuple[RecordKey, Any, str]]:
+    def _part(self, part: str) -> list[tuple[RecordKey, Any, str, Layout | None]]:
         if part == "report":
             return list(self.records)
         stage = PARTS[part][0]
@@ -177,5 +191,6 @@ class Recording:
                 continue
             value = self.adapter.grad(tensor) if stage == "grad" else tensor
             if value is not None:
-                found.append((RecordKey(0, stage, name), value, self.adapter.dtype_name(tensor)))
+                layout = self.adapter.layout(tensor, of_grad=stage == "grad")
+                found.append((RecordKey(0, stage, name), value, self.adapter.dtype_name(tensor), layout))
         return found

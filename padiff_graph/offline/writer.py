@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from padiff_graph.core.atomic import write_atomically
+from padiff_graph.core.records import Layout
 from padiff_graph.core.tree import build_tree, layer_info
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
@@ -43,26 +44,31 @@ class StepWriter:
     def __init__(self, stream: BinaryIO, adapter: FrameworkAdapter, file: str = TENSORS) -> None:
         self.file = file
         self.records: list[dict[str, Any]] = []
+        self._adapter = adapter
         self._cache = HostCache(adapter, copy=False, size=3)
         self._zip = zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True)
 
-    def write(self, key: RecordKey, value: Any, dtype: str) -> None:
+    def write(self, key: RecordKey, value: Any, dtype: str, layout: Layout | None = None) -> None:
+        """Store ``value`` (of a framework tensor, this rank's part) with its ``layout``, read off it if not given."""
+        if layout is None and not isinstance(value, np.ndarray):
+            layout = self._adapter.layout(value)
         array = np.ascontiguousarray(self._cache.array(value))
         name = record_name(key)
         with self._zip.open(name + ".npy", "w", force_zip64=True) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
-        self.records.append(
-            {
-                "name": name,
-                "stage": key.stage,
-                "path": key.path,
-                "call": key.call,
-                "index": key.index,
-                "dtype": dtype,
-                "shape": list(array.shape),
-                "file": self.file,
-            }
-        )
+        entry = {
+            "name": name,
+            "stage": key.stage,
+            "path": key.path,
+            "call": key.call,
+            "index": key.index,
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "file": self.file,
+        }
+        if layout is not None:
+            entry["layout"] = layout.as_dict()
+        self.records.append(entry)
 
     def close(self) -> list[dict[str, Any]]:
         """Finish the npz file; returns the manifest entries of its records."""
@@ -160,6 +166,7 @@ def dump(
         "framework": adapter.name,
         "model": type(model).__name__,
         "rank": rank,
+        "world_size": adapter.world_size(),
         "steps": steps,
         "diff_phase": diff_phase,
         "layers": [layer_dict(record) for record in adapter.export(model)],
@@ -172,7 +179,8 @@ def _write_tensors(writer: StepWriter, adapter: FrameworkAdapter, model: Any, st
     for name, tensor in adapter.named_tensors(model).items():
         value = adapter.grad(tensor) if stage == "grad" else tensor
         if value is not None:
-            writer.write(RecordKey(step, stage, name), value, adapter.dtype_name(tensor))
+            layout = adapter.layout(tensor, of_grad=stage == "grad")
+            writer.write(RecordKey(step, stage, name), value, adapter.dtype_name(tensor), layout)
 
 
 @contextmanager

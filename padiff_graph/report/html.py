@@ -87,6 +87,7 @@ def render_html(
         "verdict": _verdict(findings, report),
         "first": first,
         "settings": report.settings if report is not None else {},
+        "not_comparable": report.not_comparable if report is not None else [],
         "sides": sides,
         "links": links,
         "row_height": ROW_HEIGHT,

@@ -214,6 +214,9 @@ def print_diff(
         f"compared {len(report.comparisons)} tensors over {len(report.layer_map.pairs)} layer pairs "
         f"(mode {report.settings.get('mode')}, atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')})"
     )
+    merged = report.settings.get("merged")
+    if merged:
+        console.print(f"merged by placement: base ranks {merged['base']}, raw ranks {merged['raw']} (docs/sharded.md)")
     errors = [f for f in report.findings if f.severity is Severity.ERROR]
     if errors and report.comparisons:
         console.print(f"[yellow]note[/]: the diff ran despite {len(errors)} pre-flight error(s); the first:")
@@ -223,6 +226,11 @@ def print_diff(
         console.print(
             f"[yellow]note[/]: output gradients differ at {where} but no parameter gradient does "
             "(a subgradient choice at ties, e.g. max pooling over equal values; no effect on training)"
+        )
+    if report.not_comparable:
+        console.print(
+            f"[yellow]not comparable[/]: {len(report.not_comparable)} record(s) of a sharded run could not be "
+            f"merged without guessing, the first: {escape(report.not_comparable[0])}"
         )
     first = report.first_divergence
     if base_tree is not None and raw_tree is not None:

@@ -88,6 +88,8 @@ class DiffReport:
     contained: list[Comparison] = field(default_factory=list)
     #: Every diverging layer pair (single-step mode finds them all), first divergence first.
     divergences: list[Divergence] = field(default_factory=list)
+    #: Records of a sharded run whose ranks could not be merged without guessing (offline compare), and why.
+    not_comparable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_divergence
@@ -113,6 +115,7 @@ class DiffReport:
             ],
             "findings": [finding.as_dict() for finding in self.findings],
             "unproduced": self.unproduced,
+            "not_comparable": self.not_comparable,
             "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
         }
 
@@ -252,6 +255,7 @@ def build_report(
     descendants: dict[str, set[str]],
     *,
     unproduced: Iterable[str] = (),
+    not_comparable: Iterable[str] = (),
     contain: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
 ) -> DiffReport:
@@ -275,6 +279,7 @@ def build_report(
         list(unproduced),
         contained,
         divergences,
+        list(not_comparable),
     )
 
 
