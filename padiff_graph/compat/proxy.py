@@ -22,7 +22,7 @@ import numpy as np
 
 from padiff_graph.compat.apicheck import api_calls
 from padiff_graph.compat.messages import log, switch_on
-from padiff_graph.compat.report import ApiCall, Report, build_report
+from padiff_graph.compat.report import ApiCall, Report, padiff_report
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
@@ -152,7 +152,7 @@ class ProxyModel:
         """What was recorded since the last ``clear_report``, as PaDiff's report items (``.items``)."""
         records = self._recording.records if self._recording is not None else []
         classes = {path: type(layer).__name__ for path, layer in self.adapter.named_layers(self.model).items()}
-        return build_report(records, classes, self._api_calls)
+        return padiff_report(records, classes, self._api_calls)
 
     def backward(self, loss: Any) -> None:
         """``loss.backward()``; on dumped steps the loss and output gradients are recorded."""

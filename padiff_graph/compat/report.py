@@ -10,6 +10,7 @@ them (``paddle.nn.functional.relu``, ``paddle.Tensor.__mul__``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,13 +60,13 @@ class ApiCall:
     outputs: list[np.ndarray]
 
 
-def build_report(records: list[tuple[Any, np.ndarray, str]], classes: dict[str, str], api: list[ApiCall]) -> Report:
+def padiff_report(records: Sequence[tuple[Any, ...]], classes: dict[str, str], api: list[ApiCall]) -> Report:
     """The items of a :class:`padiff_graph.Recording`'s records and of the API calls.
 
     ``classes`` maps every layer path to its class name, in the model's traversal order.
     """
     calls: dict[tuple[str, int], tuple[int, list[np.ndarray], list[np.ndarray]]] = {}
-    for position, (key, value, _dtype) in enumerate(records):
+    for position, (key, value, *_) in enumerate(records):
         if key.stage not in ("forward", "backward"):
             continue
         _first, outputs, grads = calls.setdefault((key.path, key.call), (position, [], []))
