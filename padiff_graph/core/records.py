@@ -82,3 +82,8 @@ def join_path(prefix: str, name: str) -> str:
     if not name:
         return prefix
     return f"{prefix}.{name}"
+
+
+def quoted_path(path: str) -> str:
+    """A layer path as messages show it: ``'mlp.fc'``, and ``<root>`` for the model itself."""
+    return repr(path) if path else "<root>"
