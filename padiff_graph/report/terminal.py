@@ -14,7 +14,7 @@ from rich.tree import Tree
 
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import Severity
-from padiff_graph.core.tree import ModelTree, preorder
+from padiff_graph.core.tree import ModelTree, is_within, preorder, relative_path
 from padiff_graph.layermap import LayerMap
 from padiff_graph.report.layout import (
     Entry,
@@ -90,11 +90,16 @@ def _cell(tree: ModelTree, entry: Entry | None, states: Mapping[str, LayerState]
 
 
 def _partner_name(path: str, states: Mapping[str, LayerState]) -> str:
-    """The partner's local name where the parents are partners too, else its full path."""
+    """The partner's path relative to the parent's partner where that holds it, else its full path."""
     partner = states[path].partner or ""
     parent = states.get(path.rpartition(".")[0]) if path else None
-    if parent is not None and parent.partner is not None and partner.rpartition(".")[0] == parent.partner:
-        return partner.rpartition(".")[2]
+    if (
+        parent is not None
+        and parent.partner is not None
+        and partner != parent.partner
+        and is_within(partner, parent.partner)
+    ):
+        return relative_path(parent.partner, partner)
     return partner or "<root>"
 
 
@@ -209,7 +214,7 @@ def _pair_list(
 
 
 #: columns each error figure takes in the one-line-per-pair view
-_FIGURE_WIDTH = 10
+_FIGURE_WIDTH = 9
 
 
 def _columns(rows: list[tuple[str, str, list[str]]], width: int | None) -> Group:
@@ -218,25 +223,30 @@ def _columns(rows: list[tuple[str, str, list[str]]], width: int | None) -> Group
     notes = [Text.from_markup(note) for _, note, _ in rows]
     note_width = max(text.cell_len for text in notes)
     label_width = max([text.cell_len for text in labels[1:]] + [labels[0].cell_len - note_width - 2])
-    figure_width = _FIGURE_WIDTH * max(len(figures) for _, _, figures in rows)
+    figure_count = max(len(figures) for _, _, figures in rows)
+    figure_width = _FIGURE_WIDTH * figure_count + bool(figure_count)  # a space after the notes
     if width is not None:
         room = max(width - figure_width - (2 if note_width else 0), 0)
         note_width = min(note_width, room - min(label_width, room // 2))
         label_width = min(label_width, room - note_width)
+    block = label_width + (note_width + 2 if note_width else 0)  # the columns before the figures
     lines = []
     for number, (label, note, (_, _, figures)) in enumerate(zip(labels, notes, rows, strict=True)):
         line = label.copy()
-        if number == 0:  # the header spans the notes' column too
-            line.truncate(label_width + (note_width + 2 if note_width else 0), overflow="ellipsis", pad=True)
-        else:
-            line.truncate(label_width, overflow="ellipsis", pad=True)
-        if note_width and number:
-            note.truncate(note_width, overflow="ellipsis", pad=True)
+        if number and note.cell_len:
+            if note.cell_len <= note_width:  # aligned notes; a long label may use what they leave free
+                target = min(max(label_width, line.cell_len), block - note.cell_len - 2)
+            else:  # long notes start right after a short label
+                target = min(line.cell_len, label_width)
+            line.truncate(target, overflow="ellipsis", pad=True)
+            note.truncate(block - target - 2, overflow="ellipsis")
             line.append("  ").append_text(note)
-        for figure in figures:
-            line.append(figure.rjust(_FIGURE_WIDTH))
+        line.truncate(block, overflow="ellipsis", pad=True)
+        if figures:
+            line.append(" " + "".join(figure.rjust(_FIGURE_WIDTH) for figure in figures))
+        line.rstrip()
         lines.append(line)
-    rule = Text("─" * min(width or 10**6, sum((label_width, note_width + 2 * bool(note_width), figure_width))))
+    rule = Text("─" * (block + figure_width))
     return Group(lines[0], rule, *lines[1:])
 
 
@@ -428,6 +438,6 @@ def _print_verdict(console: Console, report: DiffReport, failed: int) -> None:
         f"[bold red]diverged[/] first at base [bold]{escape(first.base or '<root>')}[/] / "
         f"raw [bold]{escape(first.raw or '<root>')}[/] ({first.stage})"
     )
-    console.print(f"    {escape(first.message)}")
+    console.print(escape(_indented(first.message, console.width)))
     if report.comparisons:
         console.print(f"[dim]{failed} of {len(report.comparisons)} comparisons differ[/]")
