@@ -88,7 +88,7 @@ def _errors(command: F) -> F:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help=_DEBUG_HELP)
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells (commands that print).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells (suggest-map, check, diff).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (check, diff, compare).")
 @click.version_option(package_name="padiff-graph")
 @click.pass_context
