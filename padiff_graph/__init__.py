@@ -32,6 +32,7 @@ from padiff_graph.errors import (
     PadiffGraphError,
     UnsupportedModelError,
 )
+from padiff_graph.frameworks.inputs import InputPair
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY, add_special_init, register_conversion
 from padiff_graph.layermap import LayerMap, LayerPair
@@ -53,6 +54,7 @@ __all__ = [
     "FactoryError",
     "Finding",
     "InputError",
+    "InputPair",
     "LayerMap",
     "LayerMapError",
     "LayerPair",

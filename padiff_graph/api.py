@@ -131,7 +131,8 @@ def diff(
 
     Args:
         inputs: a dict of numpy arrays (or a list, or one array) used for both
-            models, or a pair ``(base_inputs, raw_inputs)``; framework tensors
+            models, or inputs per model: :class:`~padiff_graph.InputPair` (any form
+            each) or a tuple ``(base_inputs, raw_inputs)`` of two dicts; framework tensors
             work too. For several steps, an iterator (``iter(batches)``, a
             generator) gives each step's inputs; plain inputs are reused every step.
         layer_map: the map to use; proposed by :func:`suggest_map` if omitted.
@@ -239,6 +240,9 @@ def _diff(
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)
+    recorded = outcome.comparisons
+    if not options.single_step:  # layer inputs were recorded only to explain a divergence
+        outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     return build_report(
         outcome.comparisons,
         findings + watch.findings(),
@@ -248,6 +252,7 @@ def _diff(
         unproduced=outcome.unproduced,
         contain=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
+        recorded=recorded,
     )
 
 

@@ -7,6 +7,11 @@ usage and input problems) without a traceback.
 
 from __future__ import annotations
 
+import re
+
+#: the longest summary :func:`describe` gives of a framework's error message
+SUMMARY_CHARS = 400
+
 
 class PadiffGraphError(Exception):
     """Base class: a problem the user can act on."""
@@ -48,3 +53,22 @@ class ModelRunError(PadiffGraphError):
 
 class NotComparableError(DumpError):
     """A sharded record whose ranks cannot be merged without guessing (``compare`` lists it, never merges it)."""
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` on one line, for an error raised by a framework or user code.
+
+    paddle's messages span several lines (``[Hint: ...] (at /paddle/...)``,
+    ``[operator < linear > error]``, a C++ traceback): the source locations
+    and tracebacks are dropped, hints kept inline, whitespace folded, and the
+    result cut at :data:`SUMMARY_CHARS`. The full text is in ``error`` itself
+    (the CLI prints it with ``--debug``).
+    """
+    text = str(error).split("C++ Traceback")[0]
+    text = re.sub(r"\(at /[^)]*\)", "", text)
+    text = re.sub(r"\[operator < \w+ > error\]", "", text)
+    text = re.sub(r"-{5,}", "", text)
+    text = " ".join(text.split())
+    if len(text) > SUMMARY_CHARS:
+        text = text[: SUMMARY_CHARS - 1].rstrip() + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

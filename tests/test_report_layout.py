@@ -9,6 +9,7 @@ from padiff_graph.report.layout import (
     align,
     collapsible_runs,
     layer_states,
+    pair_lines,
     two_trees,
     visible_entries,
 )
@@ -151,3 +152,29 @@ def test_a_pair_inside_an_ignored_subtree_is_drawn_ignored_on_both_sides() -> No
     for states in (base_states, raw_states):
         assert states["head.fc"].status is Status.IGNORED and states["head"].status is Status.IGNORED
         assert states["body"].status is Status.MATCHED
+
+
+def test_pair_lines_follow_the_base_order_with_raw_only_layers_under_their_paired_ancestor() -> None:
+    base = literal_tree([("", "MyNet"), ("enc", "MyEnc"), ("enc.a", "Linear", LIN), ("enc.b", "Linear", LIN)])
+    raw = literal_tree(
+        [
+            ("", "MyNet"),
+            ("extra", "Linear", [("weight", (2, 2))]),
+            ("enc", "MyEnc"),
+            ("enc.wrap", "MyWrap"),
+            ("enc.wrap.b", "Linear", LIN),
+            ("enc.a", "Linear", LIN),
+        ],
+        "paddle",
+    )
+    pairs = [LayerPair("", ""), LayerPair("enc", "enc"), LayerPair("enc.a", "enc.a"), LayerPair("enc.b", "enc.wrap.b")]
+    lines = pair_lines(two_trees(base, raw, LayerMap(pairs)))
+    shown = [(line.base.path if line.base else None, line.raw.path if line.raw else None, line.depth) for line in lines]
+    assert shown == [
+        ("", "", 0),
+        ("enc", "enc", 1),
+        ("enc.a", "enc.a", 2),
+        ("enc.b", "enc.wrap.b", 2),
+        (None, "enc.wrap", 2),  # under 'enc', after its subtree
+        (None, "extra", 1),  # under the root, after everything
+    ]

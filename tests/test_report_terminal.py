@@ -62,9 +62,8 @@ def test_check_shows_both_trees_with_why_a_layer_is_unpaired() -> None:
     from pathlib import Path
 
     examples = Path(__file__).resolve().parent.parent / "examples"
-    result = CliRunner().invoke(
-        main, ["check", f"{examples}/wrapper_layers.py:base", f"{examples}/wrapper_layers.py:raw"], terminal_width=160
-    )
+    spec = f"{examples}/wrapper_layers.py"
+    result = CliRunner().invoke(main, ["check", f"{spec}:base", f"{spec}:raw"], env={"COLUMNS": "160"})
     lines = result.output.splitlines()
     assert any("base: Net (torch)" in line and "raw: Net (torch)" in line for line in lines)
     assert any("0-1 (×2) ModuleDict  wrapper" in line for line in lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from padiff_graph.checks.stub import conversion_stub
 from padiff_graph.core.findings import Code, Finding
-from padiff_graph.core.records import Severity, TensorInfo, TensorKind, join_path
+from padiff_graph.core.records import Severity, TensorInfo, TensorKind, join_path, quoted_path
 from padiff_graph.core.tree import ModelTree, children, full_tensor_names, has_ancestor_in, layer_info, preorder
 from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
 from padiff_graph.knowledge.families import CONTAINER, family_of, is_random, significant
@@ -78,7 +78,8 @@ def _unmatched(base: ModelTree, raw: ModelTree, layer_map: LayerMap, claimed: se
             info = layer_info(tree, path)
             other = "raw" if side == "base" else "base"
             shapes = ", ".join(f"{t.name} {list(t.shape)}" for t in missing)
-            message = f"{side} layer {path!r} ({info.class_name}: {shapes}) has no counterpart in the {other} model"
+            layer = f"{side} layer {quoted_path(path)} ({info.class_name}: {shapes})"
+            message = f"{layer} has no counterpart in the {other} model"
             hint = (
                 f"if it exists on the {side} side only (an auxiliary head, say), list it under "
                 f"'ignore: {side}:' in the map file; otherwise add a pair for it by hand"
@@ -327,7 +328,7 @@ def _wrappers(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Find
                     Severity.WARNING,
                     path if side == "base" else None,
                     path if side == "raw" else None,
-                    f"{side} layer {path!r} ({node['class_name']}) only groups other layers and has no "
+                    f"{side} layer {quoted_path(path)} ({node['class_name']}) only groups other layers and has no "
                     f"counterpart in the other model",
                     "nothing to do: its layers are matched across the extra level "
                     "(PaDiff needed PADIFF_SIKP_WRAP_LAYER=1 here)",
@@ -361,7 +362,8 @@ def _random(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Findin
                     Severity.ERROR,
                     path if side == "base" else partner,
                     path if side == "raw" else partner,
-                    f"{side} layer {path!r} ({info.class_name}, p={info.config.get('p')}) is random in training mode",
+                    f"{side} layer {quoted_path(path)} ({info.class_name}, p={info.config.get('p')}) "
+                    "is random in training mode",
                     "put the models in eval mode, or let diff disable random layers for the run "
                     "(--disable-random / random_ops='disable')",
                 )

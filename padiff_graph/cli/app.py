@@ -1,7 +1,9 @@
 """The ``padiff-graph`` command.
 
-Exit codes: 0 aligned / no error findings, 1 divergence or error findings,
-2 usage or input error (one line on stderr; the traceback only with ``--debug``).
+Exit codes: 0 aligned and no error findings, 1 divergence or error findings,
+2 usage or input error (one line on stderr; the full text and traceback only
+with ``--debug``). ``--debug``, ``-q`` and ``--json`` are accepted before the
+subcommand or after it.
 """
 
 from __future__ import annotations
@@ -39,14 +41,33 @@ def _progress(quiet: bool) -> Iterator[None]:
         yield
 
 
-_quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells.")
+def _global(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """A flag given after the subcommand, or before it (on the group)."""
+    return value or bool(ctx.find_root().params.get(param.name or ""))
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _state["debug"] = True
+
+
+_DEBUG_HELP = "Show the full error text and tracebacks of errors in your models and factories."
+_debug_option = click.option(
+    "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug, help=_DEBUG_HELP
+)
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, callback=_global, help="Print nothing; the exit code tells."
+)
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, callback=_global, help="Print the result as JSON (docs/json.md)."
+)
 _html_option = click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report here."
 )
 
 
 def _errors(command: F) -> F:
-    """Turn padiff_graph errors into one line on stderr and exit code 2."""
+    """Turn padiff_graph errors into one line on stderr and exit code 2 (the full text with ``--debug``)."""
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -55,50 +76,55 @@ def _errors(command: F) -> F:
         except PadiffGraphError as error:
             if _state["debug"]:
                 traceback.print_exception(error)
-            click.echo(f"error: {error}", err=True)
+                click.echo(f"error: {error}", err=True)
+            else:
+                click.echo(f"error: {' '.join(str(error).split())}", err=True)
             if error.__cause__ is not None and not _state["debug"]:
-                click.echo("(run with --debug for the traceback)", err=True)
+                click.echo("(run with --debug for the full text and traceback)", err=True)
             sys.exit(error.exit_code)
 
-    return run  # type: ignore[return-value]
+    return _debug_option(run)  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors in your models and factories.")
+@click.option("--debug", is_flag=True, help=_DEBUG_HELP)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code tells (suggest-map, check, diff).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (check, diff, compare).")
 @click.version_option(package_name="padiff-graph")
-def main(debug: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool, as_json: bool) -> None:
     """Why do a PaddlePaddle model and a PyTorch model disagree?
 
     Models are named path/to/file.py:factory or package.module:factory; a
-    factory returns the model or (model, inputs). Weights flow BASE -> RAW.
+    factory returns the model or (model, inputs). Each factory's inputs are
+    its own model's; when only one factory gives inputs, both models get
+    them. Weights flow BASE -> RAW.
     """
     _state["debug"] = debug
+    command = main.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    accepted = {param.name for param in command.params} if command is not None else set()
+    for name, flag, given in (("quiet", "-q", quiet), ("as_json", "--json", as_json)):
+        if given and command is not None and name not in accepted:
+            raise click.UsageError(f"{ctx.invoked_subcommand} has no {flag} option")
 
 
 def _load_pair(base: str, raw: str) -> tuple[Any, Any, Any]:
+    """Both models, and their inputs: each factory's for its own model, one side's for both if the other gives none."""
     from padiff_graph.cli.loading import load_model
+    from padiff_graph.frameworks.inputs import InputPair
 
     loaded_base, loaded_raw = load_model(base), load_model(raw)
-    inputs = loaded_base.inputs if loaded_base.inputs is not None else loaded_raw.inputs
-    if loaded_base.inputs is not None and loaded_raw.inputs is not None and loaded_base.inputs is not loaded_raw.inputs:
-        inputs = _same_or_pair(loaded_base.inputs, loaded_raw.inputs)
+    if loaded_base.inputs is None or loaded_raw.inputs is None:
+        inputs = loaded_raw.inputs if loaded_base.inputs is None else loaded_base.inputs
+    else:
+        inputs = InputPair(loaded_base.inputs, loaded_raw.inputs)
     return loaded_base.model, loaded_raw.model, inputs
 
 
-def _same_or_pair(base_inputs: Any, raw_inputs: Any) -> Any:
-    """One set of inputs if both factories gave equal numpy data, else one per model."""
-    import numpy as np
-
-    if isinstance(base_inputs, dict) and isinstance(raw_inputs, dict) and base_inputs.keys() == raw_inputs.keys():
-        if all(
-            isinstance(base_inputs[k], np.ndarray)
-            and isinstance(raw_inputs[k], np.ndarray)
-            and np.array_equal(base_inputs[k], raw_inputs[k])
-            for k in base_inputs
-        ):
-            return base_inputs
-        return (base_inputs, raw_inputs)
-    return base_inputs
+def _wrote(path: str, quiet: bool, as_json: bool) -> None:
+    """Say a report was written (not with ``--json``: stdout holds the JSON document alone)."""
+    if not (quiet or as_json):
+        _console().print(f"wrote {path}")
 
 
 def _load_map(path: str | None) -> Any:
@@ -127,19 +153,20 @@ def suggest_map_command(
 
     base_model, raw_model, inputs = _load_pair(base, raw)
     with _progress(quiet or output is None):
-        layer_map = api.suggest_map(base_model, raw_model, None if no_trace else inputs)
+        base_tree, raw_tree = api.export_pair(base_model, raw_model, None if no_trace else inputs)
+        layer_map = api.match_trees(base_tree, raw_tree)
     if output_format == "yaml":
         text = layer_map.dumps()
     else:
         from padiff_graph.layermap.padiff_code import padiff_code
 
-        text = padiff_code(layer_map, *api.export_pair(base_model, raw_model))
+        text = padiff_code(layer_map, base_tree, raw_tree)
     if output is None:
         click.echo(text, nl=False)
         return
     write_atomically(Path(output), text)
     console = _console(quiet)
-    print_map(console, layer_map)
+    print_map(console, layer_map, (base_tree, raw_tree))
     console.print(f"wrote {output}")
 
 
@@ -149,7 +176,7 @@ def suggest_map_command(
 @click.option(
     "--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file to check instead of proposing one."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the findings and the map as JSON (docs/json.md).")
+@_json_option
 @_html_option
 @_quiet_option
 @_errors
@@ -173,6 +200,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
         from padiff_graph.report.html import write_html
 
         write_html(html_file, base_tree, raw_tree, layer_map, findings)
+        _wrote(html_file, quiet, as_json)
     if as_json:
         click.echo(dumps(check_document(layer_map, findings)))
     elif not quiet:
@@ -198,7 +226,8 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
     show_default=True,
     help="MiB of base records held in memory in strict mode; past it they wait in a file in TMPDIR ('inf': never).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (docs/json.md).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show info findings (what is already taken care of).")
+@_json_option
 @_html_option
 @_quiet_option
 @_errors
@@ -214,12 +243,14 @@ def diff(
     op_level: bool,
     disable_random: bool,
     memory_budget: float,
+    verbose: bool,
     as_json: bool,
     html_file: str | None,
     quiet: bool,
 ) -> None:
     """Copy BASE's weights into RAW, run both and name the first diverging layer."""
     from padiff_graph import api
+    from padiff_graph.core.findings import has_errors
     from padiff_graph.errors import InputError
     from padiff_graph.report.document import diff_document, dumps
     from padiff_graph.report.terminal import print_diff
@@ -248,11 +279,12 @@ def diff(
 
         base_tree, raw_tree = api.export_pair(base_model, raw_model)
         write_html(html_file, base_tree, raw_tree, report.layer_map, report.findings, report)
+        _wrote(html_file, quiet, as_json)
     if as_json:
         click.echo(dumps(diff_document(report)))
     elif not quiet:
-        print_diff(_console(), report, *api.export_pair(base_model, raw_model))
-    sys.exit(0 if report.ok else 1)
+        print_diff(_console(), report, *api.export_pair(base_model, raw_model), verbose=verbose)
+    sys.exit(0 if report.ok and not has_errors(report.findings) else 1)
 
 
 @main.command("convert-weights")
@@ -291,7 +323,7 @@ def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, 
 @click.option("--atol", type=float, help="Absolute tolerance (default by dtype; fp32 1e-4).")
 @click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_json_option
 @_html_option
 @_errors
 def compare(
@@ -309,6 +341,7 @@ def compare(
     Runs split alike are compared rank by rank; a sharded run is merged by
     the placements recorded with it (docs/sharded.md).
     """
+    from padiff_graph.core.findings import has_errors
     from padiff_graph.offline.compare import compare_dumps
     from padiff_graph.offline.reader import load_dump
     from padiff_graph.report.document import diff_document, dumps
@@ -324,7 +357,7 @@ def compare(
         click.echo(dumps(diff_document(report)))
     else:
         print_diff(_console(), report, base_tree)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and not has_errors(report.findings) else 1)
 
 
 @main.command()

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 import padiff_graph.cli.demo_models as models
+from padiff_graph.frameworks import quiet_framework_imports
 
 
 def run_demo(console: Console) -> int:
@@ -19,8 +20,9 @@ def run_demo(console: Console) -> int:
     from padiff_graph.report.terminal import print_diff, print_findings, print_map, summary_line
 
     started = time.perf_counter()
-    base, inputs = models.base()
-    raw, _ = models.raw()
+    with quiet_framework_imports():
+        base, inputs = models.base()
+        raw, _ = models.raw()
     console.print(Rule("1. suggest-map: which layer is which"))
     layer_map = api.suggest_map(base, raw, inputs)
     print_map(console, layer_map)

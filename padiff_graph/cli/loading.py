@@ -16,7 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from padiff_graph.errors import FactoryError, InputError
+from padiff_graph.errors import FactoryError, InputError, describe
+from padiff_graph.frameworks import quiet_framework_imports
 
 
 @dataclass
@@ -40,10 +41,11 @@ def _load_file(path: Path) -> ModuleType:
     directory = str(path.resolve().parent)
     sys.path.insert(0, directory)  # so the file can import its neighbours
     try:
-        spec.loader.exec_module(module)
+        with quiet_framework_imports():
+            spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise FactoryError(f"importing {str(path)!r} failed: {type(error).__name__}: {error}") from error
+        raise FactoryError(f"importing {str(path)!r} failed: {describe(error)}") from error
     finally:
         sys.path.remove(directory)
     return module
@@ -51,15 +53,16 @@ def _load_file(path: Path) -> ModuleType:
 
 def _load_module(name: str) -> ModuleType:
     try:
-        return importlib.import_module(name)
+        with quiet_framework_imports():
+            return importlib.import_module(name)
     except ModuleNotFoundError as error:
         if error.name and name.startswith(error.name):
             raise InputError(
                 f"no module named {name!r} (give path/to/file.py:factory or package.module:factory)"
             ) from None
-        raise FactoryError(f"importing {name!r} failed: {type(error).__name__}: {error}") from error
+        raise FactoryError(f"importing {name!r} failed: {describe(error)}") from error
     except Exception as error:
-        raise FactoryError(f"importing {name!r} failed: {type(error).__name__}: {error}") from error
+        raise FactoryError(f"importing {name!r} failed: {describe(error)}") from error
 
 
 def load_model(spec: str) -> LoadedModel:
@@ -76,7 +79,7 @@ def load_model(spec: str) -> LoadedModel:
     try:
         result = factory()
     except Exception as error:
-        raise FactoryError(f"factory {spec} raised {type(error).__name__}: {error}") from error
+        raise FactoryError(f"factory {spec} raised {describe(error)}") from error
     if isinstance(result, tuple) and len(result) == 2:
         return LoadedModel(spec, result[0], result[1])
     return LoadedModel(spec, result)

@@ -116,3 +116,8 @@ class Layout:
             tuple(int(n) for n in entry["coordinate"]),
             tuple(int(n) for n in entry["shape"]),
         )
+
+
+def quoted_path(path: str) -> str:
+    """A layer path as messages show it: ``'mlp.fc'``, and ``<root>`` for the model itself."""
+    return repr(path) if path else "<root>"

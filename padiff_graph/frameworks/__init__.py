@@ -8,6 +8,9 @@ is already imported (a model of it exists, so it must be), which keeps
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 from padiff_graph.errors import UnsupportedModelError
@@ -18,6 +21,22 @@ _ADAPTERS = {
     "torch": ("padiff_graph.frameworks.torch_adapter", "TorchAdapter"),
     "paddle": ("padiff_graph.frameworks.paddle_adapter", "PaddleAdapter"),
 }
+
+#: warnings a framework prints while it imports, which say nothing about the models
+#: (paddle: "No ccache found", about compiling C++ extensions)
+IMPORT_NOISE = ("No ccache found",)
+
+
+@contextmanager
+def quiet_framework_imports() -> Iterator[None]:
+    """Hide :data:`IMPORT_NOISE` for the block (an import of torch, paddle or a user's model file).
+
+    Only these messages, only inside the block: other warnings still show.
+    """
+    with warnings.catch_warnings():
+        for message in IMPORT_NOISE:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield
 
 
 @cache

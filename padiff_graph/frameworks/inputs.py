@@ -1,8 +1,8 @@
 """Model inputs: what users pass, checked against ``forward`` before any run.
 
 Users give a dict of numpy arrays (keyword arguments), a list of arrays
-(positional), one array, or a pair ``(base_inputs, raw_inputs)`` of either
-kind, possibly holding framework tensors already.
+(positional), one array, or inputs per model: an :class:`InputPair`, or a
+tuple ``(base_inputs, raw_inputs)`` of two dicts; framework tensors work too.
 """
 
 from __future__ import annotations
@@ -30,8 +30,22 @@ class CallArguments:
         return [value for value in (*self.args, *self.kwargs.values()) if adapter.is_tensor(value)]
 
 
+@dataclass(frozen=True)
+class InputPair:
+    """Inputs given per model, each in any form: ``base`` for the base model, ``raw`` for the raw one.
+
+    Example: ``InputPair({"x": x}, {"features": x})`` for ``forward(x)``
+    against ``forward(features)``, or ``InputPair([x], [x * 50])``.
+    """
+
+    base: Any
+    raw: Any
+
+
 def split_inputs(inputs: Any) -> tuple[Any, Any]:
-    """``(base_inputs, raw_inputs)``: a pair of mappings is taken as one per model."""
+    """``(base_inputs, raw_inputs)``: an :class:`InputPair` or a tuple of two mappings is one per model."""
+    if isinstance(inputs, InputPair):
+        return inputs.base, inputs.raw
     if isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(side, Mapping) for side in inputs):
         return inputs[0], inputs[1]
     return inputs, inputs

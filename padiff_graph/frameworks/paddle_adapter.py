@@ -15,6 +15,7 @@ import numpy as np
 from padiff_graph.core.records import LayerInfo, Layout
 from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
 from padiff_graph.errors import InputError
+from padiff_graph.frameworks import quiet_framework_imports
 from padiff_graph.frameworks.base import (
     ExportRules,
     InputHook,
@@ -37,9 +38,10 @@ _PDPARAMS_GLOBALS = frozenset(
 )
 
 
+@cache
 def _paddle() -> Any:
-    import paddle
-
+    with quiet_framework_imports():
+        import paddle
     return paddle
 
 

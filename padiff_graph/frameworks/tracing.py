@@ -1,37 +1,45 @@
 """Running a model under hooks, and naming the layer that failed.
 
 Shared by export (call order) and diff (activations): a failure inside the
-user's forward is re-raised as :class:`ModelRunError` naming the last layer
-that started running, which is where to look.
+user's forward is re-raised as :class:`ModelRunError` naming the innermost
+layer still running when it was raised, whose own ``forward`` is where to look.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from padiff_graph.errors import ModelRunError, PadiffGraphError
+from padiff_graph.errors import ModelRunError, PadiffGraphError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.frameworks.inputs import CallArguments
 
 #: the first run is where inputs of the wrong shape or dtype show up
 FIRST_RUN_HINT = "; check that the inputs' names, shapes and dtypes fit the model's forward"
 
+#: words of an error message about the values a layer was given (the only ones the hint is for)
+_ABOUT_VALUES = re.compile(r"shape|dtype|size|dim|rank|mat1|broadcast|expected .*(tensor|type)", re.IGNORECASE)
+
 
 class CallTracker:
-    """Records which layers started running, in order."""
+    """Records which layers started running, in order, and which are running now."""
 
     def __init__(self) -> None:
         self.order: list[str] = []
         self._seen: set[str] = set()
-        self.last: str | None = None
+        self.running: list[str] = []  # a stack: the innermost running layer last
 
     def enter(self, path: str) -> None:
-        self.last = path
+        self.running.append(path)
         if path not in self._seen:
             self._seen.add(path)
             self.order.append(path)
+
+    def leave(self, path: str) -> None:
+        if self.running and self.running[-1] == path:
+            self.running.pop()
 
 
 @contextmanager
@@ -45,27 +53,40 @@ def hooks(handles: list[RemovableHandle]) -> Iterator[list[RemovableHandle]]:
 
 
 def track_calls(adapter: FrameworkAdapter, layers: dict[str, Any], tracker: CallTracker) -> list[RemovableHandle]:
-    """Pre-hooks that feed ``tracker`` (layers called several times count once)."""
-    return [adapter.add_pre_hook(layer, _enter(tracker, path)) for path, layer in layers.items()]
+    """Hooks before and after each layer's forward that feed ``tracker``."""
+    handles = []
+    for path, layer in layers.items():
+        handles.append(adapter.add_pre_hook(layer, _enter(tracker, path)))
+        handles.append(adapter.add_forward_hook(layer, _leave(tracker, path)))
+    return handles
 
 
 def _enter(tracker: CallTracker, path: str) -> Callable[[], None]:
     return lambda: tracker.enter(path)
 
 
+def _leave(tracker: CallTracker, path: str) -> Callable[[Any], None]:
+    return lambda _output: tracker.leave(path)
+
+
 def run_forward(
     adapter: FrameworkAdapter, model: Any, arguments: CallArguments, tracker: CallTracker, side: str, hint: str = ""
 ) -> Any:
-    """``model(*args, **kwargs)``, with a failure reported at the last layer entered (and ``hint``)."""
+    """``model(*args, **kwargs)``; a failure is reported at the innermost layer running.
+
+    ``hint`` is added when the error is about the values a layer was given
+    (shapes, dtypes), not when the model's own code is at fault.
+    """
     try:
         return model(*arguments.args, **arguments.kwargs)
     except PadiffGraphError:
         raise  # raised by our own hooks (a random op found, ...): already says what to do
     except Exception as error:  # the user's forward may raise anything
-        where = f"in layer {tracker.last!r}" if tracker.last else "before any layer ran"
-        raise ModelRunError(
-            f"the {side} model's forward failed {where}: {type(error).__name__}: {error}{hint}"
-        ) from error
+        where = "before any layer ran"
+        if tracker.running:
+            where = f"in layer {tracker.running[-1]!r}" if tracker.running[-1] else "in layer <root>"
+        advice = hint if _ABOUT_VALUES.search(str(error)) and not isinstance(error, AttributeError) else ""
+        raise ModelRunError(f"the {side} model's forward failed {where}: {describe(error)}{advice}") from error
 
 
 def trace_call_order(

@@ -12,7 +12,7 @@ import json
 from importlib.resources import files
 from typing import Any
 
-from padiff_graph.core.findings import Finding
+from padiff_graph.core.findings import Finding, has_errors
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.results import Comparison, DiffReport
 
@@ -30,7 +30,9 @@ def check_document(layer_map: LayerMap, findings: list[Finding]) -> dict[str, An
 
 
 def diff_document(report: DiffReport) -> dict[str, Any]:
+    """The report; ``ok`` as the exit code has it: no divergence and no error finding."""
     document = {"schema": SCHEMA_VERSION, "kind": "diff", **report.as_dict()}
+    document["ok"] = report.ok and not has_errors(report.findings)
     document["layers"] = layer_errors(report.comparisons)
     document["layer_map"] = report.layer_map.as_dict()
     return document

@@ -15,6 +15,10 @@ Three steps, shared by the terminal and the HTML report:
 3. :func:`align` puts two such lists side by side, one row per matched
    pair where both trees' orders allow (the longest run of pairs in the
    same order on both sides); the remaining layers get rows of their own.
+   :func:`pair_lines` is the narrow alternative: one line per base layer
+   with its partner, in the base's order, each raw-only layer under the
+   partner of its nearest paired ancestor; it reads the same whatever
+   order the raw model defines its layers in.
 """
 
 from __future__ import annotations
@@ -364,6 +368,54 @@ def align(base: list[Entry], raw: list[Entry], partner: Mapping[str, str]) -> li
             rows.append(Row(base[base_index], raw[raw_index], True))
         next_base, next_raw = base_index + 1, raw_index + 1
     return rows
+
+
+@dataclass(frozen=True)
+class PairLine:
+    """One line of the narrow view: a base entry with its partner, or a one-sided entry; ``depth`` indents it."""
+
+    base: Entry | None
+    raw: Entry | None
+    depth: int
+
+
+def pair_lines(layout: TwoTrees) -> list[PairLine]:
+    """Both trees as one list in the base's order (see the module docstring)."""
+    raw_entry = {entry.path: entry for entry in layout.raw_entries}
+    partner_of: dict[str, Entry] = {}  # raw path -> its base entry
+    for entry in layout.base_entries:
+        state = layout.base_states[entry.path]
+        if state.status is Status.MATCHED and state.partner in raw_entry:
+            partner_of[state.partner] = entry
+    after: dict[str, list[PairLine]] = {}  # base path -> raw-only lines shown after its subtree
+    for entry in layout.raw_entries:
+        if entry.path in partner_of:
+            continue
+        ancestor = entry.path
+        while ancestor != ROOT and ancestor not in partner_of:
+            ancestor = ancestor.rpartition(".")[0]
+        anchor = partner_of.get(ancestor)
+        depth = entry.depth if anchor is None else anchor.depth + entry.depth - raw_entry[ancestor].depth
+        after.setdefault(anchor.path if anchor is not None else ROOT, []).append(PairLine(None, entry, depth))
+    last_inside: dict[str, int] = {}  # base path -> index of the last base entry in its subtree
+    for index, entry in enumerate(layout.base_entries):
+        path = entry.path
+        while path not in last_inside or last_inside[path] < index:
+            last_inside[path] = index
+            if path == ROOT:
+                break
+            path = path.rpartition(".")[0]
+    closing: dict[int, list[str]] = {}  # base index -> anchors whose subtree ends there, innermost first
+    for path in sorted(after, key=lambda path: -len(path.split(".")) if path else 0):
+        closing.setdefault(last_inside.get(path, len(layout.base_entries) - 1), []).append(path)
+    lines: list[PairLine] = []
+    for index, entry in enumerate(layout.base_entries):
+        state = layout.base_states[entry.path]
+        partner = raw_entry.get(state.partner) if state.status is Status.MATCHED and state.partner is not None else None
+        lines.append(PairLine(entry, partner, entry.depth))
+        for path in closing.get(index, []):
+            lines.extend(after[path])
+    return lines
 
 
 def _longest_increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from padiff_graph.core.progress import task
 from padiff_graph.core.records import join_path
-from padiff_graph.errors import ModelRunError
+from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
@@ -68,7 +68,9 @@ class Plan:
     """What each step runs and compares.
 
     Attributes:
-        forward: compare layer outputs (and, in single-step mode, inputs).
+        forward: compare layer outputs and inputs (outside single-step mode
+            the inputs only explain a divergence: an input that already
+            differs puts the cause in the caller's code).
         backward: run backward; compare the loss, output and parameter
             gradients, and weights after the optimizer step.
         single_step: feed the base's layer inputs (forward) and output
@@ -119,7 +121,7 @@ def run_step(
         try:
             adapter.backward(loss)
         except Exception as error:  # the user's backward may raise anything
-            raise ModelRunError(f"the {side.name} model's backward failed: {type(error).__name__}: {error}") from error
+            raise ModelRunError(f"the {side.name} model's backward failed: {describe(error)}") from error
     if after_backward is not None:
         after_backward()
     if side.optimizer is not None:
@@ -137,7 +139,7 @@ def _loss(side: Side, output: Any) -> Any:
     try:
         return side.loss_fn(output)
     except Exception as error:  # a user's loss function may raise anything
-        raise ModelRunError(f"the {side.name} loss function failed: {type(error).__name__}: {error}") from error
+        raise ModelRunError(f"the {side.name} loss function failed: {describe(error)}") from error
 
 
 @dataclass
@@ -176,7 +178,7 @@ def run_diff(
                 base_layers,
                 store.keep,
                 step=step,
-                inputs=plan.single_step,
+                inputs=plan.forward or plan.single_step,
                 outputs=plan.forward,
                 grads=plan.backward,
                 ops=op_store,
@@ -203,7 +205,7 @@ def run_diff(
                     raw_layers,
                     raw_sink,
                     step=step,
-                    inputs=plan.single_step,
+                    inputs=plan.forward or plan.single_step,
                     outputs=plan.forward,
                     grads=plan.backward,
                     ops=outcome.ops,
@@ -220,7 +222,7 @@ def run_diff(
                 )
             checker.settle()
             outcome.comparisons += checker.comparisons
-            outcome.unproduced += store.leftovers(step)
+            outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
 
 
@@ -283,10 +285,11 @@ class BaseStore:
             if grad is not None:
                 self.grads[name] = grad
 
-    def leftovers(self, step: int) -> list[str]:
-        """Base records the raw side never produced (then released)."""
+    def leftovers(self, step: int, inputs: bool) -> list[str]:
+        """Base records the raw side never produced (then released); layer inputs only if ``inputs``."""
         when = f"step {step}, " if step else ""
-        found = sorted({f"{key.stage} {key.path} ({when}call {key.call})" for key in self.records})
+        keys = [key for key in self.records if inputs or key.stage != "input"]
+        found = sorted({f"{key.stage} {key.path} ({when}call {key.call})" for key in keys})
         self.records.clear()
         return found
 

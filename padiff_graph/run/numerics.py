@@ -2,7 +2,10 @@
 
 The base array is the reference, as in ``numpy.allclose(raw, base)``:
 ``|raw - base| <= atol + rtol * |base|``. The reported relative error is
-``|raw - base| / max(|base|, atol)``. NaN in the same places on both
+``|raw - base| / max(|base|, atol, eps * max|base|)``, ``eps`` being the
+resolution of the compared dtype: a value that is zero at the tensor's
+precision (1e-30 beside values near 1) is no denominator, so a correct layer
+never reports a relative error of 1e21. NaN in the same places on both
 sides is equal; NaN or Inf on one side only is a divergence, never a crash.
 """
 
@@ -130,7 +133,8 @@ def _strict_in_chunks(reference: np.ndarray, value: np.ndarray, atol: float, rto
         return Verdict(True, 0.0, 0.0)
     difference = np.empty(min(size, CHUNK), reference.dtype)
     magnitude = np.empty_like(difference)
-    floor = max(atol, 1e-30)  # relative to |base|, floored at atol so exact zeros do not report 1e300
+    floor = max(atol, 1e-30)
+    resolution = float(np.finfo(reference.dtype).eps)
     max_abs = max_rel = 0.0
     ok = True
     with np.errstate(invalid="ignore", over="ignore"):
@@ -147,7 +151,7 @@ def _strict_in_chunks(reference: np.ndarray, value: np.ndarray, atol: float, rto
             # part_max <= atol is the common case: no element can fail, skip the elementwise test
             if ok and part_max > atol:
                 ok = bool((part <= atol + rtol * scale).all())
-            np.maximum(scale, floor, out=scale)
+            np.maximum(scale, max(floor, resolution * float(scale.max())), out=scale)
             np.divide(part, scale, out=scale)
             max_abs = max(max_abs, part_max)
             max_rel = max(max_rel, float(scale.max()))
@@ -178,7 +182,9 @@ def _compare_means(reference: np.ndarray, value: np.ndarray, atol: float, rtol: 
         return Verdict(True, 0.0, 0.0)
     difference = np.abs(value - reference)
     max_abs = float(difference.max())
-    max_rel = float((difference / np.maximum(np.abs(reference), max(atol, 1e-30))).max())
+    magnitude = np.abs(reference)
+    floor = max(atol, 1e-30, float(np.finfo(reference.dtype).eps) * float(magnitude.max()))
+    max_rel = float((difference / np.maximum(magnitude, floor)).max())
     base_mean, raw_mean = float(reference.mean(dtype=np.float64)), float(value.mean(dtype=np.float64))
     return Verdict(abs(raw_mean - base_mean) <= atol + rtol * abs(base_mean), max_abs, max_rel)
 

@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from padiff_graph.core.findings import Code, Finding
-from padiff_graph.core.records import Severity
+from padiff_graph.core.records import Severity, quoted_path
 from padiff_graph.core.tree import ModelTree, layer_info
 from padiff_graph.errors import PadiffGraphError
 from padiff_graph.frameworks.base import FrameworkAdapter
@@ -81,7 +81,7 @@ class RandomWatch:
             if switch_off:
                 return args[0] if args else next(iter(kwargs.values()))
             if not self.disable:
-                raise RandomOpFound(f"{side} layer {path!r} calls {api} (random in this run)")
+                raise RandomOpFound(f"{side} layer {quoted_path(path)} calls {api} (random in this run)")
             return original(*args, **kwargs)
 
         return call
@@ -106,7 +106,7 @@ class RandomWatch:
                     severity,
                     base,
                     raw,
-                    f"{call.side} layer {call.path!r} calls {call.api}, which is random in this run",
+                    f"{call.side} layer {quoted_path(call.path)} calls {call.api}, which is random in this run",
                     hint,
                 )
             )

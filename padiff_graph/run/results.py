@@ -9,12 +9,13 @@ diverging layers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from padiff_graph.core.findings import Finding
+from padiff_graph.core.records import quoted_path
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.numerics import Verdict
 
@@ -228,7 +229,7 @@ def _divergence(comparison: Comparison) -> Divergence:
     what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
     kind = comparison.kind
     tensor = comparison.stage.partition(":")[2]
-    where = f"base {comparison.base!r} / raw {comparison.raw!r}"
+    where = f"base {quoted_path(comparison.base)} / raw {quoted_path(comparison.raw)}"
     step = f"step {comparison.step}, " if comparison.step else ""
     call = f"({step}call {comparison.call}, {'input' if kind == 'input' else 'output'} {comparison.index})"
     if kind == "input":
@@ -247,6 +248,38 @@ def _divergence(comparison: Comparison) -> Divergence:
     return Divergence(comparison.base, comparison.raw, kind, message, comparison.step)
 
 
+def input_explained(divergence: Divergence, recorded: list[Comparison]) -> Divergence:
+    """``divergence`` with a note when the diverging layer's input already differed.
+
+    ``recorded`` holds the run's comparisons of layer inputs and outputs in
+    the order the raw model produced them. If an input of the layer differs
+    before its output does, every layer that finished before it agrees: the
+    cause is in the code of its caller's forward that runs between the last
+    of those layers and this one (a missing residual add, a wrong reshape).
+    """
+    if divergence.stage != "forward":
+        return divergence
+    previous: str | None = None
+    for comparison in recorded:
+        if comparison.step != divergence.step:
+            continue
+        if comparison.kind == "forward":
+            if comparison.base == divergence.base and not comparison.ok:
+                return divergence
+            previous = comparison.base
+        elif comparison.kind == "input" and comparison.base == divergence.base and not comparison.ok:
+            verdict = comparison.verdict
+            what = verdict.note or f"max abs diff {verdict.max_abs:.3g}"
+            caller = quoted_path(divergence.base.rpartition(".")[0]) if divergence.base else "the caller"
+            between = f"between {quoted_path(previous)} and" if previous is not None else "before"
+            note = (
+                f"; its input {comparison.index} already differs ({what}) and every layer before it agrees, "
+                f"so the cause is in the forward of its caller {caller}, {between} {quoted_path(divergence.base)}"
+            )
+            return replace(divergence, message=divergence.message + note)
+    return divergence
+
+
 def build_report(
     comparisons: list[Comparison],
     findings: list[Finding],
@@ -258,14 +291,21 @@ def build_report(
     not_comparable: Iterable[str] = (),
     contain: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
+    recorded: list[Comparison] | None = None,
 ) -> DiffReport:
     """The report of a finished run (live or offline): first divergence, all diverging layers, the rest as given.
 
     ``descendants`` maps a base path to the base paths below it; ``explain``
-    attaches what op-level comparison found to a divergence.
+    attaches what op-level comparison found to a divergence; ``recorded``
+    (inputs and outputs in record order) says when a diverging layer's input
+    already differed (:func:`input_explained`).
     """
     divergence, contained = first_divergence(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
+    if divergence is not None and recorded is not None:
+        explained = input_explained(divergence, recorded)
+        divergences = [explained if found == divergence else found for found in divergences]
+        divergence = explained
     if explain is not None:
         divergences = [explain(found) for found in divergences]
         divergence = None if divergence is None else explain(divergence)
