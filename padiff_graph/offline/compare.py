@@ -38,7 +38,8 @@ def compare_dumps(
     step and rank both dumps hold is compared, every record of them.
 
     Raises:
-        DumpError: a dump is missing or incomplete, or the two share no step and rank.
+        DumpError: a dump is missing, incomplete or damaged (each file is checked before it is
+            compared: see ``docs/dump.md``), or the two share no step and rank.
         LayerMapError: ``layer_map`` names layers the dumped models lack.
     """
     compare_mode = parse_mode(mode)
@@ -102,8 +103,8 @@ def _compare_step(
     comparisons: list[Comparison] = []
     used: set[str] = set()
     with (
-        StepArrays(base_folder, base_manifest["records"]) as base_arrays,
-        StepArrays(raw_folder, raw_manifest["records"]) as raw_arrays,
+        StepArrays(base_folder, base_manifest) as base_arrays,
+        StepArrays(raw_folder, raw_manifest) as raw_arrays,
     ):
         for entry in raw_manifest["records"]:
             stage, path = entry["stage"], entry["path"]

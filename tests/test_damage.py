@@ -1,0 +1,165 @@
+"""Damaged files: every file a user hands the tool ends in the right result or its own one-line error.
+
+Each test damages one file of a valid set (byte flips, truncation, deleted,
+duplicated and overwritten spans, inserted bytes, shuffled lines) and runs
+the reader through the Python API or the CLI. Anything but the undamaged
+result or a :class:`PadiffGraphError` (exit code 2, one line, no traceback)
+fails. Examples are derandomized and bounded, the models tiny and built
+once, so the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_dump import paddle_like, record_own_loop, torch_model, train_torch
+
+from padiff_graph import DumpError, compare_dumps, suggest_map
+from padiff_graph.cli import main
+from padiff_graph.report.document import diff_document, dumps
+from padiff_graph.run.results import DiffReport
+
+DAMAGES = ("flip", "truncate", "delete", "duplicate", "overwrite", "insert", "shuffle")
+
+
+@st.composite
+def damaged(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` with one to three damages of the kinds in :data:`DAMAGES`, never left as it was."""
+    original = data
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(DAMAGES))
+        start = draw(st.integers(0, max(len(data) - 1, 0)))
+        stop = draw(st.integers(start, min(len(data), start + 64)))
+        if kind == "flip" and data:
+            data = data[:start] + bytes([data[start] ^ draw(st.integers(1, 255))]) + data[start + 1 :]
+        elif kind == "truncate":
+            data = data[:start]
+        elif kind == "delete":
+            data = data[:start] + data[stop:]
+        elif kind == "duplicate":
+            data = data[:stop] + data[start:stop] + data[stop:]
+        elif kind == "overwrite":
+            data = data[:start] + draw(st.binary(min_size=stop - start, max_size=stop - start)) + data[stop:]
+        elif kind == "insert":
+            data = data[:start] + draw(st.binary(min_size=1, max_size=16)) + data[start:]
+        elif kind == "shuffle":
+            data = b"\n".join(draw(st.permutations(data.split(b"\n"))))
+    return data if data != original else original[:-1]
+
+
+def bounded(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def one_line(message: str) -> None:
+    assert message and "\n" not in message.strip() and "Traceback" not in message, message
+
+
+# --- dumps -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dumps_pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A torch ``dump`` and a paddle ``Recording`` of the same training (two steps), their map and result.
+
+    ``legacy`` holds the same dumps as written before dumps carried checksums.
+    """
+    root = tmp_path_factory.mktemp("dumps")
+    base = torch_model()
+    raw = paddle_like(base)
+    layer_map = suggest_map(base, raw)
+    layer_map.save(root / "map.yaml")
+    train_torch(root, base, steps=2)
+    record_own_loop(raw, "paddle", root / "paddle", saved_steps=(0, 1))
+    files = sorted(str(p.relative_to(root)) for p in root.glob("*/**/*") if p.is_file())
+    report = compare_dumps(root / "torch", root / "paddle", layer_map)
+    assert report.ok and len(files) == 14, files
+    legacy = tmp_path_factory.mktemp("legacy")
+    for side in ("torch", "paddle"):
+        shutil.copytree(root / side, legacy / side)
+    for path in legacy.glob("*/**/*.json"):
+        content = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in content.items() if k not in ("crc32", "files")}, indent=1))
+    return {"root": root, "legacy": legacy, "map": layer_map, "files": files, "result": dumps(diff_document(report))}
+
+
+@contextmanager
+def damaged_file(root: Path, files: list[str], data: st.DataObject) -> Iterator[Path]:
+    """Damage one of ``files`` under ``root`` for the block, then put it back as it was."""
+    target = root / data.draw(st.sampled_from(files), label="file")
+    content = target.read_bytes()
+    target.write_bytes(data.draw(damaged(content), label="damaged"))
+    try:
+        yield target
+    finally:
+        target.write_bytes(content)
+
+
+def compare_in(root: Path, pair: dict) -> DiffReport:
+    return compare_dumps(root / "torch", root / "paddle", pair["map"])
+
+
+@bounded(150)
+@given(data=st.data())
+def test_a_damaged_dump_is_reported_naming_the_file_or_compares_as_before(dumps_pair, data) -> None:
+    with damaged_file(dumps_pair["root"], dumps_pair["files"], data) as target:
+        try:
+            report = compare_in(dumps_pair["root"], dumps_pair)
+        except DumpError as error:
+            one_line(str(error))
+            assert str(target) in str(error)
+            return
+    assert dumps(diff_document(report)) == dumps_pair["result"]  # only damage that changed no value gets here
+
+
+@bounded(100)
+@given(data=st.data())
+def test_a_damaged_dump_without_checksums_is_reported_or_compared(dumps_pair, data) -> None:
+    with damaged_file(dumps_pair["legacy"], dumps_pair["files"], data) as target:
+        try:
+            compare_in(dumps_pair["legacy"], dumps_pair)
+        except DumpError as error:
+            one_line(str(error))
+            assert str(target) in str(error)
+
+
+@bounded(40)
+@given(data=st.data())
+def test_compare_on_a_damaged_dump_exits_2_with_one_line(dumps_pair, data) -> None:
+    root = dumps_pair["root"]
+    with damaged_file(root, dumps_pair["files"], data):
+        arguments = ["compare", str(root / "torch"), str(root / "paddle"), "--map", str(root / "map.yaml")]
+        result = CliRunner().invoke(main, arguments)
+    assert result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.output
+
+
+def test_a_truncated_tensor_file_is_named_and_exits_2(dumps_pair) -> None:
+    root = dumps_pair["root"]
+    tensors = root / "torch" / "step_1" / "rank_0" / "tensors.npz"
+    content = tensors.read_bytes()
+    try:
+        tensors.write_bytes(content[:-100])
+        result = CliRunner().invoke(main, ["compare", str(root / "torch"), str(root / "paddle")])
+    finally:
+        tensors.write_bytes(content)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {tensors}: damaged dump file: truncated to {len(content) - 100} bytes, its manifest says "
+        f"{len(content)}; copy it again or dump again\n"
+    )
