@@ -16,14 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import paddle
 import pytest
+import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_dump import paddle_like, record_own_loop, torch_model, train_torch
 
-from padiff_graph import DumpError, compare_dumps, suggest_map
+from padiff_graph import DumpError, PadiffGraphError, compare_dumps, suggest_map
+from padiff_graph.assign.checkpoints import ConversionReport, convert_checkpoint, open_checkpoint
 from padiff_graph.cli import main
+from padiff_graph.core.tensorfile import Stored, write_safetensors
 from padiff_graph.report.document import diff_document, dumps
 from padiff_graph.run.results import DiffReport
 
@@ -163,3 +167,105 @@ def test_a_truncated_tensor_file_is_named_and_exits_2(dumps_pair) -> None:
         f"error: {tensors}: damaged dump file: truncated to {len(content) - 100} bytes, its manifest says "
         f"{len(content)}; copy it again or dump again\n"
     )
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def torch_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+
+
+def paddle_net() -> paddle.nn.Layer:
+    paddle.seed(0)
+    return paddle.nn.Sequential(
+        paddle.nn.Linear(4, 6), paddle.nn.BatchNorm1D(6), paddle.nn.ReLU(), paddle.nn.Linear(6, 3)
+    )
+
+
+MODELS = """
+import paddle
+import torch
+
+
+def torch_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+
+
+def paddle_net():
+    paddle.seed(0)
+    return paddle.nn.Sequential(
+        paddle.nn.Linear(4, 6), paddle.nn.BatchNorm1D(6), paddle.nn.ReLU(), paddle.nn.Linear(6, 3)
+    )
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One checkpoint of each format, the models they convert between, and the undamaged conversions."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    (root / "nets.py").write_text(MODELS)
+    base_torch, base_paddle = torch_net(), paddle_net()
+    torch.save(base_torch.state_dict(), root / "net.pt")
+    paddle.save(base_paddle.state_dict(), str(root / "net.pdparams"))
+    state = {name: Stored(value.numpy(), str(value.dtype)[6:]) for name, value in base_torch.state_dict().items()}
+    with (root / "net.safetensors").open("wb") as stream:
+        write_safetensors(
+            stream, [(name, value.shape, value.dtype) for name, value in state.items()], iter(state.items())
+        )
+    jobs = {
+        "net.pt": ("torch_net", "paddle_net", "out.pdparams"),
+        "net.safetensors": ("torch_net", "paddle_net", "out.safetensors"),
+        "net.pdparams": ("paddle_net", "torch_net", "out.pt"),
+    }
+    models = {"torch_net": torch_net(), "paddle_net": paddle_net()}
+    outputs = {name: tensors_in(convert(root, name, jobs, models).output) for name in jobs}
+    return {"root": root, "jobs": jobs, "models": models, "outputs": outputs}
+
+
+def convert(root: Path, name: str, jobs: dict, models: dict) -> ConversionReport:
+    base, raw, output = jobs[name]
+    return convert_checkpoint(models[base], models[raw], root / name, root / output)
+
+
+def tensors_in(path: Path) -> dict[str, tuple]:
+    reader = open_checkpoint(path)
+    try:
+        return {name: (*reader.info(name), reader.read(name).array.tobytes()) for name in reader.names()}
+    finally:
+        reader.close()
+
+
+@bounded(150)
+@given(data=st.data())
+def test_a_damaged_checkpoint_is_refused_naming_the_file_or_converts_what_it_holds(checkpoints, data) -> None:
+    root, jobs = checkpoints["root"], checkpoints["jobs"]
+    with damaged_file(root, list(jobs), data) as target:
+        try:
+            report = convert(root, target.name, jobs, checkpoints["models"])
+        except PadiffGraphError as error:
+            one_line(str(error))
+            assert str(target) in str(error)
+            return
+        found, expected = tensors_in(report.output), checkpoints["outputs"][target.name]
+    assert {name: value[:2] for name, value in found.items()} == {name: value[:2] for name, value in expected.items()}
+    if target.suffix == ".pt":  # torch's zip format checks each record's CRC-32; the others hold no checksum
+        assert found == expected
+
+
+@bounded(30)
+@given(data=st.data())
+def test_convert_weights_on_a_damaged_checkpoint_exits_2_with_one_line(checkpoints, data) -> None:
+    root, jobs = checkpoints["root"], checkpoints["jobs"]
+    with damaged_file(root, list(jobs), data) as target:
+        base, raw, output = jobs[target.name]
+        models = [f"{root / 'nets.py'}:{factory}" for factory in (base, raw)]
+        result = CliRunner().invoke(
+            main, ["convert-weights", *models, "--checkpoint", str(target), "-o", str(root / output)]
+        )
+    assert result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert str(target) in result.stderr and "Traceback" not in result.output

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,21 @@ DTYPES: dict[str, tuple[str, str]] = {
     "bool": ("|b1", "BOOL"),
 }
 _BY_CODE = {code: name for name, (_, code) in DTYPES.items()}
+#: what a damaged zip file (an npz, torch's checkpoint format) makes :mod:`zipfile` and numpy's npy reader raise
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    struct.error,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+)
 _HEADER_LIMIT = 100 * 2**20
 
 
@@ -80,6 +97,8 @@ def constant(value: float, shape: tuple[int, ...], dtype: str) -> Stored:
 
 class CheckpointReader(Protocol):
     """A saved state dict, read one tensor at a time (formats: this module and the framework adapters)."""
+
+    path: Path
 
     def names(self) -> list[str]:
         """Every tensor key, in file order."""

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,26 +17,12 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.core.records import LayerInfo
+from padiff_graph.core.tensorfile import ZIP_ERRORS
 from padiff_graph.core.tree import ModelTree, build_tree
 from padiff_graph.errors import DumpError
 from padiff_graph.offline.format import RANK_FOLDER
 from padiff_graph.offline.integrity import check_header, check_manifest, damaged, read_json, verify_file
 
-#: what a damaged zip or npy header makes :mod:`zipfile` and :mod:`numpy.lib.format` raise
-_ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    struct.error,
-    zlib.error,
-    NotImplementedError,
-    RuntimeError,
-    OverflowError,
-)
 _CHUNK = 64 * 2**20
 
 
@@ -137,7 +121,7 @@ class StepArrays:
                 self._open[entry["file"]] = zipfile.ZipFile(path)
             except FileNotFoundError:
                 raise DumpError(f"{path}: missing; copy it again or dump again") from None
-            except _ZIP_ERRORS as error:
+            except ZIP_ERRORS as error:
                 raise damaged(path, f"not a readable npz file ({error})") from None
         archive = self._open[entry["file"]]
         try:
@@ -146,7 +130,7 @@ class StepArrays:
             raise damaged(path, f"record {name!r} is missing from it") from None
         try:
             return _read_member(archive, info, entry)
-        except _ZIP_ERRORS as error:
+        except ZIP_ERRORS as error:
             raise damaged(path, f"record {name!r} (from byte {info.header_offset}) cannot be read ({error})") from None
 
 
