@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import paddle
 import pytest
 import torch
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_dump import paddle_like, record_own_loop, torch_model, train_torch
 
-from padiff_graph import DumpError, PadiffGraphError, compare_dumps, suggest_map
+from padiff_graph import DumpError, InputError, LayerMap, LayerMapError, PadiffGraphError, compare_dumps, suggest_map
 from padiff_graph.assign.checkpoints import ConversionReport, convert_checkpoint, open_checkpoint
 from padiff_graph.cli import main
 from padiff_graph.core.tensorfile import Stored, write_safetensors
@@ -153,6 +154,36 @@ def test_compare_on_a_damaged_dump_exits_2_with_one_line(dumps_pair, data) -> No
         assert "Traceback" not in result.output
 
 
+@bounded(60)
+@given(data=st.data())
+def test_a_damaged_layer_map_is_refused_naming_the_file_or_compares_through_what_it_says(dumps_pair, data) -> None:
+    root = dumps_pair["root"]
+    with damaged_file(root, ["map.yaml"], data) as target:
+        try:
+            layer_map = LayerMap.load(target)
+        except LayerMapError as error:
+            one_line(str(error))
+            assert str(target) in str(error)
+            return
+    try:
+        compare_dumps(root / "torch", root / "paddle", layer_map)
+    except PadiffGraphError as error:  # a map that parses but names what the dumped models lack
+        one_line(str(error))
+
+
+@bounded(30)
+@given(data=st.data())
+def test_compare_with_a_damaged_layer_map_exits_2_with_one_line_or_compares(dumps_pair, data) -> None:
+    root = dumps_pair["root"]
+    with damaged_file(root, ["map.yaml"], data) as target:
+        arguments = ["compare", str(root / "torch"), str(root / "paddle"), "--map", str(target)]
+        result = CliRunner().invoke(main, arguments)
+    assert result.exit_code in (0, 1, 2), result.output
+    if result.exit_code == 2:
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.output
+
+
 def test_a_truncated_tensor_file_is_named_and_exits_2(dumps_pair) -> None:
     root = dumps_pair["root"]
     tensors = root / "torch" / "step_1" / "rank_0" / "tensors.npz"
@@ -185,6 +216,7 @@ def paddle_net() -> paddle.nn.Layer:
 
 
 MODELS = """
+import numpy as np
 import paddle
 import torch
 
@@ -269,3 +301,55 @@ def test_convert_weights_on_a_damaged_checkpoint_exits_2_with_one_line(checkpoin
     if result.exit_code == 2:
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
         assert str(target) in result.stderr and "Traceback" not in result.output
+
+
+def test_a_dump_without_checksums_still_loads_and_compares_alike(dumps_pair) -> None:
+    report = compare_dumps(dumps_pair["legacy"] / "torch", dumps_pair["legacy"] / "paddle", dumps_pair["map"])
+    assert dumps(diff_document(report)) == dumps_pair["result"]
+
+
+def test_a_missing_step_is_named(dumps_pair) -> None:
+    folder = dumps_pair["root"] / "paddle" / "step_1" / "rank_0"
+    folder.rename(folder.with_name("moved"))
+    try:
+        with pytest.raises(DumpError, match=r"paddle/step_1/rank_0: step 1 of rank 0 is missing"):
+            compare_in(dumps_pair["root"], dumps_pair)
+    finally:
+        folder.with_name("moved").rename(folder)
+
+
+def test_safetensors_spans_must_tile_the_data(tmp_path) -> None:
+    path = tmp_path / "net.safetensors"
+
+    def write(header: dict, data: bytes) -> None:
+        text = json.dumps(header).encode()
+        path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+    write(
+        {
+            "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+        },
+        bytes(8),
+    )
+    with pytest.raises(
+        InputError, match=r"net.safetensors: damaged safetensors header: tensor 'b' \(bytes 4-8 of the data\) overlaps"
+    ):
+        open_checkpoint(path)
+    write({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8))
+    with pytest.raises(InputError, match=r"tensor 'a' .* leaves bytes 0-4 unused"):
+        open_checkpoint(path)
+    write({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(8))
+    with pytest.raises(InputError, match=r"tensor 'a' spans bytes 0-8 of the data, but float32 \[3\] takes 12"):
+        open_checkpoint(path)
+    write({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(8))
+    with pytest.raises(
+        InputError, match=r"net.safetensors: truncated: the header announces 16 bytes of tensor data, the file holds 8"
+    ):
+        open_checkpoint(path)
+
+
+def test_a_pdparams_array_of_no_tensor_dtype_is_named_with_its_file(tmp_path) -> None:
+    paddle.save({"w": np.zeros(2, np.complex64)}, str(tmp_path / "net.pdparams"))
+    with pytest.raises(InputError, match=r"net.pdparams: tensor 'w': arrays of dtype complex64"):
+        open_checkpoint(tmp_path / "net.pdparams")

@@ -314,8 +314,11 @@ class PdparamsCheckpoint:
             raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict of named arrays")
         # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
         self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
-        for value in self.arrays.values():
-            dtype_of(value)  # refuses object arrays and other non-tensor dtypes
+        for name, value in self.arrays.items():
+            try:
+                dtype_of(value)  # refuses object arrays and other non-tensor dtypes
+            except InputError as error:
+                raise InputError(f"{path}: tensor {name!r}: {error}") from None
 
     def names(self) -> list[str]:
         return list(self.arrays)
