@@ -96,8 +96,10 @@ def dumps_pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for side in ("torch", "paddle"):
         shutil.copytree(root / side, legacy / side)
     for path in legacy.glob("*/**/*.json"):
-        content = json.loads(path.read_text())
-        path.write_text(json.dumps({k: v for k, v in content.items() if k not in ("crc32", "files")}, indent=1))
+        content = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("crc32", "files")}
+        if "records" in content:
+            content["records"] = [{k: v for k, v in record.items() if k != "crc32"} for record in content["records"]]
+        path.write_text(json.dumps(content, indent=1))
     return {"root": root, "legacy": legacy, "map": layer_map, "files": files, "result": dumps(diff_document(report))}
 
 
@@ -353,3 +355,14 @@ def test_a_pdparams_array_of_no_tensor_dtype_is_named_with_its_file(tmp_path) ->
     paddle.save({"w": np.zeros(2, np.complex64)}, str(tmp_path / "net.pdparams"))
     with pytest.raises(InputError, match=r"net.pdparams: tensor 'w': arrays of dtype complex64"):
         open_checkpoint(tmp_path / "net.pdparams")
+
+
+def test_an_npz_file_of_another_step_copied_in_its_place_is_named(dumps_pair) -> None:
+    folders = [dumps_pair["root"] / "torch" / f"step_{step}" / "rank_0" for step in (0, 1)]
+    content = (folders[1] / "tensors.npz").read_bytes()
+    (folders[1] / "tensors.npz").write_bytes((folders[0] / "tensors.npz").read_bytes())  # same names, same size
+    try:
+        with pytest.raises(DumpError, match=r"step_1/rank_0/tensors.npz: .* is not the one its manifest lists"):
+            compare_in(dumps_pair["root"], dumps_pair)
+    finally:
+        (folders[1] / "tensors.npz").write_bytes(content)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,10 @@ from padiff_graph.core.tensorfile import ZIP_ERRORS
 from padiff_graph.core.tree import ModelTree, build_tree
 from padiff_graph.errors import DumpError
 from padiff_graph.offline.format import RANK_FOLDER
-from padiff_graph.offline.integrity import check_header, check_manifest, damaged, read_json, verify_file
+from padiff_graph.offline.integrity import CHECKSUM, check_header, check_manifest, damaged, read_json, verify_file
 
 _CHUNK = 64 * 2**20
+_HEADER = re.compile(r"rank_(\d+)\.json")
 
 
 @dataclass
@@ -67,9 +69,9 @@ def load_dump(directory: str | os.PathLike[str]) -> Dump:
         raise DumpError(f"{root}: no such dump directory")
     ranks: dict[int, DumpRank] = {}
     for marker in sorted(root.glob("rank_*.json")):
-        number = RANK_FOLDER.fullmatch(marker.stem)
+        number = _HEADER.fullmatch(marker.name)
         if number is None:
-            continue  # not a header (rank_0.json.bak, say)
+            continue  # not a header (rank_0.old.json, say)
         header = read_json(marker)
         found = DumpRank(int(number.group(1)), header, check_header(header, marker, int(number.group(1))))
         steps = header["steps"]  # a count (steps 0..n-1, from dump) or the step numbers (from Recording)
@@ -96,7 +98,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 class StepArrays:
-    """The arrays of one step folder by record name, each npz file verified and opened when first needed."""
+    """The arrays of one step folder by record name, each npz file checked and opened when first needed."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.folder = folder
@@ -141,6 +143,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: dict[st
         version = np.lib.format.read_magic(stream)
         header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = header(stream)
+        if entry.get(CHECKSUM, info.CRC) != info.CRC:
+            raise damaged(path, f"record {name!r} is not the one its manifest lists (another CRC-32)")
         if list(shape) != entry["shape"] or dtype.hasobject or not _fits(dtype, entry["dtype"]):
             raise damaged(
                 path,

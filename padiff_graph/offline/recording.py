@@ -128,6 +128,7 @@ class Recording:
         Raises:
             InputError: an unknown part, or a negative step.
             OutputError: the folder cannot be written.
+            DumpError: the step folder's manifest was damaged since the last save.
         """
         if part not in PARTS:
             raise InputError(f"part must be one of {', '.join(PARTS)}, not {part!r}")

@@ -51,6 +51,7 @@ class StepWriter:
         name = record_name(key)
         with self._zip.open(name + ".npy", "w", force_zip64=True) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
+        crc = self._zip.getinfo(name + ".npy").CRC  # the zip's checksum of the member, kept in the manifest too
         self.records.append(
             {
                 "name": name,
@@ -61,6 +62,7 @@ class StepWriter:
                 "dtype": dtype,
                 "shape": list(array.shape),
                 "file": self.file,
+                "crc32": crc,
             }
         )
 
