@@ -80,7 +80,7 @@ def one_line(message: str) -> None:
 def dumps_pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A torch ``dump`` and a paddle ``Recording`` of the same training (two steps), their map and result.
 
-    ``legacy`` holds the same dumps as written before dumps carried checksums.
+    ``legacy`` holds the same dumps as written before dumps carried checksums (format version 1).
     """
     root = tmp_path_factory.mktemp("dumps")
     base = torch_model()
@@ -97,6 +97,7 @@ def dumps_pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
         shutil.copytree(root / side, legacy / side)
     for path in legacy.glob("*/**/*.json"):
         content = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("crc32", "files")}
+        content["version"] = 1
         if "records" in content:
             content["records"] = [{k: v for k, v in record.items() if k != "crc32"} for record in content["records"]]
         path.write_text(json.dumps(content, indent=1))
@@ -366,3 +367,24 @@ def test_an_npz_file_of_another_step_copied_in_its_place_is_named(dumps_pair) ->
             compare_in(dumps_pair["root"], dumps_pair)
     finally:
         (folders[1] / "tensors.npz").write_bytes(content)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda header: header.pop("crc32"), r"rank_0.json: damaged dump file: its checksum \('crc32'\) is missing"),
+        (lambda header: header.update(version=3), r"rank_0.json: dump format version 3; this padiff_graph reads"),
+        (lambda header: header.update(version=1), r"rank_0.json: damaged dump file: its content changed"),
+    ],
+)
+def test_a_header_without_its_checksum_or_of_a_newer_format_is_refused(dumps_pair, change, message) -> None:
+    path = dumps_pair["root"] / "torch" / "rank_0.json"
+    content = path.read_text()
+    header = json.loads(content)
+    change(header)
+    path.write_text(json.dumps(header))
+    try:
+        with pytest.raises(DumpError, match=message):
+            compare_in(dumps_pair["root"], dumps_pair)
+    finally:
+        path.write_text(content)

@@ -26,7 +26,8 @@ from padiff_graph.run.hooks import RecordKey
 
 FORMAT = "padiff-graph-dump"
 RANK_FOLDER = re.compile(r"\.?rank_(\d+)(?:\.partial)?")
-FORMAT_VERSION = 1
+#: 2: with checksums (``docs/dump.md``); version 1 dumps, written before them, are read too
+FORMAT_VERSION = 2
 #: the npz file :func:`dump` writes every record of a step into
 TENSORS = "tensors.npz"
 #: the stages a dump records

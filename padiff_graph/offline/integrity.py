@@ -33,7 +33,7 @@ from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
 from padiff_graph.errors import DumpError
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, RECORD_STAGES, TENSORS
 
-#: the JSON key holding a file's own checksum
+#: the JSON key of a checksum: a JSON file's own, and each record's
 CHECKSUM = "crc32"
 #: the npz files a step folder may hold: plain names, never a path out of the folder
 NPZ_NAME = re.compile(r"[A-Za-z0-9_.-]+\.npz")
@@ -72,7 +72,11 @@ def sealed_json(data: Mapping[str, Any]) -> str:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A dump's JSON file, its checksum verified when it has one (older dumps do not)."""
+    """A dump's JSON file, its format, version and checksum checked (version 1 has no checksum).
+
+    Raises:
+        DumpError: not a dump file, a newer format, or damaged.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -81,8 +85,12 @@ def read_json(path: Path) -> dict[str, Any]:
         raise damaged(path, f"not JSON ({error})") from None
     if not isinstance(data, dict):
         raise DumpError(f"{path}: not a padiff-graph dump file")
-    if CHECKSUM in data and data[CHECKSUM] != _canonical_crc(data):
-        raise damaged(path, "its content changed since it was written (CRC-32 mismatch)")
+    _format(data, path)
+    if CHECKSUM in data or data["version"] > 1:  # version 1 dumps were written before checksums
+        if CHECKSUM not in data:
+            raise damaged(path, f"its checksum ({CHECKSUM!r}) is missing")
+        if data[CHECKSUM] != _canonical_crc(data):
+            raise damaged(path, "its content changed since it was written (CRC-32 mismatch)")
     return data
 
 
@@ -144,9 +152,9 @@ def _fields(entry: Any, schema: Schema, path: Path, what: str) -> None:
 def _format(data: dict[str, Any], path: Path) -> None:
     if data.get("format") != FORMAT:
         raise DumpError(f"{path}: not a padiff-graph dump (format {data.get('format')!r})")
-    if data.get("version") != FORMAT_VERSION:
+    if data.get("version") not in (1, FORMAT_VERSION):
         raise DumpError(
-            f"{path}: dump format version {data.get('version')!r}; this padiff_graph reads version "
+            f"{path}: dump format version {data.get('version')!r}; this padiff_graph reads versions up to "
             f"{FORMAT_VERSION} (upgrade padiff_graph, or dump again)"
         )
 
@@ -155,9 +163,8 @@ def check_header(header: dict[str, Any], path: Path, rank: int) -> list[LayerInf
     """Check a rank's header (``rank_N.json``, N being ``rank``); returns its layers.
 
     Raises:
-        DumpError: not a dump, a newer format, or damaged.
+        DumpError: damaged.
     """
-    _format(header, path)
     _fields(header, {"rank": _count, "framework": _text, "model": _text}, path, "the header")
     if header["rank"] != rank:
         raise damaged(path, f"it says rank {header['rank']}")
@@ -191,15 +198,15 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
     """Check a step folder's ``manifest.json``: its records, their names and files.
 
     Raises:
-        DumpError: not a dump, a newer format, or damaged.
+        DumpError: damaged.
     """
-    _format(manifest, path)
     if not isinstance(manifest.get("call_order"), list) or not all(map(_text, manifest["call_order"])):
         raise damaged(path, "'call_order' is not a list of layer paths")
     if not isinstance(manifest.get("records"), list):
         raise damaged(path, "'records' is not a list")
+    sealed = manifest["version"] > 1  # its records and files carry checksums and sizes
     files = manifest.get("files", {})
-    if not isinstance(files, dict):
+    if not isinstance(files, dict) or (sealed and "files" not in manifest):
         raise damaged(path, "'files' is not an object")
     for name, entry in files.items():
         _fields(entry, _FILE, path, f"file {name!r}")
@@ -209,9 +216,9 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
         name = entry["name"]
         if name != f"{entry['stage']}:{entry['path']}:{entry['call']}:{entry['index']}" or name in names:
             raise damaged(path, f"record {number} is named {name!r}, which does not fit its fields or repeats")
-        if CHECKSUM in entry and not _count(entry[CHECKSUM]):
+        if (CHECKSUM in entry or sealed) and not _count(entry.get(CHECKSUM)):
             raise damaged(path, f"record {name!r} has no valid {CHECKSUM!r}")
         file = entry.setdefault("file", TENSORS)
-        if not isinstance(file, str) or not NPZ_NAME.fullmatch(file):
+        if not isinstance(file, str) or not NPZ_NAME.fullmatch(file) or (sealed and file not in files):
             raise damaged(path, f"record {name!r} names the file {file!r}, not an npz file of its folder")
         names.add(name)
