@@ -29,7 +29,7 @@ from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.frameworks.tracing import trace_call_order
 from padiff_graph.knowledge.families import is_random
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, TENSORS, layer_dict, record_name
-from padiff_graph.offline.integrity import file_entry, sealed_json
+from padiff_graph.offline.integrity import CHECKSUM, file_entry, sealed_json
 from padiff_graph.run.engine import Side, run_step
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey
 from padiff_graph.run.options import PHASES, RANDOM_OPS, parse_amp, parse_choice, parse_steps
@@ -62,7 +62,7 @@ class StepWriter:
                 "dtype": dtype,
                 "shape": list(array.shape),
                 "file": self.file,
-                "crc32": crc,
+                CHECKSUM: crc,
             }
         )
 
@@ -81,7 +81,7 @@ class StepWriter:
 def write_manifest(
     folder: Path, call_order: list[str], records: list[dict[str, Any]], files: dict[str, dict[str, int]]
 ) -> None:
-    """Write a step folder's manifest: its records and the size and checksum of each npz file (``files``)."""
+    """Write a step folder's manifest: its records (each with its CRC-32) and the size of each npz file (``files``)."""
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "call_order": call_order, "records": records}
     write_atomically(folder / "manifest.json", sealed_json({**manifest, "files": files}))
 
