@@ -13,8 +13,8 @@ The record checksums cost nothing: zip computes them as it writes, and
 reading a member to its end checks its bytes against them, so comparing
 the zip's checksum of a member with the manifest's anchors every record to
 what was written, in the one read a comparison makes anyway (a checksum of
-whole files would read every file a second time: a quarter more time for a
-compare, measured). CRC-32 detects accidental damage, not tampering. Dumps
+whole files would read every file a second time: about a quarter more time
+for a compare of a 100 MB dump). CRC-32 detects accidental damage, not tampering. Dumps
 written before these checksums existed load too; then only the structure
 checked here, the npy headers and the zip's own checksums stand between
 damage and a comparison.
