@@ -28,6 +28,7 @@ from test_dump import paddle_like, record_own_loop, torch_model, train_torch
 from padiff_graph import DumpError, InputError, LayerMap, LayerMapError, PadiffGraphError, compare_dumps, suggest_map
 from padiff_graph.assign.checkpoints import ConversionReport, convert_checkpoint, open_checkpoint
 from padiff_graph.cli import main
+from padiff_graph.cli.loading import load_model
 from padiff_graph.core.tensorfile import Stored, write_safetensors
 from padiff_graph.report.document import diff_document, dumps
 from padiff_graph.run.results import DiffReport
@@ -206,20 +207,7 @@ def test_a_truncated_tensor_file_is_named_and_exits_2(dumps_pair) -> None:
 # --- checkpoints -------------------------------------------------------------------------------------------
 
 
-def torch_net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
-
-
-def paddle_net() -> paddle.nn.Layer:
-    paddle.seed(0)
-    return paddle.nn.Sequential(
-        paddle.nn.Linear(4, 6), paddle.nn.BatchNorm1D(6), paddle.nn.ReLU(), paddle.nn.Linear(6, 3)
-    )
-
-
 MODELS = """
-import numpy as np
 import paddle
 import torch
 
@@ -242,7 +230,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One checkpoint of each format, the models they convert between, and the undamaged conversions."""
     root = tmp_path_factory.mktemp("checkpoints")
     (root / "nets.py").write_text(MODELS)
-    base_torch, base_paddle = torch_net(), paddle_net()
+    models = {factory: load_model(f"{root / 'nets.py'}:{factory}").model for factory in ("torch_net", "paddle_net")}
+    base_torch, base_paddle = models["torch_net"], models["paddle_net"]
     torch.save(base_torch.state_dict(), root / "net.pt")
     paddle.save(base_paddle.state_dict(), str(root / "net.pdparams"))
     state = {name: Stored(value.numpy(), str(value.dtype)[6:]) for name, value in base_torch.state_dict().items()}
@@ -255,7 +244,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "net.safetensors": ("torch_net", "paddle_net", "out.safetensors"),
         "net.pdparams": ("paddle_net", "torch_net", "out.pt"),
     }
-    models = {"torch_net": torch_net(), "paddle_net": paddle_net()}
     outputs = {name: tensors_in(convert(root, name, jobs, models).output) for name in jobs}
     return {"root": root, "jobs": jobs, "models": models, "outputs": outputs}
 
