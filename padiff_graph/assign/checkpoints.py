@@ -151,6 +151,7 @@ def convert_checkpoint(
     reader = open_checkpoint(source)
     try:
         sources = KeyIndex(base_adapter.state_dict_names(base), reader.names())
+        _check_layout(reader, sources, base_tree)
         plan = _plan(layer_map, base_tree, raw_tree, sources, raw, reader)
         report = ConversionReport(target)
         used = {part.key for item in plan for part in item.parts}
@@ -194,6 +195,22 @@ class KeyIndex:
         return self.base_keys.get(key.removeprefix(self.prefix))
 
 
+def _check_layout(reader: CheckpointReader, sources: KeyIndex, base_tree: ModelTree) -> None:
+    """Each checkpoint tensor that stands for a base tensor must have its shape (a damaged file may not)."""
+    infos = full_tensor_names(base_tree)
+    for name, key in sources.by_name.items():
+        if name not in infos:
+            continue
+        shape, dtype = reader.info(key)
+        expected = infos[name]
+        bits = expected.dtype == "bfloat16" and dtype == "uint16"  # paddle saves bfloat16 as its bits
+        if shape != expected.shape or (("float" in dtype) != ("float" in expected.dtype) and not bits):
+            raise InputError(
+                f"{reader.path}: tensor {key!r} is {dtype} {list(shape)}, but base {name!r} is {expected.dtype} "
+                f"{list(expected.shape)}; is the checkpoint intact, and one of the base model?"
+            )
+
+
 def _plan(
     layer_map: LayerMap,
     base_tree: ModelTree,
@@ -219,7 +236,7 @@ def _plan(
             continue
         if tensor.base not in sources.by_name:
             raise AssignError(
-                f"the checkpoint has no tensor for base {tensor.base!r} (needed for raw {tensor.raw!r}); "
+                f"checkpoint {reader.path} has no tensor for base {tensor.base!r} (needed for raw {tensor.raw!r}); "
                 f"its keys look like {', '.join(repr(k) for k in reader.names()[:3])}"
             )
         parts[tensor.raw].append(Part(sources.by_name[tensor.base], tensor.transform))

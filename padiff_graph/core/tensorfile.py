@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,21 @@ DTYPES: dict[str, tuple[str, str]] = {
     "bool": ("|b1", "BOOL"),
 }
 _BY_CODE = {code: name for name, (_, code) in DTYPES.items()}
+#: what a damaged zip file (an npz, torch's checkpoint format) makes :mod:`zipfile` and numpy's npy reader raise
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    struct.error,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+)
 _HEADER_LIMIT = 100 * 2**20
 
 
@@ -81,6 +98,8 @@ def constant(value: float, shape: tuple[int, ...], dtype: str) -> Stored:
 class CheckpointReader(Protocol):
     """A saved state dict, read one tensor at a time (formats: this module and the framework adapters)."""
 
+    path: Path
+
     def names(self) -> list[str]:
         """Every tensor key, in file order."""
 
@@ -111,7 +130,16 @@ class Entry:
 
 
 class SafetensorsReader:
-    """Lazy access to a ``.safetensors`` file: each tensor is a memory-mapped view."""
+    """Lazy access to a ``.safetensors`` file: each tensor is a memory-mapped view.
+
+    The header is checked against the file before any tensor is read, as the
+    ``safetensors`` package does: known dtypes, shapes of non-negative
+    integers, byte spans that match their shapes and tile the data exactly
+    (no gap, no overlap, nothing past the end of the file).
+
+    Raises:
+        InputError: the file is unreadable, truncated or its header is damaged (names the tensor).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -120,17 +148,19 @@ class SafetensorsReader:
                 (length,) = struct.unpack("<Q", stream.read(8))
                 if length > _HEADER_LIMIT:
                     raise ValueError(f"header of {length} bytes")
-                header = json.loads(stream.read(length))
+                header = json.loads(stream.read(length).decode("utf-8"))
+                size = path.stat().st_size
         except (OSError, ValueError, struct.error) as error:
             raise InputError(f"{path} is not a readable safetensors file: {error}") from None
+        if not isinstance(header, dict):
+            raise InputError(f"{path} is not a readable safetensors file: its header is not a JSON object")
         self._offset = 8 + length
-        self.metadata: dict[str, str] = header.pop("__metadata__", {}) or {}
-        self.entries: dict[str, Entry] = {}
-        for name, item in header.items():
-            if item.get("dtype") not in _BY_CODE:
-                raise InputError(f"{path}: tensor {name!r} has unsupported dtype {item.get('dtype')!r}")
-            start, stop = item["data_offsets"]
-            self.entries[name] = Entry(_BY_CODE[item["dtype"]], tuple(item["shape"]), start, stop)
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+            raise InputError(f"{path}: damaged safetensors header: '__metadata__' is not a map of strings")
+        self.metadata: dict[str, str] = metadata
+        self.entries = {name: _entry(path, name, item) for name, item in header.items()}
+        _check_spans(path, self.entries, size - self._offset)
         self._map = np.memmap(path, dtype=np.uint8, mode="r") if self.entries else None
 
     def names(self) -> list[str]:
@@ -148,6 +178,49 @@ class SafetensorsReader:
 
     def close(self) -> None:
         self._map = None
+
+
+def _entry(path: Path, name: str, item: Any) -> Entry:
+    """One header item, checked: a known dtype, a shape, and a byte span that fits that shape."""
+
+    def damaged(what: str) -> InputError:
+        return InputError(f"{path}: damaged safetensors header: tensor {name!r} {what}; get the file again")
+
+    if not isinstance(item, dict) or item.get("dtype") not in _BY_CODE:
+        raise damaged(f"has unsupported dtype {item.get('dtype') if isinstance(item, dict) else item!r}")
+    shape, offsets = item.get("shape"), item.get("data_offsets")
+    if not isinstance(shape, list) or not all(_is_count(dim) for dim in shape):
+        raise damaged(f"has no valid shape ({shape!r})")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)):
+        raise damaged(f"has no valid data_offsets ({offsets!r})")
+    entry = Entry(_BY_CODE[item["dtype"]], tuple(shape), *offsets)
+    size = math.prod(entry.shape) * stored_dtype(entry.dtype).itemsize
+    if entry.stop - entry.start != size:
+        raise damaged(f"spans bytes {entry.start}-{entry.stop} of the data, but {entry.dtype} {shape} takes {size}")
+    return entry
+
+
+def _check_spans(path: Path, entries: dict[str, Entry], data_size: int) -> None:
+    """The tensors' byte spans must tile the data exactly: no gap, no overlap, nothing past the end."""
+    end = 0
+    for name, entry in sorted(entries.items(), key=lambda item: (item[1].start, item[1].stop)):
+        if entry.start != end:
+            what = "overlaps the tensor before it" if entry.start < end else f"leaves bytes {end}-{entry.start} unused"
+            raise InputError(
+                f"{path}: damaged safetensors header: tensor {name!r} (bytes {entry.start}-{entry.stop} of the data) "
+                f"{what}; get the file again"
+            )
+        end = entry.stop
+    if end != data_size:
+        cut = "truncated" if end > data_size else "longer than its header says"
+        raise InputError(
+            f"{path}: {cut}: the header announces {end} bytes of tensor data, the file holds {data_size}; "
+            "get the file again"
+        )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def write_safetensors(

@@ -303,16 +303,20 @@ def _placement_name(placement: Any, ndim: int) -> str:
     return f"other({kind})"
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle names a callable that is not a numpy array's (told apart from a damaged pickle)."""
+
+
 class _ArraysOnly(pickle.Unpickler):
     """Unpickles numpy arrays and containers; any other callable is refused before it is looked up."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _PDPARAMS_GLOBALS:
-            raise pickle.UnpicklingError(f"{module}.{name}")
+            raise _Refused(f"{module}.{name}")
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("a persistent reference")
+        raise _Refused("a persistent reference")
 
 
 class _Layout:
@@ -343,21 +347,27 @@ class PdparamsCheckpoint:
     """
 
     def __init__(self, path: Path, layout_only: bool = False) -> None:
+        self.path = path
         try:
             with path.open("rb") as stream:
                 loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
-        except pickle.UnpicklingError as error:
+        except _Refused as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
             ) from None
-        except (OSError, EOFError, ValueError, TypeError) as error:
-            raise InputError(f"cannot read {path} as a paddle checkpoint: {error}") from None
-        if not isinstance(loaded, Mapping):
-            raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+        except Exception as error:  # a damaged pickle makes the unpickler and numpy raise many kinds of errors
+            raise InputError(
+                f"cannot read {path} as a paddle checkpoint: {type(error).__name__}: {error}; get the file again"
+            ) from None
+        if not isinstance(loaded, Mapping) or not all(isinstance(name, str) for name in loaded):
+            raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict of named arrays")
         # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
         self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
-        for value in self.arrays.values():
-            dtype_of(value)  # refuses object arrays and other non-tensor dtypes
+        for name, value in self.arrays.items():
+            try:
+                dtype_of(value)  # refuses object arrays and other non-tensor dtypes
+            except InputError as error:
+                raise InputError(f"{path}: tensor {name!r}: {error}") from None
 
     def names(self) -> list[str]:
         return list(self.arrays)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from functools import cache
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.core.records import LayerInfo, Layout
-from padiff_graph.core.tensorfile import SafetensorsReader, Stored
+from padiff_graph.core.tensorfile import ZIP_ERRORS, SafetensorsReader, Stored
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
     ExportRules,
@@ -248,21 +249,16 @@ class TorchCheckpoint:
     """A torch ``.pt``/``.bin`` state dict: ``torch.load(weights_only=True)``, memory-mapped when the format allows."""
 
     def __init__(self, path: Path) -> None:
-        torch = _torch()
+        _verify_records(path)
         try:
-            try:
-                loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as error:
-                if "mmap" not in str(error):
-                    raise
-                loaded = torch.load(path, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
-        except pickle.UnpicklingError as error:
-            reason = str(error).strip().splitlines()[0]
-            raise InputError(
-                f"refusing to load {path}: it holds more than tensors and loading it would run code ({reason})"
-            ) from None
-        except (OSError, RuntimeError, EOFError) as error:
-            raise InputError(f"cannot read {path} as a torch checkpoint: {error}") from None
+            loaded = _load(path)
+        except Exception as error:  # the weights-only unpickler is Python code: damage can make it raise anything
+            reason = _reason(error)
+            if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in reason:
+                raise InputError(
+                    f"refusing to load {path}: it holds more than tensors and loading it would run code ({reason})"
+                ) from None
+            raise InputError(f"cannot read {path} as a torch checkpoint: {reason}; get the file again") from None
         self.path = path
         self.tensors = _state_dict_in(loaded, path)
 
@@ -283,11 +279,53 @@ class TorchCheckpoint:
         self.tensors = {}
 
 
+def _load(path: Path) -> Any:
+    torch = _torch()
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
+
+
+#: the lines of torch's weights-only errors that say nothing about the file
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _reason(error: BaseException) -> str:
+    """The informative line of a loading error (torch's start with boilerplate, miniz's end with it)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(_BOILERPLATE)] or lines or [""]
+    return f"{type(error).__name__}: {lines[0].split('. This is an internal miniz error')[0]}"
+
+
+def _verify_records(path: Path) -> None:
+    """Check the CRC-32 of every record of torch's zip format, which ``torch.load`` does not (legacy files: none).
+
+    Raises:
+        InputError: a record whose bytes changed since it was written, named with its byte range.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except ZIP_ERRORS:
+        return  # the legacy format, or damage that torch.load reports
+    with archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as stream:
+                    while stream.read(2**20):  # reading to a record's end checks its CRC-32
+                        pass
+            except ZIP_ERRORS as error:
+                where = f"record {info.filename!r}, from byte {info.header_offset}"
+                raise InputError(f"{path}: damaged torch checkpoint ({where}): {error}; get the file again") from None
+
+
 def _state_dict_in(loaded: Any, path: Path) -> dict[str, Any]:
     """The tensor dictionary in what ``torch.load`` returned (possibly nested under ``state_dict``...)."""
     torch = _torch()
     if isinstance(loaded, Mapping):
-        if loaded and all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        if loaded and all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()):
             return dict(loaded)
         for key in _NESTED_STATE_KEYS:
             if isinstance(loaded.get(key), Mapping):

@@ -52,7 +52,8 @@ def compare_dumps(
     compared, every record of them.
 
     Raises:
-        DumpError: a dump is missing or incomplete, or the two share no step and rank.
+        DumpError: a dump is missing, incomplete or damaged (each file is checked before it is
+            compared: see ``docs/dump.md``), or the two share no step and rank.
         LayerMapError: ``layer_map`` names layers the dumped models lack.
     """
     compare_mode = parse_mode(mode)

@@ -21,12 +21,13 @@ import re
 from dataclasses import asdict
 from typing import Any
 
-from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.core.records import LayerInfo
 from padiff_graph.run.hooks import RecordKey
 
 FORMAT = "padiff-graph-dump"
 RANK_FOLDER = re.compile(r"\.?rank_(\d+)(?:\.partial)?")
-FORMAT_VERSION = 1
+#: 2: with checksums (``docs/dump.md``); version 1 dumps, written before them, are read too
+FORMAT_VERSION = 2
 #: the npz file :func:`dump` writes every record of a step into
 TENSORS = "tensors.npz"
 #: the stages a dump records
@@ -42,11 +43,3 @@ def layer_dict(layer: LayerInfo) -> dict[str, Any]:
     entry = asdict(layer)
     entry["tensors"] = [{**asdict(t), "kind": t.kind.value, "shape": list(t.shape)} for t in layer.tensors]
     return entry
-
-
-def layer_from(entry: dict[str, Any]) -> LayerInfo:
-    tensors = tuple(
-        TensorInfo(t["name"], tuple(t["shape"]), t["dtype"], TensorKind(t["kind"]), t["persistent"])
-        for t in entry["tensors"]
-    )
-    return LayerInfo(**{**entry, "tensors": tensors})

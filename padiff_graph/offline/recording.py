@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -18,7 +17,8 @@ from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import iter_tensors
 from padiff_graph.frameworks.tracing import hooks
-from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, TENSORS, layer_dict
+from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, layer_dict
+from padiff_graph.offline.integrity import file_entry, sealed_json
 from padiff_graph.offline.reader import read_manifest
 from padiff_graph.offline.writer import StepWriter, write_manifest
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey
@@ -141,6 +141,7 @@ class Recording:
         Raises:
             InputError: an unknown part, or a negative step.
             OutputError: the folder cannot be written.
+            DumpError: the step folder's manifest was damaged since the last save.
         """
         if part not in PARTS:
             raise InputError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
@@ -162,9 +163,10 @@ class Recording:
                 writer.write(key, value, dtype, layout)
             written = writer.close()
         manifest = read_manifest(folder) if (folder / "manifest.json").is_file() else {"call_order": [], "records": []}
-        records = [entry for entry in manifest["records"] if entry.get("file", TENSORS) != file] + written
+        records = [entry for entry in manifest["records"] if entry["file"] != file] + written
         call_order = self._recorder.tracker.order if part == "report" else manifest["call_order"]
-        write_manifest(folder, call_order, records)
+        files = {**manifest.get("files", {}), file: file_entry(folder / file)}
+        write_manifest(folder, call_order, records, files)
         saved.add(step)
         header = {
             "format": FORMAT,
@@ -178,7 +180,7 @@ class Recording:
             "layers": [layer_dict(record) for record in self._layers],
             "metadata": self.metadata,
         }
-        write_atomically(root / f"rank_{rank}.json", json.dumps(header, indent=1))
+        write_atomically(root / f"rank_{rank}.json", sealed_json(header))
         return folder
 
     def _part(self, part: str) -> list[tuple[RecordKey, Any, str, Layout | None]]:

@@ -195,7 +195,7 @@ class RunStep:
         self.entries = {
             rank: {entry["name"]: entry for entry in manifest["records"]} for rank, manifest in manifests.items()
         }
-        self._arrays = {rank: StepArrays(folders[rank], manifests[rank]["records"]) for rank in self.ranks}
+        self._arrays = {rank: StepArrays(folders[rank], manifests[rank]) for rank in self.ranks}
         #: whether a loss of this step merged: the ranks' output gradients are of their own losses until then
         self.loss_known = False
         #: where the merged loss is the mean of the ranks' own, their output gradients are ``1/ranks`` of its

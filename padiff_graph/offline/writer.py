@@ -9,7 +9,6 @@ incomplete, never read as a finished one.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import zipfile
@@ -31,6 +30,7 @@ from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.frameworks.tracing import trace_call_order
 from padiff_graph.knowledge.families import is_random
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, TENSORS, layer_dict, record_name
+from padiff_graph.offline.integrity import CHECKSUM, file_entry, sealed_json
 from padiff_graph.run.engine import Side, run_step
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey
 from padiff_graph.run.options import PHASES, RANDOM_OPS, parse_amp, parse_choice, parse_steps
@@ -56,6 +56,7 @@ class StepWriter:
         name = record_name(key)
         with self._zip.open(name + ".npy", "w", force_zip64=True) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
+        crc = self._zip.getinfo(name + ".npy").CRC  # the zip's checksum of the member, kept in the manifest too
         entry = {
             "name": name,
             "stage": key.stage,
@@ -65,6 +66,7 @@ class StepWriter:
             "dtype": dtype,
             "shape": list(array.shape),
             "file": self.file,
+            CHECKSUM: crc,
         }
         if layout is not None:
             entry["layout"] = layout.as_dict()
@@ -82,9 +84,12 @@ class StepWriter:
         self._zip.close()  # before the stream closes, also when the step failed
 
 
-def write_manifest(folder: Path, call_order: list[str], records: list[dict[str, Any]]) -> None:
+def write_manifest(
+    folder: Path, call_order: list[str], records: list[dict[str, Any]], files: dict[str, dict[str, int]]
+) -> None:
+    """Write a step folder's manifest: its records (each with its CRC-32) and the size of each npz file (``files``)."""
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "call_order": call_order, "records": records}
-    write_atomically(folder / "manifest.json", json.dumps(manifest, indent=1))
+    write_atomically(folder / "manifest.json", sealed_json({**manifest, "files": files}))
 
 
 def dump(
@@ -144,22 +149,22 @@ def dump(
     layers = {path: path for path in tree.nodes if path in selected}
     with random_layers_disabled(adapter, model, tree):
         for step, (arguments,) in enumerate(step_inputs.batches(steps)):
-            with (
-                _step_folder(root / f"step_{step}" / f"rank_{rank}") as folder,
-                open(folder / TENSORS, "wb") as stream,
-                StepWriter(stream, adapter) as writer,
-            ):
-                recorder = Recorder(adapter, model, layers, writer.write, step=step, outputs=forward, grads=backward)
-                run_step(
-                    side,
-                    arguments,
-                    recorder,
-                    writer.write,
-                    backward=backward,
-                    after_backward=partial(_write_tensors, writer, adapter, model, step, "grad"),
-                    after_optimizer=partial(_write_tensors, writer, adapter, model, step, "weights"),
-                )
-                write_manifest(folder, recorder.tracker.order, writer.close())
+            with _step_folder(root / f"step_{step}" / f"rank_{rank}") as folder:
+                with open(folder / TENSORS, "wb") as stream, StepWriter(stream, adapter) as writer:
+                    recorder = Recorder(
+                        adapter, model, layers, writer.write, step=step, outputs=forward, grads=backward
+                    )
+                    run_step(
+                        side,
+                        arguments,
+                        recorder,
+                        writer.write,
+                        backward=backward,
+                        after_backward=partial(_write_tensors, writer, adapter, model, step, "grad"),
+                        after_optimizer=partial(_write_tensors, writer, adapter, model, step, "weights"),
+                    )
+                    records = writer.close()
+                write_manifest(folder, recorder.tracker.order, records, {TENSORS: file_entry(folder / TENSORS)})
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -171,7 +176,7 @@ def dump(
         "diff_phase": diff_phase,
         "layers": [layer_dict(record) for record in adapter.export(model)],
     }
-    write_atomically(marker, json.dumps(header, indent=1))
+    write_atomically(marker, sealed_json(header))
     return root
 
 
