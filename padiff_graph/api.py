@@ -86,17 +86,25 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
     return preflight_trees(base_tree, raw_tree, _complete_map(base_tree, raw_tree, layer_map))
 
 
-def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> AssignReport:
+def assign_weights(
+    base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None, *, accept_guesses: bool = False
+) -> AssignReport:
     """Copy base's weights into raw through the map, converting layouts, then verify.
+
+    Args:
+        inputs: optional inputs; one traced run of each model lets call order
+            pair same-shaped layers that definition order alone cannot.
+        accept_guesses: copy through pairs and layouts the tool could only
+            guess (``ambiguous-match``, ``ambiguous-transform``) instead of stopping.
 
     Raises:
         AssignError: a pair cannot be converted (names both layers and the
-            missing conversion), or the copy did not verify.
+            missing conversion), only a guess pairs it, or the copy did not verify.
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    base_tree, raw_tree = export_pair(base, raw)
+    base_tree, raw_tree = export_pair(base, raw, inputs)
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
-    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map))
+    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     return copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
 
 

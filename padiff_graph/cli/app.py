@@ -43,6 +43,11 @@ _quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print nothing;
 _html_option = click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report here."
 )
+_accept_guesses_option = click.option(
+    "--accept-guesses",
+    is_flag=True,
+    help="Copy through pairs and layouts only definition order or shapes decided (ambiguous-*) instead of stopping.",
+)
 
 
 def _errors(command: F) -> F:
@@ -266,14 +271,23 @@ def diff(
     help="BASE's state dict: .pt/.pth/.bin (torch), .pdparams (paddle) or .safetensors.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write RAW's state dict.")
+@_accept_guesses_option
 @_errors
-def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, output: str) -> None:
-    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md)."""
+def convert_weights(
+    base: str, raw: str, map_file: str | None, checkpoint: str, output: str, accept_guesses: bool
+) -> None:
+    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md).
+
+    The factories' inputs, when they return some, decide what definition
+    order alone cannot; a pair or layout still only guessed stops the conversion.
+    """
     from padiff_graph.assign.checkpoints import convert_checkpoint
-    from padiff_graph.cli.loading import load_model
 
     layer_map = _load_map(map_file)
-    report = convert_checkpoint(load_model(base).model, load_model(raw).model, checkpoint, output, layer_map)
+    base_model, raw_model, inputs = _load_pair(base, raw)
+    report = convert_checkpoint(
+        base_model, raw_model, checkpoint, output, layer_map, inputs=inputs, accept_guesses=accept_guesses
+    )
     console = _console()
     console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")
     if report.filled:
