@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from padiff_graph.assign.inits import expand_inits
+from padiff_graph.assign.probe import probe_layouts, probe_with_inputs
+from padiff_graph.assign.verify import compare_outputs
 from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_blocking
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
@@ -69,11 +71,13 @@ def suggest_map(
     Args:
         base, raw: torch or paddle models (weights flow base -> raw).
         inputs: optional inputs (see :mod:`padiff_graph.frameworks.inputs`); tracing
-            one forward run lets call order separate same-shaped siblings.
+            one forward run lets call order separate same-shaped siblings, and
+            layouts shapes leave open are probed (:mod:`padiff_graph.assign.probe`).
         pinned: ``(base path, raw path)`` pairs you know; kept as given, and
             the layers inside each are matched to each other.
     """
-    return match_trees(*export_pair(base, raw, inputs), options, registry, pinned)
+    layer_map = match_trees(*export_pair(base, raw, inputs), options, registry, pinned)
+    return probe_with_inputs(base, raw, layer_map, inputs)
 
 
 def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None) -> list[Finding]:
@@ -83,7 +87,8 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    return preflight_trees(base_tree, raw_tree, _complete_map(base_tree, raw_tree, layer_map))
+    layer_map = probe_with_inputs(base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs)
+    return preflight_trees(base_tree, raw_tree, layer_map)
 
 
 def assign_weights(
@@ -93,9 +98,14 @@ def assign_weights(
 
     Args:
         inputs: optional inputs; one traced run of each model lets call order
-            pair same-shaped layers that definition order alone cannot.
+            pair same-shaped layers that definition order alone cannot, and
+            layouts shapes leave open are probed (:mod:`padiff_graph.assign.probe`).
         accept_guesses: copy through pairs and layouts the tool could only
             guess (``ambiguous-match``, ``ambiguous-transform``) instead of stopping.
+
+    Returns:
+        What was copied; with ``inputs``, ``report.outputs`` says whether both
+        models, run once after the copy, agree.
 
     Raises:
         AssignError: a pair cannot be converted (names both layers and the
@@ -103,9 +113,12 @@ def assign_weights(
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    layer_map = _complete_map(base_tree, raw_tree, layer_map)
+    layer_map = probe_with_inputs(base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs)
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
-    return copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
+    report = copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
+    if inputs is not None:
+        report.outputs = compare_outputs(base, raw, inputs)
+    return report
 
 
 def diff(
@@ -213,6 +226,7 @@ def _diff(
         base_tree = export_prepared(base, step_inputs.first[0], "base")
         raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
+    layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0])
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     input_dtypes = {base_adapter.dtype_name(t) for t in step_inputs.first[0].tensors(base_adapter)}
     input_dtypes |= {raw_adapter.dtype_name(t) for t in step_inputs.first[1].tensors(raw_adapter)}

@@ -9,6 +9,7 @@ guess is accepted explicitly.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from padiff_graph import AssignError, assign_weights
+from padiff_graph import AssignError, LayerMap, assign_weights, suggest_map
 from padiff_graph.assign.checkpoints import convert_checkpoint
 from padiff_graph.cli import main
 from padiff_graph.compat import assign_weight, create_model
@@ -45,8 +46,9 @@ def test_api_refuses_a_guess_without_inputs_and_copies_right_with_them() -> None
     with pytest.raises(AssignError, match=r"ambiguous-match.*pass inputs.*accept_guesses=True"):
         assign_weights(base, raw)
     assert all(np.array_equal(value, before[name]) for name, value in raw_state(raw).items())  # nothing written
-    assign_weights(base, raw, inputs=inputs)
+    report = assign_weights(base, raw, inputs=inputs)
     assert outputs_gap(base, raw) < 1e-5
+    assert report.outputs is not None and report.outputs.agree and report.outputs.max_abs_diff < 1e-5
 
 
 def test_api_copies_the_guess_only_when_told_to() -> None:
@@ -101,3 +103,39 @@ def test_compat_assign_weight_refuses_the_guess_and_takes_set_layer_map(capsys: 
     raw_proxy.set_layer_map([raw.norm1, raw.norm2])
     assert assign_weight(base_proxy, raw_proxy) is True
     assert outputs_gap(base, raw) < 1e-5
+
+
+def test_index_offset_is_found_from_structure_and_only_when_clear() -> None:
+    import index_offset
+
+    from padiff_graph import export_tree
+    from padiff_graph.match.features import TreeFeatures
+    from padiff_graph.match.offsets import IndexOffset, index_offsets, renumber, renumbering
+
+    base, raw = TreeFeatures(export_tree(index_offset.base()[0])), TreeFeatures(export_tree(index_offset.raw()[0]))
+    offsets = index_offsets(base, raw)
+    assert offsets == [IndexOffset("features", "blocks", 1, len(index_offset.WIDTHS))]
+    assert renumber("blocks.4.norm", renumbering(offsets, raw)) == "blocks.5.norm"
+    assert index_offsets(base, base) == []  # equal numbering: nothing to renumber
+
+
+def swapped_map(base: torch.nn.Module, raw: paddle.nn.Layer, inputs: dict[str, np.ndarray]) -> LayerMap:
+    """The right map with the two norms' partners swapped, as a user might write it by mistake."""
+    layer_map = suggest_map(base, raw, inputs)
+    swap = {"norm1": "norm2", "norm2": "norm1"}
+    return layer_map.with_pairs([replace(pair, raw=swap.get(pair.raw, pair.raw)) for pair in layer_map.pairs])
+
+
+def test_verification_after_the_copy_catches_a_wrong_map(tmp_path: Path) -> None:
+    (base, inputs), (raw, _) = example.base(), example.raw()
+    layer_map = swapped_map(base, raw, inputs)
+    report = assign_weights(base, raw, layer_map, inputs)
+    assert report.outputs is not None and not report.outputs.agree and report.outputs.max_abs_diff > 1e-2
+    torch.save(base.state_dict(), tmp_path / "base.pt")
+    layer_map.save(tmp_path / "wrong.yaml")
+    source = str(EXAMPLES / "reordered_norms.py")
+    files = ["--map", str(tmp_path / "wrong.yaml"), "--checkpoint", str(tmp_path / "base.pt")]
+    result = CliRunner().invoke(
+        main, ["convert-weights", f"{source}:base", f"{source}:raw", *files, "-o", str(tmp_path / "raw.pdparams")]
+    )
+    assert result.exit_code == 1 and "outputs DIFFER after the copy" in result.output

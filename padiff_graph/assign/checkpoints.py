@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.assign.inits import expand_inits
+from padiff_graph.assign.probe import probe_with_inputs
+from padiff_graph.assign.verify import OutputCheck, compare_outputs
 from padiff_graph.assign.weights import raise_for_blocking
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.atomic import default_file_mode
@@ -81,6 +83,7 @@ class ConversionReport:
     verified: str = ""
     unused: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
+    outputs: OutputCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,10 @@ def convert_checkpoint(
         accept_guesses: convert through ``ambiguous-match`` / ``ambiguous-transform``
             findings instead of stopping.
 
+    Returns:
+        What was written; with ``inputs``, ``report.outputs`` says whether ``base``
+        and ``raw``, both loaded with the checkpoint's weights, agree on them.
+
     Raises:
         InputError: unreadable or unsafe checkpoint, unknown format.
         AssignError: the map cannot convert a pair or only guesses it, the checkpoint lacks a
@@ -156,7 +163,7 @@ def convert_checkpoint(
     base_tree, raw_tree = export_pair(base, raw, inputs)
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree, registry=registry)
-    layer_map = expand_inits(base_tree, raw_tree, layer_map, registry)
+    layer_map = probe_with_inputs(base, raw, expand_inits(base_tree, raw_tree, layer_map, registry), inputs)
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     reader = open_checkpoint(source)
     try:
@@ -175,6 +182,12 @@ def convert_checkpoint(
         _write(plan, reader, raw, raw_adapter, target, report)
     finally:
         reader.close()
+    if (
+        inputs is not None
+        and report.verified == "loaded into the raw model"
+        and not base_adapter.load_checkpoint(base, source)
+    ):
+        report.outputs = compare_outputs(base, raw, inputs)  # both models now hold the checkpoint's weights
     return report
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.assign.inits import run_init
+from padiff_graph.assign.verify import OutputCheck
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import Severity
 from padiff_graph.core.transforms import TensorPair, Transform, constant_value
@@ -27,12 +28,13 @@ from padiff_graph.layermap import LayerMap
 
 @dataclass
 class AssignReport:
-    """What the copy did: counts, and raw tensors that nothing wrote."""
+    """What the copy did: counts, raw tensors that nothing wrote, and (given inputs) whether outputs agree."""
 
     tensors: int = 0
     layer_pairs: int = 0
     custom_inits: list[str] = field(default_factory=list)
     untouched_raw: list[str] = field(default_factory=list)
+    outputs: OutputCheck | None = None
 
 
 GUESS_CODES = (Code.AMBIGUOUS_MATCH, Code.AMBIGUOUS_TRANSFORM)

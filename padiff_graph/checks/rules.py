@@ -38,6 +38,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _random(base, raw, layer_map)
     findings += _configs(base, raw, layer_map)
     findings += _ambiguous(layer_map)
+    findings += _guessed_layouts(layer_map)
     return findings
 
 
@@ -244,7 +245,8 @@ def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding
     PaDiff zips the layers that hold parameters in definition order. A layer
     is out of order when zipping only the paired layers would still give it
     another partner; a shift caused by an extra layer on one side is left to
-    the ``unmatched`` finding.
+    the ``unmatched`` finding. An ambiguous pair is left to ``ambiguous-match``:
+    the map only guessed it, so it cannot say the definition order is wrong.
     """
 
     def parameter_layers(tree: ModelTree) -> list[str]:
@@ -259,9 +261,10 @@ def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding
     paired_raw = [path for path in raw_layers if path in paired_raw_set]
     position = {path: index for index, path in enumerate(base_layers)}
     findings = []
+    guessed = {pair.base for pair in layer_map.pairs if pair.candidates}
     for path, zipped in zip(paired_base, paired_raw, strict=True):
         partner = layer_map.raw_of(path)
-        if zipped == partner:
+        if zipped == partner or path in guessed:
             continue
         index = position[path]
         actual = raw_layers[index] if index < len(raw_layers) else None
@@ -419,3 +422,24 @@ def _ambiguous(layer_map: LayerMap) -> list[Finding]:
         for pair in layer_map.pairs
         if pair.candidates
     ]
+
+
+def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:
+    """Tensors whose transform only their shapes chose, where another fits as well."""
+    findings = []
+    for pair in layer_map.active_pairs():
+        links = [tensor for tensor in pair.tensors if tensor.base in pair.guessed_layouts]
+        for tensor in links:
+            findings.append(
+                Finding(
+                    Code.AMBIGUOUS_TRANSFORM,
+                    Severity.WARNING,
+                    pair.base,
+                    pair.raw,
+                    f"{tensor.describe()} is a guess: the square tensor fits its partner as it is and transposed, "
+                    "and no conversion knows these classes",
+                    "pass inputs so a probe decides, register a conversion for the two classes, "
+                    "or check the transform in the map file and delete the 'guessed_layouts' line",
+                )
+            )
+    return findings

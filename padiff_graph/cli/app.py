@@ -173,6 +173,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
         if layer_map is None:
             layer_map = api.match_trees(base_tree, raw_tree)
         layer_map = api.expand_inits(base_tree, raw_tree, layer_map, api.DEFAULT_REGISTRY)
+        layer_map = api.probe_with_inputs(base_model, raw_model, layer_map, inputs)
         findings = preflight_trees(base_tree, raw_tree, layer_map)
     if html_file is not None:
         from padiff_graph.report.html import write_html
@@ -290,12 +291,16 @@ def convert_weights(
     )
     console = _console()
     console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")
+    if report.outputs is not None:
+        console.print(report.outputs.describe(), style=None if report.outputs.agree else "bold red")
     if report.filled:
         kinds = sorted({name.rpartition(".")[2] for name in report.filled})
         console.print(f"zero-filled {len(report.filled)} tensors the base has no counterpart for ({', '.join(kinds)})")
     if report.unused:
         more = f" (and {len(report.unused) - 8} more)" if len(report.unused) > 8 else ""
         console.print(f"[yellow]checkpoint tensors no raw tensor needs:[/] {', '.join(report.unused[:8])}{more}")
+    if report.outputs is not None and not report.outputs.agree:
+        sys.exit(1)
 
 
 @main.command()

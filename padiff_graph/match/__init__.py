@@ -36,7 +36,7 @@ from padiff_graph.match.stages import (
     settle_candidates,
 )
 from padiff_graph.match.store import MappingStore, Match
-from padiff_graph.match.tensors import TensorMatch, pair_by_name_and_shape, pair_layer_tensors
+from padiff_graph.match.tensors import TensorMatch, guessed_layouts, pair_by_name_and_shape, pair_layer_tensors
 
 __all__ = ["MatchOptions", "match_trees"]
 
@@ -91,10 +91,11 @@ def match_trees(
 def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], covered_raw: set[str]) -> LayerMap:
     base, raw = scorer.base, scorer.raw
     tensor_matches: dict[str, TensorMatch] = {}
+    guessed: dict[str, tuple[str, ...]] = {}
     for base_path, match in store.by_base.items():
-        tensor_matches[base_path] = pair_layer_tensors(
-            layer_side(base.tree, base_path), layer_side(raw.tree, match.raw), scorer.conversion(base_path, match.raw)
-        )
+        base_side, raw_side = layer_side(base.tree, base_path), layer_side(raw.tree, match.raw)
+        tensor_matches[base_path] = pair_layer_tensors(base_side, raw_side, scorer.conversion(base_path, match.raw))
+        guessed[base_path] = guessed_layouts(base_side, raw_side, tensor_matches[base_path])
     absorbed_base, absorbed_raw = _pair_leftover_tensors(scorer, store, tensor_matches, covered_base, covered_raw)
     pairs = []
     for base_path in base.order:
@@ -112,6 +113,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
                 init=tensors.init,
                 candidates=found.candidates,
                 stage=found.stage,
+                guessed_layouts=guessed[base_path],
             )
         )
     skip_base = covered_base | absorbed_base
