@@ -28,8 +28,8 @@ from padiff_graph.layermap import LayerMap, LayerPair
 
 #: Two layer outputs agree when they differ by no more than fp32 noise, relative to their scale.
 PROBE_RTOL = 1e-4
-#: Most tensors of one layer pair probed together (candidates grow as 2 ** count).
-MAX_PROBED_TENSORS = 4
+#: Most combinations of candidate layouts tried at one level (they multiply across the tensors probed together).
+MAX_COMBINATIONS = 64
 
 Captured = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -42,6 +42,11 @@ def probe_layouts(
 ) -> LayerMap:
     """``layer_map`` with every guessed layout the probe settles replaced by the transform that computes alike.
 
+    Each guessed pair is probed on its own layers first; where the raw layer
+    cannot take the base layer's input (a ``Linear`` against a 1x1 convolution
+    sees ``[n, c]`` against ``[n, c, 1, 1]``), its guessed tensors are probed
+    together with the others under the nearest enclosing pair.
+
     Args:
         base, raw: ``(adapter, model)`` of each side.
         arguments: the base model's prepared inputs, run once to capture each probed layer's input.
@@ -49,14 +54,41 @@ def probe_layouts(
     probed = [pair for pair in layer_map.active_pairs() if pair.guessed_layouts]
     if not probed:
         return layer_map
-    inputs = _capture_inputs(*base, [pair.base for pair in probed], arguments)
-    settled = {}
+    enclosing = {pair.base: _enclosing_pair(layer_map, pair.base) for pair in probed}
+    levels = {pair.base for pair in probed} | {e.base for e in enclosing.values() if e is not None}
+    inputs = _capture_inputs(*base, sorted(levels), arguments)
+    settled: dict[str, LayerPair] = {}
+    escalated: dict[str, list[LayerPair]] = {}
     for pair in probed:
-        if pair.base in inputs and len(pair.guessed_layouts) <= MAX_PROBED_TENSORS:
-            found = _probe_pair(base, raw, layer_map, pair, inputs[pair.base])
-            if found is not None:
-                settled[pair.base] = found
+        try:
+            settled.update(_probe_level(base, raw, layer_map, pair, [pair], inputs))
+        except _CannotRun:
+            outer = enclosing[pair.base]
+            if outer is not None:
+                escalated.setdefault(outer.base, []).append(pair)
+    for outer_path, group in escalated.items():
+        outer = layer_map.pair_for_base(outer_path)
+        assert outer is not None
+        try:
+            settled.update(_probe_level(base, raw, layer_map, outer, group, inputs))
+        except _CannotRun:
+            continue
     return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+
+
+class _CannotRun(Exception):
+    """A layer could not run on the captured input (another input layout, or no input captured)."""
+
+
+def _enclosing_pair(layer_map: LayerMap, base_path: str) -> LayerPair | None:
+    """The nearest active pair whose base layer encloses ``base_path``."""
+    path = base_path
+    while path:
+        path = path.rpartition(".")[0]
+        found = layer_map.pair_for_base(path)
+        if found is not None and not layer_map.ignores(base=found.base, raw=found.raw):
+            return found
+    return None
 
 
 def _capture_inputs(
@@ -84,37 +116,74 @@ def _capture_inputs(
     return captured
 
 
-def _probe_pair(
+def _probe_level(
     base: tuple[FrameworkAdapter, Any],
     raw: tuple[FrameworkAdapter, Any],
     layer_map: LayerMap,
-    pair: LayerPair,
-    captured: Captured,
-) -> LayerPair | None:
-    """The pair with the one candidate layout under which both layers compute alike, or ``None``."""
+    level: LayerPair,
+    group: list[LayerPair],
+    inputs: dict[str, Captured],
+) -> dict[str, LayerPair]:
+    """The group's pairs under the one combination of layouts that makes ``level``'s layers compute alike.
+
+    Every pair inside ``level`` is copied for each combination; the raw tensors
+    are restored afterwards. Empty if no combination or several agree.
+
+    Raises:
+        _CannotRun: the raw layer of ``level`` cannot run on the base layer's input.
+    """
     (base_adapter, base_model), (raw_adapter, raw_model) = base, raw
-    expected = _run(base_adapter, base_model, pair.base, captured)
+    if level.base not in inputs:
+        raise _CannotRun(level.base)
+    inside = [
+        p for p in layer_map.active_pairs() if _within(p.base, level.base) and p.base not in {g.base for g in group}
+    ]
+    expected = _run(base_adapter, base_model, level.base, inputs[level.base])
     raw_tensors = raw_adapter.named_tensors(raw_model)
-    touched = {tensor.prefixed(pair.base, pair.raw).raw for tensor in pair.tensors} & set(raw_tensors)
+    touched = {t.raw for t in layer_map.with_pairs([*inside, *group]).tensor_pairs()} & set(raw_tensors)
     saved = {name: raw_adapter.to_numpy(raw_tensors[name]) for name in touched}
-    shapes = {
+    matching = []
+    try:
+        for choice in _combinations(base, raw, group):
+            copy_weights(base_model, raw_model, layer_map.with_pairs([*inside, *choice]), base_adapter, raw_adapter)
+            try:
+                got = _run(raw_adapter, raw_model, level.raw, inputs[level.base])
+            except Exception as error:  # any framework's error: this layer cannot take that input
+                raise _CannotRun(level.raw) from error
+            if _agree(expected, got):
+                matching.append(choice)
+    finally:
+        for name, value in saved.items():
+            raw_adapter.write(raw_tensors[name], value)
+    if len(matching) != 1:
+        return {}
+    return {pair.base: replace(pair, guessed_layouts=()) for pair in matching[0]}
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return not ancestor or path == ancestor or path.startswith(ancestor + ".")
+
+
+def _combinations(
+    base: tuple[FrameworkAdapter, Any], raw: tuple[FrameworkAdapter, Any], group: list[LayerPair]
+) -> list[tuple[LayerPair, ...]]:
+    """Every combination of the group's pairs under the layouts their guessed tensors' shapes allow."""
+    options = [_candidates(pair, _guessed_shapes(base, raw, pair)) for pair in group]
+    combinations = list(product(*options))
+    return combinations if len(combinations) <= MAX_COMBINATIONS else []
+
+
+def _guessed_shapes(
+    base: tuple[FrameworkAdapter, Any], raw: tuple[FrameworkAdapter, Any], pair: LayerPair
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    return {
         tensor.base: (
-            _shape(base_adapter, base_model, join_path(pair.base, tensor.base)),
-            _shape(raw_adapter, raw_model, join_path(pair.raw, tensor.raw)),
+            _shape(*base, join_path(pair.base, tensor.base)),
+            _shape(*raw, join_path(pair.raw, tensor.raw)),
         )
         for tensor in pair.tensors
         if tensor.base in pair.guessed_layouts
     }
-    matching = []
-    try:
-        for candidate in _candidates(pair, shapes):
-            copy_weights(base_model, raw_model, layer_map.with_pairs([candidate]), base_adapter, raw_adapter)
-            if _agree(expected, _run(raw_adapter, raw_model, pair.raw, captured)):
-                matching.append(candidate)
-    finally:
-        for name, value in saved.items():
-            raw_adapter.write(raw_tensors[name], value)
-    return replace(matching[0], guessed_layouts=()) if len(matching) == 1 else None
 
 
 def _candidates(pair: LayerPair, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> list[LayerPair]:
