@@ -76,8 +76,8 @@ def suggest_map(
         pinned: ``(base path, raw path)`` pairs you know; kept as given, and
             the layers inside each are matched to each other.
     """
-    layer_map = match_trees(*export_pair(base, raw, inputs), options, registry, pinned)
-    return probe_with_inputs(base, raw, layer_map, inputs)
+    trees = export_pair(base, raw, inputs)
+    return probe_with_inputs(base, raw, match_trees(*trees, options, registry, pinned), inputs, trees)
 
 
 def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None) -> list[Finding]:
@@ -87,7 +87,9 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    layer_map = probe_with_inputs(base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs)
+    layer_map = probe_with_inputs(
+        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
+    )
     return preflight_trees(base_tree, raw_tree, layer_map)
 
 
@@ -113,7 +115,9 @@ def assign_weights(
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    layer_map = probe_with_inputs(base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs)
+    layer_map = probe_with_inputs(
+        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
+    )
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     report = copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
     if inputs is not None:
@@ -226,7 +230,8 @@ def _diff(
         base_tree = export_prepared(base, step_inputs.first[0], "base")
         raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
-    layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0])
+    trees = (base_tree, raw_tree)
+    layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0], trees)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     input_dtypes = {base_adapter.dtype_name(t) for t in step_inputs.first[0].tensors(base_adapter)}
     input_dtypes |= {raw_adapter.dtype_name(t) for t in step_inputs.first[1].tensors(raw_adapter)}

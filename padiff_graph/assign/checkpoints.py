@@ -163,7 +163,8 @@ def convert_checkpoint(
     base_tree, raw_tree = export_pair(base, raw, inputs)
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree, registry=registry)
-    layer_map = probe_with_inputs(base, raw, expand_inits(base_tree, raw_tree, layer_map, registry), inputs)
+    layer_map = expand_inits(base_tree, raw_tree, layer_map, registry)
+    layer_map = probe_with_inputs(base, raw, layer_map, inputs, (base_tree, raw_tree))
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     reader = open_checkpoint(source)
     try:

@@ -12,19 +12,24 @@ The raw layer's tensors are restored afterwards: probing writes nothing.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import replace
 from itertools import product
 from typing import Any
 
 import numpy as np
 
+from padiff_graph.assign.fused import fused_links
 from padiff_graph.assign.weights import copy_weights
+from padiff_graph.checks.rules import unconverted_tensors
 from padiff_graph.core.records import join_path
 from padiff_graph.core.transforms import TensorPair, layout_candidates
+from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.layermap.validation import check_map_paths
 
 #: Two layer outputs agree when they differ by no more than fp32 noise, relative to their scale.
 PROBE_RTOL = 1e-4
@@ -39,41 +44,68 @@ def probe_layouts(
     raw: tuple[FrameworkAdapter, Any],
     layer_map: LayerMap,
     arguments: CallArguments,
+    trees: tuple[ModelTree, ModelTree],
 ) -> LayerMap:
-    """``layer_map`` with every guessed layout the probe settles replaced by the transform that computes alike.
+    """``layer_map`` with what the probe settles: guessed layouts, and fused tensors against split ones.
 
-    Each guessed pair is probed on its own layers first; where the raw layer
-    cannot take the base layer's input (a ``Linear`` against a 1x1 convolution
-    sees ``[n, c]`` against ``[n, c, 1, 1]``), its guessed tensors are probed
-    together with the others under the nearest enclosing pair.
+    A pair with guessed layouts is tried under every layout its tensors'
+    shapes allow; a pair holding tensors nothing pairs (a fused ``qkv``
+    against ``q``/``k``/``v``) under every way of cutting one side's tensors
+    into the other's (:mod:`padiff_graph.assign.fused`). Each pair is probed on
+    its own layers first; where the raw layer cannot take the base layer's
+    input (a ``Linear`` against a 1x1 convolution sees ``[n, c]`` against
+    ``[n, c, 1, 1]``), the choices are probed together under the nearest
+    enclosing pair.
 
     Args:
         base, raw: ``(adapter, model)`` of each side.
         arguments: the base model's prepared inputs, run once to capture each probed layer's input.
+        trees: both models' trees.
+
+    Raises:
+        LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    probed = [pair for pair in layer_map.active_pairs() if pair.guessed_layouts]
-    if not probed:
+    check_map_paths(*trees, layer_map)
+    jobs = _jobs(base, raw, layer_map, trees)
+    if not jobs:
         return layer_map
-    enclosing = {pair.base: _enclosing_pair(layer_map, pair.base) for pair in probed}
-    levels = {pair.base for pair in probed} | {e.base for e in enclosing.values() if e is not None}
+    enclosing = {path: _enclosing_pair(layer_map, path) for path in jobs}
+    levels = set(jobs) | {e.base for e in enclosing.values() if e is not None}
     inputs = _capture_inputs(*base, sorted(levels), arguments)
     settled: dict[str, LayerPair] = {}
-    escalated: dict[str, list[LayerPair]] = {}
-    for pair in probed:
+    escalated: dict[str, list[list[tuple[LayerPair, ...]]]] = {}
+    for path, choices in jobs.items():
         try:
-            settled.update(_probe_level(base, raw, layer_map, pair, [pair], inputs))
+            settled.update(_probe_level(base, raw, layer_map, path, choices, inputs))
         except _CannotRun:
-            outer = enclosing[pair.base]
+            outer = enclosing[path]
             if outer is not None:
-                escalated.setdefault(outer.base, []).append(pair)
-    for outer_path, group in escalated.items():
-        outer = layer_map.pair_for_base(outer_path)
-        assert outer is not None
-        try:
-            settled.update(_probe_level(base, raw, layer_map, outer, group, inputs))
-        except _CannotRun:
-            continue
+                escalated.setdefault(outer.base, []).append(choices)
+    for outer_path, groups in escalated.items():
+        combined = [tuple(pair for choice in combination for pair in choice) for combination in product(*groups)]
+        if len(combined) <= MAX_COMBINATIONS:
+            with suppress(_CannotRun):
+                settled.update(_probe_level(base, raw, layer_map, outer_path, combined, inputs))
     return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+
+
+def _jobs(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    trees: tuple[ModelTree, ModelTree],
+) -> dict[str, list[tuple[LayerPair, ...]]]:
+    """Per pair to probe (by base path): the versions of it to try."""
+    jobs: dict[str, list[tuple[LayerPair, ...]]] = {}
+    for pair in layer_map.active_pairs():
+        if pair.guessed_layouts:
+            jobs[pair.base] = [(candidate,) for candidate in _candidates(pair, _guessed_shapes(base, raw, pair))]
+    for path, (free_base, free_raw) in unconverted_tensors(*trees, layer_map).items():
+        owner = layer_map.pair_for_base(path)
+        cuts = fused_links({n: t.shape for n, t in free_base.items()}, {n: t.shape for n, t in free_raw.items()})
+        if owner is not None and cuts:
+            jobs[path] = [(replace(owner, tensors=(*owner.tensors, *links), guessed_layouts=()),) for links in cuts]
+    return {path: choices for path, choices in jobs.items() if 1 <= len(choices) <= MAX_COMBINATIONS}
 
 
 class _CannotRun(Exception):
@@ -120,34 +152,35 @@ def _probe_level(
     base: tuple[FrameworkAdapter, Any],
     raw: tuple[FrameworkAdapter, Any],
     layer_map: LayerMap,
-    level: LayerPair,
-    group: list[LayerPair],
+    level_path: str,
+    choices: list[tuple[LayerPair, ...]],
     inputs: dict[str, Captured],
 ) -> dict[str, LayerPair]:
-    """The group's pairs under the one combination of layouts that makes ``level``'s layers compute alike.
+    """The one choice (versions of some pairs) under which the pair at ``level_path`` computes alike.
 
-    Every pair inside ``level`` is copied for each combination; the raw tensors
-    are restored afterwards. Empty if no combination or several agree.
+    Every pair inside the level is copied with each choice; the raw tensors
+    are restored afterwards. Empty if no choice or several agree.
 
     Raises:
-        _CannotRun: the raw layer of ``level`` cannot run on the base layer's input.
+        _CannotRun: the raw layer cannot run on the base layer's input.
     """
     (base_adapter, base_model), (raw_adapter, raw_model) = base, raw
-    if level.base not in inputs:
-        raise _CannotRun(level.base)
-    inside = [
-        p for p in layer_map.active_pairs() if _within(p.base, level.base) and p.base not in {g.base for g in group}
-    ]
-    expected = _run(base_adapter, base_model, level.base, inputs[level.base])
+    level = layer_map.pair_for_base(level_path)
+    if level is None or level_path not in inputs:
+        raise _CannotRun(level_path)
+    probed = {pair.base for choice in choices for pair in choice}
+    inside = [p for p in layer_map.active_pairs() if _within(p.base, level_path) and p.base not in probed]
+    expected = _run(base_adapter, base_model, level_path, inputs[level_path])
     raw_tensors = raw_adapter.named_tensors(raw_model)
-    touched = {t.raw for t in layer_map.with_pairs([*inside, *group]).tensor_pairs()} & set(raw_tensors)
+    every = [*inside, *(pair for choice in choices for pair in choice)]
+    touched = {t.raw for t in layer_map.with_pairs(every).tensor_pairs()} & set(raw_tensors)
     saved = {name: raw_adapter.to_numpy(raw_tensors[name]) for name in touched}
     matching = []
     try:
-        for choice in _combinations(base, raw, group):
+        for choice in choices:
             copy_weights(base_model, raw_model, layer_map.with_pairs([*inside, *choice]), base_adapter, raw_adapter)
             try:
-                got = _run(raw_adapter, raw_model, level.raw, inputs[level.base])
+                got = _run(raw_adapter, raw_model, level.raw, inputs[level_path])
             except Exception as error:  # any framework's error: this layer cannot take that input
                 raise _CannotRun(level.raw) from error
             if _agree(expected, got):
@@ -162,15 +195,6 @@ def _probe_level(
 
 def _within(path: str, ancestor: str) -> bool:
     return not ancestor or path == ancestor or path.startswith(ancestor + ".")
-
-
-def _combinations(
-    base: tuple[FrameworkAdapter, Any], raw: tuple[FrameworkAdapter, Any], group: list[LayerPair]
-) -> list[tuple[LayerPair, ...]]:
-    """Every combination of the group's pairs under the layouts their guessed tensors' shapes allow."""
-    options = [_candidates(pair, _guessed_shapes(base, raw, pair)) for pair in group]
-    combinations = list(product(*options))
-    return combinations if len(combinations) <= MAX_COMBINATIONS else []
 
 
 def _guessed_shapes(
@@ -235,10 +259,13 @@ def _agree(expected: list[np.ndarray], got: list[np.ndarray]) -> bool:
     return True
 
 
-def probe_with_inputs(base_model: Any, raw_model: Any, layer_map: LayerMap, inputs: Any) -> LayerMap:
+def probe_with_inputs(
+    base_model: Any, raw_model: Any, layer_map: LayerMap, inputs: Any, trees: tuple[ModelTree, ModelTree]
+) -> LayerMap:
     """:func:`probe_layouts` on inputs as users give them (``None``: the map as it is)."""
     if inputs is None:
         return layer_map
     base_adapter = adapter_for(base_model)
     arguments = prepare(base_adapter, base_model, split_inputs(inputs)[0])
-    return probe_layouts((base_adapter, base_model), (adapter_for(raw_model), raw_model), layer_map, arguments)
+    base, raw = (base_adapter, base_model), (adapter_for(raw_model), raw_model)
+    return probe_layouts(base, raw, layer_map, arguments, trees)

@@ -39,6 +39,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _configs(base, raw, layer_map)
     findings += _ambiguous(layer_map)
     findings += _guessed_layouts(layer_map)
+    findings += _tied(base, "base") + _tied(raw, "raw")
     return findings
 
 
@@ -223,6 +224,27 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
             )
         )
     return findings, claimed
+
+
+def unconverted_tensors(
+    base: ModelTree, raw: ModelTree, layer_map: LayerMap
+) -> dict[str, tuple[dict[str, TensorInfo], dict[str, TensorInfo]]]:
+    """Per pair (by base path): the tensors both sides hold that nothing in the map copies.
+
+    These are the pairs ``needs-special-init`` reports as errors (fused against split layouts).
+    """
+    covered_base, covered_raw = _covered(layer_map)
+    paired_base = {pair.base for pair in layer_map.pairs}
+    paired_raw = {pair.raw for pair in layer_map.pairs}
+    found = {}
+    for pair in layer_map.active_pairs():
+        if pair.init or is_special(pair):
+            continue
+        free_base = _free_tensors(base, pair.base, paired_base, covered_base)
+        free_raw = _free_tensors(raw, pair.raw, paired_raw, covered_raw)
+        if free_base and free_raw:
+            found[pair.base] = (free_base, free_raw)
+    return found
 
 
 def _free_tensors(tree: ModelTree, path: str, paired: set[str], covered: set[str]) -> dict[str, TensorInfo]:
@@ -442,4 +464,23 @@ def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:
                     "or check the transform in the map file and delete the 'guessed_layouts' line",
                 )
             )
+    return findings
+
+
+def _tied(tree: ModelTree, side: str) -> list[Finding]:
+    """Tensors one layer holds under another layer's name too (an output head tied to the embedding)."""
+    findings = []
+    for alias, name in tree.graph.get("tied", {}).items():
+        layer = alias.rpartition(".")[0]
+        findings.append(
+            Finding(
+                Code.TIED_WEIGHTS,
+                Severity.WARNING,
+                layer if side == "base" else None,
+                layer if side == "raw" else None,
+                f"{side} {alias!r} is the same tensor as {name!r} (tied weights): it is copied once, as {name!r}",
+                "nothing to do if the other model ties them too or reuses that tensor (a matmul with the "
+                "embedding); if it holds its own copy, tie it, or its layer is reported unmatched",
+            )
+        )
     return findings

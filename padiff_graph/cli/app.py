@@ -173,7 +173,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
         if layer_map is None:
             layer_map = api.match_trees(base_tree, raw_tree)
         layer_map = api.expand_inits(base_tree, raw_tree, layer_map, api.DEFAULT_REGISTRY)
-        layer_map = api.probe_with_inputs(base_model, raw_model, layer_map, inputs)
+        layer_map = api.probe_with_inputs(base_model, raw_model, layer_map, inputs, (base_tree, raw_tree))
         findings = preflight_trees(base_tree, raw_tree, layer_map)
     if html_file is not None:
         from padiff_graph.report.html import write_html

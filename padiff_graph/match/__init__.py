@@ -91,12 +91,15 @@ def match_trees(
 def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], covered_raw: set[str]) -> LayerMap:
     base, raw = scorer.base, scorer.raw
     tensor_matches: dict[str, TensorMatch] = {}
-    guessed: dict[str, tuple[str, ...]] = {}
     for base_path, match in store.by_base.items():
-        base_side, raw_side = layer_side(base.tree, base_path), layer_side(raw.tree, match.raw)
-        tensor_matches[base_path] = pair_layer_tensors(base_side, raw_side, scorer.conversion(base_path, match.raw))
-        guessed[base_path] = guessed_layouts(base_side, raw_side, tensor_matches[base_path])
+        tensor_matches[base_path] = pair_layer_tensors(
+            layer_side(base.tree, base_path), layer_side(raw.tree, match.raw), scorer.conversion(base_path, match.raw)
+        )
     absorbed_base, absorbed_raw = _pair_leftover_tensors(scorer, store, tensor_matches, covered_base, covered_raw)
+    guessed = {
+        path: guessed_layouts(layer_side(base.tree, path), layer_side(raw.tree, match.raw), tensor_matches[path])
+        for path, match in store.by_base.items()
+    }
     pairs = []
     for base_path in base.order:
         found = store.by_base.get(base_path)
