@@ -139,3 +139,16 @@ def test_verification_after_the_copy_catches_a_wrong_map(tmp_path: Path) -> None
         main, ["convert-weights", f"{source}:base", f"{source}:raw", *files, "-o", str(tmp_path / "raw.pdparams")]
     )
     assert result.exit_code == 1 and "outputs DIFFER after the copy" in result.output
+
+
+def test_verifying_leaves_training_models_as_they_were() -> None:
+    """The check after the copy runs in eval mode: BatchNorm statistics in training mode are not updated."""
+    (base, inputs), (raw, _) = example.base(), example.raw()
+    base.train()
+    raw.train()
+    before = base.bn_a.running_mean.clone()
+    report = assign_weights(base, raw, inputs=inputs)
+    assert report.outputs is not None and report.outputs.agree
+    assert torch.equal(base.bn_a.running_mean, before)
+    np.testing.assert_array_equal(raw.norm1._mean.numpy(), before.numpy())
+    assert base.training and raw.training

@@ -28,6 +28,7 @@ from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
+from padiff_graph.frameworks.tracing import evaluation_mode
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.layermap.validation import check_map_paths
 
@@ -69,6 +70,20 @@ def probe_layouts(
     jobs = _jobs(base, raw, layer_map, trees)
     if not jobs:
         return layer_map
+    # eval mode, as tracing: BatchNorm keeps its statistics, dropout draws nothing
+    with evaluation_mode(base[0].named_layers(base[1])), evaluation_mode(raw[0].named_layers(raw[1])):
+        settled = _settle(base, raw, layer_map, jobs, arguments)
+    return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+
+
+def _settle(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    jobs: dict[str, list[tuple[LayerPair, ...]]],
+    arguments: CallArguments,
+) -> dict[str, LayerPair]:
+    """The pairs the probe settles, by base path: each job on its own layers, else under the enclosing pair."""
     enclosing = {path: _enclosing_pair(layer_map, path) for path in jobs}
     levels = set(jobs) | {e.base for e in enclosing.values() if e is not None}
     inputs = _capture_inputs(*base, sorted(levels), arguments)
@@ -86,7 +101,7 @@ def probe_layouts(
         if len(combined) <= MAX_COMBINATIONS:
             with suppress(_CannotRun):
                 settled.update(_probe_level(base, raw, layer_map, outer_path, combined, inputs))
-    return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+    return settled
 
 
 def _jobs(

@@ -2,7 +2,8 @@
 
 A copy verified bit for bit can still be the wrong copy (a layout the map got
 wrong); one forward run of each model on the same inputs says whether it
-worked. Random layers should be in eval mode: dropout makes outputs differ.
+worked. Both run in eval mode, as tracing does: BatchNorm statistics stay as
+they are and dropout draws nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import iter_tensors
 from padiff_graph.frameworks.inputs import prepare, split_inputs
+from padiff_graph.frameworks.tracing import evaluation_mode
 
 #: Outputs agree when ``|base - raw| <= OUTPUT_ATOL + OUTPUT_RTOL * |base|`` everywhere (fp32 defaults of ``diff``).
 OUTPUT_ATOL = 1e-4
@@ -50,9 +52,10 @@ def compare_outputs(base_model: Any, raw_model: Any, inputs: Any) -> OutputCheck
 
 
 def _outputs(model: Any, inputs: Any) -> list[np.ndarray]:
+    """The model's floating outputs, run in eval mode (statistics kept, no dropout) without gradients."""
     adapter = adapter_for(model)
     arguments = prepare(adapter, model, inputs)
-    with adapter.no_grad():
+    with evaluation_mode(adapter.named_layers(model)), adapter.no_grad():
         output = model(*arguments.args, **arguments.kwargs)
     arrays = [adapter.to_numpy(tensor) for tensor in iter_tensors(output, adapter.is_tensor)]
     return [array.astype(np.float64) for array in arrays if np.issubdtype(array.dtype, np.floating)]
