@@ -152,3 +152,16 @@ def test_verifying_leaves_training_models_as_they_were() -> None:
     assert torch.equal(base.bn_a.running_mean, before)
     np.testing.assert_array_equal(raw.norm1._mean.numpy(), before.numpy())
     assert base.training and raw.training
+
+
+def test_fused_against_split_without_inputs_names_the_candidate_cuts() -> None:
+    import fused_projections
+
+    from padiff_graph import preflight
+
+    (base, _), (raw, _) = fused_projections.base(), fused_projections.raw()
+    findings = {finding.code.value: finding for finding in preflight(base, raw)}
+    assert "needs-special-init" in findings
+    assert "qkv_proj.weight[:, 0:16]" in findings["ambiguous-transform"].message
+    with pytest.raises(AssignError, match="Missing conversion"):
+        assign_weights(base, raw, accept_guesses=True)  # accepting a guess does not make a cut

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from padiff_graph.assign.fused import fused_links
+from padiff_graph.core.fused import fused_links
 from padiff_graph.core.transforms import layout_candidates
 
 

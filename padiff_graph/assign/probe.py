@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.assign.fused import fused_links
 from padiff_graph.assign.weights import copy_weights
 from padiff_graph.checks.rules import unconverted_tensors
+from padiff_graph.core.fused import fused_links
 from padiff_graph.core.records import join_path
 from padiff_graph.core.transforms import TensorPair, layout_candidates
 from padiff_graph.core.tree import ModelTree
@@ -52,7 +52,7 @@ def probe_layouts(
     A pair with guessed layouts is tried under every layout its tensors'
     shapes allow; a pair holding tensors nothing pairs (a fused ``qkv``
     against ``q``/``k``/``v``) under every way of cutting one side's tensors
-    into the other's (:mod:`padiff_graph.assign.fused`). Each pair is probed on
+    into the other's (:mod:`padiff_graph.core.fused`). Each pair is probed on
     its own layers first; where the raw layer cannot take the base layer's
     input (a ``Linear`` against a 1x1 convolution sees ``[n, c]`` against
     ``[n, c, 1, 1]``), the choices are probed together under the nearest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from padiff_graph.checks.stub import conversion_stub
 from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.fused import fused_links
 from padiff_graph.core.records import Severity, TensorInfo, TensorKind, join_path
 from padiff_graph.core.tree import ModelTree, children, full_tensor_names, has_ancestor_in, layer_info, preorder
 from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
@@ -223,7 +224,30 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
                 ),
             )
         )
+        findings += _fused_candidates(pair, free_base, free_raw)
     return findings, claimed
+
+
+def _fused_candidates(
+    pair: LayerPair, free_base: dict[str, TensorInfo], free_raw: dict[str, TensorInfo]
+) -> list[Finding]:
+    """Fused against split tensors that shapes cut into each other in several ways: only a probe can choose."""
+    cuts = fused_links({n: t.shape for n, t in free_base.items()}, {n: t.shape for n, t in free_raw.items()})
+    if not cuts:
+        return []
+    shown = "; ".join(
+        ", ".join(link.describe() for link in cut[:3]) + (", ..." if len(cut) > 3 else "") for cut in cuts[:2]
+    )
+    return [
+        Finding(
+            Code.AMBIGUOUS_TRANSFORM,
+            Severity.WARNING,
+            pair.base,
+            pair.raw,
+            f"fused and split tensors: {len(cuts)} way(s) to cut one side into the other fit the shapes, e.g. {shown}",
+            "pass inputs so a probe picks the cut under which both compute alike, or write the entries into the map",
+        )
+    ]
 
 
 def unconverted_tensors(

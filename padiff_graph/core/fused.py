@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from itertools import product
 
 from padiff_graph.core.transforms import Shape, TensorPair, Transform
-from padiff_graph.match.costs import name_similarity
 
 #: Most ways of cutting tried for one pair of layers.
 MAX_CUTS = 64
@@ -31,8 +30,8 @@ def _cuts(fused: Mapping[str, Shape], parts: Mapping[str, Shape]) -> list[list[T
     """Each fused tensor cut along one axis into consecutive sibling parts, every part filled exactly once.
 
     Of the sibling groups that could fill a fused tensor, only those whose
-    layer's path is most like the fused tensor's are tried (``layers.0.attn``
-    fills ``layers.0.attn.qkv_proj``, not ``layers.1.attn``'s).
+    layer's path shares the most leading parts with the fused tensor's are
+    tried (``layers.0.attn`` fills ``layers.0.attn.qkv_proj``, not ``layers.1.attn``'s).
     """
     options = []
     for name, shape in fused.items():
@@ -44,8 +43,8 @@ def _cuts(fused: Mapping[str, Shape], parts: Mapping[str, Shape]) -> list[list[T
         ]
         if ways:
             owner = _layer(_layer(name))
-            best = max(name_similarity(owner, _layer(_layer(way[0].raw))) for way in ways)
-            ways = [way for way in ways if name_similarity(owner, _layer(_layer(way[0].raw))) == best]
+            best = max(_shared_parts(owner, _layer(_layer(way[0].raw))) for way in ways)
+            ways = [way for way in ways if _shared_parts(owner, _layer(_layer(way[0].raw))) == best]
         options.append(ways or [[]])
     result = []
     for choice in product(*options):
@@ -55,6 +54,16 @@ def _cuts(fused: Mapping[str, Shape], parts: Mapping[str, Shape]) -> list[list[T
         if len(result) >= MAX_CUTS:
             break
     return result
+
+
+def _shared_parts(left: str, right: str) -> int:
+    """How many leading dotted parts two paths share."""
+    count = 0
+    for a, b in zip(left.split("."), right.split("."), strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
 
 
 def _layer(name: str) -> str:
