@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from padiff_graph.assign.inits import expand_inits
+from padiff_graph.assign.probe import probe_layouts, probe_with_inputs
+from padiff_graph.assign.verify import compare_outputs
 from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_blocking
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
@@ -69,11 +71,13 @@ def suggest_map(
     Args:
         base, raw: torch or paddle models (weights flow base -> raw).
         inputs: optional inputs (see :mod:`padiff_graph.frameworks.inputs`); tracing
-            one forward run lets call order separate same-shaped siblings.
+            one forward run lets call order separate same-shaped siblings, and
+            layouts shapes leave open are probed (:mod:`padiff_graph.assign.probe`).
         pinned: ``(base path, raw path)`` pairs you know; kept as given, and
             the layers inside each are matched to each other.
     """
-    return match_trees(*export_pair(base, raw, inputs), options, registry, pinned)
+    trees = export_pair(base, raw, inputs)
+    return probe_with_inputs(base, raw, match_trees(*trees, options, registry, pinned), inputs, trees)
 
 
 def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None) -> list[Finding]:
@@ -83,21 +87,42 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     base_tree, raw_tree = export_pair(base, raw, inputs)
-    return preflight_trees(base_tree, raw_tree, _complete_map(base_tree, raw_tree, layer_map))
+    layer_map = probe_with_inputs(
+        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
+    )
+    return preflight_trees(base_tree, raw_tree, layer_map)
 
 
-def assign_weights(base: Any, raw: Any, layer_map: LayerMap | None = None) -> AssignReport:
+def assign_weights(
+    base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: Any = None, *, accept_guesses: bool = False
+) -> AssignReport:
     """Copy base's weights into raw through the map, converting layouts, then verify.
+
+    Args:
+        inputs: optional inputs; one traced run of each model lets call order
+            pair same-shaped layers that definition order alone cannot, and
+            layouts shapes leave open are probed (:mod:`padiff_graph.assign.probe`).
+        accept_guesses: copy through pairs and layouts the tool could only
+            guess (``ambiguous-match``, ``ambiguous-transform``) instead of stopping.
+
+    Returns:
+        What was copied; with ``inputs``, ``report.outputs`` says whether both
+        models, run once after the copy, agree.
 
     Raises:
         AssignError: a pair cannot be converted (names both layers and the
-            missing conversion), or the copy did not verify.
+            missing conversion), only a guess pairs it, or the copy did not verify.
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    base_tree, raw_tree = export_pair(base, raw)
-    layer_map = _complete_map(base_tree, raw_tree, layer_map)
-    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map))
-    return copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
+    base_tree, raw_tree = export_pair(base, raw, inputs)
+    layer_map = probe_with_inputs(
+        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
+    )
+    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
+    report = copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
+    if inputs is not None:
+        report.outputs = compare_outputs(base, raw, inputs)
+    return report
 
 
 def diff(
@@ -206,6 +231,8 @@ def _diff(
         base_tree = export_prepared(base, step_inputs.first[0], "base")
         raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
+    trees = (base_tree, raw_tree)
+    layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0], trees)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     input_dtypes = {base_adapter.dtype_name(t) for t in step_inputs.first[0].tensors(base_adapter)}
     input_dtypes |= {raw_adapter.dtype_name(t) for t in step_inputs.first[1].tensors(raw_adapter)}

@@ -117,20 +117,23 @@ def expected_layer_map(case: Case, base: ModelTree, raw: ModelTree) -> LayerMap:
         found = pair_layer_tensors(base_side, raw_side, DEFAULT_REGISTRY.find(base_side, raw_side))
         tensors[base_path] = list(found.pairs)
     covered = {link_key(t.prefixed(b, pairs[b]))[:2] for b in tensors for t in tensors[b]}
-    extra = [TensorPair.parse(text) for text in case.expected("TENSOR_LINKS", [])]
+    explicit = [TensorPair.parse(text) for text in case.expected("TENSOR_LINKS", [])]
+    extra = list(explicit)
     base_shapes, raw_shapes = _tensor_shapes(base), _tensor_shapes(raw)
     for base_name, raw_name in case.expected("TENSORS", {}).items():
         transform = shape_transform(base_shapes[base_name], raw_shapes[raw_name])
         if transform is not None:
             extra.append(TensorPair(base_name, raw_name, transform))
     for link in extra:
-        if link_key(link)[:2] in covered:  # that part of the base tensor is copied already
-            continue
         owner = max(
             (b for b, r in pairs.items() if _encloses(b, link.base) and _encloses(r, link.raw)),
             key=len,
         )
         relative = TensorPair(relative_path(owner, link.base), relative_path(pairs[owner], link.raw), link.transform)
+        if link_key(link)[:2] in covered:  # copied already: an explicit link says how (shapes only guessed)
+            if link not in explicit:
+                continue
+            tensors[owner] = [t for t in tensors[owner] if (t.base, t.raw) != (relative.base, relative.raw)]
         tensors[owner].append(relative)
         covered.add(link_key(link)[:2])
     return LayerMap(

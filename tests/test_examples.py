@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from conftest import CASES, Case, expected_layer_map, link_key
 
-from padiff_graph import assign_weights, diff, export_tree, preflight, suggest_map
+from padiff_graph import AssignError, assign_weights, diff, export_tree, preflight, suggest_map
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.core.tree import is_within
 
@@ -69,7 +69,8 @@ def test_suggest_map_finds_expected_pairs(case: Case, check: str, request: pytes
     sure = lambda tensor: not _on_path(tensor, excused)  # noqa: E731  (an excused pair's tensors may go either way)
     found = {(t.base, t.raw) for t in layer_map.tensor_pairs()}
     assert {b: r for b, r in case.expected("TENSORS", {}).items() if sure(b) and (b, r) not in found} == {}
-    links = {link_key(TensorPair.parse(text)) for text in case.expected("TENSOR_LINKS", [])}
+    refused = not traced and case.expected("STATIC_REFUSED")  # layouts only a probe can tell stay guessed, reported
+    links = {link_key(TensorPair.parse(text)) for text in case.expected("TENSOR_LINKS", []) if not refused}
     assert {link for link in links if sure(link[0])} - {link_key(t) for t in layer_map.tensor_pairs()} == set()
     assert set(case.expected("UNMATCHED_BASE", [])) - set(layer_map.unmatched_base) == set()
 
@@ -127,6 +128,22 @@ def test_reverse_direction_aligns(case: Case, request: pytest.FixtureRequest) ->
     needs_forward(request, case)
     base, raw, inputs = case.models()
     layer_map = suggest_map(raw, base, inputs)
-    assign_weights(raw, base, layer_map)
+    assign_weights(raw, base, layer_map, inputs)
     report = diff(raw, base, inputs, layer_map, assign=False)
     assert report.ok, report.first_divergence
+
+
+@pytest.mark.parametrize("case", cases("static-copy"))
+def test_a_copy_without_inputs_is_exact_or_refused(case: Case, request: pytest.FixtureRequest) -> None:
+    """Never a silent wrong copy: without inputs the copy either stops at a guess or aligns the models."""
+    needs_forward(request, case)
+    base, raw, inputs = case.models()
+    try:
+        assign_weights(base, raw)
+    except AssignError as error:
+        assert "ambiguous-" in str(error) or "Missing conversion" in str(error)  # a guess, or a fused layout
+        assert case.expected("STATIC_AMBIGUOUS") or case.expected("STATIC_REFUSED"), str(error)
+        return
+    assert not case.expected("STATIC_REFUSED")
+    report = diff(base, raw, inputs, assign=False, backward=False)
+    assert report.ok is (case.expected("DIVERGENCE") is None), report.first_divergence

@@ -26,6 +26,7 @@ def validator():
         ("diff", "gelu_fault", 1, []),
         ("diff", "conv_bn", 0, []),
         ("diff", "gelu_fault", 1, ["--single-step"]),  # input stages and every divergence
+        ("check", "tied_head", 0, []),  # tied-weights
     ],
 )
 def test_cli_json_validates(validator, command, example, code, options) -> None:
@@ -45,3 +46,19 @@ def test_cli_json_validates(validator, command, example, code, options) -> None:
 def test_the_schema_rejects_what_it_does_not_describe(validator) -> None:
     bad = {"schema": 1, "kind": "check", "ok": "yes", "findings": [], "layer_map": {}}
     assert not validator.is_valid(bad)
+
+
+def test_the_schema_knows_every_finding_code() -> None:
+    """A new finding code must be added to the schema, or every --json output holding one is invalid."""
+    from padiff_graph.core.findings import Code
+
+    def enums(node: object) -> list[list[str]]:
+        if isinstance(node, dict):
+            found = [node["enum"]] if isinstance(node.get("enum"), list) else []
+            return found + [enum for value in node.values() for enum in enums(value)]
+        if isinstance(node, list):
+            return [enum for value in node for enum in enums(value)]
+        return []
+
+    (codes,) = [enum for enum in enums(schema()) if "order-mismatch" in enum]
+    assert set(codes) == {code.value for code in Code}

@@ -60,6 +60,8 @@ def test_round_trip(tmp_path) -> None:
         ("version: 1\npairs: [\n", 3, "invalid YAML"),
         ("version: 1\npairs:\n  - {base: a, raw: b, init: 'import os'}\n", 3, "package.module:function"),
         ("version: 1\nunknown: 3\n", 2, "unknown key 'unknown'"),
+        ("version: 1\npairs:\n  - {base: fc, raw: conv, tensors: ['weight -> weight: reshape']}\n", 3, "needs a shape"),
+        ("version: 1\npairs:\n  - {base: a, raw: b, guessed_layouts: [[w]]}\n", 3, "tensor name"),
     ],
 )
 def test_errors_name_the_line(text: str, line: int, problem: str) -> None:

@@ -14,6 +14,8 @@ from padiff_graph.core.transforms import TensorPair, Transform, parse_index
         "in_proj_weight[0:16] -> q_proj.weight: transpose",
         "qkv[:, 4:8] -> k.weight[0:2, 0:4]: permute(1,0)",
         "weight_ih -> weight_ih: blocks(0,1,3,2)",
+        "fc.weight -> conv.weight: transpose, reshape(8,4,1,1)",
+        "gate_up.weight[:, 16:32] -> up_proj.weight: transpose",
     ],
 )
 def test_describe_round_trips(text: str) -> None:
@@ -40,8 +42,33 @@ def test_permute_inverse() -> None:
     np.testing.assert_array_equal(forward.inverse().apply(forward.apply(value)), value)
 
 
+def test_reshape_chains_apply_and_invert_through_the_base_shape() -> None:
+    """paddle Linear ``[in, out]`` into a torch 1x1 Conv2d ``[out, in, 1, 1]``, and back."""
+    weight = np.arange(12.0).reshape(3, 4)
+    forward = Transform.parse("transpose, reshape(4,3,1,1)")
+    np.testing.assert_array_equal(forward.apply(weight), weight.T.reshape(4, 3, 1, 1))
+    assert forward.output_shape((3, 4)) == (4, 3, 1, 1)
+    backward = forward.inverse((3, 4))
+    assert backward.op_text == "reshape(4,3), transpose"
+    np.testing.assert_array_equal(backward.apply(forward.apply(weight)), weight)
+    with pytest.raises(ValueError, match="shape"):
+        forward.inverse()
+    with pytest.raises(ValueError, match="another number of elements"):
+        Transform.parse("reshape(5,5)").output_shape((3, 4))
+
+
 @pytest.mark.parametrize(
-    "bad", ["weight", "weight -> ", "a -> b: explode", "a[x:y] -> b", "a -> b: blocks()", "a -> b: transpose(1)"]
+    "bad",
+    [
+        "weight",
+        "weight -> ",
+        "a -> b: explode",
+        "a[x:y] -> b",
+        "a -> b: blocks()",
+        "a -> b: transpose(1)",
+        "a -> b: reshape",
+        "a -> b: transpose,, reshape(4)",
+    ],
 )
 def test_bad_spellings_raise_value_error(bad: str) -> None:
     with pytest.raises(ValueError):

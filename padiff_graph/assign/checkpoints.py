@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.assign.inits import expand_inits
+from padiff_graph.assign.probe import probe_with_inputs
+from padiff_graph.assign.verify import OutputCheck, compare_outputs
 from padiff_graph.assign.weights import raise_for_blocking
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.atomic import default_file_mode
@@ -50,10 +52,11 @@ from padiff_graph.core.tensorfile import (
     write_safetensors,
 )
 from padiff_graph.core.transforms import Transform
-from padiff_graph.core.tree import ModelTree, build_tree, full_tensor_names
+from padiff_graph.core.tree import ModelTree, full_tensor_names
 from padiff_graph.errors import AssignError, InputError
 from padiff_graph.frameworks import adapter_for, adapter_named
 from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.export import export_pair
 from padiff_graph.knowledge.conversions import ConversionRegistry
 from padiff_graph.knowledge.families import IGNORED_TENSOR_NAMES
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
@@ -80,6 +83,7 @@ class ConversionReport:
     verified: str = ""
     unused: list[str] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
+    outputs: OutputCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,9 @@ def convert_checkpoint(
     output: str | os.PathLike[str],
     layer_map: LayerMap | None = None,
     registry: ConversionRegistry = DEFAULT_REGISTRY,
+    inputs: Any = None,
+    *,
+    accept_guesses: bool = False,
 ) -> ConversionReport:
     """Convert ``checkpoint`` (a state dict of ``base``) into ``output``, a state dict ``raw`` loads.
 
@@ -132,9 +139,19 @@ def convert_checkpoint(
     raw framework's own (``.pt``/``.pth``/``.bin`` for torch, ``.pdparams``
     for paddle).
 
+    Args:
+        inputs: optional inputs; a traced run of each model lets call order
+            pair same-shaped layers (see :func:`padiff_graph.assign_weights`).
+        accept_guesses: convert through ``ambiguous-match`` / ``ambiguous-transform``
+            findings instead of stopping.
+
+    Returns:
+        What was written; with ``inputs``, ``report.outputs`` says whether ``base``
+        and ``raw``, both loaded with the checkpoint's weights, agree on them.
+
     Raises:
         InputError: unreadable or unsafe checkpoint, unknown format.
-        AssignError: the map cannot convert a pair, the checkpoint lacks a
+        AssignError: the map cannot convert a pair or only guesses it, the checkpoint lacks a
             base tensor, or the result does not load into ``raw``.
         LayerMapError: ``layer_map`` does not fit the models.
     """
@@ -143,11 +160,12 @@ def convert_checkpoint(
     if target.suffix not in FORMATS or FORMATS[target.suffix] not in (None, raw_adapter.name):
         wanted = ", ".join(s for s, f in FORMATS.items() if f in (None, raw_adapter.name))
         raise InputError(f"output {target.name!r}: a {raw_adapter.name} model loads {wanted}")
-    base_tree, raw_tree = build_tree(base_adapter.export(base)), build_tree(raw_adapter.export(raw))
+    base_tree, raw_tree = export_pair(base, raw, inputs)
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree, registry=registry)
     layer_map = expand_inits(base_tree, raw_tree, layer_map, registry)
-    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map))
+    layer_map = probe_with_inputs(base, raw, layer_map, inputs, (base_tree, raw_tree))
+    raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     reader = open_checkpoint(source)
     try:
         sources = KeyIndex(base_adapter.state_dict_names(base), reader.names())
@@ -166,6 +184,12 @@ def convert_checkpoint(
         _write(plan, reader, raw, raw_adapter, target, report)
     finally:
         reader.close()
+    if (
+        inputs is not None
+        and report.verified == "loaded into the raw model"
+        and not base_adapter.load_checkpoint(base, source)
+    ):
+        report.outputs = compare_outputs(base, raw, inputs)  # both models now hold the checkpoint's weights
     return report
 
 

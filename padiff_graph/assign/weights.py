@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.assign.inits import run_init
+from padiff_graph.assign.verify import OutputCheck
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import Severity
 from padiff_graph.core.transforms import TensorPair, Transform, constant_value
@@ -27,33 +28,53 @@ from padiff_graph.layermap import LayerMap
 
 @dataclass
 class AssignReport:
-    """What the copy did: counts, and raw tensors that nothing wrote."""
+    """What the copy did: counts, raw tensors that nothing wrote, and (given inputs) whether outputs agree."""
 
     tensors: int = 0
     layer_pairs: int = 0
     custom_inits: list[str] = field(default_factory=list)
     untouched_raw: list[str] = field(default_factory=list)
+    outputs: OutputCheck | None = None
 
 
-def blocking_findings(findings: list[Finding]) -> list[Finding]:
-    """Findings that make a correct copy impossible."""
+GUESS_CODES = (Code.AMBIGUOUS_MATCH, Code.AMBIGUOUS_TRANSFORM)
+"""Findings about a pair or a layout only definition order or luck decided: a copy stops at them."""
+
+
+def blocking_findings(findings: list[Finding], accept_guesses: bool = False) -> list[Finding]:
+    """Findings that make a correct copy impossible, or (unless ``accept_guesses``) a guess."""
     return [
-        f for f in findings if f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT) and f.severity is Severity.ERROR
+        f
+        for f in findings
+        if (f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT) and f.severity is Severity.ERROR)
+        or (f.code in GUESS_CODES and not accept_guesses)
     ]
 
 
-def raise_for_blocking(findings: list[Finding]) -> None:
-    """Raise :class:`AssignError` naming the first pair the copy cannot convert."""
-    blocking = blocking_findings(findings)
-    if blocking:
-        first = blocking[0]
-        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
-        hint = first.hint.splitlines()[0]
-        if hint.endswith(":"):  # the hint goes on with a code stub, which a one-line error cannot hold
-            hint = hint[: hint.rfind(". ") + 1] + " `padiff-graph check BASE RAW` prints a stub to start from"
+def raise_for_blocking(findings: list[Finding], accept_guesses: bool = False) -> None:
+    """Raise :class:`AssignError` naming the first pair the copy cannot convert, or would only guess.
+
+    Args:
+        accept_guesses: copy through ``ambiguous-match`` / ``ambiguous-transform``
+            findings as the map has them (the user takes the guess).
+    """
+    blocking = blocking_findings(findings, accept_guesses)
+    if not blocking:
+        return
+    first = blocking[0]
+    more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+    if first.code in GUESS_CODES:
         raise AssignError(
-            f"cannot copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}. Missing conversion: {hint}"
+            f"will not copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}; "
+            f"the copy would be a guess ({first.code}). Settle it: {first.hint}; "
+            "or accept the guess explicitly (accept_guesses=True, --accept-guesses)"
         )
+    hint = first.hint.splitlines()[0]
+    if hint.endswith(":"):  # the hint goes on with a code stub, which a one-line error cannot hold
+        hint = hint[: hint.rfind(". ") + 1] + " `padiff-graph check BASE RAW` prints a stub to start from"
+    raise AssignError(
+        f"cannot copy base {first.base!r} into raw {first.raw!r}{more}: {first.message}. Missing conversion: {hint}"
+    )
 
 
 def copy_weights(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from padiff_graph.checks.stub import conversion_stub
 from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.fused import fused_links
 from padiff_graph.core.records import Severity, TensorInfo, TensorKind, join_path, quoted_path
 from padiff_graph.core.tree import ModelTree, children, full_tensor_names, has_ancestor_in, layer_info, preorder
 from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
@@ -38,6 +39,8 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _random(base, raw, layer_map)
     findings += _configs(base, raw, layer_map)
     findings += _ambiguous(layer_map)
+    findings += _guessed_layouts(layer_map)
+    findings += _tied(base, "base") + _tied(raw, "raw")
     return findings
 
 
@@ -222,7 +225,51 @@ def _special_inits(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> tupl
                 ),
             )
         )
+        findings += _fused_candidates(pair, free_base, free_raw)
     return findings, claimed
+
+
+def _fused_candidates(
+    pair: LayerPair, free_base: dict[str, TensorInfo], free_raw: dict[str, TensorInfo]
+) -> list[Finding]:
+    """Fused against split tensors that shapes cut into each other in several ways: only a probe can choose."""
+    cuts = fused_links({n: t.shape for n, t in free_base.items()}, {n: t.shape for n, t in free_raw.items()})
+    if not cuts:
+        return []
+    shown = "; ".join(
+        ", ".join(link.describe() for link in cut[:3]) + (", ..." if len(cut) > 3 else "") for cut in cuts[:2]
+    )
+    return [
+        Finding(
+            Code.AMBIGUOUS_TRANSFORM,
+            Severity.WARNING,
+            pair.base,
+            pair.raw,
+            f"fused and split tensors: {len(cuts)} way(s) to cut one side into the other fit the shapes, e.g. {shown}",
+            "pass inputs so a probe picks the cut under which both compute alike, or write the entries into the map",
+        )
+    ]
+
+
+def unconverted_tensors(
+    base: ModelTree, raw: ModelTree, layer_map: LayerMap
+) -> dict[str, tuple[dict[str, TensorInfo], dict[str, TensorInfo]]]:
+    """Per pair (by base path): the tensors both sides hold that nothing in the map copies.
+
+    These are the pairs ``needs-special-init`` reports as errors (fused against split layouts).
+    """
+    covered_base, covered_raw = _covered(layer_map)
+    paired_base = {pair.base for pair in layer_map.pairs}
+    paired_raw = {pair.raw for pair in layer_map.pairs}
+    found = {}
+    for pair in layer_map.active_pairs():
+        if pair.init or is_special(pair):
+            continue
+        free_base = _free_tensors(base, pair.base, paired_base, covered_base)
+        free_raw = _free_tensors(raw, pair.raw, paired_raw, covered_raw)
+        if free_base and free_raw:
+            found[pair.base] = (free_base, free_raw)
+    return found
 
 
 def _free_tensors(tree: ModelTree, path: str, paired: set[str], covered: set[str]) -> dict[str, TensorInfo]:
@@ -245,7 +292,8 @@ def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding
     PaDiff zips the layers that hold parameters in definition order. A layer
     is out of order when zipping only the paired layers would still give it
     another partner; a shift caused by an extra layer on one side is left to
-    the ``unmatched`` finding.
+    the ``unmatched`` finding. An ambiguous pair is left to ``ambiguous-match``:
+    the map only guessed it, so it cannot say the definition order is wrong.
     """
 
     def parameter_layers(tree: ModelTree) -> list[str]:
@@ -260,9 +308,10 @@ def _order(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding
     paired_raw = [path for path in raw_layers if path in paired_raw_set]
     position = {path: index for index, path in enumerate(base_layers)}
     findings = []
+    guessed = {pair.base for pair in layer_map.pairs if pair.candidates}
     for path, zipped in zip(paired_base, paired_raw, strict=True):
         partner = layer_map.raw_of(path)
-        if zipped == partner:
+        if zipped == partner or path in guessed:
             continue
         index = position[path]
         actual = raw_layers[index] if index < len(raw_layers) else None
@@ -421,3 +470,43 @@ def _ambiguous(layer_map: LayerMap) -> list[Finding]:
         for pair in layer_map.pairs
         if pair.candidates
     ]
+
+
+def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:
+    """Tensors whose transform only their shapes chose, where another fits as well."""
+    findings = []
+    for pair in layer_map.active_pairs():
+        links = [tensor for tensor in pair.tensors if tensor.base in pair.guessed_layouts]
+        for tensor in links:
+            findings.append(
+                Finding(
+                    Code.AMBIGUOUS_TRANSFORM,
+                    Severity.WARNING,
+                    pair.base,
+                    pair.raw,
+                    f"{tensor.describe()} is a guess: the square tensor fits its partner as it is and transposed, "
+                    "and no conversion knows these classes",
+                    "pass inputs so a probe decides, register a conversion for the two classes, "
+                    "or check the transform in the map file and delete the 'guessed_layouts' line",
+                )
+            )
+    return findings
+
+
+def _tied(tree: ModelTree, side: str) -> list[Finding]:
+    """Tensors one layer holds under another layer's name too (an output head tied to the embedding)."""
+    findings = []
+    for alias, name in tree.graph.get("tied", {}).items():
+        layer = alias.rpartition(".")[0]
+        findings.append(
+            Finding(
+                Code.TIED_WEIGHTS,
+                Severity.WARNING,
+                layer if side == "base" else None,
+                layer if side == "raw" else None,
+                f"{side} {alias!r} is the same tensor as {name!r} (tied weights): it is copied once, as {name!r}",
+                "nothing to do if the other model ties them too or reuses that tensor (a matmul with the "
+                "embedding); if it holds its own copy, tie it, or its layer is reported unmatched",
+            )
+        )
+    return findings

@@ -64,6 +64,11 @@ _json_option = click.option(
 _html_option = click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML report here."
 )
+_accept_guesses_option = click.option(
+    "--accept-guesses",
+    is_flag=True,
+    help="Copy through pairs and layouts only definition order or shapes decided (ambiguous-*) instead of stopping.",
+)
 
 
 def _errors(command: F) -> F:
@@ -195,6 +200,7 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
         if layer_map is None:
             layer_map = api.match_trees(base_tree, raw_tree)
         layer_map = api.expand_inits(base_tree, raw_tree, layer_map, api.DEFAULT_REGISTRY)
+        layer_map = api.probe_with_inputs(base_model, raw_model, layer_map, inputs, (base_tree, raw_tree))
         findings = preflight_trees(base_tree, raw_tree, layer_map)
     if html_file is not None:
         from padiff_graph.report.html import write_html
@@ -298,22 +304,35 @@ def diff(
     help="BASE's state dict: .pt/.pth/.bin (torch), .pdparams (paddle) or .safetensors.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write RAW's state dict.")
+@_accept_guesses_option
 @_errors
-def convert_weights(base: str, raw: str, map_file: str | None, checkpoint: str, output: str) -> None:
-    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md)."""
+def convert_weights(
+    base: str, raw: str, map_file: str | None, checkpoint: str, output: str, accept_guesses: bool
+) -> None:
+    """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md).
+
+    The factories' inputs, when they return some, decide what definition
+    order alone cannot; a pair or layout still only guessed stops the conversion.
+    """
     from padiff_graph.assign.checkpoints import convert_checkpoint
-    from padiff_graph.cli.loading import load_model
 
     layer_map = _load_map(map_file)
-    report = convert_checkpoint(load_model(base).model, load_model(raw).model, checkpoint, output, layer_map)
+    base_model, raw_model, inputs = _load_pair(base, raw)
+    report = convert_checkpoint(
+        base_model, raw_model, checkpoint, output, layer_map, inputs=inputs, accept_guesses=accept_guesses
+    )
     console = _console()
     console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")
+    if report.outputs is not None:
+        console.print(report.outputs.describe(), style=None if report.outputs.agree else "bold red")
     if report.filled:
         kinds = sorted({name.rpartition(".")[2] for name in report.filled})
         console.print(f"zero-filled {len(report.filled)} tensors the base has no counterpart for ({', '.join(kinds)})")
     if report.unused:
         more = f" (and {len(report.unused) - 8} more)" if len(report.unused) > 8 else ""
         console.print(f"[yellow]checkpoint tensors no raw tensor needs:[/] {', '.join(report.unused[:8])}{more}")
+    if report.outputs is not None and not report.outputs.agree:
+        sys.exit(1)
 
 
 @main.command()

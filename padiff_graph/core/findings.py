@@ -27,6 +27,8 @@ class Code(str, Enum):
     DTYPE_MISMATCH = "dtype-mismatch"
     CONFIG_MISMATCH = "config-mismatch"
     AMBIGUOUS_MATCH = "ambiguous-match"
+    AMBIGUOUS_TRANSFORM = "ambiguous-transform"
+    TIED_WEIGHTS = "tied-weights"
 
     def __str__(self) -> str:
         return self.value

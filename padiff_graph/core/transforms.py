@@ -27,6 +27,8 @@ from padiff_graph.core.records import join_path
 _CONSTANT = re.compile(r"^const\((?P<value>[-+\d.eE]+)\)$")
 _INDEX_PART = re.compile(r"^\s*(-?\d*)\s*:\s*(-?\d*)\s*$")
 _OP = re.compile(r"^([a-z_]+)(?:\(([\d,\s]*)\))?$")
+#: a comma between two steps of a chain (not one inside ``name(1, 2)``)
+_STEP_SEPARATOR = re.compile(r",(?![^()]*\))")
 
 
 def parse_index(text: str) -> tuple[slice, ...]:
@@ -60,6 +62,10 @@ def _inverse_permutation(args: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(inverse)
 
 
+def _reshape(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(value.reshape(args))
+
+
 def _blocks(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
     """Reorder equal blocks along axis 0, e.g. LSTM gates: ``blocks(0,1,3,2)``."""
     chunks = np.split(value, len(args), axis=0)
@@ -88,12 +94,51 @@ def _blocks_shape(shape: Shape, args: tuple[int, ...]) -> Shape:
     return shape
 
 
+def _reshaped(shape: Shape, args: tuple[int, ...]) -> Shape:
+    if int(np.prod(shape)) != int(np.prod(args)):
+        raise ValueError(f"reshape{args} does not fit shape {list(shape)} (another number of elements)")
+    return args
+
+
+def _no_inverse(args: tuple[int, ...]) -> tuple[int, ...]:
+    raise ValueError("a reshape is inverted from the shape it was applied to")
+
+
 _OPS: dict[str, _Op] = {
     "identity": _Op(_identity, lambda shape, args: shape, lambda args: args),
     "transpose": _Op(_transpose, lambda shape, args: shape[::-1], lambda args: args),
     "permute": _Op(_permute_axes, _permuted_shape, _inverse_permutation),
     "blocks": _Op(_blocks, _blocks_shape, _inverse_permutation),
+    "reshape": _Op(_reshape, _reshaped, _no_inverse),
 }
+
+Step = tuple[str, tuple[int, ...]]
+
+
+def _step_text(op: str, args: tuple[int, ...]) -> str:
+    return f"{op}({','.join(str(a) for a in args)})" if args else op
+
+
+def _check_step(op: str, args: tuple[int, ...]) -> None:
+    if op not in _OPS:
+        raise ValueError(f"unknown transform {op!r}; known: {', '.join(sorted(_OPS))}")
+    if op in ("permute", "blocks", "reshape") and not args:
+        example = "reshape(16,8,1,1)" if op == "reshape" else f"{op}(1,0)"
+        raise ValueError(f"{op} needs {'a shape' if op == 'reshape' else 'an order'}, e.g. {example}")
+    if op in ("identity", "transpose") and args:
+        raise ValueError(f"{op} takes no arguments")
+
+
+def _parse_steps(op_text: str) -> list[Step]:
+    """``"transpose, reshape(4,3,1,1)"`` -> ``[("transpose", ()), ("reshape", (4, 3, 1, 1))]``."""
+    steps = []
+    for piece in _STEP_SEPARATOR.split(op_text):
+        match = _OP.match(piece.strip())
+        if match is None:
+            raise ValueError(f"transform {op_text!r} is not of the form name, name(1,2,...), or steps joined by ', '")
+        name, arg_text = match.groups()
+        steps.append((name, tuple(int(a) for a in arg_text.split(",") if a.strip()) if arg_text else ()))
+    return steps
 
 
 def _region_shape(shape: Shape, index: tuple[slice, ...] | None) -> Shape:
@@ -117,59 +162,72 @@ def _format_index(index: tuple[slice, ...]) -> str:
 
 @dataclass(frozen=True)
 class Transform:
-    """An op applied to (a region of) a base tensor to produce (a region of) a raw one."""
+    """Ops applied to (a region of) a base tensor to produce (a region of) a raw one.
+
+    ``op``/``args`` is the first op; ``then`` holds further ops applied in
+    order (``transpose, reshape(16,8,1,1)``: a paddle ``Linear`` weight into
+    a torch 1x1 ``Conv2d``).
+    """
 
     op: str = "identity"
     args: tuple[int, ...] = ()
     base_index: tuple[slice, ...] | None = None
     raw_index: tuple[slice, ...] | None = None
+    then: tuple[Step, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.op not in _OPS:
-            raise ValueError(f"unknown transform {self.op!r}; known: {', '.join(sorted(_OPS))}")
-        if self.op in ("permute", "blocks") and not self.args:
-            raise ValueError(f"{self.op} needs an order, e.g. {self.op}(1,0)")
-        if self.op in ("identity", "transpose") and self.args:
-            raise ValueError(f"{self.op} takes no arguments")
+        for op, args in self.steps:
+            _check_step(op, args)
 
     @classmethod
     def parse(cls, op_text: str, base_index: str | None = None, raw_index: str | None = None) -> Transform:
-        """Build from the map-file spelling: ``transpose``, ``permute(1,0,2)``."""
-        match = _OP.match(op_text.strip())
-        if match is None:
-            raise ValueError(f"transform {op_text!r} is not of the form name or name(1,2,...)")
-        name, arg_text = match.groups()
-        args = tuple(int(a) for a in arg_text.split(",") if a.strip()) if arg_text else ()
+        """Build from the map-file spelling: ``transpose``, ``permute(1,0,2)``, ``transpose, reshape(8,4,1,1)``."""
+        (op, args), *then = _parse_steps(op_text)
         return cls(
-            op=name,
+            op=op,
             args=args,
             base_index=parse_index(base_index) if base_index else None,
             raw_index=parse_index(raw_index) if raw_index else None,
+            then=tuple(then),
         )
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return ((self.op, self.args), *self.then)
 
     @property
     def op_text(self) -> str:
-        if not self.args:
-            return self.op
-        return f"{self.op}({','.join(str(a) for a in self.args)})"
+        return ", ".join(_step_text(op, args) for op, args in self.steps if op != "identity" or not self.then)
 
     @property
     def is_identity(self) -> bool:
-        return self.op == "identity" and self.base_index is None and self.raw_index is None
+        return self.op == "identity" and not self.then and self.base_index is None and self.raw_index is None
 
-    def inverse(self) -> Transform:
-        """The transform that maps the raw region back onto the base region."""
-        return Transform(
-            op=self.op,
-            args=_OPS[self.op].inverse_args(self.args),
-            base_index=self.raw_index,
-            raw_index=self.base_index,
-        )
+    def inverse(self, base_shape: Shape | None = None) -> Transform:
+        """The transform that maps the raw region back onto the base region.
+
+        A chain with a ``reshape`` needs ``base_shape`` (the whole base tensor's)
+        to know the shape to reshape back to.
+        """
+        shape = _region_shape(base_shape, self.base_index) if base_shape is not None else None
+        inverted: list[Step] = []
+        for op, args in self.steps:
+            if op == "reshape":
+                if shape is None:
+                    raise ValueError(f"inverting {self.op_text!r} needs the base tensor's shape")
+                inverted.append(("reshape", shape))
+            else:
+                inverted.append((op, _OPS[op].inverse_args(args)))
+            shape = _OPS[op].shape(shape, args) if shape is not None else None
+        (op, args), *then = reversed(inverted)
+        return Transform(op=op, args=args, base_index=self.raw_index, raw_index=self.base_index, then=tuple(then))
 
     def apply(self, base_value: np.ndarray) -> np.ndarray:
         """The value to write into the raw region, from the whole base tensor."""
-        region = base_value[self.base_index] if self.base_index is not None else base_value
-        return _OPS[self.op].apply(region, self.args)
+        value = base_value[self.base_index] if self.base_index is not None else base_value
+        for op, args in self.steps:
+            value = _OPS[op].apply(value, args)
+        return value
 
     def output_shape(self, base_shape: Shape) -> Shape:
         """Shape of :meth:`apply`'s result, computed without data or memory.
@@ -177,7 +235,10 @@ class Transform:
         Raises:
             ValueError: the transform does not apply to a tensor of this shape.
         """
-        return _OPS[self.op].shape(_region_shape(base_shape, self.base_index), self.args)
+        shape = _region_shape(base_shape, self.base_index)
+        for op, args in self.steps:
+            shape = _OPS[op].shape(shape, args)
+        return shape
 
     def region_shape(self, raw_shape: Shape) -> Shape:
         """Shape of the raw region this transform writes (``ValueError`` if the index does not fit)."""
@@ -188,11 +249,44 @@ class Transform:
         left = base + (f"[{_format_index(self.base_index)}]" if self.base_index else "")
         right = raw + (f"[{_format_index(self.raw_index)}]" if self.raw_index else "")
         text = f"{left} -> {right}"
-        return text if self.op == "identity" else f"{text}: {self.op_text}"
+        return text if self.op == "identity" and not self.then else f"{text}: {self.op_text}"
 
 
 IDENTITY = Transform()
 TRANSPOSE = Transform(op="transpose")
+
+
+def layout_candidates(base_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> list[Transform]:
+    """Every layout change shapes allow, most likely first: identity, 2-D transpose, and
+    the same through a reshape that adds or drops unit axes (a ``Linear`` weight
+    against a 1x1 convolution's ``[out, in, 1, 1]``).
+    """
+    found: list[Transform] = []
+    if base_shape == raw_shape:
+        found.append(IDENTITY)
+    if len(base_shape) == 2 and base_shape[::-1] == raw_shape and base_shape != (1, 1):
+        found.append(TRANSPOSE)
+    base_core, raw_core = _without_unit_axes(base_shape), _without_unit_axes(raw_shape)
+    if (
+        (base_core != base_shape or raw_core != raw_shape)
+        and base_shape != raw_shape
+        and len(base_core) == 2 == len(raw_core)
+    ):
+        if base_core == raw_core:
+            found.append(Transform(op="reshape", args=raw_shape))
+        if base_core[::-1] == raw_core:
+            steps: list[Step] = [("transpose", ())]
+            if base_shape != base_core:
+                steps.insert(0, ("reshape", base_core))
+            if raw_shape != raw_core:
+                steps.append(("reshape", raw_shape))
+            (op, args), *then = steps
+            found.append(Transform(op=op, args=args, then=tuple(then)))
+    return found
+
+
+def _without_unit_axes(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(size for size in shape if size != 1)
 
 
 def constant(value: float) -> str:
@@ -254,12 +348,13 @@ class TensorPair(NamedTuple):
             (pair.base_constant is not None and (pair.raw_constant is not None or transform.base_index))
             or (pair.raw_constant is not None and transform.raw_index)
             or transform.op != "identity"
+            or transform.then
         ):
             raise ValueError(f"{text!r}: one side at most is const(...), without an index or a transform")
         return pair
 
-    def inverse(self) -> TensorPair:
-        return TensorPair(self.raw, self.base, self.transform.inverse())
+    def inverse(self, base_shape: Shape | None = None) -> TensorPair:
+        return TensorPair(self.raw, self.base, self.transform.inverse(base_shape))
 
     def prefixed(self, base_prefix: str, raw_prefix: str) -> TensorPair:
         base = self.base if self.base_constant is not None else join_path(base_prefix, self.base)

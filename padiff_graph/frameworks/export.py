@@ -31,7 +31,23 @@ def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> M
         with task(f"tracing the {side} model"):
             call_order = trace_call_order(adapter, model, arguments, side)
     with task(f"exporting the {side} model"), paused_gc():
-        return build_tree(adapter.export(model), call_order, adapter.shared_layers(model))
+        shared = adapter.shared_layers(model)
+        tree = build_tree(adapter.export(model), call_order, shared)
+    tree.graph["tied"] = {
+        key: name for key, name in adapter.state_dict_names(model).items() if _tied(key, name, shared)
+    }
+    return tree
+
+
+def _tied(key: str, name: str, shared: dict[str, str]) -> bool:
+    """Whether state-dict ``key`` is another layer's name for tensor ``name``: a tie the user made.
+
+    Not a layer reached under two names (reported as shared), nor a layer's
+    inside reusing its own tensors (paddle's RNN cells hold their RNN's weights).
+    """
+    owner = name.rpartition(".")[0]
+    inside_owner = bool(owner) and key.startswith(owner + ".")
+    return key != name and not inside_owner and not any(key.startswith(alias + ".") for alias in shared)
 
 
 def export_pair(base: Any, raw: Any, inputs: Any = None) -> tuple[ModelTree, ModelTree]:

@@ -123,9 +123,15 @@ class Conversion:
         forward = self.pair_tensors
 
         def pair_tensors(base: LayerSide, raw: LayerSide) -> list[TensorPair]:
-            return [pair.inverse() for pair in forward(raw, base)]
+            return [pair.inverse(_shape_of(raw, pair.base)) for pair in forward(raw, base)]
 
         return replace(self, pair_tensors=pair_tensors)
+
+
+def _shape_of(side: LayerSide, name: str) -> tuple[int, ...] | None:
+    """A tensor's shape, for inverting a reshape (``None`` for a constant or an unknown name)."""
+    tensor = side.subtree_tensors.get(name)
+    return None if tensor is None else tensor.shape
 
 
 Key = tuple[str, str, str, str]

@@ -97,6 +97,8 @@ class LayerMap:
                 entry["init"] = pair.init
             if pair.candidates:
                 entry["candidates"] = list(pair.candidates)
+            if pair.guessed_layouts:
+                entry["guessed_layouts"] = list(pair.guessed_layouts)
             pairs.append(entry)
         return {
             "version": self.version,

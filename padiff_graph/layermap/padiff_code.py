@@ -35,21 +35,24 @@ def _pg_write(tensor, value):
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
 
 
-def _pg_apply(value, op, args):
-    if op == "transpose":
-        return value.T
-    if op == "permute":
-        return np.transpose(value, args)
-    if op == "blocks":
-        parts = np.split(value, len(args))
-        return np.concatenate([parts[i] for i in args])
+def _pg_apply(value, steps):
+    for op, args in steps:
+        if op == "transpose":
+            value = value.T
+        elif op == "permute":
+            value = np.transpose(value, args)
+        elif op == "reshape":
+            value = value.reshape(args)
+        elif op == "blocks":
+            parts = np.split(value, len(args))
+            value = np.concatenate([parts[i] for i in args])
     return value
 
 
 def _pg_copy(base, raw, links):
-    """Replay padiff-graph tensor pairs: (base, base region, raw, raw region, op, args, constant)."""
+    """Replay padiff-graph tensor pairs: (base, base region, raw, raw region, ops, constant)."""
     source, target, pending = _pg_tensors(base), _pg_tensors(raw), {}
-    for base_name, base_index, raw_name, raw_index, op, args, value in links:
+    for base_name, base_index, raw_name, raw_index, steps, value in links:
         if raw_name is None:  # the raw layer has no such tensor: the base one must hold the neutral value
             held = source[base_name].detach().cpu().numpy()[base_index]
             assert np.all(held == value), f"{base_name} must be {value}: the raw layer cannot hold it"
@@ -58,7 +61,7 @@ def _pg_copy(base, raw, links):
         if base_name is None:
             current[raw_index] = value
         else:
-            current[raw_index] = _pg_apply(source[base_name].detach().cpu().numpy()[base_index], op, args)
+            current[raw_index] = _pg_apply(source[base_name].detach().cpu().numpy()[base_index], steps)
     for raw_name, value in pending.items():
         _pg_write(target[raw_name], value)
 '''
@@ -111,7 +114,7 @@ def _link(tensor: TensorPair) -> str:
     value = tensor.base_constant if tensor.base_constant is not None else tensor.raw_constant
     return (
         f"({base_name!r}, {_index(transform.base_index)}, {raw_name!r}, {_index(transform.raw_index)}, "
-        f"{transform.op!r}, {transform.args!r}, {value!r})"
+        f"{list(transform.steps)!r}, {value!r})"
     )
 
 

@@ -21,6 +21,9 @@ class LayerPair:
         init: ``module:function`` of a user init that copies this pair's weights.
         candidates: other raw layers that fit almost as well (an ambiguous match).
         stage: the matcher stage that proposed the pair.
+        guessed_layouts: base tensors (relative names) whose transform only shapes
+            suggested, where another fits too (a square weight of a class no
+            conversion knows): a probe with inputs, or the user, must settle them.
     """
 
     base: str
@@ -31,6 +34,7 @@ class LayerPair:
     init: str | None = None
     candidates: tuple[str, ...] = ()
     stage: str = "user"
+    guessed_layouts: tuple[str, ...] = ()
 
     @property
     def ambiguous(self) -> bool:
@@ -44,5 +48,6 @@ def is_special(pair: LayerPair) -> bool:
         or tensor.transform.base_index is not None
         or tensor.transform.raw_index is not None
         or tensor.transform.op not in ("identity", "transpose")
+        or bool(tensor.transform.then)
         for tensor in pair.tensors
     )

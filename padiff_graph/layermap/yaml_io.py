@@ -79,6 +79,9 @@ class _Parser:
         except ValueError as error:
             raise self.fail(node, str(error)) from None
 
+    def tensor_name(self, node: Node) -> str:
+        return self.string(node, "tensor name")
+
     def init(self, node: Node) -> str:
         value = self.string(node, "init")
         if not _INIT.match(value):
@@ -86,7 +89,7 @@ class _Parser:
         return value
 
     def pair(self, node: Node) -> LayerPair:
-        allowed = ("base", "raw", "score", "tensors", "conversion", "init", "candidates")
+        allowed = ("base", "raw", "score", "tensors", "conversion", "init", "candidates", "guessed_layouts")
         fields = self.mapping(node, "a pair", allowed)
         for required in ("base", "raw"):
             if required not in fields:
@@ -102,6 +105,9 @@ class _Parser:
             if "candidates" in fields
             else (),
             stage="user",
+            guessed_layouts=tuple(self.items(fields["guessed_layouts"], "guessed_layouts", self.tensor_name))
+            if "guessed_layouts" in fields
+            else (),
         )
 
     def sides(self, node: Node, what: str) -> tuple[list[str], list[str]]:

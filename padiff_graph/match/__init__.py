@@ -36,7 +36,7 @@ from padiff_graph.match.stages import (
     settle_candidates,
 )
 from padiff_graph.match.store import MappingStore, Match
-from padiff_graph.match.tensors import TensorMatch, pair_by_name_and_shape, pair_layer_tensors
+from padiff_graph.match.tensors import TensorMatch, guessed_layouts, pair_by_name_and_shape, pair_layer_tensors
 
 __all__ = ["MatchOptions", "match_trees"]
 
@@ -96,6 +96,10 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
             layer_side(base.tree, base_path), layer_side(raw.tree, match.raw), scorer.conversion(base_path, match.raw)
         )
     absorbed_base, absorbed_raw = _pair_leftover_tensors(scorer, store, tensor_matches, covered_base, covered_raw)
+    guessed = {
+        path: guessed_layouts(layer_side(base.tree, path), layer_side(raw.tree, match.raw), tensor_matches[path])
+        for path, match in store.by_base.items()
+    }
     pairs = []
     for base_path in base.order:
         found = store.by_base.get(base_path)
@@ -112,6 +116,7 @@ def _assemble(scorer: Scorer, store: MappingStore, covered_base: set[str], cover
                 init=tensors.init,
                 candidates=found.candidates,
                 stage=found.stage,
+                guessed_layouts=guessed[base_path],
             )
         )
     skip_base = covered_base | absorbed_base

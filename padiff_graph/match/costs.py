@@ -23,6 +23,7 @@ from padiff_graph.core.tree import relative_path
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, layer_side
 from padiff_graph.knowledge.families import CONTAINER, NAME_SYNONYMS
 from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.offsets import index_offsets, renumber, renumbering
 from padiff_graph.match.options import MatchOptions
 
 #: Cost standing for "these two can never be a pair".
@@ -127,6 +128,13 @@ class Scorer:
         self._conversions: dict[tuple[str, str], Conversion | None] = {}
         self._compatible: dict[tuple[str, str], bool] = {}
         self._fit: dict[tuple[object, ...], bool] = {}
+        #: numbered runs the raw model numbers off by a constant (``features.N`` ~ ``blocks.N-1``)
+        self.offsets = index_offsets(base, raw)
+        self._renamed = renumbering(self.offsets, raw)
+
+    def renumbered(self, raw_path: str) -> bool:
+        """Whether the raw path's name is compared under an index offset."""
+        return renumber(raw_path, self._renamed) != raw_path
 
     def conversion(self, base_path: str, raw_path: str) -> Conversion | None:
         """The registered conversion between the two layers' classes, if any."""
@@ -233,7 +241,8 @@ class Scorer:
         options = self.options
         # names as the matched ancestors see them: wrapper and opened-container names kept
         base_names = [relative_path(base_anchor, p) for p in base_paths]
-        raw_names = [relative_path(raw_anchor, p) for p in raw_paths]
+        renamed_anchor = renumber(raw_anchor, self._renamed)
+        raw_names = [relative_path(renamed_anchor, renumber(p, self._renamed)) for p in raw_paths]
         costs = options.name_weight * (
             1.0
             - np.array([[name_similarity(b, r) for r in raw_names] for b in base_names]).reshape(

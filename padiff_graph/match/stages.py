@@ -7,8 +7,9 @@
    holding most of its matched descendants.
 4. :func:`recover_children` — inside each matched pair, the unmatched
    children are paired (aligned in call order when traced, else by
-   ``linear_sum_assignment``); containers left over are opened up and their
-   children tried.
+   ``linear_sum_assignment``, with numbered blocks compared under the index
+   offset that lines their structures up: stage ``index-offset``); containers
+   left over are opened up and their children tried.
 5. :func:`recover_leftovers` — tensor layers still unmatched meet across
    container boundaries, under their closest common matched ancestors.
 6. :func:`drop_inconsistent_containers` — containers whose contents do not
@@ -149,7 +150,8 @@ def recover_children(scorer: Scorer, store: MappingStore) -> None:
             base_try = [p for p in base_free if base.tensor_layers[p] or not base.is_leaf(p)]
             raw_try = [p for p in raw_free if raw.tensor_layers[p] or not raw.is_leaf(p)]
             for pair in scorer.assign(base_try, raw_try, base_parent, raw_parent):
-                store.add(pair.base, pair.raw, pair.score, "recovery", pair.candidates)
+                stage = "index-offset" if scorer.renumbered(pair.raw) else "recovery"
+                store.add(pair.base, pair.raw, pair.score, stage, pair.candidates)
                 queue.append(pair.base)
             base_left = [p for p in base_free if not store.has_base(p)]
             raw_left = [p for p in raw_free if not store.has_raw(p)]

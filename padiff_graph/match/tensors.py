@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from padiff_graph.core.records import TensorInfo
-from padiff_graph.core.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
+from padiff_graph.core.transforms import TensorPair, Transform, layout_candidates
 from padiff_graph.knowledge.conversions import Conversion, LayerSide
 from padiff_graph.knowledge.families import TENSOR_NAME_ALIASES
 from padiff_graph.match.costs import INCOMPATIBLE, name_similarity
@@ -33,12 +33,9 @@ class TensorMatch:
 
 
 def shape_transform(base_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> Transform | None:
-    """The layout change implied by shapes alone: identity, 2-D transpose, or none."""
-    if base_shape == raw_shape:
-        return IDENTITY
-    if len(base_shape) == 2 and base_shape[::-1] == raw_shape:
-        return TRANSPOSE
-    return None
+    """The layout change implied by shapes alone (the likeliest of :func:`layout_candidates`), or none."""
+    candidates = layout_candidates(base_shape, raw_shape)
+    return candidates[0] if candidates else None
 
 
 def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion | None) -> TensorMatch:
@@ -66,6 +63,27 @@ def pair_layer_tensors(base: LayerSide, raw: LayerSide, conversion: Conversion |
         leftover_base=[name for name in scope_base if name not in used_base],
         leftover_raw=[name for name in scope_raw if name not in used_raw],
     )
+
+
+def guessed_layouts(base: LayerSide, raw: LayerSide, found: TensorMatch) -> tuple[str, ...]:
+    """Base tensors whose transform only shapes chose, where another fits as well.
+
+    Across frameworks a square 2-D weight of a class no conversion knows may
+    be stored ``[out, in]`` on one side and ``[in, out]`` on the other (a
+    Megatron-style parallel linear, a LoRA layer holding its base weight):
+    identity and transpose both fit, and only running the layers can tell.
+    """
+    if found.conversion is not None or found.init is not None or base.framework == raw.framework:
+        return ()
+    guessed = []
+    for pair in found.pairs:
+        base_tensor = base.tensors.get(pair.base) or base.subtree_tensors.get(pair.base)
+        raw_tensor = raw.tensors.get(pair.raw) or raw.subtree_tensors.get(pair.raw)
+        if pair.has_constant or base_tensor is None or raw_tensor is None or pair.transform.base_index is not None:
+            continue
+        if len(layout_candidates(base_tensor.shape, raw_tensor.shape)) > 1:
+            guessed.append(pair.base)
+    return tuple(guessed)
 
 
 def pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorInfo]) -> list[TensorPair]:

@@ -1,0 +1,286 @@
+"""Layouts learned from the models themselves: probing a tensor's transform numerically.
+
+Where shapes allow several transforms and no conversion knows the classes
+(a square weight of a user's layer: ``[out, in]`` on one side, ``[in, out]``
+or ``[out, in]`` on the other), the base layer's input is captured in one
+run of the base model; then, for each candidate transform, the base tensors
+are written into the raw layer that way and both layers run on that input.
+The one candidate under which the raw layer computes what the base layer
+computes is kept; if none or several do, the pair stays ``ambiguous-transform``.
+The raw layer's tensors are restored afterwards: probing writes nothing.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.assign.weights import copy_weights
+from padiff_graph.checks.rules import unconverted_tensors
+from padiff_graph.core.fused import fused_links
+from padiff_graph.core.records import join_path
+from padiff_graph.core.transforms import TensorPair, layout_candidates
+from padiff_graph.core.tree import ModelTree
+from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
+from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
+from padiff_graph.frameworks.tracing import evaluation_mode
+from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.layermap.validation import check_map_paths
+
+#: Two layer outputs agree when they differ by no more than fp32 noise, relative to their scale.
+PROBE_RTOL = 1e-4
+#: Most combinations of candidate layouts tried at one level (they multiply across the tensors probed together).
+MAX_COMBINATIONS = 64
+
+Captured = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def probe_layouts(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    arguments: CallArguments,
+    trees: tuple[ModelTree, ModelTree],
+) -> LayerMap:
+    """``layer_map`` with what the probe settles: guessed layouts, and fused tensors against split ones.
+
+    A pair with guessed layouts is tried under every layout its tensors'
+    shapes allow; a pair holding tensors nothing pairs (a fused ``qkv``
+    against ``q``/``k``/``v``) under every way of cutting one side's tensors
+    into the other's (:mod:`padiff_graph.core.fused`). Each pair is probed on
+    its own layers first; where the raw layer cannot take the base layer's
+    input (a ``Linear`` against a 1x1 convolution sees ``[n, c]`` against
+    ``[n, c, 1, 1]``), the choices are probed together under the nearest
+    enclosing pair.
+
+    Args:
+        base, raw: ``(adapter, model)`` of each side.
+        arguments: the base model's prepared inputs, run once to capture each probed layer's input.
+        trees: both models' trees.
+
+    Raises:
+        LayerMapError: ``layer_map`` names layers or tensors the models lack.
+    """
+    check_map_paths(*trees, layer_map)
+    jobs = _jobs(base, raw, layer_map, trees)
+    if not jobs:
+        return layer_map
+    # eval mode, as tracing: BatchNorm keeps its statistics, dropout draws nothing
+    with evaluation_mode(base[0].named_layers(base[1])), evaluation_mode(raw[0].named_layers(raw[1])):
+        settled = _settle(base, raw, layer_map, jobs, arguments)
+    return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+
+
+def _settle(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    jobs: dict[str, list[tuple[LayerPair, ...]]],
+    arguments: CallArguments,
+) -> dict[str, LayerPair]:
+    """The pairs the probe settles, by base path: each job on its own layers, else under the enclosing pair."""
+    enclosing = {path: _enclosing_pair(layer_map, path) for path in jobs}
+    levels = set(jobs) | {e.base for e in enclosing.values() if e is not None}
+    inputs = _capture_inputs(*base, sorted(levels), arguments)
+    settled: dict[str, LayerPair] = {}
+    escalated: dict[str, list[list[tuple[LayerPair, ...]]]] = {}
+    for path, choices in jobs.items():
+        try:
+            settled.update(_probe_level(base, raw, layer_map, path, choices, inputs))
+        except _CannotRun:
+            outer = enclosing[path]
+            if outer is not None:
+                escalated.setdefault(outer.base, []).append(choices)
+    for outer_path, groups in escalated.items():
+        combined = [tuple(pair for choice in combination for pair in choice) for combination in product(*groups)]
+        if len(combined) <= MAX_COMBINATIONS:
+            with suppress(_CannotRun):
+                settled.update(_probe_level(base, raw, layer_map, outer_path, combined, inputs))
+    return settled
+
+
+def _jobs(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    trees: tuple[ModelTree, ModelTree],
+) -> dict[str, list[tuple[LayerPair, ...]]]:
+    """Per pair to probe (by base path): the versions of it to try."""
+    jobs: dict[str, list[tuple[LayerPair, ...]]] = {}
+    for pair in layer_map.active_pairs():
+        if pair.guessed_layouts:
+            jobs[pair.base] = [(candidate,) for candidate in _candidates(pair, _guessed_shapes(base, raw, pair))]
+    for path, (free_base, free_raw) in unconverted_tensors(*trees, layer_map).items():
+        owner = layer_map.pair_for_base(path)
+        cuts = fused_links({n: t.shape for n, t in free_base.items()}, {n: t.shape for n, t in free_raw.items()})
+        if owner is not None and cuts:
+            jobs[path] = [(replace(owner, tensors=(*owner.tensors, *links), guessed_layouts=()),) for links in cuts]
+    return {path: choices for path, choices in jobs.items() if 1 <= len(choices) <= MAX_COMBINATIONS}
+
+
+class _CannotRun(Exception):
+    """A layer could not run on the captured input (another input layout, or no input captured)."""
+
+
+def _enclosing_pair(layer_map: LayerMap, base_path: str) -> LayerPair | None:
+    """The nearest active pair whose base layer encloses ``base_path``."""
+    path = base_path
+    while path:
+        path = path.rpartition(".")[0]
+        found = layer_map.pair_for_base(path)
+        if found is not None and not layer_map.ignores(base=found.base, raw=found.raw):
+            return found
+    return None
+
+
+def _capture_inputs(
+    adapter: FrameworkAdapter, model: Any, paths: list[str], arguments: CallArguments
+) -> dict[str, Captured]:
+    """Each layer's first call arguments in one run, tensors as numpy arrays."""
+    layers = adapter.named_layers(model)
+    captured: dict[str, Captured] = {}
+
+    def hook_for(path: str) -> Any:
+        def hook(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if path not in captured:
+                captured[path] = map_tensors((args, kwargs), adapter.is_tensor, adapter.to_numpy)
+            return None
+
+        return hook
+
+    handles = [adapter.add_input_hook(layers[path], hook_for(path)) for path in paths]
+    try:
+        with adapter.no_grad():
+            model(*arguments.args, **arguments.kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+def _probe_level(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    level_path: str,
+    choices: list[tuple[LayerPair, ...]],
+    inputs: dict[str, Captured],
+) -> dict[str, LayerPair]:
+    """The one choice (versions of some pairs) under which the pair at ``level_path`` computes alike.
+
+    Every pair inside the level is copied with each choice; the raw tensors
+    are restored afterwards. Empty if no choice or several agree.
+
+    Raises:
+        _CannotRun: the raw layer cannot run on the base layer's input.
+    """
+    (base_adapter, base_model), (raw_adapter, raw_model) = base, raw
+    level = layer_map.pair_for_base(level_path)
+    if level is None or level_path not in inputs:
+        raise _CannotRun(level_path)
+    probed = {pair.base for choice in choices for pair in choice}
+    inside = [p for p in layer_map.active_pairs() if _within(p.base, level_path) and p.base not in probed]
+    expected = _run(base_adapter, base_model, level_path, inputs[level_path])
+    raw_tensors = raw_adapter.named_tensors(raw_model)
+    every = [*inside, *(pair for choice in choices for pair in choice)]
+    touched = {t.raw for t in layer_map.with_pairs(every).tensor_pairs()} & set(raw_tensors)
+    saved = {name: raw_adapter.to_numpy(raw_tensors[name]) for name in touched}
+    matching = []
+    try:
+        for choice in choices:
+            copy_weights(base_model, raw_model, layer_map.with_pairs([*inside, *choice]), base_adapter, raw_adapter)
+            try:
+                got = _run(raw_adapter, raw_model, level.raw, inputs[level_path])
+            except Exception as error:  # any framework's error: this layer cannot take that input
+                raise _CannotRun(level.raw) from error
+            if _agree(expected, got):
+                matching.append(choice)
+    finally:
+        for name, value in saved.items():
+            raw_adapter.write(raw_tensors[name], value)
+    if len(matching) != 1:
+        return {}
+    return {pair.base: replace(pair, guessed_layouts=()) for pair in matching[0]}
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return not ancestor or path == ancestor or path.startswith(ancestor + ".")
+
+
+def _guessed_shapes(
+    base: tuple[FrameworkAdapter, Any], raw: tuple[FrameworkAdapter, Any], pair: LayerPair
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    return {
+        tensor.base: (
+            _shape(*base, join_path(pair.base, tensor.base)),
+            _shape(*raw, join_path(pair.raw, tensor.raw)),
+        )
+        for tensor in pair.tensors
+        if tensor.base in pair.guessed_layouts
+    }
+
+
+def _candidates(pair: LayerPair, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> list[LayerPair]:
+    """The pair under every combination of the layouts its guessed tensors' shapes allow."""
+    guessed = [index for index, tensor in enumerate(pair.tensors) if tensor.base in shapes]
+    choices = [layout_candidates(*shapes[pair.tensors[index].base]) for index in guessed]
+    result = []
+    for choice in product(*choices):
+        tensors = list(pair.tensors)
+        for index, transform in zip(guessed, choice, strict=True):
+            tensors[index] = TensorPair(tensors[index].base, tensors[index].raw, transform)
+        result.append(replace(pair, tensors=tuple(tensors)))
+    return result
+
+
+def _shape(adapter: FrameworkAdapter, model: Any, name: str) -> tuple[int, ...]:
+    return tuple(adapter.to_numpy(adapter.named_tensors(model)[name]).shape)
+
+
+def _run(adapter: FrameworkAdapter, model: Any, path: str, captured: Captured) -> list[np.ndarray]:
+    """The layer's output tensors, as arrays, on the captured inputs (converted to this framework)."""
+    layer = adapter.named_layers(model)[path]
+    arrays: dict[str, np.ndarray] = {}
+
+    def collect(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            arrays[str(len(arrays))] = value
+        return value
+
+    is_array = lambda value: isinstance(value, np.ndarray)  # noqa: E731
+    map_tensors(captured, is_array, collect)
+    tensors = iter(adapter.to_inputs(model, arrays).values())
+    args, kwargs = map_tensors(captured, is_array, lambda _: next(tensors))
+    with adapter.no_grad():
+        output = layer(*args, **kwargs)
+    return [adapter.to_numpy(tensor) for tensor in iter_tensors(output, adapter.is_tensor)]
+
+
+def _agree(expected: list[np.ndarray], got: list[np.ndarray]) -> bool:
+    """Same outputs up to fp32 noise, relative to the outputs' scale."""
+    if len(expected) != len(got) or not expected:
+        return False
+    for left, right in zip(expected, got, strict=True):
+        if left.shape != right.shape:
+            return False
+        scale = max(float(np.abs(left).max(initial=0.0)), 1e-6)
+        if float(np.abs(left.astype(np.float64) - right).max(initial=0.0)) > PROBE_RTOL * scale:
+            return False
+    return True
+
+
+def probe_with_inputs(
+    base_model: Any, raw_model: Any, layer_map: LayerMap, inputs: Any, trees: tuple[ModelTree, ModelTree]
+) -> LayerMap:
+    """:func:`probe_layouts` on inputs as users give them (``None``: the map as it is)."""
+    if inputs is None:
+        return layer_map
+    base_adapter = adapter_for(base_model)
+    arguments = prepare(base_adapter, base_model, split_inputs(inputs)[0])
+    base, raw = (base_adapter, base_model), (adapter_for(raw_model), raw_model)
+    return probe_layouts(base, raw, layer_map, arguments, trees)
