@@ -42,11 +42,11 @@ def parse_index(text: str) -> tuple[slice, ...]:
 
 
 def _permute_axes(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(value, args))
+    return np.transpose(value, args)
 
 
 def _transpose(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
-    return np.ascontiguousarray(value.T)
+    return value.T
 
 
 def _identity(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
@@ -63,7 +63,7 @@ def _inverse_permutation(args: tuple[int, ...]) -> tuple[int, ...]:
 def _blocks(value: np.ndarray, args: tuple[int, ...]) -> np.ndarray:
     """Reorder equal blocks along axis 0, e.g. LSTM gates: ``blocks(0,1,3,2)``."""
     chunks = np.split(value, len(args), axis=0)
-    return np.ascontiguousarray(np.concatenate([chunks[i] for i in args], axis=0))
+    return np.concatenate([chunks[i] for i in args], axis=0)
 
 
 Shape = tuple[int, ...]
@@ -167,7 +167,11 @@ class Transform:
         )
 
     def apply(self, base_value: np.ndarray) -> np.ndarray:
-        """The value to write into the raw region, from the whole base tensor."""
+        """The value to write into the raw region, from the whole base tensor (a new C-ordered array)."""
+        return np.ascontiguousarray(self.view(base_value))
+
+    def view(self, base_value: np.ndarray) -> np.ndarray:
+        """Like :meth:`apply`, but a view of ``base_value`` where the op allows (no copy, any strides)."""
         region = base_value[self.base_index] if self.base_index is not None else base_value
         return _OPS[self.op].apply(region, self.args)
 
