@@ -49,19 +49,19 @@ def best_of(variants: dict[str, Callable[[], object]], repeat: int) -> dict[str,
 
 
 def print_rows(title: str, seconds: dict[str, float], baseline: str, targets: dict[str, float]) -> None:
-    print(f"\n{title}\n{'variant':<34}{'time s':>8}{'x ' + baseline:>22}{'target':>9}")
+    print(f"\n{title} (ratio: x {baseline})\n{'variant':<44}{'time s':>8}{'ratio':>8}{'target':>9}")
     for name, value in seconds.items():
-        target = f"<= {targets[name]:.1f}" if name in targets else ""
         ratio = value / seconds[baseline]
+        target = f"<= {targets[name]:.1f}" if name in targets else ""
         verdict = "" if name not in targets else ("  ok" if ratio <= targets[name] else "  MISSED")
-        print(f"{name:<34}{value:>8.3f}{ratio:>22.2f}{target:>9}{verdict}", flush=True)
+        print(f"{name:<44}{value:>8.3f}{ratio:>8.2f}{target:>9}{verdict}", flush=True)
 
 
 def startup(repeat: int) -> None:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
 
     def process(*command: str) -> Callable[[], object]:
-        return lambda: subprocess.run(command, env=environment, capture_output=True, check=True)
+        return lambda: subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, check=True)
 
     python = sys.executable
     variants = {
