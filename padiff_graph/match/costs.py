@@ -17,6 +17,7 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from padiff_graph.core.tree import relative_path
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, layer_side
@@ -396,8 +397,6 @@ class Scorer:
 
 def _solve(costs: np.ndarray) -> tuple[dict[int, int], float]:
     """``linear_sum_assignment`` keeping only possible pairs: row -> column, and their total cost."""
-    from scipy.optimize import linear_sum_assignment  # 0.25 s to import; most pairs never get here
-
     rows, cols = linear_sum_assignment(costs)
     chosen = {int(i): int(j) for i, j in zip(rows, cols, strict=True) if costs[i, j] < INCOMPATIBLE}
     return chosen, float(sum(costs[i, j] for i, j in chosen.items()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from padiff_graph.core.records import TensorInfo
 from padiff_graph.core.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
@@ -84,8 +85,6 @@ def pair_by_name_and_shape(base: dict[str, TensorInfo], raw: dict[str, TensorInf
             free_base[name] = info
     if not free_base or not free_raw:
         return pairs
-    from scipy.optimize import linear_sum_assignment  # slow to import; only leftovers need it
-
     base_names, raw_names = list(free_base), list(free_raw)
     costs = np.full((len(base_names), len(raw_names)), INCOMPATIBLE)
     for i, base_name in enumerate(base_names):
