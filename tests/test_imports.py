@@ -1,7 +1,18 @@
-"""``import padiff_graph`` must load neither torch nor paddle, and work without them."""
+"""``import padiff_graph`` must load neither torch nor paddle, and work without them.
 
+Start-up: importing the package and ``padiff-graph --help`` load no heavy
+module, and a command loads only the frameworks its models use.
+"""
+
+import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import padiff_graph
 
 BLOCK_FRAMEWORKS = """
 import sys
@@ -24,6 +35,78 @@ def test_import_loads_no_framework() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+HEAVY = ("torch", "paddle", "numpy", "scipy", "networkx", "yaml", "jinja2", "rich")
+
+#: runs the CLI, then prints which of the modules named in argv[1] were loaded
+CLI_PROBE = """
+import json, sys
+watched, sys.argv = sys.argv[1].split(","), ["padiff-graph", *sys.argv[2:]]
+from padiff_graph.cli import main
+try:
+    main()
+finally:
+    print("LOADED", json.dumps(sorted(m for m in watched if m in sys.modules)))
+"""
+
+
+def loaded_by_cli(*args: str, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, ",".join(watched), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode in (0, 1), result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("LOADED"))
+    return json.loads(line.removeprefix("LOADED "))
+
+
+def test_import_and_help_load_no_heavy_module() -> None:
+    result = run(f"import sys, padiff_graph\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert loaded_by_cli("--help") == []
+    assert loaded_by_cli("diff", "--help") == []
+
+
+def test_every_public_name_resolves_lazily() -> None:
+    for name in padiff_graph.__all__:
+        assert getattr(padiff_graph, name) is not None
+        assert name in dir(padiff_graph)
+    from padiff_graph import LayerMap, diff
+    from padiff_graph.api import diff as api_diff
+    from padiff_graph.layermap import LayerMap as layermap_class
+
+    assert diff is api_diff and LayerMap is layermap_class
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        padiff_graph.nope  # noqa: B018
+
+
+MODELS = {
+    "torch": """
+        import torch
+
+        def model():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()), {"input": torch.ones(2, 4)}
+        """,
+    "paddle": """
+        import paddle
+
+        def model():
+            paddle.seed(0)
+            return paddle.nn.Sequential(paddle.nn.Linear(4, 3), paddle.nn.ReLU()), {"input": paddle.ones([2, 4])}
+        """,
+}
+
+
+@pytest.mark.parametrize("framework", ["torch", "paddle"])
+def test_a_command_loads_only_the_framework_its_models_use(tmp_path: Path, framework: str) -> None:
+    models = tmp_path / "models.py"
+    models.write_text(textwrap.dedent(MODELS[framework]))
+    spec = f"{models}:model"
+    watched = ("torch", "paddle", "jinja2")
+    assert loaded_by_cli("show", spec, watched=watched) == [framework]
+    assert loaded_by_cli("diff", spec, spec, watched=watched) == [framework]
 
 
 def test_core_works_without_frameworks(tmp_path) -> None:

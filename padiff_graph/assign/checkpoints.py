@@ -41,6 +41,7 @@ from padiff_graph.assign.probe import probe_with_inputs
 from padiff_graph.assign.verify import OutputCheck, compare_outputs
 from padiff_graph.assign.weights import raise_for_blocking
 from padiff_graph.checks import preflight_trees
+from padiff_graph.core import arrays
 from padiff_graph.core.atomic import default_file_mode
 from padiff_graph.core.records import TensorInfo
 from padiff_graph.core.tensorfile import (
@@ -331,15 +332,17 @@ def _produce(item: Planned, reader: CheckpointReader) -> Stored:
         if part.key is None:
             piece = constant(part.value or 0.0, region, item.dtype).array
         else:
-            piece = part.transform.apply(reader.read(part.key).array)
+            piece = part.transform.view(reader.read(part.key).array)
         if piece.shape != region:
             raise AssignError(
                 f"raw {item.name!r}: {part.key} gives shape {list(piece.shape)} for a region of {list(region)}"
             )
-        if value is None:
-            value = piece.astype(storage, copy=False)
+        if value is None and piece.flags.c_contiguous and piece.dtype == storage:
+            value = piece  # written straight from the checkpoint's memory map
         else:
-            value[part.transform.raw_index if part.transform.raw_index is not None else ...] = piece
+            value = np.empty(item.shape, dtype=storage) if value is None else value
+            raw_index = part.transform.raw_index
+            arrays.copy_into(value[raw_index] if raw_index is not None else value, piece)
     assert value is not None
     return Stored(value, item.dtype)
 

@@ -3,7 +3,10 @@
 Every tensor pair's transform is applied to the base value (a region of it,
 for fused layouts) and written into the raw tensor (a region of it, for
 split layouts); afterwards each raw tensor is read back and compared bit for
-bit with what should be there.
+bit with what should be there. A whole-tensor pair moves each byte once: the
+base tensor is read in place, the transform is a view of it, the raw
+framework writes that view into the tensor's memory, and the read-back
+compares the tensor's memory with the view, tile by tile (``core.arrays``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from padiff_graph.assign.inits import run_init
 from padiff_graph.assign.verify import OutputCheck
+from padiff_graph.core import arrays
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import Severity
 from padiff_graph.core.transforms import TensorPair, Transform, constant_value
@@ -111,7 +115,7 @@ def copy_weights(
                 writes[full.raw].append((full.base, tensor.transform))
     for raw_name, parts in writes.items():
         target = raw_tensors[raw_name]
-        expected = _read(raw_adapter, target, raw_name, "raw") if _partial(parts) else None
+        expected = _read(raw_adapter, target, raw_name, "raw", copy=True) if _partial(parts) else None
         for base_name, transform in parts:
             value = _source(base_adapter, base_tensors, base_name, transform, tuple(target.shape))
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
@@ -130,7 +134,7 @@ def _source(
     value = constant_value(name)
     if value is not None:
         return np.full(transform.region_shape(raw_shape), value, dtype=np.float32)
-    return transform.apply(_read(adapter, tensors[name], name, "base"))
+    return transform.view(_read(adapter, tensors[name], name, "base"))
 
 
 def _check_constant(adapter: FrameworkAdapter, tensor: Any, pair: TensorPair, raw_layer: str) -> None:
@@ -149,9 +153,9 @@ def _partial(parts: list[tuple[str, Transform]]) -> bool:
     return any(transform.raw_index is not None for _, transform in parts)
 
 
-def _read(adapter: FrameworkAdapter, tensor: Any, name: str, side: str) -> np.ndarray:
+def _read(adapter: FrameworkAdapter, tensor: Any, name: str, side: str, copy: bool = False) -> np.ndarray:
     try:
-        return adapter.to_numpy(tensor)
+        return adapter.to_numpy(tensor, copy=copy)
     except ValueError as error:
         raise AssignError(
             f"{side} tensor {name!r} cannot be read: {error}; build the model with real weights to copy them"
@@ -177,14 +181,15 @@ def _place(
     if transform.raw_index is None:
         return value
     assert current is not None
-    current[transform.raw_index] = value
+    arrays.copy_into(current[transform.raw_index], value)
     return current
 
 
 def _verify(adapter: FrameworkAdapter, tensor: Any, name: str, expected: np.ndarray) -> None:
-    written = adapter.to_numpy(tensor)
-    wanted = _as_stored(expected, adapter.dtype_name(tensor))
-    if written.shape != wanted.shape or not np.array_equal(written, wanted, equal_nan=True):
+    written = adapter.to_numpy(tensor, copy=False)
+    dtype = adapter.dtype_name(tensor)
+    wanted = expected if expected.dtype.name == dtype else _as_stored(expected, dtype)
+    if not arrays.equal(written, wanted):
         raise AssignError(f"raw tensor {name!r} does not hold the copied values after the copy (verification failed)")
 
 

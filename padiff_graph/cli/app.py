@@ -14,25 +14,31 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 from padiff_graph.errors import PadiffGraphError
-from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
+from padiff_graph.run import DEFAULT_BUDGET_MIB
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 _state = {"debug": False}
 
 
 def _console(quiet: bool = False) -> Console:
+    from rich.console import Console
+
     return Console(quiet=quiet, highlight=False, soft_wrap=False)
 
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[None]:
     """A progress bar on stderr for the long steps, when a person watches a terminal."""
+    from rich.console import Console
+
     from padiff_graph.cli.progress_bar import RichReporter
     from padiff_graph.core.progress import reporting
 

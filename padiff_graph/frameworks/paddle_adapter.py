@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.arrays import copy_into
 from padiff_graph.core.records import LayerInfo, Layout
 from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
 from padiff_graph.errors import InputError
@@ -105,9 +106,24 @@ class PaddleAdapter:
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         paddle = _paddle()
+        memory = self._host_memory(tensor)
+        if memory is not None and memory.shape == value.shape:
+            copy_into(memory, value)  # in place: no intermediate tensor, no new allocation
+            return
         source = paddle.to_tensor(np.ascontiguousarray(value)).astype(tensor.dtype)
         with paddle.no_grad():
             tensor.set_value(source)
+
+    def _host_memory(self, tensor: Any) -> np.ndarray | None:
+        """The tensor's own host memory as a writable array, where numpy can hold its dtype."""
+        value = tensor.detach()
+        if not value._is_initialized() or not value.place.is_cpu_place() or value.dtype == _paddle().bfloat16:
+            return None
+        try:
+            memory = np.from_dlpack(value)
+        except (RuntimeError, TypeError, BufferError):
+            return None
+        return memory if memory.flags.writeable else None
 
     def dtype_name(self, tensor: Any) -> str:
         return _dtype_name(tensor.dtype)

@@ -93,7 +93,8 @@ class TorchAdapter:
     def write(self, tensor: Any, value: np.ndarray) -> None:
         torch = _torch()
         with torch.no_grad():
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
+            source = value if value.flags.writeable else value.copy()  # torch wants writable memory
+            tensor.copy_(torch.from_numpy(source))  # any strides, any dtype: one pass of torch's copy kernel
 
     def dtype_name(self, tensor: Any) -> str:
         return _dtype_name(tensor.dtype)

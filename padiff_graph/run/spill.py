@@ -37,11 +37,7 @@ from typing import TypeVar
 import numpy as np
 
 from padiff_graph.errors import PadiffGraphError
-
-#: In-memory budget for base records. Past it, strict mode's extra memory stays bounded
-#: whatever the model's size, at the cost of disk traffic (mostly hidden behind the models'
-#: own work); ``inf`` keeps everything in memory.
-DEFAULT_BUDGET_MIB = 32.0
+from padiff_graph.run import DEFAULT_BUDGET_MIB as DEFAULT_BUDGET_MIB
 
 #: Bytes of records read ahead at any one time.
 READ_AHEAD = 64 << 20

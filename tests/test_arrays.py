@@ -1,0 +1,47 @@
+"""``core.arrays``: strided copies and exact comparisons without array-sized temporaries; the weight copy uses them."""
+
+import numpy as np
+import paddle
+import pytest
+import torch
+
+import padiff_graph as pg
+from padiff_graph.core import arrays
+
+
+@pytest.mark.parametrize("shape", [(300, 70), (5, 130, 33), (7,)])
+def test_copy_into_a_transposed_view_gives_numpys_result(shape) -> None:
+    value = np.random.default_rng(0).standard_normal(shape[::-1]).T  # float64, strided
+    out = np.zeros(shape, np.float32)
+    arrays.copy_into(out, value)
+    assert np.array_equal(out, value.astype(np.float32))
+    assert arrays.equal(out, np.ascontiguousarray(value, dtype=np.float32))
+
+
+def test_equal_is_bit_for_bit_within_a_dtype() -> None:
+    a = np.arange(40_000, dtype=np.float32).reshape(200, 200)
+    b = a.T.copy().T  # same values, other layout
+    assert arrays.equal(a, b)
+    b[199, 3] = np.nextafter(b[199, 3], np.float32(np.inf))
+    assert not arrays.equal(a, b)
+    assert not arrays.equal(np.zeros(3), np.zeros(4))
+    assert not arrays.equal(np.array([0.0]), np.array([-0.0]))  # the bits differ
+    assert arrays.equal(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
+    assert arrays.equal(np.array([1.0, np.nan]), np.array([1.0, np.nan], np.float32))  # values across dtypes
+
+
+def test_copy_into_overlapping_memory_reads_the_source_first() -> None:
+    a = np.arange(16.0).reshape(4, 4)
+    arrays.copy_into(a, a.T)
+    assert np.array_equal(a, np.arange(16.0).reshape(4, 4).T)
+
+
+def test_weights_land_in_the_raw_tensors_own_memory() -> None:
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(300, 200), torch.nn.Linear(200, 10))
+    raw = paddle.nn.Sequential(paddle.nn.Linear(300, 200), paddle.nn.Linear(200, 10))
+    before = {name: np.from_dlpack(p.detach()).ctypes.data for name, p in raw.named_parameters()}
+    pg.assign_weights(base, raw)
+    after = {name: np.from_dlpack(p.detach()).ctypes.data for name, p in raw.named_parameters()}
+    assert after == before  # written in place: no new tensor, no intermediate copy
+    assert np.array_equal(raw[0].weight.numpy(), base[0].weight.detach().numpy().T)
