@@ -86,11 +86,7 @@ def preflight(base: Any, raw: Any, layer_map: LayerMap | None = None, inputs: An
     Raises:
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    base_tree, raw_tree = export_pair(base, raw, inputs)
-    layer_map = probe_with_inputs(
-        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
-    )
-    return preflight_trees(base_tree, raw_tree, layer_map)
+    return preflight_trees(*_mapped(base, raw, inputs, layer_map))
 
 
 def assign_weights(
@@ -114,10 +110,7 @@ def assign_weights(
             missing conversion), only a guess pairs it, or the copy did not verify.
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
-    base_tree, raw_tree = export_pair(base, raw, inputs)
-    layer_map = probe_with_inputs(
-        base, raw, _complete_map(base_tree, raw_tree, layer_map), inputs, (base_tree, raw_tree)
-    )
+    base_tree, raw_tree, layer_map = _mapped(base, raw, inputs, layer_map)
     raise_for_blocking(preflight_trees(base_tree, raw_tree, layer_map), accept_guesses)
     report = copy_weights(base, raw, layer_map, adapter_for(base), adapter_for(raw))
     if inputs is not None:
@@ -288,3 +281,9 @@ def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     return expand_inits(base_tree, raw_tree, layer_map, DEFAULT_REGISTRY)
+
+
+def _mapped(base: Any, raw: Any, inputs: Any, layer_map: LayerMap | None) -> tuple[ModelTree, ModelTree, LayerMap]:
+    """Both trees and the complete map, with the layouts ``inputs`` (if any) settle probed."""
+    trees = export_pair(base, raw, inputs)
+    return (*trees, probe_with_inputs(base, raw, _complete_map(*trees, layer_map), inputs, trees))
