@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PADIFF_VENV ?= .venv-padiff
 PADIFF_STAMP := $(PADIFF_VENV)/.installed
 
-.PHONY: install demo test lint bench clean chromium
+.PHONY: install demo test lint bench clean chromium realworld
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,27 @@ $(PADIFF_STAMP):
 	$(PYTHON) -m venv $(PADIFF_VENV)
 	$(PADIFF_VENV)/bin/pip install --quiet torch==2.13.0 paddlepaddle==3.3.1 padiff==0.2.0 PyYAML
 	touch $(PADIFF_STAMP)
+
+# The real-model suite (realworld/README.md): transformers against paddleformers, torchvision against
+# paddle.vision, in its own environment (not part of `make test`). paddleformers 0.4.1 is the last release
+# with BERT; the constraint keeps its dependencies from pulling another torch. torchvision's wheel is only
+# unpacked: its C++ ops need CUDA torch, realworld/resnet.py imports just the pure-Python model code.
+REALWORLD_VENV ?= .venv-realworld
+REALWORLD_STAMP := $(REALWORLD_VENV)/.installed
+
+$(REALWORLD_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(REALWORLD_VENV)
+	echo 'torch==2.13.0' > $(REALWORLD_VENV)/constraints.txt
+	$(REALWORLD_VENV)/bin/pip install --quiet -c $(REALWORLD_VENV)/constraints.txt \
+	  torch==2.13.0 paddlepaddle==3.3.1 paddleformers==0.4.1 -e .
+	$(REALWORLD_VENV)/bin/pip download --quiet --no-deps torchvision==0.28.0 -d $(REALWORLD_VENV)/wheels
+	$(REALWORLD_VENV)/bin/python -c "import glob, zipfile; \
+	  wheel = zipfile.ZipFile(glob.glob('$(REALWORLD_VENV)/wheels/torchvision-0.28.0-*.whl')[0]); \
+	  wheel.extractall('$(REALWORLD_VENV)/torchvision', [n for n in wheel.namelist() if n.startswith('torchvision/')])"
+	touch $(REALWORLD_STAMP)
+
+realworld: $(REALWORLD_STAMP)
+	$(REALWORLD_VENV)/bin/python -m realworld.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check padiff_graph tests examples benchmarks

@@ -1,0 +1,247 @@
+"""What every model family shares: the case record, norm randomisation, planting bugs, running a model.
+
+A family module describes one architecture twice (a torch model and a paddle
+model from libraries nobody here wrote), the layer pairs between them written by
+hand from their attribute names, and its planted bugs. :func:`cases` turns that
+into runnable cases in both directions: the base side is the reference, the raw
+side is the port (and carries the planted bug).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import paddle
+import torch
+
+TORCH_TO_PADDLE = "torch->paddle"
+PADDLE_TO_TORCH = "paddle->torch"
+
+
+@dataclass(frozen=True)
+class Bug:
+    """A port bug planted into one side; ``torch_path``/``paddle_path`` name the layer it lives in on each side.
+
+    The layer is the innermost layer pair of the hand-written map whose own
+    forward contains the bug (a layer with the wrong activation module, the block
+    that drops a skip connection, the linear layer that uses its weight transposed).
+    """
+
+    name: str
+    description: str
+    plant_torch: Callable[[torch.nn.Module], None]
+    plant_paddle: Callable[[paddle.nn.Layer], None]
+    torch_path: str
+    paddle_path: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture on both sides: factories, the hand-written pairs (torch path -> paddle path), bugs."""
+
+    model: str
+    torch_model: Callable[[], torch.nn.Module]
+    paddle_model: Callable[[], paddle.nn.Layer]
+    inputs: Callable[[], dict[str, np.ndarray]]
+    pairs: dict[str, str]
+    bugs: tuple[Bug, ...]
+    bf16_base: bool = True
+
+
+@dataclass
+class Case:
+    """One row of the table: a model pair in one direction and precision, the correct port or one planted bug."""
+
+    model: str
+    variant: str
+    direction: str
+    precision: str
+    build: Callable[[], tuple[Any, Any, Any]]
+    expected_pairs: dict[str, str]
+    expected: tuple[str, str] | None
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def cases(family: Family) -> list[Case]:
+    """The correct port and every bug, both directions in fp32, and torch->paddle with a bfloat16 base."""
+    found: list[Case] = []
+    variants: list[Bug | None] = [None, *family.bugs]
+    runs = [(TORCH_TO_PADDLE, "fp32"), (PADDLE_TO_TORCH, "fp32")]
+    if family.bf16_base:
+        runs.append((TORCH_TO_PADDLE, "bf16-base"))
+    for direction, precision in runs:
+        for bug in variants:
+            found.append(_case(family, bug, direction, precision))
+    return found
+
+
+def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Case:
+    forward = direction == TORCH_TO_PADDLE
+    pairs = family.pairs if forward else {raw: base for base, raw in family.pairs.items()}
+    expected = None
+    if bug is not None:
+        expected = (bug.torch_path, bug.paddle_path) if forward else (bug.paddle_path, bug.torch_path)
+
+    def build() -> tuple[Any, Any, Any]:
+        seed_everything(0)
+        torch_model, paddle_model = family.torch_model(), family.paddle_model()
+        randomise_norms(torch_model, seed=1)
+        randomise_norms(paddle_model, seed=2)
+        if bug is not None:
+            if forward:
+                bug.plant_paddle(paddle_model)
+            else:
+                bug.plant_torch(torch_model)
+        inputs: Any = family.inputs()
+        if precision == "bf16-base":
+            torch_model = torch_model.to(torch.bfloat16)
+            base_inputs = {
+                k: torch.from_numpy(v).to(torch.bfloat16) if v.dtype.kind == "f" else torch.from_numpy(v)
+                for k, v in inputs.items()
+            }
+            inputs = (base_inputs, inputs)
+        return (torch_model, paddle_model, inputs) if forward else (paddle_model, torch_model, inputs)
+
+    return Case(
+        family.model,
+        "correct" if bug is None else bug.name,
+        direction,
+        precision,
+        build,
+        pairs,
+        expected,
+        "" if bug is None else bug.description,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed numpy, torch and paddle."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    paddle.seed(seed)
+
+
+_SCALES = {"weight", "running_var", "_variance"}
+_SHIFTS = {"bias", "running_mean", "_mean"}
+
+
+def randomise_norms(model: Any, seed: int) -> None:
+    """Random scales (0.5..1.5) and shifts (±0.1) in every norm layer: weights, biases and BatchNorm statistics.
+
+    With the constructor's ones and zeros on both sides a tensor the map forgets
+    to copy would still agree; drawn per side it cannot.
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(model, torch.nn.Module):
+        for module in model.modules():
+            if "Norm" in type(module).__name__:
+                tensors = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+                for name, tensor in tensors:
+                    value = _draw(rng, name, tuple(tensor.shape))
+                    if value is not None:
+                        with torch.no_grad():
+                            tensor.copy_(torch.from_numpy(value).to(tensor.dtype))
+        return
+    for layer in model.sublayers():
+        if "Norm" in type(layer).__name__:
+            tensors = [*layer.named_parameters(include_sublayers=False), *layer.named_buffers(include_sublayers=False)]
+            for name, tensor in tensors:
+                value = _draw(rng, name, tuple(tensor.shape))
+                if value is not None:
+                    tensor.set_value(value.astype(np.float32))
+
+
+def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    if name in _SCALES:
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    if name in _SHIFTS:
+        return rng.uniform(-0.1, 0.1, shape).astype(np.float32)
+    return None
+
+
+# --- planting bugs --------------------------------------------------------------------
+
+
+def layer_at(model: Any, path: str) -> Any:
+    """The layer at a dotted path (list indices as names), torch or paddle."""
+    layer = model
+    for name in path.split("."):
+        layer = getattr(layer, name)
+    return layer
+
+
+def replace(model: Any, path: str, value: Any) -> None:
+    """Set the attribute at a dotted path: a layer, or a plain function such as an activation."""
+    parent, _, name = path.rpartition(".")
+    setattr(layer_at(model, parent) if parent else model, name, value)
+
+
+def set_eps(model: Any, path: str, eps: float) -> None:
+    """Give the norm layer at ``path`` another epsilon (``eps``, ``_epsilon`` or ``variance_epsilon``)."""
+    layer = layer_at(model, path)
+    for name in ("variance_epsilon", "eps", "_epsilon"):
+        if hasattr(layer, name):
+            setattr(layer, name, eps)
+            return
+    raise AttributeError(f"{path} ({type(layer).__name__}) has no epsilon")
+
+
+def transpose_linear(model: Any, path: str) -> None:
+    """Make the (square) linear layer at ``path`` multiply by its weight transposed, as a port that forgot a layout."""
+    layer = layer_at(model, path)
+    if isinstance(layer, torch.nn.Module):
+        layer.forward = lambda x: torch.nn.functional.linear(x, layer.weight.t(), layer.bias)
+    else:
+        layer.forward = lambda x: paddle.nn.functional.linear(x, layer.weight.t(), layer.bias)
+
+
+def drop_skip(model: Any, path: str) -> None:
+    """Make the block at ``path`` return its output minus its input: the skip connection is lost in this layer."""
+    layer = layer_at(model, path)
+    original = layer.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        out = original(*args, **kwargs)
+        if isinstance(out, tuple):
+            return (out[0] - hidden, *out[1:])
+        return out - hidden
+
+    layer.forward = forward
+
+
+# --- running a model ------------------------------------------------------------------
+
+
+def run_model(model: Any, inputs: dict[str, Any]) -> list[np.ndarray]:
+    """Every floating output of one forward run (in order), as float32 numpy arrays."""
+    if isinstance(model, torch.nn.Module):
+        arguments = {k: v if isinstance(v, torch.Tensor) else torch.from_numpy(v) for k, v in inputs.items()}
+        with torch.no_grad():
+            out = model(**arguments)
+        return [t.float().numpy() for t in _tensors(out, torch.Tensor) if t.is_floating_point()]
+    arguments = {k: paddle.to_tensor(v) for k, v in inputs.items()}
+    with paddle.no_grad():
+        out = model(**arguments)
+    return [t.astype("float32").numpy() for t in _tensors(out, paddle.Tensor) if t.is_floating_point()]
+
+
+def _tensors(out: Any, kind: type) -> list[Any]:
+    if isinstance(out, kind):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for item in out for t in _tensors(item, kind)]
+    return []
+
+
+def output_error(base: list[np.ndarray], raw: list[np.ndarray]) -> float:
+    """The largest ``max|raw - base| / max|base|`` over the outputs (inf if their number or shapes differ)."""
+    if len(base) != len(raw) or any(b.shape != r.shape for b, r in zip(base, raw, strict=True)):
+        return float("inf")
+    return max(float(np.abs(r - b).max() / max(np.abs(b).max(), 1e-30)) for b, r in zip(base, raw, strict=True))

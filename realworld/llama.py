@@ -1,0 +1,92 @@
+"""A LLaMA decoder: HuggingFace ``transformers.LlamaModel`` against ``paddleformers.transformers.LlamaModel``.
+
+Same attribute names on both sides; HuggingFace keeps one ``rotary_emb`` on the
+model and a ``SiLU`` layer in each MLP, paddleformers one ``rotary_emb`` per
+attention layer and SiLU as a function, so neither of those is paired.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import paddle
+import torch
+
+from realworld.common import Bug, Family, drop_skip, transpose_linear
+from realworld.libs import LlamaConfig, LlamaModel, PaddleLlamaConfig, PaddleLlamaModel
+
+VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
+_CONFIG = {
+    "vocab_size": VOCAB,
+    "hidden_size": HIDDEN,
+    "num_hidden_layers": LAYERS,
+    "num_attention_heads": HEADS,
+    "num_key_value_heads": KV_HEADS,
+    "intermediate_size": FFN,
+    "max_position_embeddings": POSITIONS,
+    "rms_norm_eps": 1e-6,
+    "initializer_range": 0.2,  # weights of a trained model's size, so a planted bug shows above bfloat16 noise
+    "use_cache": False,
+    "tie_word_embeddings": False,
+}
+_LAYER = [
+    "",
+    "self_attn",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "input_layernorm",
+    "post_attention_layernorm",
+]
+
+
+def _pairs() -> dict[str, str]:
+    pairs = {"embed_tokens": "embed_tokens", "layers": "layers", "norm": "norm"}
+    for index in range(LAYERS):
+        for name in _LAYER:
+            path = f"layers.{index}{'.' if name else ''}{name}"
+            pairs[path] = path
+    return pairs
+
+
+def torch_model() -> torch.nn.Module:
+    """HuggingFace's LlamaModel, tiny, eval mode."""
+    return LlamaModel(LlamaConfig(**_CONFIG)).eval()
+
+
+def paddle_model() -> paddle.nn.Layer:
+    """paddleformers' LlamaModel, tiny, eval mode."""
+    model = PaddleLlamaModel(PaddleLlamaConfig(**_CONFIG))
+    model.eval()
+    return model
+
+
+def inputs() -> dict[str, np.ndarray]:
+    """Random token ids."""
+    return {"input_ids": np.random.default_rng(4).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+
+
+BUGS = (
+    Bug(
+        "transposed-weight",
+        "layer 0's q_proj multiplies by its weight transposed",
+        lambda m: transpose_linear(m, "layers.0.self_attn.q_proj"),
+        lambda m: transpose_linear(m, "layers.0.self_attn.q_proj"),
+        "layers.0.self_attn.q_proj",
+        "layers.0.self_attn.q_proj",
+    ),
+    Bug(
+        "missing-residual",
+        "decoder layer 1 drops its input's skip connection from its output",
+        lambda m: drop_skip(m, "layers.1"),
+        lambda m: drop_skip(m, "layers.1"),
+        "layers.1",
+        "layers.1",
+    ),
+)
+
+FAMILY = Family("llama", torch_model, paddle_model, inputs, _pairs(), BUGS)

@@ -1,0 +1,194 @@
+"""Run every real-model case in both directions and print the table; exit 1 if any row is wrong.
+
+Usage: ``python -m realworld.run [--only TEXT] [--json PATH]`` (``make realworld``).
+Each row: suggest_map's pairs against the hand-written ones, both models' final
+outputs after ``pg.assign_weights`` (compared here, with numpy), and ``pg.diff``
+with default settings: ``report.ok`` for a correct port, the first divergence at
+the planted bug's layer for a bug. A tool error is recorded in the row, never raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from realworld import bert, llama, qwen2moe, resnet
+from realworld.common import Case, cases, output_error, run_model
+
+import padiff_graph as pg  # isort: skip
+
+FAMILIES = (bert.FAMILY, llama.FAMILY, qwen2moe.FAMILY, resnet.RESNET18, resnet.RESNET50)
+#: ``max|raw - base| / max|base|`` of the final outputs up to which they agree
+OUTPUT_TOLERANCE = {"fp32": 1e-4, "bf16-base": 5e-2}
+
+
+@dataclass
+class Row:
+    """What one case measured."""
+
+    model: str
+    variant: str
+    direction: str
+    precision: str
+    expected: list[str] | None
+    map_exact: bool | None = None
+    map_wrong: dict[str, list[str | None]] = field(default_factory=dict)
+    output_error: float | None = None
+    outputs_agree: bool | None = None
+    report_ok: bool | None = None
+    first_divergence: list[str] | None = None
+    message: str = ""
+    divergences: list[list[str]] = field(default_factory=list)
+    verdict_right: bool | None = None
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def right(self) -> bool:
+        agree_expected = self.expected is None
+        return bool(self.map_exact and self.outputs_agree is agree_expected and self.verdict_right and not self.errors)
+
+
+def _error(stage: str, error: BaseException) -> str:
+    last = traceback.extract_tb(error.__traceback__)[-1]
+    text = " ".join(str(error).split())
+    return f"{stage}: {type(error).__name__}: {text[:300]} (at {last.filename.split('/')[-1]}:{last.lineno})"
+
+
+def run_case(case: Case) -> Row:
+    """Measure one case; every stage's exception is recorded and the next stage still runs where it can."""
+    expected = list(case.expected) if case.expected else None
+    row = Row(case.model, case.variant, case.direction, case.precision, expected)
+    start = time.perf_counter()
+    try:
+        base, raw, inputs = case.build()
+    except Exception as error:  # a broken case is a wrong row, not a crash
+        row.errors.append(_error("build", error))
+        row.seconds = time.perf_counter() - start
+        return row
+    base_inputs, raw_inputs = inputs if isinstance(inputs, tuple) else (inputs, inputs)
+    layer_map = None
+    try:
+        layer_map = pg.suggest_map(base, raw, inputs)
+        got = {pair.base: pair.raw for pair in layer_map.pairs}
+        row.map_wrong = {b: [r, got.get(b)] for b, r in case.expected_pairs.items() if got.get(b) != r}
+        row.map_exact = not row.map_wrong
+    except Exception as error:
+        row.errors.append(_error("suggest_map", error))
+    try:
+        pg.assign_weights(base, raw, layer_map)
+        row.output_error = output_error(run_model(base, base_inputs), run_model(raw, raw_inputs))
+        row.outputs_agree = row.output_error <= OUTPUT_TOLERANCE[case.precision]
+    except Exception as error:
+        row.errors.append(_error("assign/run", error))
+    try:
+        report = pg.diff(base, raw, inputs)
+        row.report_ok = report.ok
+        first = report.first_divergence
+        if first is not None:
+            row.first_divergence = [first.base, first.raw, first.stage]
+            row.message = first.message
+        row.divergences = [[d.base, d.raw, d.stage] for d in report.divergences]
+        if case.expected is None:
+            row.verdict_right = report.ok
+        else:
+            row.verdict_right = first is not None and (first.base, first.raw) == case.expected
+    except Exception as error:
+        row.errors.append(_error("diff", error))
+    row.seconds = time.perf_counter() - start
+    return row
+
+
+def _mark(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+def _said(row: Row) -> str:
+    if row.errors and row.report_ok is None:
+        return "crash: " + row.errors[-1][:90]
+    if row.report_ok:
+        return "ok"
+    if row.first_divergence:
+        base, raw, stage = row.first_divergence
+        return f"{base} ~ {raw} ({stage})" if base != raw else f"{base} ({stage})"
+    return "not ok, no divergence"
+
+
+def print_table(rows: list[Row]) -> None:
+    """The table, then what went wrong in each wrong row."""
+    header = ("model", "variant", "direction", "precision", "map exact", "outputs agree", "verdict right", "time")
+    lines = [
+        (
+            r.model,
+            r.variant,
+            r.direction,
+            r.precision,
+            _mark(r.map_exact),
+            f"{_mark(r.outputs_agree)} ({r.output_error:.1e})" if r.output_error is not None else "-",
+            _mark(r.verdict_right),
+            f"{r.seconds:.1f}s",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=True)]
+    for line in (header, tuple("-" * w for w in widths), *lines):
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+    wrong = [r for r in rows if not r.right]
+    print(f"\n{len(rows) - len(wrong)}/{len(rows)} rows right")
+    for r in wrong:
+        print(f"\n{r.model} {r.variant} {r.direction} {r.precision}:")
+        if r.expected:
+            print(f"  expected divergence: {r.expected[0]} ~ {r.expected[1]}")
+        print(f"  the tool says: {_said(r)}")
+        if r.message:
+            print(f"    {r.message[:400]}")
+        for base, (want, got) in list(r.map_wrong.items())[:8]:
+            print(f"  map: {base} -> {got}, expected {want}")
+        if len(r.map_wrong) > 8:
+            print(f"  map: {len(r.map_wrong) - 8} more pairs differ")
+        for error in r.errors:
+            print(f"  error: {error}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite (or the cases whose name contains ``--only``), print the table, return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="run only cases whose 'model variant direction precision' has this")
+    parser.add_argument("--json", help="also write every row's measurements to this file")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    selected = [
+        case
+        for family in FAMILIES
+        for case in cases(family)
+        if args.only in f"{case.model} {case.variant} {case.direction} {case.precision}"
+    ]
+    rows = []
+    for case in selected:
+        row = run_case(case)
+        print(
+            f"[{row.seconds:5.1f}s] {'ok   ' if row.right else 'WRONG'} {case.model} {case.variant} "
+            f"{case.direction} {case.precision}",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append(row)
+    print_table(rows)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump([asdict(r) for r in rows], file, indent=1, default=_plain)
+    return 0 if all(r.right for r in rows) else 1
+
+
+def _plain(value: Any) -> Any:
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
