@@ -247,6 +247,7 @@ def _diff(
         descendants_of(base_tree),
         unproduced=outcome.unproduced,
         contain=not options.single_step,
+        inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
     )
 

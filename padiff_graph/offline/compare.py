@@ -133,7 +133,9 @@ def _compare_step(
                 continue
             used.add(name)
             dtypes = (base_records[name]["dtype"], entry["dtype"])
-            verdict = tolerance.verdict(base_arrays[name], raw_arrays[entry["name"]], *dtypes)
+            verdict = tolerance.verdict(
+                base_arrays[name], raw_arrays[entry["name"]], *dtypes, gradient=stage == "backward"
+            )
             comparisons.append(Comparison(base_path, raw_path, stage, entry["call"], entry["index"], verdict, step))
     paired_base = {pair.base for pair in by_raw_path.values()}
     missing = sorted(

@@ -210,9 +210,15 @@ def print_diff(
 ) -> None:
     """Outcome of a diff: the first divergence, both trees with per-layer errors (given the trees), counts."""
     failed = [c for c in report.comparisons if not c.ok]
+    floor = report.settings.get("noise_floor")
+    judged = (
+        f"errors against a noise floor of {floor:.0e} of each tensor's magnitude"
+        if floor
+        else f"atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')}"
+    )
     console.print(
         f"compared {len(report.comparisons)} tensors over {len(report.layer_map.pairs)} layer pairs "
-        f"(mode {report.settings.get('mode')}, atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')})"
+        f"(mode {report.settings.get('mode')}, {judged})"
     )
     errors = [f for f in report.findings if f.severity is Severity.ERROR]
     if errors and report.comparisons:
@@ -223,6 +229,11 @@ def print_diff(
         console.print(
             f"[yellow]note[/]: output gradients differ at {where} but no parameter gradient does "
             "(a subgradient choice at ties, e.g. max pooling over equal values; no effect on training)"
+        )
+    if report.accumulated:
+        console.print(
+            f"[yellow]note[/]: {len(report.accumulated)} tensor(s) differ by more than one layer's noise, "
+            "but no more than the layers before them: accumulated noise, not a divergence"
         )
     first = report.first_divergence
     if base_tree is not None and raw_tree is not None:
