@@ -38,6 +38,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _random(base, raw, layer_map)
     findings += _configs(base, raw, layer_map)
     findings += _ambiguous(layer_map)
+    findings += _class_mismatches(base, raw, layer_map)
     return findings
 
 
@@ -419,3 +420,28 @@ def _ambiguous(layer_map: LayerMap) -> list[Finding]:
         for pair in layer_map.pairs
         if pair.candidates
     ]
+
+
+def _class_mismatches(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Paired parameter-less builtin leaves of different families: the port computes something else there."""
+    findings = []
+    for pair in layer_map.pairs:
+        base_info, raw_info = layer_info(base, pair.base), layer_info(raw, pair.raw)
+        base_family = family_of(base_info.class_name, base_info.builtin)
+        raw_family = family_of(raw_info.class_name, raw_info.builtin)
+        if CONTAINER in (base_family, raw_family) or base_family == raw_family or base_info.tensors or raw_info.tensors:
+            continue
+        if children(base, pair.base) or children(raw, pair.raw):
+            continue
+        findings.append(
+            Finding(
+                Code.CLASS_MISMATCH,
+                Severity.ERROR,
+                pair.base,
+                pair.raw,
+                f"base {pair.base!r} is a {base_info.class_name}, raw {pair.raw!r} a {raw_info.class_name}, "
+                "at the same place in call order: they compute different things",
+                f"use a {base_info.class_name} in the raw model where the base has one",
+            )
+        )
+    return findings

@@ -27,6 +27,7 @@ class Code(str, Enum):
     DTYPE_MISMATCH = "dtype-mismatch"
     CONFIG_MISMATCH = "config-mismatch"
     AMBIGUOUS_MATCH = "ambiguous-match"
+    CLASS_MISMATCH = "class-mismatch"
 
     def __str__(self) -> str:
         return self.value
