@@ -41,6 +41,7 @@ from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.engine import Plan, Side, run_diff
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
+from padiff_graph.run.recurrent import RecurrentPlan
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -211,7 +212,10 @@ def _diff(
     tolerance = options.tolerance(tensor_dtypes(base_tree) | tensor_dtypes(raw_tree) | input_dtypes)
     if options.backward and not (has_trainable(base_tree) or has_trainable(raw_tree)):
         options = options.forward_only()  # no trainable tensor on either side: no gradient, no loss to take
-    settings = options.settings(tolerance)
+    recurrent = RecurrentPlan.of(base_tree, raw_tree) if options.backward else RecurrentPlan()
+    if recurrent.blocked:
+        options = options.forward_only()
+    settings = {**options.settings(tolerance), **recurrent.settings()}
     random = [finding for finding in findings if finding.code is Code.RANDOM_OP]
     if random and options.random_ops == "error":
         return stopped_report(random[0], findings, layer_map, settings)
@@ -233,7 +237,11 @@ def _diff(
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
-        with random_layers_disabled(base_adapter, base, base_tree), random_layers_disabled(raw_adapter, raw, raw_tree):
+        with (
+            random_layers_disabled(base_adapter, base, base_tree),
+            random_layers_disabled(raw_adapter, raw, raw_tree),
+            recurrent.applied((base_adapter, base), (raw_adapter, raw)),
+        ):
             batches = step_inputs.batches(options.steps)
             outcome = run_diff(base_side, raw_side, batches, layer_map, pairs, tolerance, plan, op_names)
     except RandomOpFound:

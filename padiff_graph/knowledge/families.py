@@ -51,6 +51,11 @@ RANDOM_FAMILIES = frozenset(
     }
 )
 
+#: Recurrent families, and the frameworks whose recurrent layers keep no state for a
+#: backward pass in eval mode (paddle 3.3: "Tensor holds no memory" in backward).
+RECURRENT_FAMILIES = frozenset({"lstm", "gru", "rnn"})
+EVAL_RECURRENT_WITHOUT_BACKWARD = frozenset({"paddle"})
+
 #: Families whose single ``weight`` is an embedding table.
 EMBEDDING_FAMILIES = frozenset({"embedding", "embeddingbag"})
 
