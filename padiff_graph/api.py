@@ -29,7 +29,7 @@ from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_bl
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
-from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
+from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, in_training, tensor_dtypes
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
 from padiff_graph.frameworks.inputs import StepInputs
@@ -42,6 +42,7 @@ from padiff_graph.run.engine import Plan, Side, run_diff
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
+from padiff_graph.run.replay import confirmed
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -247,7 +248,7 @@ def _diff(
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)
-    return build_report(
+    report = build_report(
         outcome.comparisons,
         findings + watch.findings(),
         layer_map,
@@ -258,6 +259,9 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
     )
+    if options.single_step or options.steps > 1 or in_training(base_tree) or in_training(raw_tree):
+        return report  # a replay would run a model again: only where that changes nothing in it
+    return confirmed(report, base_side, raw_side, step_inputs.first, tolerance)
 
 
 def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:

@@ -73,3 +73,11 @@ def test_same_activations_pair_as_before_and_without_inputs_nothing_is_guessed()
     assert diff(TorchNet(torch.nn.GELU()), PaddleNet(paddle.nn.GELU()), X).ok
     layer_map = suggest_map(TorchNet(torch.nn.GELU()), PaddleNet(paddle.nn.ReLU()))
     assert layer_map.raw_of("second.act") is None  # no call order: the place is unknown
+
+
+def test_a_wrong_activation_is_named_with_a_bfloat16_base() -> None:
+    # GELU against ReLU differs by ~4e-2 of the activation's magnitude: within what bf16 noise accumulates
+    # over the layers before it, but a class-mismatch layer inherits nothing
+    report = diff(TorchNet(torch.nn.GELU()).to(torch.bfloat16), PaddleNet(paddle.nn.ReLU()), X)
+    assert tuple(report.first_divergence) == ("second.act", "second.act", "forward")
+    assert diff(TorchNet(torch.nn.GELU()).to(torch.bfloat16), PaddleNet(paddle.nn.GELU()), X).ok

@@ -163,3 +163,53 @@ def test_bfloat16_noise_accumulated_over_depth_is_not_a_divergence_and_a_fault_s
     faulty = diff(base, residual_mlp(paddle, 12, slope_at=7), x)
     assert tuple(faulty.first_divergence) == ("7.act", "7.act", "forward")
     assert "its own error" in faulty.first_divergence.message
+
+
+class TorchPostBlock(torch.nn.Module):
+    """ResNet style: the residual add happens in the block's forward, before a ReLU module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.post = torch.nn.Linear(DIM, DIM), torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.post(x + self.fc(x))
+
+
+class PaddlePostBlock(paddle.nn.Layer):
+    def __init__(self, skip=True):
+        super().__init__()
+        self.fc, self.post, self.skip = paddle.nn.Linear(DIM, DIM), paddle.nn.ReLU(), skip
+
+    def forward(self, x):
+        return self.post(x + self.fc(x) if self.skip else self.fc(x))
+
+
+def two_blocks(block, *args):
+    framework = torch.nn if block is TorchPostBlock else paddle.nn
+    model = framework.Sequential(block(), block(*args))
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_a_fault_in_the_code_between_layers_is_named_at_its_caller(torch_is_base: bool) -> None:
+    torch_model, paddle_model = two_blocks(TorchPostBlock), two_blocks(PaddlePostBlock, False)
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    if not torch_is_base:  # the skip is dropped on the raw side: move it there
+        base, raw = two_blocks(PaddlePostBlock), two_blocks(TorchPostBlock)
+        raw[1].forward = lambda x: raw[1].post(raw[1].fc(x))
+    report = diff(base, raw, [TOKENS["x"]])
+    # 'post' is the first layer whose output differs, but given the base's input it agrees:
+    # the input was computed by block 1's own forward (the residual add left out)
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "the code in the forward of base '1'" in report.first_divergence.message
+
+
+def test_a_layer_that_differs_on_the_base_inputs_keeps_the_divergence_with_its_own_error() -> None:
+    base = torch.nn.Sequential(torch.nn.Linear(DIM, DIM), torch.nn.GELU()).eval()
+    raw = paddle.nn.Sequential(paddle.nn.Linear(DIM, DIM), paddle.nn.GELU(approximate=True))
+    raw.eval()
+    report = diff(base, raw, {"input": TOKENS["x"] * 4})
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "the raw layer alone differs by" in report.first_divergence.message

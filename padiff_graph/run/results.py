@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.core.findings import Finding
+from padiff_graph.core.findings import Code, Finding
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.numerics import GRADIENT_MINIMUM, GROWTH_LIMIT, Verdict
 
@@ -147,7 +147,7 @@ def _finite(value: float) -> float | str:
     return value if np.isfinite(value) else str(value)
 
 
-def attribute(comparisons: list[Comparison]) -> list[Comparison]:
+def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None) -> list[Comparison]:
     """Tell a layer's own error from the error it inherits: ``comparisons`` with inherited ones passed.
 
     A comparison judged by scaled error (``verdict.floor`` set) that is over its
@@ -159,6 +159,8 @@ def attribute(comparisons: list[Comparison]) -> list[Comparison]:
     marked ``inherited``: the accumulated noise of the layers before it. A
     comparison that failed for another reason (NaN, shapes) keeps its verdict.
     Single-step runs need none of this: every layer there runs on the base's data.
+    Layers in ``mismatched`` (base paths pre-flight found computing something else:
+    ``class-mismatch``) inherit nothing: an error over their floor is their own.
 
     A gradient's own error must also exceed :data:`~padiff_graph.run.numerics.GRADIENT_MINIMUM`
     (backward passes amplify rounding error). Sums whose terms cancel are scaled by their terms (:func:`_references`): a
@@ -175,7 +177,8 @@ def attribute(comparisons: list[Comparison]) -> list[Comparison]:
             reference = references.get((comparison.step, comparison.kind, comparison.base), 0.0)
             if reference > verdict.magnitude:
                 verdict = replace(verdict, scaled=verdict.max_abs / reference)
-            verdict = _judged(verdict, before, comparison.kind in ("backward", "grad"))
+            inherits = 0.0 if comparison.base in (mismatched or set()) else before
+            verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
             comparison = replace(comparison, verdict=verdict)
         if np.isfinite(verdict.scaled):
             largest[comparison.step] = max(before, verdict.scaled)
@@ -341,7 +344,8 @@ def build_report(
     layers before explain are not divergences (:func:`attribute`; off in single-step runs).
     """
     if inherit:
-        comparisons = attribute(comparisons)
+        mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
+        comparisons = attribute(comparisons, mismatched)
     divergence, contained = first_divergence(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
     if explain is not None:
