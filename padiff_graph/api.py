@@ -29,12 +29,13 @@ from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_bl
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
-from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, in_training, tensor_dtypes
+from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
 from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
 from padiff_graph.knowledge.conversions import ConversionRegistry
+from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
@@ -259,9 +260,9 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
     )
-    if options.single_step or options.steps > 1 or in_training(base_tree) or in_training(raw_tree):
-        return report  # a replay would run a model again: only where that changes nothing in it
-    return confirmed(report, base_side, raw_side, step_inputs.first, tolerance)
+    if options.single_step or options.steps > 1 or stateful_in_training(base_tree):
+        return report  # a replay runs the base model again: only where that changes nothing in it
+    return confirmed(report, base_side, raw_side, step_inputs.first, tolerance, raw_tree)
 
 
 def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:

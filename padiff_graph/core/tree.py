@@ -126,8 +126,3 @@ def has_trainable(tree: ModelTree) -> bool:
 def descendants_of(tree: ModelTree) -> dict[str, set[str]]:
     """Every layer path -> the paths below it."""
     return {path: set(nx.descendants(tree, path)) for path in tree.nodes}
-
-
-def in_training(tree: ModelTree) -> bool:
-    """Whether any layer was in training mode when the tree was exported."""
-    return any(layer_info(tree, path).training for path in tree.nodes)

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks.base import iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks
+from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Tolerance, Verdict
@@ -28,11 +30,19 @@ from padiff_graph.run.results import Comparison, DiffReport, Divergence
 
 
 def confirmed(
-    report: DiffReport, base: Side, raw: Side, arguments: tuple[CallArguments, ...], tolerance: Tolerance
+    report: DiffReport,
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    tolerance: Tolerance,
+    raw_tree: ModelTree,
 ) -> DiffReport:
-    """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone."""
+    """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
+    (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
     first = report.first_divergence
     if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
+        return report
+    if stateful_in_training(raw_tree, first.raw):
         return report
     failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
     verdict = replay(base, raw, arguments, failing, tolerance)
