@@ -40,6 +40,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
@@ -217,7 +218,8 @@ def _diff(
     recurrent = RecurrentPlan.of(base_tree, raw_tree) if options.backward else RecurrentPlan()
     if recurrent.blocked:
         options = options.forward_only()
-    settings = {**options.settings(tolerance), **recurrent.settings()}
+    precision = {"base": least_precise(*tensor_dtypes(base_tree)), "raw": least_precise(*tensor_dtypes(raw_tree))}
+    settings = {**options.settings(tolerance), **recurrent.settings(), "precision": precision}
     random = [finding for finding in findings if finding.code is Code.RANDOM_OP]
     if random and options.random_ops == "error":
         return stopped_report(random[0], findings, layer_map, settings)

@@ -161,6 +161,7 @@ def test_bfloat16_noise_accumulated_over_depth_is_not_a_divergence_and_a_fault_s
     report = diff(base, residual_mlp(paddle, 12), x)
     assert report.ok, report.first_divergence
     assert report.settings["noise_floor"] == NOISE_FLOORS["bfloat16"]
+    assert report.settings["precision"] == {"base": "bfloat16", "raw": "float32"}
     fixed = diff(base, residual_mlp(paddle, 12), x, atol=1e-2, rtol=1e-2)
     assert not fixed.ok  # elementwise bounds count the rounding of large activations as a divergence
     faulty = diff(base, residual_mlp(paddle, 12, slope_at=7), x)

@@ -230,6 +230,12 @@ def print_diff(
             f"[yellow]note[/]: output gradients differ at {where} but no parameter gradient does "
             "(a subgradient choice at ties, e.g. max pooling over equal values; no effect on training)"
         )
+    precision = report.settings.get("precision", {})
+    if floor and precision.get("base") != precision.get("raw"):
+        console.print(
+            f"[yellow]note[/]: the base model runs in {precision.get('base')}, the raw one in {precision.get('raw')}; "
+            "errors are judged against the less precise one's noise (on CPU, paddle has no bfloat16/float16 kernels)"
+        )
     if report.accumulated:
         console.print(
             f"[yellow]note[/]: {len(report.accumulated)} tensor(s) differ by more than one layer's noise, "
