@@ -81,3 +81,40 @@ def test_a_wrong_activation_is_named_with_a_bfloat16_base() -> None:
     report = diff(TorchNet(torch.nn.GELU()).to(torch.bfloat16), PaddleNet(paddle.nn.ReLU()), X)
     assert tuple(report.first_divergence) == ("second.act", "second.act", "forward")
     assert diff(TorchNet(torch.nn.GELU()).to(torch.bfloat16), PaddleNet(paddle.nn.GELU()), X).ok
+
+
+class TorchGated(torch.nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.gate, self.up, self.down, self.act = (
+            torch.nn.Linear(8, 16),
+            torch.nn.Linear(8, 16),
+            torch.nn.Linear(16, 8),
+            act,
+        )
+
+    def forward(self, x):
+        return self.down(self.act(self.gate(x)) * self.up(x))
+
+
+class PaddleGated(paddle.nn.Layer):
+    """The port calls ``up`` before the activation: the activation sits after another sibling."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.gate, self.up, self.down, self.act = (
+            paddle.nn.Linear(8, 16),
+            paddle.nn.Linear(8, 16),
+            paddle.nn.Linear(16, 8),
+            act,
+        )
+
+    def forward(self, x):
+        up = self.up(x)
+        return self.down(self.act(self.gate(x)) * up)
+
+
+def test_a_lone_activation_called_after_another_sibling_still_pairs() -> None:
+    assert suggest_map(TorchGated(torch.nn.SiLU()), PaddleGated(paddle.nn.Silu()), X).raw_of("act") == "act"
+    report = diff(TorchGated(torch.nn.SiLU()), PaddleGated(paddle.nn.ReLU()), X)
+    assert tuple(report.first_divergence) == ("act", "act", "forward")

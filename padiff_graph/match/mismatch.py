@@ -3,8 +3,8 @@
 A port that uses ``ReLU`` where the base uses ``GELU`` leaves both activations
 unmatched by every structural stage (their families differ), so the diff would
 blame the next layer or the parent block. Parameter-less builtin leaves of
-different families, each alone between the same two matched neighbours in call
-order, are paired here as a *mismatch*: pre-flight reports it (``class-mismatch``)
+different families, each alone in the same matched parent and called in the
+traced run, are paired here as a *mismatch*: pre-flight reports it (``class-mismatch``)
 and the diff compares their outputs, naming the first that differs.
 """
 
@@ -24,47 +24,43 @@ MISMATCH_STAGE = "class-mismatch"
 #: beside another layer says nothing about a port computing something else there.
 _PASS_THROUGH = RANDOM_FAMILIES | {"identity"}
 
-#: (matched layer called just before, matched layer called just after), as base paths.
-Slot = tuple[str | None, str | None]
-
 
 def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
-    """Pair free parameter-less leaves of different families that are alone in the same call-order slot.
+    """Pair the free parameter-less leaves that are alone in their matched parent on both sides.
 
-    Needs the call order (models traced on inputs); without it nothing is paired.
+    Leaves of one family are a plain pair (a port that calls its activation after another
+    sibling than the base does, an expert the traced sample did not reach); of different
+    families, a mismatch (stage ``class-mismatch``), and only if both were called in the
+    traced run. Needs the call order (models traced on inputs); without it nothing is paired.
     """
     base, raw = scorer.base, scorer.raw
     if not base.call_rank or not raw.call_rank:
         return
     base_slots = _slots(base, store.has_base, lambda path: path)
     raw_slots = _slots(raw, store.has_raw, store.base_of)
-    for slot, base_leaves in base_slots.items():
-        raw_leaves = raw_slots.get(slot, [])
+    for parent, base_leaves in base_slots.items():
+        raw_leaves = raw_slots.get(parent, [])
         if len(base_leaves) != 1 or len(raw_leaves) != 1:
             continue
         base_leaf, raw_leaf = base_leaves[0], raw_leaves[0]
-        if base.family[base_leaf] != raw.family[raw_leaf]:
+        if base.family[base_leaf] == raw.family[raw_leaf]:
+            store.add(base_leaf, raw_leaf, 1.0, "lone-leaf")
+        elif base_leaf in base.call_rank and raw_leaf in raw.call_rank:
             store.add(base_leaf, raw_leaf, 0.0, MISMATCH_STAGE)
 
 
 def _slots(
     features: TreeFeatures, is_matched: Callable[[str], bool], base_path: Callable[[str], str | None]
-) -> dict[Slot, list[str]]:
-    """Free candidate leaves by their slot: the matched layers called just before and just after them."""
-    called = sorted(features.call_rank, key=features.call_rank.__getitem__)
-    slots: dict[Slot, list[str]] = {}
-    previous: str | None = None
-    waiting: list[str] = []
-    for path in called:
-        if is_matched(path):
-            here = base_path(path)
-            for leaf in waiting:
-                slots.setdefault((previous, here), []).append(leaf)
-            previous, waiting = here, []
-        elif _candidate(features, path):
-            waiting.append(path)
-    for leaf in waiting:
-        slots.setdefault((previous, None), []).append(leaf)
+) -> dict[str, list[str]]:
+    """Free candidate leaves by their matched parent (as a base path)."""
+    slots: dict[str, list[str]] = {}
+    for path in features.kept:
+        parent = features.kept_parent.get(path)
+        if parent is None or is_matched(path) or not is_matched(parent) or not _candidate(features, path):
+            continue
+        key = base_path(parent)
+        if key is not None:
+            slots.setdefault(key, []).append(path)
     return slots
 
 
