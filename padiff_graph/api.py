@@ -139,9 +139,12 @@ def diff(
             work too. For several steps, an iterator (``iter(batches)``, a
             generator) gives each step's inputs; plain inputs are reused every step.
         layer_map: the map to use; proposed by :func:`suggest_map` if omitted.
-        atol, rtol: tolerances; by default per dtype (:data:`padiff_graph.run.numerics.DEFAULT_TOLERANCES`),
-            the least precise of the models' weights, the inputs, ``amp`` and the two compared tensors.
-        mode: ``"strict"`` (elementwise) or ``"mean"`` (compare means; keeps only means in memory).
+        atol, rtol: elementwise tolerances. By default strict mode judges each layer's own error
+            relative to its tensors' magnitude against the noise floor of the least precise of the
+            models' weights, the inputs, ``amp`` and the two compared tensors
+            (:data:`padiff_graph.run.numerics.NOISE_FLOORS`, docs/diff.md); mean mode uses
+            :data:`padiff_graph.run.numerics.DEFAULT_TOLERANCES`.
+        mode: ``"strict"`` (every element) or ``"mean"`` (compare means; keeps only means in memory).
         assign: copy base weights into raw first.
         backward: ``False`` is ``diff_phase="forward"``.
         random_ops: ``"error"`` stops at random layers in training mode and

@@ -5,7 +5,9 @@ unmatched by every structural stage (their families differ), so the diff would
 blame the next layer or the parent block. Parameter-less builtin leaves of
 different families, each alone in the same matched parent and called in the
 traced run, are paired here as a *mismatch*: pre-flight reports it (``class-mismatch``)
-and the diff compares their outputs, naming the first that differs.
+and the diff compares their outputs, naming the first that differs. Lone leaves
+of one family pair the same way, where the structural stages miss them because
+the port calls them in another order among their siblings.
 """
 
 from __future__ import annotations
