@@ -217,3 +217,13 @@ def test_a_layer_that_differs_on_the_base_inputs_keeps_the_divergence_with_its_o
     report = diff(base, raw, {"input": TOKENS["x"] * 4})
     assert tuple(report.first_divergence) == ("1", "1", "forward")
     assert "the raw layer alone differs by" in report.first_divergence.message
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_single_step_feeds_a_broadcast_table_in_the_raw_tensors_shape(torch_is_base: bool) -> None:
+    torch_model, paddle_model = TorchPositions(), PaddlePositions()
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    report = diff(base, raw, TOKENS, single_step=True)
+    assert report.ok, report.first_divergence
+    fed = [c for c in report.comparisons if c.base == "pos" and c.stage in ("input", "backward")]
+    assert fed and all(c.ok for c in fed)

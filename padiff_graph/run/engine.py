@@ -40,6 +40,7 @@ from padiff_graph.run.numerics import (
     Tolerance,
     Verdict,
     compare_tensor_pair,
+    fitted,
     summarize,
 )
 from padiff_graph.run.oplevel import OpComparer, OpStore
@@ -352,7 +353,7 @@ class RawChecker:
             self._pending_bytes += nbytes
             self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
-            return base_value
+            return fitted(base_value, tuple(value.shape), key.stage == "backward")
         return None
 
     def settle(self, ahead: int | None = None) -> None:

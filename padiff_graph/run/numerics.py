@@ -199,6 +199,24 @@ def _aligned(base: np.ndarray, raw: np.ndarray, gradient: bool) -> tuple[np.ndar
     return *pair, f"compared after broadcasting {list(small.shape)} to {list(target)}"
 
 
+def fitted(base: np.ndarray, shape: tuple[int, ...], gradient: bool) -> np.ndarray | None:
+    """``base`` in the raw tensor's ``shape``, to feed into the raw model (single-step mode): as is,
+    in another view, broadcast, or (a gradient) summed over the broadcast axes; ``None`` if it cannot be."""
+    if base.shape == shape:
+        return base
+    if base.size == int(np.prod(shape)):
+        return base.reshape(shape)
+    try:
+        target = np.broadcast_shapes(base.shape, shape)
+    except ValueError:
+        return None
+    if not gradient and target == shape:
+        return np.ascontiguousarray(np.broadcast_to(base, shape))
+    if gradient and target == base.shape:
+        return base.sum(axis=_broadcast_axes(shape, base.shape), dtype=base.dtype).reshape(shape)
+    return None
+
+
 def _broadcast_axes(small: tuple[int, ...], large: tuple[int, ...]) -> tuple[int, ...]:
     """The axes of ``large`` that broadcasting ``small`` to it repeats."""
     offset = len(large) - len(small)
