@@ -45,12 +45,13 @@ $(PADIFF_STAMP):
 # unpacked: its C++ ops need CUDA torch, realworld/resnet.py imports just the pure-Python model code.
 REALWORLD_VENV ?= .venv-realworld
 REALWORLD_STAMP := $(REALWORLD_VENV)/.installed
+REALWORLD_ARGS ?=
 
 $(REALWORLD_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(REALWORLD_VENV)
 	echo 'torch==2.13.0' > $(REALWORLD_VENV)/constraints.txt
 	$(REALWORLD_VENV)/bin/pip install --quiet -c $(REALWORLD_VENV)/constraints.txt \
-	  torch==2.13.0 paddlepaddle==3.3.1 paddleformers==0.4.1 -e .
+	  torch==2.13.0 paddlepaddle==3.3.1 paddleformers==0.4.1 transformers==4.55.4 -e .
 	$(REALWORLD_VENV)/bin/pip download --quiet --no-deps torchvision==0.28.0 -d $(REALWORLD_VENV)/wheels
 	$(REALWORLD_VENV)/bin/python -c "import glob, zipfile; \
 	  wheel = zipfile.ZipFile(glob.glob('$(REALWORLD_VENV)/wheels/torchvision-0.28.0-*.whl')[0]); \
@@ -58,7 +59,7 @@ $(REALWORLD_STAMP): pyproject.toml
 	touch $(REALWORLD_STAMP)
 
 realworld: $(REALWORLD_STAMP)
-	$(REALWORLD_VENV)/bin/python -m realworld.run
+	REALWORLD_TORCHVISION=$(REALWORLD_VENV)/torchvision $(REALWORLD_VENV)/bin/python -m realworld.run $(REALWORLD_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check padiff_graph tests examples benchmarks

@@ -16,7 +16,6 @@ import time
 import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from realworld import bert, llama, qwen2moe, resnet
 from realworld.common import Case, cases, output_error, run_model
@@ -37,6 +36,7 @@ class Row:
     direction: str
     precision: str
     expected: list[str] | None
+    description: str = ""
     map_exact: bool | None = None
     map_wrong: dict[str, list[str | None]] = field(default_factory=dict)
     output_error: float | None = None
@@ -64,7 +64,7 @@ def _error(stage: str, error: BaseException) -> str:
 def run_case(case: Case) -> Row:
     """Measure one case; every stage's exception is recorded and the next stage still runs where it can."""
     expected = list(case.expected) if case.expected else None
-    row = Row(case.model, case.variant, case.direction, case.precision, expected)
+    row = Row(case.model, case.variant, case.direction, case.precision, expected, case.description)
     start = time.perf_counter()
     try:
         base, raw, inputs = case.build()
@@ -144,7 +144,7 @@ def print_table(rows: list[Row]) -> None:
     for r in wrong:
         print(f"\n{r.model} {r.variant} {r.direction} {r.precision}:")
         if r.expected:
-            print(f"  expected divergence: {r.expected[0]} ~ {r.expected[1]}")
+            print(f"  planted: {r.description}; expected divergence: {r.expected[0]} ~ {r.expected[1]}")
         print(f"  the tool says: {_said(r)}")
         if r.message:
             print(f"    {r.message[:400]}")
@@ -182,12 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     if args.json:
         with open(args.json, "w") as file:
-            json.dump([asdict(r) for r in rows], file, indent=1, default=_plain)
+            json.dump([asdict(r) for r in rows], file, indent=1)
     return 0 if all(r.right for r in rows) else 1
-
-
-def _plain(value: Any) -> Any:
-    return str(value)
 
 
 if __name__ == "__main__":
