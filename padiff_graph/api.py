@@ -37,12 +37,16 @@ from padiff_graph.frameworks.export import export_model, export_pair, export_pre
 from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
 from padiff_graph.knowledge.conversions import ConversionRegistry
+from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
+from padiff_graph.run.recurrent import RecurrentPlan
+from padiff_graph.run.replay import confirmed
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -154,9 +158,12 @@ def diff(
             work too. For several steps, an iterator (``iter(batches)``, a
             generator) gives each step's inputs; plain inputs are reused every step.
         layer_map: the map to use; proposed by :func:`suggest_map` if omitted.
-        atol, rtol: tolerances; by default per dtype (:data:`padiff_graph.run.numerics.DEFAULT_TOLERANCES`),
-            the least precise of the models' weights, the inputs, ``amp`` and the two compared tensors.
-        mode: ``"strict"`` (elementwise) or ``"mean"`` (compare means; keeps only means in memory).
+        atol, rtol: elementwise tolerances. By default strict mode judges each layer's own error
+            relative to its tensors' magnitude against the noise floor of the least precise of the
+            models' weights, the inputs, ``amp`` and the two compared tensors
+            (:data:`padiff_graph.run.numerics.NOISE_FLOORS`, docs/diff.md); mean mode uses
+            :data:`padiff_graph.run.numerics.DEFAULT_TOLERANCES`.
+        mode: ``"strict"`` (every element) or ``"mean"`` (compare means; keeps only means in memory).
         assign: copy base weights into raw first.
         backward: ``False`` is ``diff_phase="forward"``.
         random_ops: ``"error"`` stops at random layers in training mode and
@@ -232,7 +239,11 @@ def _diff(
     tolerance = options.tolerance(tensor_dtypes(base_tree) | tensor_dtypes(raw_tree) | input_dtypes)
     if options.backward and not (has_trainable(base_tree) or has_trainable(raw_tree)):
         options = options.forward_only()  # no trainable tensor on either side: no gradient, no loss to take
-    settings = options.settings(tolerance)
+    recurrent = RecurrentPlan.of(base_tree, raw_tree) if options.backward else RecurrentPlan()
+    if recurrent.blocked:
+        options = options.forward_only()
+    precision = {"base": least_precise(*tensor_dtypes(base_tree)), "raw": least_precise(*tensor_dtypes(raw_tree))}
+    settings = {**options.settings(tolerance), **recurrent.settings(), "precision": precision}
     random = [finding for finding in findings if finding.code is Code.RANDOM_OP]
     if random and options.random_ops == "error":
         return stopped_report(random[0], findings, layer_map, settings)
@@ -254,7 +265,11 @@ def _diff(
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
-        with random_layers_disabled(base_adapter, base, base_tree), random_layers_disabled(raw_adapter, raw, raw_tree):
+        with (
+            random_layers_disabled(base_adapter, base, base_tree),
+            random_layers_disabled(raw_adapter, raw, raw_tree),
+            recurrent.applied((base_adapter, base), (raw_adapter, raw)),
+        ):
             batches = step_inputs.batches(options.steps)
             outcome = run_diff(base_side, raw_side, batches, layer_map, pairs, tolerance, plan, op_names)
     except RandomOpFound:
@@ -263,7 +278,7 @@ def _diff(
     recorded = outcome.comparisons
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
-    return build_report(
+    report = build_report(
         outcome.comparisons,
         findings + watch.findings(),
         layer_map,
@@ -271,9 +286,13 @@ def _diff(
         descendants_of(base_tree),
         unproduced=outcome.unproduced,
         contain=not options.single_step,
+        inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
         recorded=recorded,
     )
+    if options.single_step or options.steps > 1 or stateful_in_training(base_tree):
+        return report  # a replay runs the base model again: only where that changes nothing in it
+    return confirmed(report, base_side, raw_side, step_inputs.first, tolerance, raw_tree)
 
 
 def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:

@@ -117,7 +117,9 @@ def test_each_factory_gives_its_own_models_inputs(pairs) -> None:
     assert json.loads(named.output)["first_divergence"] is None
     scaled = invoke("diff", f"{pairs}:base_list", f"{pairs}:raw_list_scaled", "--json")
     assert scaled.exit_code == 1, scaled.output
-    assert json.loads(scaled.output)["first_divergence"]["base"] == "block"
+    first = json.loads(scaled.output)["first_divergence"]
+    # the raw model got its own (scaled) input: its first layer, replayed on the base's input, agrees
+    assert first["base"] == "" and "the input of base 'block' / raw 'block' (call 0) differs" in first["message"]
 
 
 def test_one_sides_inputs_serve_both_models(pairs) -> None:
@@ -234,9 +236,10 @@ def test_a_missing_residual_add_is_blamed_on_the_callers_forward(pairs) -> None:
     result = invoke("diff", f"{pairs}:base", f"{pairs}:raw_no_residual", "--json")
     assert result.exit_code == 1
     first = json.loads(result.output)["first_divergence"]
-    assert (first["base"], first["stage"]) == ("norm", "forward")
-    assert "its input 0 already differs" in first["message"]
-    assert "between 'block' and 'norm'" in first["message"]
+    # named at the forward that lacks the add (the root's), and why: norm's input differs, norm itself agrees
+    assert (first["base"], first["stage"]) == ("", "forward")
+    assert "the input of base 'norm' / raw 'norm' (call 0) differs" in first["message"]
+    assert "the code in the forward of base <root> / raw <root> that computes that input differs" in first["message"]
     assert not any(c["stage"] == "input" for c in json.loads(result.output)["comparisons"])
 
 

@@ -173,10 +173,13 @@ def test_single_step_finds_every_diverging_layer_and_only_those() -> None:
     raw = chain_paddle(paddle.nn.GELU(approximate=True), paddle.nn.LeakyReLU(0.2))  # two planted faults
     accumulated = diff(base, raw, WIDE, diff_phase="forward")
     assert tuple(accumulated.first_divergence) == ("1", "1", "forward")
-    assert {d.base for d in accumulated.divergences} >= {"1", "3", "4"}  # the error spreads downstream
+    # the error spreads downstream, but only the layers that add their own are divergences
+    assert {d.base for d in accumulated.divergences} == {"1", "3"}
+    assert "4" in {c.base for c in accumulated.accumulated}
     single = diff(base, raw, WIDE, single_step=True)
-    # forward: both faults at their layers; backward: the leaky ReLU's gradient reaches layer 2's output
-    expected = [("1", "forward"), ("3", "forward"), ("2", "backward")]
+    # forward: both faults at their layers; backward: the leaky ReLU's gradient reaches layer 2's output,
+    # and the approximate GELU's derivative (off by ~1e-3 of the gradient's magnitude) layer 0's
+    expected = [("1", "forward"), ("3", "forward"), ("2", "backward"), ("0", "backward")]
     assert [(d.base, d.stage) for d in single.divergences] == expected
     assert tuple(single.first_divergence) == ("1", "1", "forward")
     # the raw model got the base's activations: the layers after each fault agree

@@ -41,6 +41,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _ambiguous(layer_map)
     findings += _guessed_layouts(layer_map)
     findings += _tied(base, "base") + _tied(raw, "raw")
+    findings += _class_mismatches(base, raw, layer_map)
     return findings
 
 
@@ -507,6 +508,31 @@ def _tied(tree: ModelTree, side: str) -> list[Finding]:
                 f"{side} {alias!r} is the same tensor as {name!r} (tied weights): it is copied once, as {name!r}",
                 "nothing to do if the other model ties them too or reuses that tensor (a matmul with the "
                 "embedding); if it holds its own copy, tie it, or its layer is reported unmatched",
+            )
+        )
+    return findings
+
+
+def _class_mismatches(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Paired parameter-less builtin leaves of different families: the port computes something else there."""
+    findings = []
+    for pair in layer_map.pairs:
+        base_info, raw_info = layer_info(base, pair.base), layer_info(raw, pair.raw)
+        base_family = family_of(base_info.class_name, base_info.builtin)
+        raw_family = family_of(raw_info.class_name, raw_info.builtin)
+        if CONTAINER in (base_family, raw_family) or base_family == raw_family or base_info.tensors or raw_info.tensors:
+            continue
+        if children(base, pair.base) or children(raw, pair.raw):
+            continue
+        findings.append(
+            Finding(
+                Code.CLASS_MISMATCH,
+                Severity.ERROR,
+                pair.base,
+                pair.raw,
+                f"base {pair.base!r} is a {base_info.class_name}, raw {pair.raw!r} a {raw_info.class_name}, "
+                "at the same place in call order: they compute different things",
+                f"use a {base_info.class_name} in the raw model where the base has one",
             )
         )
     return findings

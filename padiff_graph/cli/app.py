@@ -224,8 +224,8 @@ def check(base: str, raw: str, map_file: str | None, as_json: bool, html_file: s
 @click.argument("base")
 @click.argument("raw")
 @click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
-@click.option("--atol", type=float, help="Absolute tolerance (default by dtype; fp32 1e-4).")
-@click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
+@click.option("--atol", type=float, help="Absolute tolerance: compare elementwise (default: each layer's own error).")
+@click.option("--rtol", type=float, help="Relative tolerance: compare elementwise (default: each layer's own error).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @click.option("--forward-only", is_flag=True, help="Compare the forward pass only.")
 @click.option("--single-step", is_flag=True, help="Feed each raw layer the base's inputs: find every diverging layer.")
@@ -345,8 +345,8 @@ def convert_weights(
 @click.argument("base_dir", type=click.Path(file_okay=False))
 @click.argument("raw_dir", type=click.Path(file_okay=False))
 @click.option("--map", "map_file", type=click.Path(dir_okay=False), help="Layer map file (default: proposed).")
-@click.option("--atol", type=float, help="Absolute tolerance (default by dtype; fp32 1e-4).")
-@click.option("--rtol", type=float, help="Relative tolerance (default by dtype; fp32 1e-3).")
+@click.option("--atol", type=float, help="Absolute tolerance: compare elementwise (default: each layer's own error).")
+@click.option("--rtol", type=float, help="Relative tolerance: compare elementwise (default: each layer's own error).")
 @click.option("--mode", type=click.Choice(["strict", "mean"]), default="strict", show_default=True)
 @_json_option
 @_html_option

@@ -29,6 +29,7 @@ class Code(str, Enum):
     AMBIGUOUS_MATCH = "ambiguous-match"
     AMBIGUOUS_TRANSFORM = "ambiguous-transform"
     TIED_WEIGHTS = "tied-weights"
+    CLASS_MISMATCH = "class-mismatch"
 
     def __str__(self) -> str:
         return self.value

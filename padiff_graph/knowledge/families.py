@@ -9,7 +9,8 @@ class name is only a naming hint.
 
 from __future__ import annotations
 
-from padiff_graph.core.records import LayerInfo, TensorInfo
+from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.core.tree import ROOT, ModelTree, is_within, layer_info
 
 #: Lower-cased builtin class names that differ between frameworks.
 FAMILY_ALIASES: dict[str, str] = {
@@ -50,6 +51,11 @@ RANDOM_FAMILIES = frozenset(
         "rrelu",
     }
 )
+
+#: Recurrent families, and the frameworks whose recurrent layers keep no state for a
+#: backward pass in eval mode (paddle 3.3: "Tensor holds no memory" in backward).
+RECURRENT_FAMILIES = frozenset({"lstm", "gru", "rnn"})
+EVAL_RECURRENT_WITHOUT_BACKWARD = frozenset({"paddle"})
 
 #: Families whose single ``weight`` is an embedding table.
 EMBEDDING_FAMILIES = frozenset({"embedding", "embeddingbag"})
@@ -131,3 +137,14 @@ def is_random(layer: LayerInfo) -> bool:
 def significant(tensor: TensorInfo) -> bool:
     """Tensors that carry model state worth matching and copying."""
     return tensor.persistent and tensor.name not in IGNORED_TENSOR_NAMES
+
+
+def stateful_in_training(tree: ModelTree, under: str = ROOT) -> bool:
+    """Whether a layer at or below ``under`` that one more run would change or randomise (it holds
+    buffers, such as BatchNorm statistics, or is random) was in training mode when the tree was exported."""
+    for path in tree.nodes:
+        info = layer_info(tree, path)
+        changes = is_random(info) or any(t.kind is TensorKind.BUFFER for t in info.tensors)
+        if info.training and changes and is_within(path, under):
+            return True
+    return False

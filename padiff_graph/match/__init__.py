@@ -21,6 +21,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.costs import Scorer
 from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.mismatch import pair_mismatched_leaves
 from padiff_graph.match.options import MatchOptions
 from padiff_graph.match.pinning import pin_pairs
 from padiff_graph.match.stages import (
@@ -51,6 +52,7 @@ STAGES = (
     drop_inconsistent_containers,
     order_leftovers,
     align_wrapper_chains,
+    pair_mismatched_leaves,
 )
 
 

@@ -206,7 +206,8 @@ def _compare_step(
                 verdict = compare_tensor_pair(tensor, base_value, raw_value, tolerance, *dtypes)
             else:
                 base_value = base.array(name, raw.shape(entry["name"]))
-                verdict = tolerance.verdict(base_value, raw.array(entry["name"], base_value.shape), *dtypes)
+                raw_value = raw.array(entry["name"], base_value.shape)
+                verdict = tolerance.verdict(base_value, raw_value, *dtypes, gradient=stage == "backward")
         except NotComparableError as error:
             not_comparable.append(f"{what}: {error}")
             continue

@@ -400,9 +400,15 @@ def print_diff(
     Info findings (what a conversion already takes care of) show only when ``verbose``.
     """
     failed = [c for c in report.comparisons if not c.ok]
+    floor = report.settings.get("noise_floor")
+    judged = (
+        f"errors against a noise floor of {floor:.0e} of each tensor's magnitude"
+        if floor
+        else f"atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')}"
+    )
     console.print(
         f"compared {len(report.comparisons)} tensors over {len(report.layer_map.pairs)} layer pairs "
-        f"(mode {report.settings.get('mode')}, atol {report.settings.get('atol')}, rtol {report.settings.get('rtol')})"
+        f"(mode {report.settings.get('mode')}, {judged})"
     )
     merged = report.settings.get("merged")
     if merged:
@@ -422,6 +428,17 @@ def print_diff(
         console.print(
             f"[yellow]not comparable[/]: {len(report.not_comparable)} record(s) of a sharded run could not be "
             f"merged without guessing, the first: {escape(report.not_comparable[0])}"
+        )
+    precision = report.settings.get("precision", {})
+    if floor and precision.get("base") != precision.get("raw"):
+        console.print(
+            f"[yellow]note[/]: the base model runs in {precision.get('base')}, the raw one in {precision.get('raw')}; "
+            "errors are judged against the less precise one's noise (on CPU, paddle has no bfloat16/float16 kernels)"
+        )
+    if report.accumulated:
+        console.print(
+            f"[yellow]note[/]: {len(report.accumulated)} tensor(s) differ by more than one layer's noise, "
+            "but no more than the layers before them: accumulated noise, not a divergence"
         )
     first = report.first_divergence
     if base_tree is not None and raw_tree is not None:

@@ -39,9 +39,8 @@ from padiff_graph.run.numerics import (
     Summary,
     Tolerance,
     Verdict,
-    compare_arrays,
-    compare_summary,
     compare_tensor_pair,
+    fitted,
     summarize,
 )
 from padiff_graph.run.oplevel import OpComparer, OpStore
@@ -236,6 +235,9 @@ def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
     return record
 
 
+#: ``(atol, rtol, floor)`` of one comparison (:meth:`Tolerance.limits`).
+Limits = tuple[float, float, float]
+
 #: A stored base record: the held host array (or its summary in mean mode) and the tensor's dtype.
 Stored = tuple["Held | Summary", str]
 
@@ -333,7 +335,7 @@ class RawChecker:
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
         # weak: a verdict must not keep its arrays alive, only know them while they live
-        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], tuple[float, float], Future[Verdict]]]
+        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, Future[Verdict]]]
         self._recent_verdicts = deque(maxlen=2)
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
@@ -347,14 +349,14 @@ class RawChecker:
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
-            verdict = self._verdict(base_value, raw_value, base_dtype, dtype)
+            verdict = self._verdict(base_value, raw_value, key.stage == "backward", base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
             nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
             self._pending.append(((key.path, raw_path, key.stage, key.call, key.index), verdict, nbytes))
             self._pending_bytes += nbytes
             self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
-            return base_value
+            return fitted(base_value, tuple(value.shape), key.stage == "backward")
         return None
 
     def settle(self, ahead: int | None = None) -> None:
@@ -365,17 +367,19 @@ class RawChecker:
             self._pending_bytes -= nbytes
             self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
 
-    def _verdict(self, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str) -> Future[Verdict]:
-        atol, rtol = self.tolerance.for_dtypes(*dtypes)
-        for seen_base, seen_raw, seen_tolerance, verdict in self._recent_verdicts:
-            if seen_base() is base_value and seen_raw() is raw_value and seen_tolerance == (atol, rtol):
+    def _verdict(
+        self, base_value: np.ndarray | Summary, raw_value: Any, gradient: bool, *dtypes: str
+    ) -> Future[Verdict]:
+        limits = self.tolerance.limits(*dtypes)
+        for seen_base, seen_raw, seen_limits, verdict in self._recent_verdicts:
+            if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
                 return verdict  # the same two values under another key (a container and its last layer)
         if isinstance(base_value, Summary):
             verdict = Future()
-            verdict.set_result(compare_summary(base_value, raw_value, atol, rtol))
+            verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes))
         else:
-            verdict = _comparer().submit(compare_arrays, base_value, raw_value, atol, rtol, self.tolerance.mode)
-        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), (atol, rtol), verdict))
+            verdict = _comparer().submit(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient)
+        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, verdict))
         return verdict
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:

@@ -195,5 +195,7 @@ class Recorder:
         return leave
 
     def _grad(self, key: RecordKey, tensor: Any) -> Callable[[Any], np.ndarray | None]:
+        """The gradient hook of one output; a gradient the framework leaves ``None`` (an unused expert,
+        a routing path) is not produced: no record, nothing replaced."""
         dtype = self.adapter.dtype_name(tensor)
-        return lambda grad: self.sink(key, grad, dtype)
+        return lambda grad: None if grad is None else self.sink(key, grad, dtype)

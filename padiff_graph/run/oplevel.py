@@ -25,7 +25,7 @@ import numpy as np
 
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors
 from padiff_graph.run.hooks import OpSink
-from padiff_graph.run.numerics import Mode, Summary, Tolerance, compare_arrays, compare_summary, summarize
+from padiff_graph.run.numerics import Mode, Summary, Tolerance, summarize
 from padiff_graph.run.results import Divergence, OpDivergence
 
 #: Where a layer call's ops are kept: (step, base layer path, call).
@@ -101,13 +101,9 @@ class OpComparer(OpSink):
         for block in matcher.get_matching_blocks():
             for offset in range(block.size):
                 base_op, raw_op = base_ops[block.a + offset], raw_ops[block.b + offset]
-                atol, rtol = self.tolerance.for_dtypes(base_op.dtype, raw_op.dtype)
                 raw_value = raw_op.value
                 assert isinstance(raw_value, np.ndarray)  # the raw side always keeps arrays
-                if isinstance(base_op.value, Summary):
-                    verdict = compare_summary(base_op.value, raw_value, atol, rtol)
-                else:
-                    verdict = compare_arrays(base_op.value, raw_value, atol, rtol, self.tolerance.mode)
+                verdict = self.tolerance.verdict(base_op.value, raw_value, base_op.dtype, raw_op.dtype)
                 if not verdict.ok:
                     self.first[key] = OpDivergence(base_op.api, raw_op.api, block.a + offset, verdict)
                     return

@@ -146,6 +146,7 @@ class DiffOptions:
             "atol": tolerance.atol,
             "rtol": tolerance.rtol,
             "tolerance_by_dtype": not tolerance.fixed,
+            "noise_floor": tolerance.limits()[2] or None,
             "mode": self.mode.value,
             "backward": self.backward,
             "diff_phase": self.diff_phase,

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from padiff_graph.core.findings import Finding
+from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import quoted_path
 from padiff_graph.layermap import LayerMap
-from padiff_graph.run.numerics import Verdict
+from padiff_graph.run.numerics import GRADIENT_MINIMUM, GROWTH_LIMIT, Verdict
 
 #: Stages in the order a step produces them; ``grad:<tensor>`` and ``weights:<tensor>`` carry the tensor name.
 STAGES = ("input", "forward", "loss", "backward", "grad", "weights")
@@ -87,6 +87,8 @@ class DiffReport:
     settings: dict[str, Any] = field(default_factory=dict)
     unproduced: list[str] = field(default_factory=list)
     contained: list[Comparison] = field(default_factory=list)
+    #: Errors over their dtype's noise floor that the layers before them explain (accumulated noise).
+    accumulated: list[Comparison] = field(default_factory=list)
     #: Every diverging layer pair (single-step mode finds them all), first divergence first.
     divergences: list[Divergence] = field(default_factory=list)
     #: Records of a sharded run whose ranks could not be merged without guessing (offline compare), and why.
@@ -110,6 +112,8 @@ class DiffReport:
                     "ok": c.ok,
                     "max_abs": _finite(c.verdict.max_abs),
                     "max_rel": _finite(c.verdict.max_rel),
+                    "scaled": _finite(c.verdict.scaled),
+                    "inherited": c.verdict.inherited,
                     "note": c.verdict.note,
                 }
                 for c in self.comparisons
@@ -118,6 +122,10 @@ class DiffReport:
             "unproduced": self.unproduced,
             "not_comparable": self.not_comparable,
             "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
+            "accumulated": [
+                {"base": c.base, "raw": c.raw, "stage": c.stage, "call": c.call, "step": c.step}
+                for c in self.accumulated
+            ],
         }
 
 
@@ -141,6 +149,79 @@ def _divergence_dict(divergence: Divergence) -> dict[str, Any]:
 
 def _finite(value: float) -> float | str:
     return value if np.isfinite(value) else str(value)
+
+
+def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None) -> list[Comparison]:
+    """Tell a layer's own error from the error it inherits: ``comparisons`` with inherited ones passed.
+
+    A comparison judged by scaled error (``verdict.floor`` set) that is over its
+    dtype's noise floor is the layer's own only if its error is more than
+    :data:`~padiff_graph.run.numerics.GROWTH_LIMIT` times the largest scaled
+    error of the records before it in the same step (forward records in call
+    order, then the loss, output gradients in backward order, parameter
+    gradients, weights: each depends on all before it). Otherwise it passes,
+    marked ``inherited``: the accumulated noise of the layers before it. A
+    comparison that failed for another reason (NaN, shapes) keeps its verdict.
+    Single-step runs need none of this: every layer there runs on the base's data.
+    Layers in ``mismatched`` (base paths pre-flight found computing something else:
+    ``class-mismatch``) inherit nothing: an error over their floor is their own.
+
+    A gradient's own error must also exceed :data:`~padiff_graph.run.numerics.GRADIENT_MINIMUM`
+    (backward passes amplify rounding error). Sums whose terms cancel are scaled by their terms (:func:`_references`): a
+    loss by the model's outputs, a parameter gradient by its layer's output
+    gradient (the gradient of a key projection's bias is zero up to rounding).
+    """
+    references = _references(comparisons)
+    attributed = []
+    largest: dict[int, float] = {}
+    for comparison in comparisons:
+        verdict = comparison.verdict
+        before = largest.get(comparison.step, 0.0)
+        if not verdict.ok and verdict.floor and np.isfinite(verdict.max_abs):
+            reference = references.get((comparison.step, comparison.kind, comparison.base), 0.0)
+            if reference > verdict.magnitude:
+                verdict = replace(verdict, scaled=verdict.max_abs / reference)
+            inherits = 0.0 if comparison.base in (mismatched or set()) else before
+            verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
+            comparison = replace(comparison, verdict=verdict)
+        if np.isfinite(verdict.scaled):
+            largest[comparison.step] = max(before, verdict.scaled)
+        attributed.append(comparison)
+    return attributed
+
+
+def _references(comparisons: list[Comparison]) -> dict[tuple[int, str, str], float]:
+    """(step, stage kind, base path) -> the magnitude of the terms a loss or parameter gradient sums."""
+    found: dict[tuple[int, str, str], float] = {}
+    for comparison in comparisons:
+        if comparison.kind == "forward" and comparison.base == "":
+            key = (comparison.step, "loss", "")
+        elif comparison.kind == "backward":
+            key = (comparison.step, "grad", comparison.base)
+        else:
+            continue
+        found[key] = max(found.get(key, 0.0), comparison.verdict.magnitude)
+    return found
+
+
+def _judged(verdict: Verdict, before: float, gradient: bool) -> Verdict:
+    """``verdict`` (judged by scaled error) passed, failed or marked inherited, with the evidence in its note."""
+    tail = f"; {verdict.note}" if verdict.note else ""
+    if verdict.scaled <= verdict.floor:
+        return replace(verdict, ok=True)
+    if verdict.scaled <= max(GROWTH_LIMIT * before, GRADIENT_MINIMUM if gradient else 0.0):
+        note = f"{verdict.scaled:.1e} of its magnitude, inherited (the layers before it reach {before:.1e}){tail}"
+        return replace(verdict, ok=True, inherited=True, note=note)
+    growth = (
+        f"{verdict.scaled / before:.0f}x the largest error before it ({before:.1e})"
+        if before
+        else "where the layers before it agree exactly"
+    )
+    note = (
+        f"its own error is {verdict.scaled:.1e} of its magnitude (max abs diff {verdict.max_abs:.3g}), "
+        f"{growth}; one layer's noise in this dtype stays under {verdict.floor:.0e}{tail}"
+    )
+    return replace(verdict, note=note)
 
 
 def first_divergence(comparisons: list[Comparison], contain: bool = True) -> tuple[Divergence | None, list[Comparison]]:
@@ -290,6 +371,7 @@ def build_report(
     unproduced: Iterable[str] = (),
     not_comparable: Iterable[str] = (),
     contain: bool = True,
+    inherit: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
     recorded: list[Comparison] | None = None,
 ) -> DiffReport:
@@ -298,8 +380,12 @@ def build_report(
     ``descendants`` maps a base path to the base paths below it; ``explain``
     attaches what op-level comparison found to a divergence; ``recorded``
     (inputs and outputs in record order) says when a diverging layer's input
-    already differed (:func:`input_explained`).
+    already differed (:func:`input_explained`); ``inherit``: errors the layers
+    before explain are not divergences (:func:`attribute`; off in single-step runs).
     """
+    if inherit:
+        mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
+        comparisons = attribute(comparisons, mismatched)
     divergence, contained = first_divergence(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
     if divergence is not None and recorded is not None:
@@ -318,6 +404,7 @@ def build_report(
         settings,
         list(unproduced),
         contained,
+        [c for c in comparisons if c.verdict.inherited],
         divergences,
         list(not_comparable),
     )

@@ -1,0 +1,74 @@
+"""Pairing layers that sit at the same place but compute different things.
+
+A port that uses ``ReLU`` where the base uses ``GELU`` leaves both activations
+unmatched by every structural stage (their families differ), so the diff would
+blame the next layer or the parent block. Parameter-less builtin leaves of
+different families, each alone in the same matched parent and called in the
+traced run, are paired here as a *mismatch*: pre-flight reports it (``class-mismatch``)
+and the diff compares their outputs, naming the first that differs. Lone leaves
+of one family pair the same way, where the structural stages miss them because
+the port calls them in another order among their siblings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from padiff_graph.knowledge.families import CONTAINER, RANDOM_FAMILIES
+from padiff_graph.match.costs import Scorer
+from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.store import MappingStore
+
+#: The matcher stage name of a mismatch pair (``LayerPair.stage``).
+MISMATCH_STAGE = "class-mismatch"
+
+#: Families that pass their input on unchanged (in eval mode): a layer of one of these
+#: beside another layer says nothing about a port computing something else there.
+_PASS_THROUGH = RANDOM_FAMILIES | {"identity"}
+
+
+def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
+    """Pair the free parameter-less leaves that are alone in their matched parent on both sides.
+
+    Leaves of one family are a plain pair (a port that calls its activation after another
+    sibling than the base does, an expert the traced sample did not reach); of different
+    families, a mismatch (stage ``class-mismatch``), and only if both were called in the
+    traced run. Needs the call order (models traced on inputs); without it nothing is paired.
+    """
+    base, raw = scorer.base, scorer.raw
+    if not base.call_rank or not raw.call_rank:
+        return
+    base_slots = _slots(base, store.has_base, lambda path: path)
+    raw_slots = _slots(raw, store.has_raw, store.base_of)
+    for parent, base_leaves in base_slots.items():
+        raw_leaves = raw_slots.get(parent, [])
+        if len(base_leaves) != 1 or len(raw_leaves) != 1:
+            continue
+        base_leaf, raw_leaf = base_leaves[0], raw_leaves[0]
+        if base.family[base_leaf] == raw.family[raw_leaf]:
+            store.add(base_leaf, raw_leaf, 1.0, "lone-leaf")
+        elif base_leaf in base.call_rank and raw_leaf in raw.call_rank:
+            store.add(base_leaf, raw_leaf, 0.0, MISMATCH_STAGE)
+
+
+def _slots(
+    features: TreeFeatures, is_matched: Callable[[str], bool], base_path: Callable[[str], str | None]
+) -> dict[str, list[str]]:
+    """Free candidate leaves by their matched parent (as a base path)."""
+    slots: dict[str, list[str]] = {}
+    for path in features.kept:
+        parent = features.kept_parent.get(path)
+        if parent is None or is_matched(path) or not is_matched(parent) or not _candidate(features, path):
+            continue
+        key = base_path(parent)
+        if key is not None:
+            slots.setdefault(key, []).append(path)
+    return slots
+
+
+def _candidate(features: TreeFeatures, path: str) -> bool:
+    """A builtin parameter-less leaf that computes something (not a dropout or identity)."""
+    if features.is_wrapper.get(path, True):
+        return False
+    family = features.family[path]
+    return features.is_leaf(path) and not features.own[path] and family != CONTAINER and family not in _PASS_THROUGH

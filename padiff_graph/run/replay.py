@@ -1,0 +1,128 @@
+"""Replaying the first diverging layer alone on the base layer's inputs: its own error, or its caller's.
+
+A layer whose output differs either computes something else (its own error) or
+received an input that differs, computed by code between compared layers (a
+residual add left out, an activation called as a function in its caller's
+forward). After the run, the base model runs once more, without gradients,
+keeping only the suspect layer's inputs and output at the diverging call; the raw
+layer then runs alone on those inputs. If it reproduces the base output (within
+its dtype's noise floor) the fault is in the code that computed its input, and
+the divergence is named at the nearest compared layer above it; otherwise the
+replay's error is the layer's own, and the message says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from padiff_graph.core.records import quoted_path
+from padiff_graph.core.tree import ModelTree
+from padiff_graph.frameworks.base import iter_tensors, map_tensors
+from padiff_graph.frameworks.inputs import CallArguments
+from padiff_graph.frameworks.tracing import hooks
+from padiff_graph.knowledge.families import stateful_in_training
+from padiff_graph.layermap import LayerMap
+from padiff_graph.run.engine import Side
+from padiff_graph.run.numerics import Tolerance, Verdict
+from padiff_graph.run.results import Comparison, DiffReport, Divergence
+
+
+def confirmed(
+    report: DiffReport,
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    tolerance: Tolerance,
+    raw_tree: ModelTree,
+) -> DiffReport:
+    """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
+    (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
+    first = report.first_divergence
+    if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
+        return report
+    if stateful_in_training(raw_tree, first.raw):
+        return report
+    failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
+    verdict = replay(base, raw, arguments, failing, tolerance)
+    if verdict is None:
+        return report
+    if not verdict.ok:
+        own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
+        found = replace(first, message=first.message + own)
+    else:
+        found = _caller(first, failing, verdict, report.layer_map)
+    rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
+    return replace(report, first_divergence=found, divergences=[found, *rest])
+
+
+def _caller(first: Divergence, failing: Comparison, verdict: Verdict, layer_map: LayerMap) -> Divergence:
+    """The divergence moved to the nearest paired layer above ``first``: the code there computed its input."""
+    base_path = first.base.rpartition(".")[0]
+    while layer_map.raw_of(base_path) is None and base_path:
+        base_path = base_path.rpartition(".")[0]
+    raw_path = layer_map.raw_of(base_path) or ""
+    message = (
+        f"the input of base {quoted_path(first.base)} / raw {quoted_path(first.raw)} (call {failing.call}) differs, "
+        f"and given the base layer's inputs the raw layer agrees ({verdict.scaled:.1e} of its magnitude): the code "
+        f"in the forward of base {quoted_path(base_path)} / raw {quoted_path(raw_path)} that computes that input "
+        f"differs ({failing.verdict.note})"
+    )
+    return Divergence(base_path, raw_path, "forward", message, first.step)
+
+
+def replay(
+    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
+) -> Verdict | None:
+    """The raw layer run alone on the base layer's inputs of the failing call, against the base output;
+    ``None`` where the inputs cannot be carried over or the layer fails on them."""
+    captured = _capture(base, arguments[0], failing)
+    if captured is None:
+        return None
+    inputs, expected, dtype = captured
+    adapter = raw.adapter
+    layer = adapter.named_layers(raw.model)[failing.raw]
+    try:
+        args, kwargs = map_tensors(
+            inputs, lambda v: isinstance(v, np.ndarray), lambda a: adapter.to_inputs(raw.model, {"v": a})["v"]
+        )
+        with adapter.no_grad(), adapter.autocast(raw.model, raw.amp):
+            outputs = list(iter_tensors(layer(*args, **kwargs), adapter.is_tensor))
+    except Exception:  # the base's inputs may not fit the raw layer (framework objects in them): no replay
+        return None
+    if failing.index >= len(outputs):
+        return None
+    output = outputs[failing.index]
+    return tolerance.verdict(expected, adapter.to_numpy(output), dtype, adapter.dtype_name(output))
+
+
+def _capture(base: Side, arguments: CallArguments, failing: Comparison) -> tuple[Any, np.ndarray, str] | None:
+    """The base layer's inputs (tensors as arrays) and output at the failing call, from a run without gradients."""
+    adapter = base.adapter
+    layer = adapter.named_layers(base.model)[failing.base]
+    calls = [0]
+    found: dict[str, Any] = {}
+
+    def enter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if calls[0] == failing.call:
+            found["inputs"] = map_tensors((args, kwargs), adapter.is_tensor, adapter.to_numpy)
+
+    def leave(output: Any) -> None:
+        if calls[0] == failing.call:
+            outputs = list(iter_tensors(output, adapter.is_tensor))
+            if failing.index < len(outputs):
+                found["output"] = adapter.to_numpy(outputs[failing.index])
+                found["dtype"] = adapter.dtype_name(outputs[failing.index])
+        calls[0] += 1
+
+    handles = [adapter.add_input_hook(layer, enter), adapter.add_forward_hook(layer, leave)]
+    try:
+        with hooks(handles), adapter.no_grad(), adapter.autocast(base.model, base.amp):
+            base.model(*arguments.args, **arguments.kwargs)
+    except Exception:  # the base ran this forward before: a failure now only means no replay
+        return None
+    if "inputs" not in found or "output" not in found:
+        return None
+    return found["inputs"], found["output"], found["dtype"]

@@ -1,0 +1,229 @@
+"""The default verdict: errors relative to magnitude, a layer's own error told from inherited noise,
+and outputs that hold the same data in another shape."""
+
+import numpy as np
+import paddle
+import pytest
+import torch
+
+from padiff_graph import diff
+from padiff_graph.run.numerics import NOISE_FLOORS, Mode, Verdict, compare_arrays
+from padiff_graph.run.results import Comparison, attribute
+
+RNG = np.random.default_rng(7)
+BATCH, LENGTH, DIM = 2, 6, 8
+TOKENS = {"x": RNG.standard_normal((BATCH, LENGTH, DIM)).astype(np.float32)}
+
+
+class TorchPositions(torch.nn.Module):
+    """HF style: the position table is built for a batch of 1 and the add broadcasts it."""
+
+    def __init__(self, shift=0):
+        super().__init__()
+        self.proj = torch.nn.Linear(DIM, DIM)
+        self.pos = torch.nn.Embedding(LENGTH + 1, DIM)
+        self.shift = shift
+
+    def forward(self, x):
+        positions = torch.arange(self.shift, x.shape[1] + self.shift)[None]
+        return self.proj(x) + self.pos(positions)
+
+
+class PaddlePositions(paddle.nn.Layer):
+    """The port builds the table for the whole batch."""
+
+    def __init__(self, shift=0):
+        super().__init__()
+        self.proj = paddle.nn.Linear(DIM, DIM)
+        self.pos = paddle.nn.Embedding(LENGTH + 1, DIM)
+        self.shift = shift
+
+    def forward(self, x):
+        positions = paddle.arange(self.shift, x.shape[1] + self.shift).unsqueeze(0).expand([x.shape[0], x.shape[1]])
+        return self.proj(x) + self.pos(positions)
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_a_table_built_for_one_sample_is_compared_after_broadcasting(torch_is_base: bool) -> None:
+    torch_model, paddle_model = TorchPositions(), PaddlePositions()
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    report = diff(base, raw, TOKENS)
+    assert report.ok, report.first_divergence
+    notes = {c.stage: c.verdict.note for c in report.comparisons if c.base == "pos"}
+    assert "broadcasting" in notes["forward"]
+    assert "summed" in notes["backward"]  # the batch-of-1 table's gradient is the batch's gradients summed
+
+
+def test_a_broadcast_table_with_other_data_is_a_divergence() -> None:
+    report = diff(TorchPositions(), PaddlePositions(shift=1), TOKENS)  # positions off by one
+    # 'pos' is the first output that differs, but the embedding is right on the base's positions:
+    # the positions are computed in the root's forward, and that is where they differ
+    assert tuple(report.first_divergence) == ("", "", "forward")
+    assert "the input of base 'pos'" in report.first_divergence.message
+
+
+class TorchFlatExpert(torch.nn.Module):
+    """HF MoE style: tokens flattened to ``[batch * length, dim]`` before the expert."""
+
+    def __init__(self):
+        super().__init__()
+        self.expert = torch.nn.Linear(DIM, DIM)
+        self.norm = torch.nn.LayerNorm(DIM)
+
+    def forward(self, x):
+        return self.norm(self.expert(x.reshape(-1, DIM)).reshape(x.shape))
+
+
+class PaddleExpert(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.expert = paddle.nn.Linear(DIM, DIM)
+        self.norm = paddle.nn.LayerNorm(DIM)
+
+    def forward(self, x):
+        return self.norm(self.expert(x))
+
+
+def test_flattened_tokens_are_the_same_elements_in_another_view() -> None:
+    report = diff(TorchFlatExpert(), PaddleExpert(), TOKENS)
+    assert report.ok, report.first_divergence
+    expert = [c for c in report.comparisons if c.base == "expert" and c.stage in ("forward", "backward")]
+    assert expert and all("another view" in c.verdict.note for c in expert)
+
+
+def test_shapes_that_neither_broadcast_nor_reshape_differ() -> None:
+    verdict = compare_arrays(np.ones((2, 3)), np.ones((3, 3)), 1e-4, 1e-3, Mode.STRICT, NOISE_FLOORS["float32"])
+    assert not verdict.ok and verdict.note == "shape [2, 3] vs [3, 3]"
+    both_ways = compare_arrays(np.ones((1, 3)), np.ones((2, 1)), 1e-4, 1e-3, Mode.STRICT)
+    assert not both_ways.ok  # each would have to broadcast: not one tensor in another shape
+
+
+def test_the_scaled_error_is_relative_to_the_largest_magnitude() -> None:
+    base = np.array([100.0, 0.001], dtype=np.float32)
+    # 1e-3 off at the small element: 100% of it elementwise, 1e-5 of the tensor's magnitude
+    raw = np.array([100.0, 0.002], dtype=np.float32)
+    assert compare_arrays(base, raw, 0, 0, Mode.STRICT, floor=3e-5).ok
+    assert not compare_arrays(base, raw, 1e-4, 1e-3, Mode.STRICT).ok  # fixed tolerances stay elementwise
+    assert not compare_arrays(base, np.array([100.01, 0.001], np.float32), 0, 0, Mode.STRICT, floor=3e-5).ok
+
+
+def comparison(base: str, stage: str, scaled: float, floor: float = 3e-5) -> Comparison:
+    verdict = Verdict(scaled <= floor, scaled, scaled, scaled=scaled, floor=floor, magnitude=1.0)
+    return Comparison(base, base, stage, 0, 0, verdict)
+
+
+def test_an_error_the_layers_before_explain_is_inherited_and_a_jump_is_the_layers_own() -> None:
+    found = attribute(
+        [
+            comparison("a", "forward", 1e-5),
+            comparison("b", "forward", 1e-4),  # over the floor and 10x the error before it: its own
+            comparison("c", "forward", 6e-5),  # within 8x of the largest before: inherited
+            comparison("d", "forward", 2e-1),  # a jump: the bug
+            comparison("e", "forward", 3e-1),  # inherited from d
+            comparison("", "loss", 2e-1),
+        ]
+    )
+    verdicts = {c.base or "loss": c.verdict for c in found}
+    assert [c.base for c in found if not c.ok] == ["b", "d"]
+    assert verdicts["c"].inherited and verdicts["e"].inherited and verdicts["loss"].inherited
+    assert "its own error is 2.0e-01" in verdicts["d"].note and "2000x the largest error" in verdicts["d"].note
+
+
+def test_a_gradient_that_is_zero_up_to_rounding_is_scaled_by_its_layers_output_gradient() -> None:
+    # the gradient of a key projection's bias is zero up to rounding: its own magnitude says nothing
+    zero_sum = Verdict(False, 2e-10, 1.0, scaled=1.4, floor=3e-5, magnitude=1.5e-10)
+    found = attribute([comparison("key", "backward", 1e-6), Comparison("key", "key", "grad:bias", 0, 0, zero_sum)])
+    assert all(c.ok for c in found)
+    assert found[1].verdict.scaled == pytest.approx(2e-10)
+
+
+def residual_mlp(framework, depth: int, slope_at: int | None = None):
+    nn = torch.nn if framework is torch else paddle.nn
+    base_class = torch.nn.Module if framework is torch else paddle.nn.Layer
+
+    class Block(base_class):
+        def __init__(self, slope):
+            super().__init__()
+            self.fc = nn.Linear(64, 64)
+            self.act = nn.LeakyReLU(slope)
+
+        def forward(self, x):
+            return x + self.act(self.fc(x))
+
+    layers = [Block(0.5 if index == slope_at else 0.1) for index in range(depth)]
+    return nn.Sequential(*layers)
+
+
+def test_bfloat16_noise_accumulated_over_depth_is_not_a_divergence_and_a_fault_still_is() -> None:
+    torch.manual_seed(0)
+    x = [np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32) * 4]
+    base = residual_mlp(torch, 12).to(torch.bfloat16)
+    report = diff(base, residual_mlp(paddle, 12), x)
+    assert report.ok, report.first_divergence
+    assert report.settings["noise_floor"] == NOISE_FLOORS["bfloat16"]
+    assert report.settings["precision"] == {"base": "bfloat16", "raw": "float32"}
+    fixed = diff(base, residual_mlp(paddle, 12), x, atol=1e-2, rtol=1e-2)
+    assert not fixed.ok  # elementwise bounds count the rounding of large activations as a divergence
+    faulty = diff(base, residual_mlp(paddle, 12, slope_at=7), x)
+    assert tuple(faulty.first_divergence) == ("7.act", "7.act", "forward")
+    assert "its own error" in faulty.first_divergence.message
+
+
+class TorchPostBlock(torch.nn.Module):
+    """ResNet style: the residual add happens in the block's forward, before a ReLU module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.post = torch.nn.Linear(DIM, DIM), torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.post(x + self.fc(x))
+
+
+class PaddlePostBlock(paddle.nn.Layer):
+    def __init__(self, skip=True):
+        super().__init__()
+        self.fc, self.post, self.skip = paddle.nn.Linear(DIM, DIM), paddle.nn.ReLU(), skip
+
+    def forward(self, x):
+        return self.post(x + self.fc(x) if self.skip else self.fc(x))
+
+
+def two_blocks(block, *args):
+    framework = torch.nn if block is TorchPostBlock else paddle.nn
+    model = framework.Sequential(block(), block(*args))
+    model.eval()
+    return model
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_a_fault_in_the_code_between_layers_is_named_at_its_caller(torch_is_base: bool) -> None:
+    torch_model, paddle_model = two_blocks(TorchPostBlock), two_blocks(PaddlePostBlock, False)
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    if not torch_is_base:  # the skip is dropped on the raw side: move it there
+        base, raw = two_blocks(PaddlePostBlock), two_blocks(TorchPostBlock)
+        raw[1].forward = lambda x: raw[1].post(raw[1].fc(x))
+    report = diff(base, raw, [TOKENS["x"]])
+    # 'post' is the first layer whose output differs, but given the base's input it agrees:
+    # the input was computed by block 1's own forward (the residual add left out)
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "the code in the forward of base '1'" in report.first_divergence.message
+
+
+def test_a_layer_that_differs_on_the_base_inputs_keeps_the_divergence_with_its_own_error() -> None:
+    base = torch.nn.Sequential(torch.nn.Linear(DIM, DIM), torch.nn.GELU()).eval()
+    raw = paddle.nn.Sequential(paddle.nn.Linear(DIM, DIM), paddle.nn.GELU(approximate=True))
+    raw.eval()
+    report = diff(base, raw, {"input": TOKENS["x"] * 4})
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "the raw layer alone differs by" in report.first_divergence.message
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_single_step_feeds_a_broadcast_table_in_the_raw_tensors_shape(torch_is_base: bool) -> None:
+    torch_model, paddle_model = TorchPositions(), PaddlePositions()
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    report = diff(base, raw, TOKENS, single_step=True)
+    assert report.ok, report.first_divergence
+    fed = [c for c in report.comparisons if c.base == "pos" and c.stage in ("input", "backward")]
+    assert fed and all(c.ok for c in fed)
