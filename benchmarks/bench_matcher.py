@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "examples"), str(ROOT / "examples" / "scale"), str(ROOT / "benchmarks")]
 
 ZSS_TIMEOUT_S = 120
-SEVEN_B_TARGET_S, SEVEN_B_TARGET_GIB, TWENTY_K_TARGET_S = 5.0, 1.5, 15.0
+#: the scale results issue #15 keeps: the 7B pair's suggest_map, and the 20k-layer MoE pair's matching
+SEVEN_B_TARGET_S, SEVEN_B_TARGET_GIB, TWENTY_K_TARGET_S = 0.1, 1.0, 3.0
 
 
 def _child(arguments: list[str], timeout: float | None = None) -> dict | None:
@@ -203,12 +204,12 @@ def print_scale() -> bool:
     ok = True
     seven_b = _child(["child", "seven-b"])
     assert seven_b is not None
-    seven_ok = seven_b["suggest_map_s"] < SEVEN_B_TARGET_S and seven_b["peak_gib"] < SEVEN_B_TARGET_GIB
+    seven_ok = seven_b["suggest_map_s"] <= SEVEN_B_TARGET_S and seven_b["peak_gib"] < SEVEN_B_TARGET_GIB
     ok &= seven_ok and seven_b["correct"] == seven_b["expected"]
     print("\nMatcher scale")
     print(
         f"7B-shaped LLaMA pair ({seven_b['layers']} layer pairs): suggest_map {seven_b['suggest_map_s']:.2f} s "
-        f"(target < {SEVEN_B_TARGET_S:.0f} s), peak memory of the whole process {seven_b['peak_gib']:.2f} GiB "
+        f"(target <= {SEVEN_B_TARGET_S:g} s), peak memory of the whole process {seven_b['peak_gib']:.2f} GiB "
         f"(target < {SEVEN_B_TARGET_GIB} GiB, framework imports included); imports {seven_b['imports_s']:.1f} s, "
         f"model build {seven_b['build_s']:.1f} s; {seven_b['correct']}/{seven_b['expected']} pairs right"
     )
@@ -232,10 +233,10 @@ def print_scale() -> bool:
     time_ratio = (last["export_s"] + last["match_s"]) / (first["export_s"] + first["match_s"])
     print(
         f"growth from {first['layers']} to {last['layers']} layers: time x{time_ratio:.1f} for size x{size_ratio:.1f} "
-        f"(growth ratio {time_ratio / size_ratio:.2f}; 1.0 is linear); 20k total "
-        f"{last['export_s'] + last['match_s']:.2f} s (target < {TWENTY_K_TARGET_S:.0f} s)"
+        f"(growth ratio {time_ratio / size_ratio:.2f}; 1.0 is linear); 20k matching {last['match_s']:.2f} s "
+        f"(target <= {TWENTY_K_TARGET_S:g} s; export {last['export_s']:.2f} s more)"
     )
-    ok &= last["export_s"] + last["match_s"] < TWENTY_K_TARGET_S
+    ok &= last["match_s"] <= TWENTY_K_TARGET_S
     print(f"\nAgainst a plain Zhang–Shasha tree edit distance (zss), same trees, {ZSS_TIMEOUT_S} s budget each")
     _row("layers a side", "zss s", "padiff_graph s", "zss / ours")
     for layers, experts in ((2, 4), (4, 4), (8, 4), (16, 4), (32, 4)):
