@@ -132,3 +132,19 @@ def test_a_correct_port_compares_every_pair() -> None:
     report = pg.diff(base, raw, [X])
     assert report.ok and report.not_compared == [], report.not_compared
     assert {(pair.base, pair.raw) for pair in report.layer_map.active_pairs()} == _forward_pairs(report)
+
+
+class PaddleBlockFault(PaddleBlock):
+    """A fault in the root's code between ``attn`` and ``norm``."""
+
+    def forward(self, x):
+        return self.head(self.norm(paddle.tanh(self.attn(x))))
+
+
+def test_a_fault_between_layers_moves_past_an_uncompared_container_to_the_caller() -> None:
+    torch.manual_seed(0)
+    base, raw = TorchBlock(), PaddleBlockFault()
+    report = pg.diff(base, raw, [X], _hand_map(base, raw), backward=False)
+    assert report.not_compared == [NotCompared("attn", "attn", WHY)]
+    assert tuple(report.first_divergence) == ("", "", "forward"), report.first_divergence
+    assert "the forward of base <root> / raw <root>" in report.first_divergence.message
