@@ -12,6 +12,7 @@ import padiff_graph as pg
 from padiff_graph import compare_dumps, dump, export_tree, suggest_map
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.report.document import diff_document, schema
+from padiff_graph.report.html import render_html
 from padiff_graph.report.terminal import print_diff
 from padiff_graph.run.containers import NotCompared, unlike_containers
 
@@ -78,6 +79,9 @@ def test_a_container_whose_contents_differ_is_not_compared_and_the_report_says_w
     print_diff(console, report)
     line = next(line for line in console.file.getvalue().splitlines() if line.startswith("not compared"))
     assert "base 'attn' / raw 'attn'" in line and WHY in line
+
+    page = render_html(export_tree(base, [X]), export_tree(raw, [X]), report.layer_map, report.findings, report)
+    assert 'id="not-compared"' in page and "outside raw &#39;attn&#39;" in page
 
 
 def test_the_offline_compare_leaves_out_the_same_containers(tmp_path) -> None:
