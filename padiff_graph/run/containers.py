@@ -2,9 +2,10 @@
 
 Two containers compute the same thing only if what is inside them
 corresponds. A pair is compared only if every tensor-owning layer below
-either side (ignored subtrees and their layers' partners excluded) is matched to a layer below the
-other side: its own pair, or the pair whose tensor map names its tensors (a
-conversion mapping a whole attention block). HuggingFace's ``attention``
+either side (ignored subtrees and their layers' partners excluded) is
+matched to a layer below the other side: by its own pair, or by the pair
+whose tensor map names its tensors (a conversion mapping a whole attention
+block). HuggingFace's ``attention``
 (self-attention, output projection, residual add, LayerNorm) paired with
 paddle's ``self_attn`` (attention only) is not compared: its outputs would
 differ with no bug in either model. The live diff and the offline compare
