@@ -41,6 +41,7 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
+from padiff_graph.run.containers import unlike_containers
 from padiff_graph.run.engine import Plan, Side, run_diff
 from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
@@ -251,11 +252,13 @@ def _diff(
         raise_for_blocking(findings)
         with task("copying weights base -> raw"):
             copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
+    not_compared = unlike_containers(layer_map, base_tree, raw_tree)
     pairs = compared_pairs(
         layer_map,
         options.selection,
         (base_adapter.named_layers(base), base_tree),
         (raw_adapter.named_layers(raw), raw_tree),
+        not_compared,
     )
     watch = RandomWatch(disable=options.random_ops == "disable")
     (base_loss, raw_loss), (base_optimizer, raw_optimizer) = options.loss_fns, options.optimizers
@@ -285,6 +288,7 @@ def _diff(
         settings,
         descendants_of(base_tree),
         unproduced=outcome.unproduced,
+        not_compared=not_compared,
         contain=not options.single_step,
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,

@@ -27,6 +27,7 @@ def validator():
         ("diff", "conv_bn", 0, []),
         ("diff", "gelu_fault", 1, ["--single-step"]),  # input stages and every divergence
         ("check", "tied_head", 0, []),  # tied-weights
+        ("diff", "extra_layer", 1, []),  # the root holds a layer the raw model lacks: not compared
     ],
 )
 def test_cli_json_validates(validator, command, example, code, options) -> None:
@@ -37,6 +38,8 @@ def test_cli_json_validates(validator, command, example, code, options) -> None:
     validator.validate(document)
     if "--single-step" in options:
         assert {c["stage"] for c in document["comparisons"]} >= {"input", "forward", "loss", "backward"}
+    if command == "diff" and example == "extra_layer":
+        assert [(n["base"], n["raw"]) for n in document["not_compared"]] == [("", "")]
     if command == "diff":
         assert {(layer["base"], layer["raw"]) for layer in document["layers"]} <= {
             (pair["base"], pair["raw"]) for pair in document["layer_map"]["pairs"]

@@ -15,11 +15,12 @@ from padiff_graph.core.records import join_path
 from padiff_graph.core.transforms import Shape, TensorPair, Transform
 from padiff_graph.core.tree import descendants_of, tensor_dtypes
 from padiff_graph.errors import DumpError, InputError, NotComparableError
-from padiff_graph.layermap import LayerMap
+from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match import match_trees
 from padiff_graph.offline.format import RECORD_STAGES
 from padiff_graph.offline.reader import Dump, load_dump
 from padiff_graph.offline.shards import RunStep, has_layouts
+from padiff_graph.run.containers import unlike_containers
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
 from padiff_graph.run.options import parse_mode, parse_tolerance
 from padiff_graph.run.results import Comparison, DiffReport, build_report
@@ -67,6 +68,9 @@ def compare_dumps(
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
+    not_compared = unlike_containers(layer_map, base_tree, raw_tree)
+    left_out = {(pair.base, pair.raw) for pair in not_compared}
+    layer_pairs = [pair for pair in layer_map.active_pairs() if (pair.base, pair.raw) not in left_out]
     tolerance = Tolerance.chosen(atol, rtol, compare_mode, tensor_dtypes(base_tree) | tensor_dtypes(raw_tree))
     merged = set(base.ranks) != set(raw.ranks) or has_layouts(base) or has_layouts(raw)
     units = _merged_steps(base, raw, steps, ranks) if merged else _rank_steps(base, raw, steps, ranks)
@@ -75,7 +79,9 @@ def compare_dumps(
     not_comparable: list[str] = []
     for rank, step, base_folders, raw_folders in units:
         with RunStep(base_folders) as base_step, RunStep(raw_folders) as raw_step:
-            found, missing, unmerged = _compare_step(base_step, raw_step, layer_map, tolerance, step, kinds)
+            found, missing, unmerged = _compare_step(
+                base_step, raw_step, layer_map, layer_pairs, tolerance, step, kinds
+            )
         suffix = "" if rank is None else f" (rank {rank})"
         comparisons += found
         unproduced += [entry + suffix for entry in missing]
@@ -100,6 +106,7 @@ def compare_dumps(
         descendants_of(base_tree),
         unproduced=unproduced,
         not_comparable=not_comparable,
+        not_compared=not_compared,
     )
 
 
@@ -158,12 +165,21 @@ def _merged_steps(base: Dump, raw: Dump, steps: Collection[int] | None, ranks: C
 
 
 def _compare_step(
-    base: RunStep, raw: RunStep, layer_map: LayerMap, tolerance: Tolerance, step: int, stages: set[str]
+    base: RunStep,
+    raw: RunStep,
+    layer_map: LayerMap,
+    layer_pairs: list[LayerPair],
+    tolerance: Tolerance,
+    step: int,
+    stages: set[str],
 ) -> tuple[list[Comparison], list[str], list[str]]:
-    """Compare one step of each run; also returns the base records the raw run lacks, and those not comparable."""
+    """Compare one step of each run; also returns the base records the raw run lacks, and those not comparable.
+
+    ``layer_pairs``: the pairs whose layer records are compared; tensors go through every active pair.
+    """
     base_records = {entry["name"]: entry for entry in base.records}
     active = layer_map.active_pairs()  # what the live diff copies and compares: no ignored subtree
-    by_raw_path = {pair.raw: pair for pair in active}
+    by_raw_path = {pair.raw: pair for pair in layer_pairs}
     tensor_pairs = {
         join_path(pair.raw, tensor.raw): (pair, tensor)
         for pair in active

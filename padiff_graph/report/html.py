@@ -88,6 +88,7 @@ def render_html(
         "first": first,
         "settings": report.settings if report is not None else {},
         "not_comparable": report.not_comparable if report is not None else [],
+        "not_compared": report.not_compared if report is not None else [],
         "sides": sides,
         "links": links,
         "row_height": ROW_HEIGHT,

@@ -13,7 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from padiff_graph.core.findings import Code, Finding
-from padiff_graph.core.records import Severity
+from padiff_graph.core.records import Severity, quoted_path
 from padiff_graph.core.tree import ModelTree, is_within, preorder, relative_path
 from padiff_graph.layermap import LayerMap
 from padiff_graph.report.layout import (
@@ -428,6 +428,13 @@ def print_diff(
         console.print(
             f"[yellow]not comparable[/]: {len(report.not_comparable)} record(s) of a sharded run could not be "
             f"merged without guessing, the first: {escape(report.not_comparable[0])}"
+        )
+    if report.not_compared:
+        skipped = report.not_compared[0]
+        console.print(
+            f"[yellow]not compared[/]: {len(report.not_compared)} layer pair(s) whose contents do not correspond, "
+            f"the first: base {escape(quoted_path(skipped.base))} / raw {escape(quoted_path(skipped.raw))}: "
+            f"{escape(skipped.why)}"
         )
     precision = report.settings.get("precision", {})
     if floor and precision.get("base") != precision.get("raw"):

@@ -53,15 +53,19 @@ def confirmed(
         own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
         found = replace(first, message=first.message + own)
     else:
-        found = _caller(first, failing, verdict, report.layer_map)
+        unlike = {pair.base for pair in report.not_compared}
+        found = _caller(first, failing, verdict, report.layer_map, unlike)
     rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
     return replace(report, first_divergence=found, divergences=[found, *rest])
 
 
-def _caller(first: Divergence, failing: Comparison, verdict: Verdict, layer_map: LayerMap) -> Divergence:
-    """The divergence moved to the nearest paired layer above ``first``: the code there computed its input."""
+def _caller(
+    first: Divergence, failing: Comparison, verdict: Verdict, layer_map: LayerMap, unlike: set[str]
+) -> Divergence:
+    """The divergence moved to the nearest paired layer above ``first`` whose contents correspond (not in
+    ``unlike``, base paths): the code there computed its input."""
     base_path = first.base.rpartition(".")[0]
-    while layer_map.raw_of(base_path) is None and base_path:
+    while (layer_map.raw_of(base_path) is None or base_path in unlike) and base_path:
         base_path = base_path.rpartition(".")[0]
     raw_path = layer_map.raw_of(base_path) or ""
     message = (

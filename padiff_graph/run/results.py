@@ -17,6 +17,7 @@ import numpy as np
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.records import quoted_path
 from padiff_graph.layermap import LayerMap
+from padiff_graph.run.containers import NotCompared
 from padiff_graph.run.numerics import GRADIENT_MINIMUM, GROWTH_LIMIT, Verdict
 
 #: Stages in the order a step produces them; ``grad:<tensor>`` and ``weights:<tensor>`` carry the tensor name.
@@ -93,6 +94,8 @@ class DiffReport:
     divergences: list[Divergence] = field(default_factory=list)
     #: Records of a sharded run whose ranks could not be merged without guessing (offline compare), and why.
     not_comparable: list[str] = field(default_factory=list)
+    #: Matched layer pairs whose contents do not correspond (:mod:`padiff_graph.run.containers`): not compared.
+    not_compared: list[NotCompared] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_divergence
@@ -121,6 +124,7 @@ class DiffReport:
             "findings": [finding.as_dict() for finding in self.findings],
             "unproduced": self.unproduced,
             "not_comparable": self.not_comparable,
+            "not_compared": [{"base": n.base, "raw": n.raw, "why": n.why} for n in self.not_compared],
             "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
             "accumulated": [
                 {"base": c.base, "raw": c.raw, "stage": c.stage, "call": c.call, "step": c.step}
@@ -370,6 +374,7 @@ def build_report(
     *,
     unproduced: Iterable[str] = (),
     not_comparable: Iterable[str] = (),
+    not_compared: Iterable[NotCompared] = (),
     contain: bool = True,
     inherit: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
@@ -407,6 +412,7 @@ def build_report(
         [c for c in comparisons if c.verdict.inherited],
         divergences,
         list(not_comparable),
+        list(not_compared),
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from padiff_graph.core.tree import ModelTree, children, has_ancestor_in
 from padiff_graph.errors import InputError
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.containers import NotCompared
 
 SCOPES = ("self", "sublayers", "all")
 WRAP_LAYER_VARIABLES = ("PADIFF_SKIP_WRAP_LAYER", "PADIFF_SIKP_WRAP_LAYER")
@@ -140,10 +141,17 @@ def compared_pairs(
     selection: LayerSelection,
     base: tuple[dict[str, Any], ModelTree],
     raw: tuple[dict[str, Any], ModelTree],
+    not_compared: Iterable[NotCompared] = (),
 ) -> list[LayerPair]:
     """The map's active pairs (no ``ignore`` reaches them) both of whose layers ``selection`` leaves in.
 
-    ``base`` and ``raw`` are each model's layers by path and its tree.
+    ``base`` and ``raw`` are each model's layers by path and its tree; ``not_compared``
+    (:func:`~padiff_graph.run.containers.unlike_containers`) are left out.
     """
     base_paths, raw_paths = selection.paths(*base), selection.paths(*raw)
-    return [pair for pair in layer_map.active_pairs() if pair.base in base_paths and pair.raw in raw_paths]
+    left_out = {(pair.base, pair.raw) for pair in not_compared}
+    return [
+        pair
+        for pair in layer_map.active_pairs()
+        if pair.base in base_paths and pair.raw in raw_paths and (pair.base, pair.raw) not in left_out
+    ]
