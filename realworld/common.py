@@ -113,6 +113,17 @@ def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Ca
     )
 
 
+def decoder_pairs(top: list[str], layers: int, per_layer: list[str]) -> dict[str, str]:
+    """The expected map of a decoder stack named alike on both sides: ``top`` layers, then
+    ``layers.N`` and ``layers.N.<name>`` for each name of ``per_layer`` (``""`` is the block itself)."""
+    pairs = {path: path for path in top}
+    for index in range(layers):
+        for name in per_layer:
+            path = f"layers.{index}{'.' if name else ''}{name}"
+            pairs[path] = path
+    return pairs
+
+
 def seed_everything(seed: int) -> None:
     """Seed numpy, torch and paddle."""
     np.random.seed(seed)

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, drop_skip, transpose_linear
+from realworld.common import Bug, Family, decoder_pairs, drop_skip, transpose_linear
 from realworld.libs import LlamaConfig, LlamaModel, PaddleLlamaConfig, PaddleLlamaModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
@@ -42,15 +42,6 @@ _LAYER = [
     "input_layernorm",
     "post_attention_layernorm",
 ]
-
-
-def _pairs() -> dict[str, str]:
-    pairs = {"embed_tokens": "embed_tokens", "layers": "layers", "norm": "norm"}
-    for index in range(LAYERS):
-        for name in _LAYER:
-            path = f"layers.{index}{'.' if name else ''}{name}"
-            pairs[path] = path
-    return pairs
 
 
 def torch_model() -> torch.nn.Module:
@@ -89,4 +80,11 @@ BUGS = (
     ),
 )
 
-FAMILY = Family("llama", torch_model, paddle_model, inputs, _pairs(), BUGS)
+FAMILY = Family(
+    "llama",
+    torch_model,
+    paddle_model,
+    inputs,
+    decoder_pairs(["embed_tokens", "layers", "norm"], LAYERS, _LAYER),
+    BUGS,
+)

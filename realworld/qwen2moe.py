@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, replace, set_eps
+from realworld.common import Bug, Family, decoder_pairs, replace, set_eps
 from realworld.libs import PaddleQwen2MoeConfig, PaddleQwen2MoeModel, Qwen2MoeConfig, Qwen2MoeModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 32, 2, 16
@@ -56,15 +56,6 @@ _LAYER = [
 ]
 
 
-def _pairs() -> dict[str, str]:
-    pairs = {"embed_tokens": "embed_tokens", "layers": "layers", "norm": "norm", "rotary_emb": "rotary_emb"}
-    for index in range(LAYERS):
-        for name in _LAYER:
-            path = f"layers.{index}{'.' if name else ''}{name}"
-            pairs[path] = path
-    return pairs
-
-
 def torch_model() -> torch.nn.Module:
     """HuggingFace's Qwen2MoeModel, tiny, eval mode."""
     return Qwen2MoeModel(Qwen2MoeConfig(**_CONFIG)).eval()
@@ -101,4 +92,11 @@ BUGS = (
     ),
 )
 
-FAMILY = Family("qwen2-moe", torch_model, paddle_model, inputs, _pairs(), BUGS)
+FAMILY = Family(
+    "qwen2-moe",
+    torch_model,
+    paddle_model,
+    inputs,
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _LAYER),
+    BUGS,
+)
