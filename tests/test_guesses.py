@@ -119,6 +119,19 @@ def test_index_offset_is_found_from_structure_and_only_when_clear() -> None:
     assert index_offsets(base, base) == []  # equal numbering: nothing to renumber
 
 
+def test_index_offset_alignment_is_reported_not_taken_for_an_order_mismatch() -> None:
+    import index_offset
+
+    from padiff_graph import preflight
+
+    (base, _), (raw, _) = index_offset.base(), index_offset.raw()
+    findings = preflight(base, raw)
+    offsets = [finding for finding in findings if finding.code.value == "index-offset"]
+    assert [(f.base, f.raw, f.severity.value) for f in offsets] == [("features", "blocks", "info")]
+    assert "numbers its blocks 1 lower" in offsets[0].message and "'features.5' with 'blocks.4'" in offsets[0].message
+    assert not [finding for finding in findings if finding.code.value == "order-mismatch"]
+
+
 def swapped_map(base: torch.nn.Module, raw: paddle.nn.Layer, inputs: dict[str, np.ndarray]) -> LayerMap:
     """The right map with the two norms' partners swapped, as a user might write it by mistake."""
     layer_map = suggest_map(base, raw, inputs)

@@ -17,7 +17,7 @@ from padiff_graph.core.tree import ModelTree, children, full_tensor_names, has_a
 from padiff_graph.knowledge.configs import read_settings, rule_for, same_setting
 from padiff_graph.knowledge.families import CONTAINER, family_of, is_random, significant
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.layermap.pairs import is_special
+from padiff_graph.layermap.pairs import OFFSET_STAGE, is_special
 from padiff_graph.layermap.validation import check_map_paths
 
 
@@ -42,6 +42,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _guessed_layouts(layer_map)
     findings += _tied(base, "base") + _tied(raw, "raw")
     findings += _class_mismatches(base, raw, layer_map)
+    findings += _index_offsets(layer_map)
     return findings
 
 
@@ -533,6 +534,34 @@ def _class_mismatches(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> l
                 f"base {pair.base!r} is a {base_info.class_name}, raw {pair.raw!r} a {raw_info.class_name}, "
                 "at the same place in call order: they compute different things",
                 f"use a {base_info.class_name} in the raw model where the base has one",
+            )
+        )
+    return findings
+
+
+def _index_offsets(layer_map: LayerMap) -> list[Finding]:
+    """Numbered blocks the matcher aligned by their order, because an index offset explains the names."""
+    shifted: dict[tuple[str, str, int], list[LayerPair]] = {}
+    for pair in layer_map.pairs:
+        base_parent, _, base_index = pair.base.rpartition(".")
+        raw_parent, _, raw_index = pair.raw.rpartition(".")
+        if pair.stage == OFFSET_STAGE and base_index.isdigit() and raw_index.isdigit() and base_index != raw_index:
+            shifted.setdefault((base_parent, raw_parent, int(base_index) - int(raw_index)), []).append(pair)
+    findings = []
+    for (base_parent, raw_parent, offset), pairs in shifted.items():
+        pairs.sort(key=lambda pair: int(pair.base.rpartition(".")[2]))
+        shown = ", ".join(f"{pair.base!r} with {pair.raw!r}" for pair in pairs)
+        direction = "lower" if offset > 0 else "higher"
+        findings.append(
+            Finding(
+                Code.INDEX_OFFSET,
+                Severity.INFO,
+                base_parent,
+                raw_parent,
+                f"raw {raw_parent!r} numbers its blocks {abs(offset)} {direction} than base {base_parent!r}: "
+                f"same-shaped blocks that equal digits would pair with a neighbour are aligned by order ({shown})",
+                "nothing if the blocks are numbered from another start on one side (a separate stem); "
+                "otherwise pin the pairs or write them into the map",
             )
         )
     return findings

@@ -30,6 +30,7 @@ class Code(str, Enum):
     AMBIGUOUS_TRANSFORM = "ambiguous-transform"
     TIED_WEIGHTS = "tied-weights"
     CLASS_MISMATCH = "class-mismatch"
+    INDEX_OFFSET = "index-offset"
 
     def __str__(self) -> str:
         return self.value

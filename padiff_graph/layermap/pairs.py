@@ -41,6 +41,10 @@ class LayerPair:
         return bool(self.candidates)
 
 
+#: The stage of numbered blocks the matcher aligned by their order under an index offset (``match/offsets.py``).
+OFFSET_STAGE = "index-offset"
+
+
 def is_special(pair: LayerPair) -> bool:
     """Tensor pairs that shapes and names alone would not have found: regions, constants, reordering."""
     return pair.conversion is not None and any(

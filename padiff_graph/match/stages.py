@@ -33,6 +33,7 @@ import numpy as np
 from padiff_graph.core.tree import is_within, relative_path
 from padiff_graph.knowledge.conversions import LayerSide, layer_side
 from padiff_graph.knowledge.families import CONTAINER
+from padiff_graph.layermap.pairs import OFFSET_STAGE
 from padiff_graph.match.costs import INCOMPATIBLE, Scorer, monotone_alignment, name_similarity
 from padiff_graph.match.features import TreeFeatures
 from padiff_graph.match.store import MappingStore
@@ -150,7 +151,7 @@ def recover_children(scorer: Scorer, store: MappingStore) -> None:
             base_try = [p for p in base_free if base.tensor_layers[p] or not base.is_leaf(p)]
             raw_try = [p for p in raw_free if raw.tensor_layers[p] or not raw.is_leaf(p)]
             for pair in scorer.assign(base_try, raw_try, base_parent, raw_parent):
-                stage = "index-offset" if scorer.renumbered(pair.raw) else "recovery"
+                stage = OFFSET_STAGE if scorer.renumbered(pair.raw) else "recovery"
                 store.add(pair.base, pair.raw, pair.score, stage, pair.candidates)
                 queue.append(pair.base)
             base_left = [p for p in base_free if not store.has_base(p)]
