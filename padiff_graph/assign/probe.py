@@ -8,6 +8,8 @@ are written into the raw layer that way and both layers run on that input.
 The one candidate under which the raw layer computes what the base layer
 computes is kept; if none or several do, the pair stays ``ambiguous-transform``.
 The raw layer's tensors are restored afterwards: probing writes nothing.
+A pair with more combinations than :data:`MAX_COMBINATIONS` is not probed;
+it keeps its guess and carries ``probe_cut`` so pre-flight says why.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from contextlib import suppress
 from dataclasses import replace
 from itertools import product
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -67,12 +70,12 @@ def probe_layouts(
         LayerMapError: ``layer_map`` names layers or tensors the models lack.
     """
     check_map_paths(*trees, layer_map)
-    jobs = _jobs(base, raw, layer_map, trees)
-    if not jobs:
-        return layer_map
-    # eval mode, as tracing: BatchNorm keeps its statistics, dropout draws nothing
-    with evaluation_mode(base[0].named_layers(base[1])), evaluation_mode(raw[0].named_layers(raw[1])):
-        settled = _settle(base, raw, layer_map, jobs, arguments)
+    jobs, cut = _jobs(base, raw, layer_map, trees)
+    settled = _marked_cut(layer_map, cut)
+    if jobs:
+        # eval mode, as tracing: BatchNorm keeps its statistics, dropout draws nothing
+        with evaluation_mode(base[0].named_layers(base[1])), evaluation_mode(raw[0].named_layers(raw[1])):
+            settled |= _settle(base, raw, layer_map, jobs, arguments)
     return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
 
 
@@ -97,10 +100,13 @@ def _settle(
             if outer is not None:
                 escalated.setdefault(outer.base, []).append(choices)
     for outer_path, groups in escalated.items():
+        count = prod(len(choices) for choices in groups)
+        if count > MAX_COMBINATIONS:
+            settled.update(_marked_cut(layer_map, {pair.base: count for choices in groups for pair in choices[0]}))
+            continue
         combined = [tuple(pair for choice in combination for pair in choice) for combination in product(*groups)]
-        if len(combined) <= MAX_COMBINATIONS:
-            with suppress(_CannotRun):
-                settled.update(_probe_level(base, raw, layer_map, outer_path, combined, inputs))
+        with suppress(_CannotRun):
+            settled.update(_probe_level(base, raw, layer_map, outer_path, combined, inputs))
     return settled
 
 
@@ -109,18 +115,36 @@ def _jobs(
     raw: tuple[FrameworkAdapter, Any],
     layer_map: LayerMap,
     trees: tuple[ModelTree, ModelTree],
-) -> dict[str, list[tuple[LayerPair, ...]]]:
-    """Per pair to probe (by base path): the versions of it to try."""
+) -> tuple[dict[str, list[tuple[LayerPair, ...]]], dict[str, int]]:
+    """Per pair to probe (by base path): the versions of it to try; and the pairs with too many, by their count."""
     jobs: dict[str, list[tuple[LayerPair, ...]]] = {}
+    cut: dict[str, int] = {}
     for pair in layer_map.active_pairs():
         if pair.guessed_layouts:
-            jobs[pair.base] = [(candidate,) for candidate in _candidates(pair, _guessed_shapes(base, raw, pair))]
+            shapes = _guessed_shapes(base, raw, pair)
+            count = prod(len(layout_candidates(*shape)) for shape in shapes.values())
+            if count > MAX_COMBINATIONS:
+                cut[pair.base] = count
+            else:
+                jobs[pair.base] = [(candidate,) for candidate in _candidates(pair, shapes)]
     for path, (free_base, free_raw) in unconverted_tensors(*trees, layer_map).items():
         owner = layer_map.pair_for_base(path)
         cuts = fused_links({n: t.shape for n, t in free_base.items()}, {n: t.shape for n, t in free_raw.items()})
-        if owner is not None and cuts:
+        if owner is not None and len(cuts) > MAX_COMBINATIONS:
+            cut[path] = len(cuts)
+        elif owner is not None and cuts:
             jobs[path] = [(replace(owner, tensors=(*owner.tensors, *links), guessed_layouts=()),) for links in cuts]
-    return {path: choices for path, choices in jobs.items() if 1 <= len(choices) <= MAX_COMBINATIONS}
+    return {path: choices for path, choices in jobs.items() if choices}, cut
+
+
+def _marked_cut(layer_map: LayerMap, cut: dict[str, int]) -> dict[str, LayerPair]:
+    """The pairs a probe could not try, each marked with the combinations it would have needed."""
+    marked = {}
+    for path, count in cut.items():
+        pair = layer_map.pair_for_base(path)
+        if pair is not None:
+            marked[path] = replace(pair, probe_cut=count)
+    return marked
 
 
 class _CannotRun(Exception):

@@ -475,7 +475,7 @@ def _ambiguous(layer_map: LayerMap) -> list[Finding]:
 
 
 def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:
-    """Tensors whose transform only their shapes chose, where another fits as well."""
+    """Tensors whose transform only their shapes chose, where another fits as well; probes cut by their limit."""
     findings = []
     for pair in layer_map.active_pairs():
         links = [tensor for tensor in pair.tensors if tensor.base in pair.guessed_layouts]
@@ -487,12 +487,33 @@ def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:
                     pair.base,
                     pair.raw,
                     f"{tensor.describe()} is a guess: the square tensor fits its partner as it is and transposed, "
-                    "and no conversion knows these classes",
-                    "pass inputs so a probe decides, register a conversion for the two classes, "
+                    "and no conversion knows these classes" + _cut_note(pair),
+                    ("" if pair.probe_cut else "pass inputs so a probe decides, ")
+                    + "register a conversion for the two classes, "
                     "or check the transform in the map file and delete the 'guessed_layouts' line",
                 )
             )
+        if pair.probe_cut and not links:
+            findings.append(
+                Finding(
+                    Code.AMBIGUOUS_TRANSFORM,
+                    Severity.WARNING,
+                    pair.base,
+                    pair.raw,
+                    f"the tensors nothing pairs here could be cut {pair.probe_cut} ways{_cut_note(pair)}",
+                    "register a conversion for the two classes, or write the tensor entries into the map",
+                )
+            )
     return findings
+
+
+def _cut_note(pair: LayerPair) -> str:
+    if not pair.probe_cut:
+        return ""
+    return (
+        f"; the probe stopped at its limit: it would have had to try {pair.probe_cut} combinations of layouts, "
+        "so it tried none and picked nothing"
+    )
 
 
 def _tied(tree: ModelTree, side: str) -> list[Finding]:

@@ -24,6 +24,9 @@ class LayerPair:
         guessed_layouts: base tensors (relative names) whose transform only shapes
             suggested, where another fits too (a square weight of a class no
             conversion knows): a probe with inputs, or the user, must settle them.
+        probe_cut: how many combinations of layouts a probe of this pair would have had
+            to try, where that was over its limit and it tried none (0: not cut). Not
+            written to the map file: it says what the last probe did.
     """
 
     base: str
@@ -35,6 +38,7 @@ class LayerPair:
     candidates: tuple[str, ...] = ()
     stage: str = "user"
     guessed_layouts: tuple[str, ...] = ()
+    probe_cut: int = 0
 
     @property
     def ambiguous(self) -> bool:
