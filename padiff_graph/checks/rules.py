@@ -40,7 +40,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _configs(base, raw, layer_map)
     findings += _ambiguous(layer_map)
     findings += _guessed_layouts(layer_map)
-    findings += _tied(base, "base") + _tied(raw, "raw")
+    findings += _tied(base, raw, layer_map, "base") + _tied(raw, base, layer_map, "raw")
     findings += _class_mismatches(base, raw, layer_map)
     findings += _index_offsets(layer_map)
     return findings
@@ -516,22 +516,39 @@ def _cut_note(pair: LayerPair) -> str:
     )
 
 
-def _tied(tree: ModelTree, side: str) -> list[Finding]:
-    """Tensors one layer holds under another layer's name too (an output head tied to the embedding)."""
+def _tied(tied: ModelTree, other: ModelTree, layer_map: LayerMap, side: str) -> list[Finding]:
+    """Tensors one layer holds under another layer's name too (an output head tied to the embedding).
+
+    Where the other side's partner of the tied layer holds its own tensor, a
+    raw head is written from the base's shared tensor; a base head cannot be,
+    since the raw model holds one tensor for two base tensors (an error).
+    """
     findings = []
-    for alias, name in tree.graph.get("tied", {}).items():
+    partner_of = layer_map.raw_of if side == "base" else layer_map.base_of
+    for alias, name in tied.graph.get("tied", {}).items():
         layer = alias.rpartition(".")[0]
-        findings.append(
-            Finding(
-                Code.TIED_WEIGHTS,
-                Severity.WARNING,
-                layer if side == "base" else None,
-                layer if side == "raw" else None,
-                f"{side} {alias!r} is the same tensor as {name!r} (tied weights): it is copied once, as {name!r}",
+        partner = partner_of(layer)
+        message = f"{side} {alias!r} is the same tensor as {name!r} (tied weights)"
+        severity = Severity.WARNING
+        if partner is None or not other.nodes[partner]["tensors"]:
+            message += f": it is copied once, as {name!r}"
+            hint = (
                 "nothing to do if the other model ties them too or reuses that tensor (a matmul with the "
-                "embedding); if it holds its own copy, tie it, or its layer is reported unmatched",
+                "embedding); if it holds its own copy, tie it, or its layer is reported unmatched"
             )
-        )
+        elif side == "base":
+            message += f"; raw {partner!r} holds its own: it is written from base {name!r}"
+            hint = "nothing; the raw head computes with the base's shared tensor"
+        else:
+            severity = Severity.ERROR
+            own = ", ".join(repr(join_path(partner, t.name)) for t in other.nodes[partner]["tensors"])
+            message += (
+                f", but base {partner!r} holds its own: one raw tensor cannot take both, so base {own} "
+                "is not copied and the two heads are compared as they are"
+            )
+            hint = "tie the base head to its embedding as the raw model does, or untie the raw one"
+        base_path, raw_path = (layer, partner) if side == "base" else (partner, layer)
+        findings.append(Finding(Code.TIED_WEIGHTS, severity, base_path, raw_path, message, hint))
     return findings
 
 

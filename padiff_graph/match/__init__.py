@@ -38,6 +38,7 @@ from padiff_graph.match.stages import (
 )
 from padiff_graph.match.store import MappingStore, Match
 from padiff_graph.match.tensors import TensorMatch, guessed_layouts, pair_by_name_and_shape, pair_layer_tensors
+from padiff_graph.match.ties import pair_tied_layers
 
 __all__ = ["MatchOptions", "match_trees"]
 
@@ -84,7 +85,7 @@ def match_trees(
             advance()
         covered_base, covered_raw = drop_covered_descendants(scorer, store)
         settle_candidates(store)
-        layer_map = _assemble(scorer, store, covered_base, covered_raw)
+        layer_map = pair_tied_layers(base, raw, _assemble(scorer, store, covered_base, covered_raw), registry)
     if pinned:
         return pin_pairs(layer_map, base, raw, pinned, lambda b, r: match_trees(b, r, options, registry))
     return layer_map
