@@ -93,3 +93,70 @@ def test_a_tied_raw_head_cannot_take_the_base_s_own_head_and_says_so() -> None:
     report = diff(base, raw, inputs)
     assert not report.ok and report.first_divergence is not None
     assert report.first_divergence.base == "lm_head"
+
+
+class TorchSublayer(torch.nn.Module):
+    """HF's nesting: each dropout sits with the dense layer it follows."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.dense = torch.nn.Linear(cin, cout)
+        self.norm = torch.nn.LayerNorm(cout)
+        self.dropout = torch.nn.Dropout(0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.dropout(self.dense(x)))
+
+
+class TorchTwoSublayers(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = TorchSublayer(4, 6), TorchSublayer(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+class PaddleFlatLayer(paddle.nn.Layer):
+    """paddle's ``TransformerEncoderLayer`` habit: the dropouts defined last, after both norms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear1, self.linear2 = paddle.nn.Linear(4, 6), paddle.nn.Linear(6, 3)
+        self.norm1, self.norm2 = paddle.nn.LayerNorm(6), paddle.nn.LayerNorm(3)
+        self.dropout1, self.dropout2 = paddle.nn.Dropout(0.0), paddle.nn.Dropout(0.0)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.norm2(self.dropout2(self.linear2(self.norm1(self.dropout1(self.linear1(x))))))
+
+
+def test_parameter_less_layers_only_position_pairs_are_ambiguous_and_block_nothing() -> None:
+    base, raw = TorchTwoSublayers(), PaddleFlatLayer()
+    layer_map = suggest_map(base, raw)
+    dropouts = {pair.base: (pair.raw, *pair.candidates) for pair in layer_map.pairs if "dropout" in pair.base}
+    assert dropouts and all(len(partners) == 2 for partners in dropouts.values())  # each with its rival named
+    unsure = [f for f in preflight(base, raw) if f.code.value == "ambiguous-match"]
+    assert unsure and {f.base for f in unsure} == set(dropouts)
+    assert all(f.severity.value == "info" and "nothing is copied" in f.message for f in unsure)
+    inputs = (np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32),)
+    assign_weights(base, raw)  # the weight copy does not stop at them
+    with torch.no_grad():
+        expected = base(torch.from_numpy(inputs[0])).numpy()
+    assert np.abs(raw(paddle.to_tensor(inputs[0])).numpy() - expected).max() < 1e-5
+    report = diff(base, raw, inputs, layer_map)  # a map saved without inputs: those pairs are not compared
+    assert {(item.base, item.raw) for item in report.not_compared} >= {(b, p[0]) for b, p in dropouts.items()}
+    traced = suggest_map(base, raw, inputs)  # call order pairs them right
+    got = {pair.base: (pair.raw, pair.candidates) for pair in traced.pairs if "dropout" in pair.base}
+    assert got == {"first.dropout": ("dropout1", ()), "second.dropout": ("dropout2", ())}
+
+
+def test_parameter_less_containers_of_other_families_do_not_pair_on_position() -> None:
+    import bert
+
+    (base, inputs), (raw, _) = bert.base(), bert.raw()
+    static = suggest_map(base, raw)
+    assert all(static.raw_of(f"encoder.layer.{i}.attention") is None for i in range(bert.DEPTH))
+    assert static.pair_for_base("encoder.layer.0.output.dropout").candidates  # type: ignore[union-attr]
+    traced = suggest_map(base, raw, inputs)
+    assert traced.raw_of("encoder.layer.0.output.dropout") == "encoder.layers.0.dropout2"
+    assert traced.raw_of("encoder.layer.0.attention.output.dropout") == "encoder.layers.0.dropout1"

@@ -51,7 +51,7 @@ def blocking_findings(findings: list[Finding], accept_guesses: bool = False) -> 
         f
         for f in findings
         if (f.code in (Code.SHAPE_MISMATCH, Code.NEEDS_SPECIAL_INIT) and f.severity is Severity.ERROR)
-        or (f.code in GUESS_CODES and not accept_guesses)
+        or (f.code in GUESS_CODES and f.severity is not Severity.INFO and not accept_guesses)
     ]
 
 

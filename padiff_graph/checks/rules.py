@@ -38,7 +38,7 @@ def preflight_trees(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> lis
     findings += _wrappers(base, raw, layer_map)
     findings += _random(base, raw, layer_map)
     findings += _configs(base, raw, layer_map)
-    findings += _ambiguous(layer_map)
+    findings += _ambiguous(base, raw, layer_map)
     findings += _guessed_layouts(layer_map)
     findings += _tied(base, raw, layer_map, "base") + _tied(raw, base, layer_map, "raw")
     findings += _class_mismatches(base, raw, layer_map)
@@ -458,20 +458,30 @@ def _shown(value: object) -> str:
     return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
-def _ambiguous(layer_map: LayerMap) -> list[Finding]:
-    return [
-        Finding(
-            Code.AMBIGUOUS_MATCH,
-            Severity.WARNING,
-            pair.base,
-            pair.raw,
-            f"base {pair.base!r} fits raw {pair.raw!r} and {', '.join(map(repr, pair.candidates))} almost equally",
+def _ambiguous(base: ModelTree, raw: ModelTree, layer_map: LayerMap) -> list[Finding]:
+    """Pairs another raw layer fits almost as well; of parameter-less layers, only information (nothing is copied)."""
+    findings = []
+    for pair in layer_map.pairs:
+        if not pair.candidates:
+            continue
+        message = f"base {pair.base!r} fits raw {pair.raw!r} and {', '.join(map(repr, pair.candidates))} almost equally"
+        severity = Severity.WARNING
+        if not _holds_tensors(base, pair.base) and not _holds_tensors(raw, pair.raw):
+            severity = Severity.INFO
+            message += (
+                ": only definition position pairs these parameter-less layers; nothing is copied through them, "
+                "and the diff does not compare them"
+            )
+        hint = (
             "pass inputs so call order can decide, or settle it in the map file: keep the right raw path "
-            "and delete the 'candidates' line",
+            "and delete the 'candidates' line"
         )
-        for pair in layer_map.pairs
-        if pair.candidates
-    ]
+        findings.append(Finding(Code.AMBIGUOUS_MATCH, severity, pair.base, pair.raw, message, hint))
+    return findings
+
+
+def _holds_tensors(tree: ModelTree, path: str) -> bool:
+    return any(tree.nodes[layer]["tensors"] for layer in preorder(tree, path))
 
 
 def _guessed_layouts(layer_map: LayerMap) -> list[Finding]:

@@ -305,7 +305,63 @@ def order_leftovers(scorer: Scorer, store: MappingStore) -> None:
         )
         for base_path, raw_path in result.mapping:
             if not store.has_base(base_path) and not store.has_raw(raw_path) and rename(base_path, raw_path) < 1:
-                store.add(base_path, raw_path, round(1.0 - rename(base_path, raw_path), 3), "tree-edit")
+                candidates = _position_only(scorer, store, (base_gap, raw_gap), base_path, raw_path)
+                if candidates is not None:
+                    score = round(1.0 - rename(base_path, raw_path), 3)
+                    store.add(base_path, raw_path, score, "tree-edit", tuple(c for c in candidates if c != raw_path))
+
+
+def _position_only(
+    scorer: Scorer, store: MappingStore, gaps: tuple[list[str], list[str]], base_path: str, raw_path: str
+) -> list[str] | None:
+    """What the tree edit's pairing is worth where no call order was traced: definition order is all it saw.
+
+    ``None``: parameter-less containers of different families (HF's
+    ``BertAttention`` against paddle's ``MultiHeadAttention``), which compute
+    different things, are not paired. A parameter-less leaf is settled when it
+    is the only one of its family, on both sides, between the same two matched
+    tensor-holding layers (a ``ReLU`` between a matched BatchNorm and the
+    next matched convolution), or when names single the pair out; otherwise
+    its candidates are the free raw leaves of its family (HF's
+    ``output.dropout`` against paddle's ``dropout1`` and ``dropout2``).
+    """
+    base, raw = scorer.base, scorer.raw
+    if (base.call_rank and raw.call_rank) or base.own[base_path] or raw.own[raw_path]:
+        return []
+    if not base.is_leaf(base_path) or not raw.is_leaf(raw_path):
+        return None if base.family[base_path] != raw.family[raw_path] else []
+    family = base.family[base_path]
+
+    def peers(side: TreeFeatures, paths: list[str]) -> list[str]:
+        return [p for p in paths if side.is_leaf(p) and not side.own[p] and side.family[p] == family]
+
+    base_peers, raw_peers = peers(base, gaps[0]), peers(raw, gaps[1])
+    if len(base_peers) < 2 and len(raw_peers) < 2:
+        return []
+    base_bounds, raw_bounds = _matched_bounds(scorer, store, base_path)
+    between_base = [p for p in base_peers if base_bounds[0] < base.position[p] < base_bounds[1]]
+    between_raw = [p for p in raw_peers if raw_bounds[0] < raw.position[p] < raw_bounds[1]]
+    if between_base == [base_path] and between_raw == [raw_path]:
+        return []
+    similarity = name_similarity(base.local_name[base_path], raw.local_name[raw_path])
+    rivals = [name_similarity(base.local_name[base_path], raw.local_name[p]) for p in raw_peers if p != raw_path]
+    rivals += [name_similarity(base.local_name[p], raw.local_name[raw_path]) for p in base_peers if p != base_path]
+    return [] if all(similarity > rival for rival in rivals) else raw_peers
+
+
+def _matched_bounds(scorer: Scorer, store: MappingStore, base_path: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Definition positions, on each side, of the nearest matched tensor-holding layers around ``base_path``."""
+    base, raw = scorer.base, scorer.raw
+    position = base.position[base_path]
+    held = [(p, r) for p in base.order if base.own[p] and (r := store.raw_of(p)) is not None]
+    before = [(p, r) for p, r in held if base.position[p] < position]
+    after = [(p, r) for p, r in held if base.position[p] > position]
+    base_bounds = (
+        base.position[before[-1][0]] if before else -1,
+        base.position[after[0][0]] if after else len(base.order),
+    )
+    raw_bounds = (raw.position[before[-1][1]] if before else -1, raw.position[after[0][1]] if after else len(raw.order))
+    return base_bounds, raw_bounds
 
 
 def _gap(features: TreeFeatures, root: str, is_matched: Callable[[str], bool]) -> list[str]:

@@ -8,8 +8,10 @@ whose tensor map names its tensors (a conversion mapping a whole attention
 block). HuggingFace's ``attention``
 (self-attention, output projection, residual add, LayerNorm) paired with
 paddle's ``self_attn`` (attention only) is not compared: its outputs would
-differ with no bug in either model. The live diff and the offline compare
-both use this rule.
+differ with no bug in either model. Nor is a pair of parameter-less layers
+that only definition position paired (``ambiguous-match``: HF's
+``output.dropout`` against ``dropout1`` or ``dropout2``). The live diff and
+the offline compare both use this rule.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ def unlike_containers(layer_map: LayerMap, base_tree: ModelTree, raw_tree: Model
         why = _leak(base_tree, "base", pair, partners["base"], ignored["base"]) or _leak(
             raw_tree, "raw", pair, partners["raw"], ignored["raw"]
         )
+        if why is None and pair.candidates and not _holds_tensors(base_tree, pair.base, pair.raw, raw_tree):
+            why = f"only definition position pairs them; raw {', '.join(map(quoted_path, pair.candidates))} fit too"
         if why is not None:
             found.append(NotCompared(pair.base, pair.raw, why))
     return found
+
+
+def _holds_tensors(base_tree: ModelTree, base: str, raw: str, raw_tree: ModelTree) -> bool:
+    """Whether either layer holds tensors below it (an ambiguous pair of such layers stops the copy instead)."""
+    return any(
+        tree.nodes[layer]["tensors"]
+        for tree, path in ((base_tree, base), (raw_tree, raw))
+        for layer in preorder(tree, path)
+    )
