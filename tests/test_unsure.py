@@ -160,3 +160,57 @@ def test_parameter_less_containers_of_other_families_do_not_pair_on_position() -
     traced = suggest_map(base, raw, inputs)
     assert traced.raw_of("encoder.layer.0.output.dropout") == "encoder.layers.0.dropout2"
     assert traced.raw_of("encoder.layer.0.attention.output.dropout") == "encoder.layers.0.dropout1"
+
+
+class MegatronLinear(torch.nn.Module):
+    """A user's linear layer in Megatron's ``[out, in]`` layout: no conversion knows it."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(size, size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T
+
+
+class ResidualLinear(MegatronLinear):
+    """The same layer taking its residual as a second input: it cannot run alone on one tensor."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x @ self.weight.T + residual
+
+
+class PaddleProjection(paddle.nn.Layer):
+    """A user's paddle linear layer, ``[in, out]``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.weight = self.create_parameter([size, size])
+
+    def forward(self, x: paddle.Tensor, residual: paddle.Tensor | None = None) -> paddle.Tensor:
+        return x @ self.weight + (0 if residual is None else residual)
+
+
+def test_a_square_layout_is_settled_on_synthetic_inputs_where_the_layer_runs_alone() -> None:
+    base, raw = torch.nn.Sequential(MegatronLinear(8)), paddle.nn.Sequential(PaddleProjection(8))
+    (pair,) = [pair for pair in suggest_map(base, raw).pairs if pair.base == "0"]  # no inputs given
+    assert pair.guessed_layouts == () and [t.describe() for t in pair.tensors] == ["weight -> weight: transpose"]
+    assert not [f for f in preflight(base, raw) if f.code.value == "ambiguous-transform"]
+    assign_weights(base, raw)
+    x = np.random.default_rng(1).standard_normal((2, 8), dtype=np.float32)
+    with torch.no_grad():
+        expected = base(torch.from_numpy(x)).numpy()
+    assert np.abs(raw(paddle.to_tensor(x)).numpy() - expected).max() < 1e-5
+
+    class TwoInputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = ResidualLinear(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x, x)
+
+    alone = TwoInputs()
+    (pair,) = [pair for pair in suggest_map(alone, raw).pairs if pair.base == "proj"]
+    assert pair.guessed_layouts == ("weight",)  # its forward needs a second input: still a guess, reported
+    assert [f.base for f in preflight(alone, raw) if f.code.value == "ambiguous-transform"] == ["proj"]

@@ -8,6 +8,8 @@ are written into the raw layer that way and both layers run on that input.
 The one candidate under which the raw layer computes what the base layer
 computes is kept; if none or several do, the pair stays ``ambiguous-transform``.
 The raw layer's tensors are restored afterwards: probing writes nothing.
+Without the model's inputs, single layers are probed on synthetic inputs
+their tensor shapes give away (:func:`probe_single_layers`).
 A pair with more combinations than :data:`MAX_COMBINATIONS` is not probed;
 it keeps its guess and carries ``probe_cut`` so pre-flight says why.
 """
@@ -27,7 +29,7 @@ from padiff_graph.checks.rules import unconverted_tensors
 from padiff_graph.core.fused import fused_links
 from padiff_graph.core.records import join_path
 from padiff_graph.core.transforms import TensorPair, layout_candidates
-from padiff_graph.core.tree import ModelTree
+from padiff_graph.core.tree import ModelTree, children
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
@@ -301,10 +303,75 @@ def _agree(expected: list[np.ndarray], got: list[np.ndarray]) -> bool:
 def probe_with_inputs(
     base_model: Any, raw_model: Any, layer_map: LayerMap, inputs: Any, trees: tuple[ModelTree, ModelTree]
 ) -> LayerMap:
-    """:func:`probe_layouts` on inputs as users give them (``None``: the map as it is)."""
+    """:func:`probe_layouts` on inputs as users give them (``None``: :func:`probe_single_layers`)."""
     if inputs is None:
-        return layer_map
+        return probe_single_layers(
+            (adapter_for(base_model), base_model), (adapter_for(raw_model), raw_model), layer_map, trees
+        )
     base_adapter = adapter_for(base_model)
     arguments = prepare(base_adapter, base_model, split_inputs(inputs)[0])
     base, raw = (base_adapter, base_model), (adapter_for(raw_model), raw_model)
     return probe_layouts(base, raw, layer_map, arguments, trees)
+
+
+def probe_single_layers(
+    base: tuple[FrameworkAdapter, Any],
+    raw: tuple[FrameworkAdapter, Any],
+    layer_map: LayerMap,
+    trees: tuple[ModelTree, ModelTree],
+) -> LayerMap:
+    """``layer_map`` with the guessed layouts of single layers settled on synthetic inputs.
+
+    Without the model's inputs, a pair of leaf layers whose input shape its
+    tensors give away (a 2-D weight: ``[2, 3, n]`` for each of its sizes; a
+    convolution's ``[out, in, k...]``: ``[1, in, k + 4...]``) is probed on
+    such an input, drawn at random: the first one the base layer runs on.
+    A pair whose raw layer cannot run on it, or whose probe does not single
+    out one candidate, keeps its guess; so does every pair of models built
+    without memory.
+    """
+    check_map_paths(*trees, layer_map)
+    settled: dict[str, LayerPair] = {}
+    layers = [pair for pair in layer_map.active_pairs() if pair.guessed_layouts and _leaf_pair(trees, pair)]
+    if not layers or not all(adapter.is_materialized(model) for adapter, model in (base, raw)):
+        return layer_map
+    with evaluation_mode(base[0].named_layers(base[1])), evaluation_mode(raw[0].named_layers(raw[1])):
+        for pair in layers:
+            shapes = _guessed_shapes(base, raw, pair)
+            count = prod(len(layout_candidates(*shape)) for shape in shapes.values())
+            if count > MAX_COMBINATIONS:
+                settled[pair.base] = replace(pair, probe_cut=count)
+                continue
+            captured = _first_runnable(base, pair.base, _synthetic_inputs(trees[0], pair.base))
+            if captured is not None:
+                choices: list[tuple[LayerPair, ...]] = [(candidate,) for candidate in _candidates(pair, shapes)]
+                with suppress(_CannotRun):
+                    settled.update(_probe_level(base, raw, layer_map, pair.base, choices, {pair.base: captured}))
+    return layer_map.with_pairs([settled.get(pair.base, pair) for pair in layer_map.pairs])
+
+
+def _leaf_pair(trees: tuple[ModelTree, ModelTree], pair: LayerPair) -> bool:
+    return not children(trees[0], pair.base) and not children(trees[1], pair.raw)
+
+
+def _synthetic_inputs(tree: ModelTree, path: str) -> list[Captured]:
+    """Inputs the layer's tensors suggest, as captured inputs (one positional array each)."""
+    rng = np.random.default_rng(0)
+    shapes: list[tuple[int, ...]] = []
+    for tensor in tree.nodes[path]["tensors"]:
+        if len(tensor.shape) == 2:
+            shapes += [(2, 3, size) for size in dict.fromkeys(tensor.shape)]
+        elif len(tensor.shape) in (3, 4, 5):
+            shapes.append((1, tensor.shape[1], *(size + 4 for size in tensor.shape[2:])))
+    return [((rng.standard_normal(shape).astype(np.float32),), {}) for shape in dict.fromkeys(shapes)]
+
+
+def _first_runnable(base: tuple[FrameworkAdapter, Any], path: str, inputs: list[Captured]) -> Captured | None:
+    """The first input the base layer runs on and gives tensors for."""
+    for captured in inputs:
+        try:
+            if _run(*base, path, captured):
+                return captured
+        except Exception:  # any framework's error: the layer does not take this input
+            continue
+    return None
