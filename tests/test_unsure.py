@@ -214,3 +214,38 @@ def test_a_square_layout_is_settled_on_synthetic_inputs_where_the_layer_runs_alo
     (pair,) = [pair for pair in suggest_map(alone, raw).pairs if pair.base == "proj"]
     assert pair.guessed_layouts == ("weight",)  # its forward needs a second input: still a guess, reported
     assert [f.base for f in preflight(alone, raw) if f.code.value == "ambiguous-transform"] == ["proj"]
+
+
+class TorchPointwise(torch.nn.Module):
+    """Seven square 1x1 convolutions: a ``Linear`` on the other side cannot take their input alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(4, 4, 1) for _ in range(CHAIN))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, None, None]
+        for conv in self.convs:
+            x = conv(x)
+        return x.flatten(1)
+
+
+class PaddleDense(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = paddle.nn.LayerList(paddle.nn.Linear(4, 4) for _ in range(CHAIN))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        for linear in self.convs:
+            x = linear(x)
+        return x
+
+
+def test_a_probe_of_layers_together_cut_by_its_limit_says_so() -> None:
+    base, raw = TorchPointwise(), PaddleDense()
+    inputs = {"x": np.random.default_rng(0).standard_normal((2, 4), dtype=np.float32)}
+    layer_map = suggest_map(base, raw, inputs)
+    cut = {pair.base: pair.probe_cut for pair in layer_map.pairs if pair.guessed_layouts}
+    assert cut == {f"convs.{index}": 2**CHAIN for index in range(CHAIN)}  # probed together under 'convs': 128
+    unsure = [f for f in preflight(base, raw, inputs=inputs) if f.code.value == "ambiguous-transform"]
+    assert len(unsure) == CHAIN and all("stopped at its limit" in f.message for f in unsure)
