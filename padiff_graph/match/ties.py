@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from padiff_graph.core.records import join_path
 from padiff_graph.core.transforms import TensorPair
-from padiff_graph.core.tree import ModelTree, children, is_within, relative_path
+from padiff_graph.core.tree import ModelTree, children, is_within, preorder, relative_path
 from padiff_graph.knowledge.conversions import ConversionRegistry, LayerSide, layer_side
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.match.tensors import guessed_layouts, pair_layer_tensors
@@ -48,7 +48,8 @@ def pair_tied_layers(base: ModelTree, raw: ModelTree, layer_map: LayerMap, regis
         found = _untied_partner(raw, base, layer_map, tie, registry, tied_is_base=False)
         if found is not None:
             layer_map = _with_pair(layer_map, LayerPair(found[0], tie.layer, 0.5, stage=TIED_STAGE))
-    return layer_map
+    position = {path: rank for rank, path in enumerate(preorder(base))}
+    return layer_map.with_pairs(sorted(layer_map.pairs, key=lambda pair: position[pair.base]))
 
 
 def _ties(tree: ModelTree) -> list[_Tie]:
