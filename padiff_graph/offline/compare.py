@@ -20,7 +20,7 @@ from padiff_graph.match import match_trees
 from padiff_graph.offline.format import RECORD_STAGES
 from padiff_graph.offline.reader import Dump, load_dump
 from padiff_graph.offline.shards import RunStep, has_layouts
-from padiff_graph.run.containers import unlike_containers
+from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
 from padiff_graph.run.options import parse_mode, parse_tolerance
 from padiff_graph.run.results import Comparison, DiffReport, build_report
@@ -68,6 +68,7 @@ def compare_dumps(
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
+    layer_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
     not_compared = unlike_containers(layer_map, base_tree, raw_tree)
     left_out = {(pair.base, pair.raw) for pair in not_compared}
     layer_pairs = [pair for pair in layer_map.active_pairs() if (pair.base, pair.raw) not in left_out]
