@@ -254,6 +254,7 @@ def _diff(
         with task("copying weights base -> raw"):
             copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
     run_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
+    findings = [finding for finding in findings if not _paired_wrapper(finding, run_map)]
     not_compared = unlike_containers(run_map, base_tree, raw_tree)
     layers = (base_adapter.named_layers(base), base_tree), (raw_adapter.named_layers(raw), raw_tree)
     pairs = compared_pairs(run_map, options.selection, *layers, not_compared)
@@ -295,6 +296,14 @@ def _diff(
     if options.single_step or options.steps > 1 or stateful_in_training(base_tree):
         return report  # a replay runs the base model again: only where that changes nothing in it
     return confirmed(report, base_side, raw_side, step_inputs.first, tolerance, raw_tree)
+
+
+def _paired_wrapper(finding: Finding, layer_map: LayerMap) -> bool:
+    """A ``wrap-layer`` finding about a layer ``layer_map`` pairs (a container paired by its contents)."""
+    return finding.code is Code.WRAP_LAYER and (
+        (finding.base is not None and layer_map.raw_of(finding.base) is not None)
+        or (finding.raw is not None and layer_map.base_of(finding.raw) is not None)
+    )
 
 
 def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:

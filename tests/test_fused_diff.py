@@ -8,12 +8,16 @@ diffs clean with those layers compared, and a fault planted in one of them is
 named there.
 """
 
+import io
+
 import paddle
 import pytest
 import torch
 from conftest import load_example
+from rich.console import Console
 
 import padiff_graph as pg
+from padiff_graph.report.terminal import print_diff
 
 conv1x1_linear, extra_layer, fused_projections, lora_linear = map(
     load_example, ["conv1x1_linear", "extra_layer", "fused_projections", "lora_linear"]
@@ -149,3 +153,16 @@ def test_a_one_sided_layer_that_runs_still_leaves_its_container_uncompared() -> 
     assert [(n.base, n.raw) for n in report.not_compared] == [("", "")]
     assert report.not_compared[0].why.startswith("base 'aux_head' holds tensors and has no partner")
     assert ("", "") not in _forward_pairs(report)
+
+
+def test_the_terminal_report_shows_each_part_with_the_fused_pair_s_error_and_marks_the_fault() -> None:
+    base, raw, inputs = _fused_models()
+    layer_map = pg.suggest_map(base, raw, inputs)
+    base.layers[1].attn.k_proj.__class__ = TransposedLinear
+    report = pg.diff(base, raw, inputs, layer_map)
+    console = Console(file=io.StringIO(), width=200)
+    print_diff(console, report, pg.export_tree(base, inputs), pg.export_tree(raw, inputs))
+    lines = console.file.getvalue().splitlines()
+    parts = [line for line in lines if "absorbed ↔ qkv_proj" in line and "first divergence" in line]
+    assert [line.split()[0] for line in parts] == ["q_proj", "k_proj", "v_proj"]
+    assert all("e+00" in line for line in parts)  # the pair's max abs error (2.4), the fault's

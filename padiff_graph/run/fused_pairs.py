@@ -63,6 +63,14 @@ def group_name(paths: Sequence[str]) -> str:
     return join_path(parent, "{" + ",".join(names) + "}")
 
 
+def group_members(name: str) -> tuple[str, ...]:
+    """The layer paths a :func:`group_name` names (``name`` itself when it names one layer)."""
+    if not name.endswith("}") or "{" not in name:
+        return (name,)
+    parent, _, inner = name[:-1].rpartition("{")
+    return tuple(join_path(parent.rstrip("."), part) for part in inner.split(","))
+
+
 def _parent(paths: Sequence[str]) -> str:
     """The one parent of ``paths`` (the layer itself for one path), or ``""`` when they have several."""
     if len(paths) == 1:
