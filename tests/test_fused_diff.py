@@ -166,3 +166,17 @@ def test_the_terminal_report_shows_each_part_with_the_fused_pair_s_error_and_mar
     parts = [line for line in lines if "absorbed ↔ qkv_proj" in line and "first divergence" in line]
     assert [line.split()[0] for line in parts] == ["q_proj", "k_proj", "v_proj"]
     assert all("e+00" in line for line in parts)  # the pair's max abs error (2.4), the fault's
+
+
+def test_the_offline_compare_joins_the_parts_as_the_live_diff_does(tmp_path) -> None:
+    base, raw, inputs = _fused_models()
+    layer_map = pg.suggest_map(base, raw, inputs)
+    base.layers[1].attn.k_proj.__class__ = TransposedLinear
+    live = pg.diff(base, raw, inputs, layer_map)  # copies the weights, so the dumps start alike
+    pg.dump(base, inputs, tmp_path / "torch")
+    pg.dump(raw, inputs, tmp_path / "paddle")
+    offline = pg.compare_dumps(tmp_path / "torch", tmp_path / "paddle", layer_map)
+    assert tuple(offline.first_divergence) == tuple(live.first_divergence) == (*QKV, "forward")
+    assert _forward_pairs(offline) == _forward_pairs(live)
+    grads = {(c.base, c.raw, c.stage) for c in offline.comparisons if c.kind == "grad" and "{" in c.base}
+    assert grads == {(c.base, c.raw, c.stage) for c in live.comparisons if c.kind == "grad" and "{" in c.base}

@@ -35,7 +35,7 @@ from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.run.fused_pairs import FusedPair, joined
+from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     Mode,
@@ -366,8 +366,7 @@ class RawChecker:
         self.plan = plan
         self.step = step
         self.comparisons: list[Comparison] = []
-        # (base layer, raw layer) holding two tensors a fused pair's tensor pair links -> that fused pair
-        self.fused = {(base, raw): group for group in fused for base in group.base for raw in group.raw}
+        self.places = TensorPlaces(fused)
         # one entry (a copy): a tensor recorded under several keys comes one key after the other
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
@@ -443,12 +442,9 @@ class RawChecker:
                     base_value, raw_value = base_adapter.to_numpy(base_tensor), raw_adapter.to_numpy(raw_tensor)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
                 verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
-                raw_name = join_path(pair.raw, tensor.raw)
-                group = self.fused.get((base_name.rpartition(".")[0], raw_name.rpartition(".")[0]))
-                where, label = (pair.base, pair.raw), tensor.base
-                if group is not None:  # a fused layer's tensor against a part's: compared under the fused pair
-                    where, label = (group.base_name, group.raw_name), group.tensor_label(base_name)
-                self.comparisons.append(Comparison(*where, f"{stage}:{label}", 0, index, verdict, self.step))
+                base_path, raw_path, label = self.places.place(pair, tensor)  # a fused tensor: its fused pair's
+                comparison = Comparison(base_path, raw_path, f"{stage}:{label}", 0, index, verdict, self.step)
+                self.comparisons.append(comparison)
 
     def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
         if self.store.grads is not None:

@@ -20,8 +20,9 @@ import networkx as nx
 import numpy as np
 
 from padiff_graph.core.records import join_path
+from padiff_graph.core.transforms import TensorPair
 from padiff_graph.core.tree import relative_path
-from padiff_graph.layermap import LayerMap
+from padiff_graph.layermap import LayerMap, LayerPair
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,23 @@ class FusedPair:
     def tensor_label(self, base_tensor: str) -> str:
         """A base tensor's name relative to the layer holding the base side."""
         return relative_path(_parent(self.base), base_tensor)
+
+
+class TensorPlaces:
+    """Where a tensor pair's comparisons are reported: under the fused pair whose layers hold its
+    two tensors, else under the layer pair that holds the tensor pair."""
+
+    def __init__(self, fused: Sequence[FusedPair]) -> None:
+        self._by_layers = {(base, raw): pair for pair in fused for base in pair.base for raw in pair.raw}
+
+    def place(self, pair: LayerPair, tensor: TensorPair) -> tuple[str, str, str]:
+        """``(base name, raw name, tensor label)`` of ``tensor``, a tensor pair of ``pair``."""
+        base_tensor = join_path(pair.base, tensor.base)
+        owners = (_owner(base_tensor), _owner(join_path(pair.raw, tensor.raw)))
+        fused = self._by_layers.get(owners)
+        if fused is None:
+            return pair.base, pair.raw, tensor.base
+        return fused.base_name, fused.raw_name, fused.tensor_label(base_tensor)
 
 
 def group_name(paths: Sequence[str]) -> str:
