@@ -180,3 +180,31 @@ def test_the_offline_compare_joins_the_parts_as_the_live_diff_does(tmp_path) -> 
     assert _forward_pairs(offline) == _forward_pairs(live)
     grads = {(c.base, c.raw, c.stage) for c in offline.comparisons if c.kind == "grad" and "{" in c.base}
     assert grads == {(c.base, c.raw, c.stage) for c in live.comparisons if c.kind == "grad" and "{" in c.base}
+
+
+def _shift_output(model, path: str) -> None:
+    """Plant a fault: the layer at ``path`` adds 0.5 to its output (in its own forward, inside its hooks)."""
+    layers = dict(model.named_modules() if isinstance(model, torch.nn.Module) else model.named_sublayers())
+    forward = layers[path].forward
+    layers[path].forward = lambda *args, **kwargs: forward(*args, **kwargs) + 0.5
+
+
+@pytest.mark.parametrize(
+    ("example", "raw_layer", "where"),
+    [
+        ("fused_projections", "layers.1.attn.qkv_proj", QKV),
+        ("conv1x1_linear", "se.fc2", ("se.fc2", "se.fc2")),
+        ("lora_linear", "q_proj", ("q_proj", "q_proj")),
+        ("custom_linear", "c_fc", ("c_fc", "c_fc")),
+        ("tied_head", "norm", ("norm", "norm")),
+        ("index_offset", "blocks.1.conv", ("features.2.conv", "blocks.1.conv")),
+        ("extra_layer", "encoder", ("encoder", "encoder")),
+    ],
+)
+def test_a_fault_planted_in_a_zoo_pair_is_named_at_its_layer(example: str, raw_layer: str, where) -> None:
+    module = load_example(example)
+    (base, inputs), (raw, raw_inputs) = module.base(), module.raw()
+    layer_map = pg.suggest_map(base, raw, pg.InputPair(inputs, raw_inputs))
+    _shift_output(raw, raw_layer)
+    report = pg.diff(base, raw, pg.InputPair(inputs, raw_inputs), layer_map)
+    assert tuple(report.first_divergence) == (*where, "forward")
