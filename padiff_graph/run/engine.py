@@ -167,16 +167,7 @@ def run_diff(
     """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
     ``fused`` the fused layers to compare against their parts."""
     outcome = DiffOutcome()
-    base_layers = {pair.base: pair.base for pair in pairs}
-    raw_layers = {pair.raw: pair.base for pair in pairs}
-    raw_of = {pair.base: pair.raw for pair in pairs}
-    for group in fused:
-        base_layers.update({path: path for path in group.base})  # a fused base layer's path is its name
-        raw_of[group.base_name] = group.raw_name
-        if group.base_fused:
-            raw_layers.update({path: group.part_key(index) for index, path in enumerate(group.raw)})
-        else:
-            raw_layers[group.raw[0]] = group.base_name
+    base_layers, raw_layers, raw_of = _record_keys(pairs, fused)
     whole_parts = {path for group in fused if not group.base_fused for path in group.base}
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
@@ -243,6 +234,24 @@ def run_diff(
             outcome.comparisons += checker.comparisons
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
+
+
+def _record_keys(
+    pairs: list[LayerPair], fused: Sequence[FusedPair]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """What each side hooks, keyed by what: base layer -> its path, raw layer -> its partner's
+    path (a raw part -> its own key until the parts are joined), and base name -> raw name."""
+    base_layers = {pair.base: pair.base for pair in pairs}
+    raw_layers = {pair.raw: pair.base for pair in pairs}
+    raw_of = {pair.base: pair.raw for pair in pairs}
+    for group in fused:
+        base_layers.update({path: path for path in group.base})  # a fused base layer's path is its name
+        raw_of[group.base_name] = group.raw_name
+        if group.base_fused:
+            raw_layers.update({path: group.part_key(index) for index, path in enumerate(group.raw)})
+        else:
+            raw_layers[group.raw[0]] = group.base_name
+    return base_layers, raw_layers, raw_of
 
 
 def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
