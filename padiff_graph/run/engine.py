@@ -468,8 +468,8 @@ class FusedChecker:
 
     Base parts are kept whole by the :class:`BaseStore` and joined when the raw fused layer's
     record comes; raw parts are copied until the last of them comes, then joined and compared
-    with the stored base record. A layer input is the first part's (single-step mode feeds the
-    base's input to every raw part; a raw part's output gradient is not replaced).
+    with the stored base record. A layer input is the first part's to run (single-step mode
+    feeds the base's input to every raw part; a raw part's output gradient is not replaced).
     """
 
     def __init__(self, fused: Sequence[FusedPair], store: BaseStore, checker: RawChecker) -> None:
@@ -480,7 +480,7 @@ class FusedChecker:
             group.part_key(i): (group, i) for group in fused if group.base_fused for i in range(len(group.raw))
         }
         self._waiting: dict[RecordKey, dict[int, np.ndarray]] = {}
-        self._inputs: dict[RecordKey, np.ndarray | None] = {}
+        self._inputs: dict[RecordKey, tuple[np.ndarray | None, set[int]]] = {}  # and the parts served
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         if key.path in self._fused:
@@ -506,10 +506,13 @@ class FusedChecker:
     def _raw_part(self, key: RecordKey, group: FusedPair, index: int, value: Any, dtype: str) -> np.ndarray | None:
         """A raw part's record: compared once every part's record of the same call and position has come."""
         fused_key = replace(key, path=group.base_name)
-        if key.stage == "input":
-            if index == 0:
-                self._inputs[fused_key] = self.checker.check(fused_key, value, dtype)
-            replacement = self._inputs.get(fused_key)
+        if key.stage == "input":  # compared at the first part to run; its replacement serves every part
+            if fused_key not in self._inputs:
+                self._inputs[fused_key] = (self.checker.check(fused_key, value, dtype), set())
+            replacement, served = self._inputs[fused_key]
+            served.add(index)
+            if len(served) == len(group.raw):
+                del self._inputs[fused_key]
             return replacement if replacement is not None and replacement.shape == tuple(value.shape) else None
         waiting = self._waiting.setdefault(fused_key, {})
         waiting[index] = self.checker.raw.adapter.to_numpy(value, copy=True)
