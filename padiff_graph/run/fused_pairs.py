@@ -116,7 +116,7 @@ def fused_pairs(layer_map: LayerMap) -> list[FusedPair]:
             cut_base, cut_raw = tensor.transform.base_index, tensor.transform.raw_index
             cut = cut_base or cut_raw
             if tensor.has_constant or cut is None or (cut_base and cut_raw):
-                continue  # one side's region into the other's whole tensor: a cut
+                continue  # only cuts: one side's region against the other's whole tensor
             base_name, raw_name = join_path(pair.base, tensor.base), join_path(pair.raw, tensor.raw)
             links.add_edge(("base", _owner(base_name)), ("raw", _owner(raw_name)))
             side, fused, part = ("base", base_name, raw_name) if cut_base else ("raw", raw_name, base_name)
