@@ -41,15 +41,16 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
-from padiff_graph.run.containers import unlike_containers
+from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.fused_pairs import fused_pairs, with_fused
 from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
 from padiff_graph.run.replay import confirmed
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
-from padiff_graph.run.selection import compared_pairs
+from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
 
 
@@ -252,14 +253,12 @@ def _diff(
         raise_for_blocking(findings)
         with task("copying weights base -> raw"):
             copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
-    not_compared = unlike_containers(layer_map, base_tree, raw_tree)
-    pairs = compared_pairs(
-        layer_map,
-        options.selection,
-        (base_adapter.named_layers(base), base_tree),
-        (raw_adapter.named_layers(raw), raw_tree),
-        not_compared,
-    )
+    run_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
+    findings = [finding for finding in findings if not _paired_wrapper(finding, run_map)]
+    not_compared = unlike_containers(run_map, base_tree, raw_tree)
+    layers = (base_adapter.named_layers(base), base_tree), (raw_adapter.named_layers(raw), raw_tree)
+    pairs = compared_pairs(run_map, options.selection, *layers, not_compared)
+    fused = compared_fused(fused_pairs(layer_map), options.selection, *layers)
     watch = RandomWatch(disable=options.random_ops == "disable")
     (base_loss, raw_loss), (base_optimizer, raw_optimizer) = options.loss_fns, options.optimizers
     base_side = Side(base_adapter, base, "base", base_loss, base_optimizer, options.amp[0], watch)
@@ -274,7 +273,7 @@ def _diff(
             recurrent.applied((base_adapter, base), (raw_adapter, raw)),
         ):
             batches = step_inputs.batches(options.steps)
-            outcome = run_diff(base_side, raw_side, batches, layer_map, pairs, tolerance, plan, op_names)
+            outcome = run_diff(base_side, raw_side, batches, run_map, pairs, tolerance, plan, op_names, fused)
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)
@@ -284,9 +283,9 @@ def _diff(
     report = build_report(
         outcome.comparisons,
         findings + watch.findings(),
-        layer_map,
+        run_map,
         settings,
-        descendants_of(base_tree),
+        with_fused(descendants_of(base_tree), fused),
         unproduced=outcome.unproduced,
         not_compared=not_compared,
         contain=not options.single_step,
@@ -297,6 +296,14 @@ def _diff(
     if options.single_step or options.steps > 1 or stateful_in_training(base_tree):
         return report  # a replay runs the base model again: only where that changes nothing in it
     return confirmed(report, base_side, raw_side, step_inputs.first, tolerance, raw_tree)
+
+
+def _paired_wrapper(finding: Finding, layer_map: LayerMap) -> bool:
+    """A ``wrap-layer`` finding about a layer ``layer_map`` pairs (a container paired by its contents)."""
+    return finding.code is Code.WRAP_LAYER and (
+        (finding.base is not None and layer_map.raw_of(finding.base) is not None)
+        or (finding.raw is not None and layer_map.base_of(finding.raw) is not None)
+    )
 
 
 def _complete_map(base_tree: ModelTree, raw_tree: ModelTree, layer_map: LayerMap | None) -> LayerMap:

@@ -4,7 +4,7 @@ layer map, without the models."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from padiff_graph.match import match_trees
 from padiff_graph.offline.format import RECORD_STAGES
 from padiff_graph.offline.reader import Dump, load_dump
 from padiff_graph.offline.shards import RunStep, has_layouts
-from padiff_graph.run.containers import unlike_containers
+from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
+from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, fused_pairs, joined, with_fused
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
 from padiff_graph.run.options import parse_mode, parse_tolerance
 from padiff_graph.run.results import Comparison, DiffReport, build_report
@@ -68,6 +69,8 @@ def compare_dumps(
     if layer_map is None:
         layer_map = match_trees(base_tree, raw_tree)
     findings = preflight_trees(base_tree, raw_tree, layer_map)
+    fused = fused_pairs(layer_map)
+    layer_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
     not_compared = unlike_containers(layer_map, base_tree, raw_tree)
     left_out = {(pair.base, pair.raw) for pair in not_compared}
     layer_pairs = [pair for pair in layer_map.active_pairs() if (pair.base, pair.raw) not in left_out]
@@ -80,7 +83,7 @@ def compare_dumps(
     for rank, step, base_folders, raw_folders in units:
         with RunStep(base_folders) as base_step, RunStep(raw_folders) as raw_step:
             found, missing, unmerged = _compare_step(
-                base_step, raw_step, layer_map, layer_pairs, tolerance, step, kinds
+                base_step, raw_step, layer_map, (layer_pairs, fused), tolerance, step, kinds
             )
         suffix = "" if rank is None else f" (rank {rank})"
         comparisons += found
@@ -103,7 +106,7 @@ def compare_dumps(
         findings,
         layer_map,
         settings,
-        descendants_of(base_tree),
+        with_fused(descendants_of(base_tree), fused),
         unproduced=unproduced,
         not_comparable=not_comparable,
         not_compared=not_compared,
@@ -168,41 +171,43 @@ def _compare_step(
     base: RunStep,
     raw: RunStep,
     layer_map: LayerMap,
-    layer_pairs: list[LayerPair],
+    compared: tuple[list[LayerPair], list[FusedPair]],
     tolerance: Tolerance,
     step: int,
     stages: set[str],
 ) -> tuple[list[Comparison], list[str], list[str]]:
     """Compare one step of each run; also returns the base records the raw run lacks, and those not comparable.
 
-    ``layer_pairs``: the pairs whose layer records are compared; tensors go through every active pair.
+    ``compared``: the pairs whose layer records are compared, and the fused pairs (compared at
+    the record of their first raw layer); tensors go through every active pair.
     """
+    layer_pairs, fused = compared
+    first_raw = {pair.raw[0]: pair for pair in fused}
+    places = TensorPlaces(fused)
     base_records = {entry["name"]: entry for entry in base.records}
-    active = layer_map.active_pairs()  # what the live diff copies and compares: no ignored subtree
     by_raw_path = {pair.raw: pair for pair in layer_pairs}
-    tensor_pairs = {
-        join_path(pair.raw, tensor.raw): (pair, tensor)
-        for pair in active
-        for tensor in pair.tensors
-        if not tensor.has_constant
-    }
     losses = _merged_losses(base, raw, base_records, tolerance)  # first: output gradients depend on them
     comparisons: list[Comparison] = []
     not_comparable: list[str] = []
     used: set[str] = set()
     where = f"step {step}, " if step else ""
-    for entry in raw.records:
+    for entry, link in _through(raw.records, layer_map.active_pairs()):  # as the live diff: no ignored subtree
         stage, path, call, index = entry["stage"], entry["path"], entry["call"], entry["index"]
         tensor: TensorPair | None = None
         if stage not in stages:
             continue
-        if stage in ("grad", "weights"):
-            if path not in tensor_pairs:
-                continue
-            pair, tensor = tensor_pairs[path]
-            base_path, raw_path, label = pair.base, pair.raw, f"{stage}:{tensor.base}"
+        if link is not None:
+            pair, tensor = link
+            base_path, raw_path, label = places.place(pair, tensor)
+            label = f"{stage}:{label}"
             name, call, index = f"{stage}:{join_path(pair.base, tensor.base)}:0:0", 0, pair.tensors.index(tensor)
             what = f"{stage} {join_path(pair.base, tensor.base)} ({where.rstrip(', ') or 'step 0'})"
+        elif stage in ("forward", "backward") and path in first_raw:
+            try:
+                comparisons += _fused_record(base, raw, first_raw[path], entry, base_records, tolerance, step, used)
+            except NotComparableError as error:
+                not_comparable.append(f"{stage} {first_raw[path].base_name} ({where}call {call}): {error}")
+            continue
         elif stage == "loss" or path in by_raw_path:
             base_path, raw_path = ("", "") if stage == "loss" else (by_raw_path[path].base, path)
             name, label = f"{stage}:{base_path}:{call}:{index}", stage
@@ -240,6 +245,23 @@ def _compare_step(
         }
     )
     return comparisons, missing, not_comparable
+
+
+def _through(
+    records: list[dict[str, Any]], pairs: list[LayerPair]
+) -> Iterator[tuple[dict[str, Any], tuple[LayerPair, TensorPair] | None]]:
+    """Each record with the tensor pair of ``pairs`` it is compared through: a layer's record with
+    ``None``, a parameter gradient or weight once per tensor pair writing it (a fused tensor's
+    parts), none when no pair writes it (not compared)."""
+    tensor_pairs: dict[str, list[tuple[LayerPair, TensorPair]]] = {}
+    for pair in pairs:
+        for tensor in pair.tensors:
+            if not tensor.has_constant:
+                tensor_pairs.setdefault(join_path(pair.raw, tensor.raw), []).append((pair, tensor))
+    for entry in records:
+        links = tensor_pairs.get(entry["path"], []) if entry["stage"] in ("grad", "weights") else [None]
+        for link in links:
+            yield entry, link
 
 
 Losses = tuple[np.ndarray, np.ndarray] | NotComparableError
@@ -297,3 +319,34 @@ def _raw_shape(transform: Transform, base_shape: Shape) -> Shape | None:
         return transform.output_shape(base_shape)
     except ValueError:
         return None
+
+
+def _fused_record(
+    base: RunStep,
+    raw: RunStep,
+    fused: FusedPair,
+    entry: dict[str, Any],
+    base_records: dict[str, dict[str, Any]],
+    tolerance: Tolerance,
+    step: int,
+    used: set[str],
+) -> list[Comparison]:
+    """The fused pair's comparison at ``entry``'s stage, call and position (its parts joined), if both runs hold it.
+
+    Raises:
+        NotComparableError: a record cannot be merged over its ranks.
+    """
+    stage, call, index = entry["stage"], entry["call"], entry["index"]
+    base_names, raw_names = ([f"{stage}:{path}:{call}:{index}" for path in side] for side in (fused.base, fused.raw))
+    raw_records = {record["name"] for record in raw.records}
+    if not all(name in base_records for name in base_names) or not all(name in raw_records for name in raw_names):
+        return []
+    base_values, raw_values = [base.array(name) for name in base_names], [raw.array(name) for name in raw_names]
+    if fused.base_fused:
+        base_value, raw_value = base_values[0], joined(base_values[0].shape, raw_values)
+    else:
+        base_value, raw_value = joined(raw_values[0].shape, base_values), raw_values[0]
+    used.update(base_names)
+    dtypes = (base_records[base_names[0]]["dtype"], entry["dtype"])
+    verdict = tolerance.verdict(base_value, raw_value, *dtypes, gradient=stage == "backward")
+    return [Comparison(fused.base_name, fused.raw_name, stage, call, index, verdict, step)]

@@ -33,6 +33,7 @@ from padiff_graph.core.records import Severity, join_path
 from padiff_graph.core.tree import ROOT, ModelTree, children, is_within, preorder, relative_path
 from padiff_graph.knowledge.families import significant
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.fused_pairs import group_members
 from padiff_graph.run.results import Comparison
 
 
@@ -99,7 +100,7 @@ def layer_states(tree: ModelTree, side: str, layer_map: LayerMap) -> dict[str, L
     own_path: Callable[[LayerPair], str] = (lambda p: p.base) if side == "base" else (lambda p: p.raw)
     other_path: Callable[[LayerPair], str] = (lambda p: p.raw) if side == "base" else (lambda p: p.base)
     paired = {own_path(pair): pair for pair in layer_map.pairs if own_path(pair) in tree}
-    covering = _covering_pairs(tree, side, layer_map, paired)
+    covering, tensor_partners = _covering_pairs(tree, side, layer_map, paired)
     states: dict[str, LayerState] = {}
     for path in preorder(tree):
         node = tree.nodes[path]
@@ -119,7 +120,8 @@ def layer_states(tree: ModelTree, side: str, layer_map: LayerMap) -> dict[str, L
                     Status.CONVERTED, other_path(pair), f"in conversion {pair.conversion} of {where}"
                 )
             else:
-                states[path] = LayerState(Status.ABSORBED, other_path(pair), f"its tensors pair in {where}")
+                partner = tensor_partners.get(path, other_path(pair))
+                states[path] = LayerState(Status.ABSORBED, partner, f"its tensors pair in {where}")
         elif not own and tree.out_degree(path):
             states[path] = LayerState(Status.WRAPPER, why="only groups other layers")
         else:
@@ -130,25 +132,30 @@ def layer_states(tree: ModelTree, side: str, layer_map: LayerMap) -> dict[str, L
 
 def _covering_pairs(
     tree: ModelTree, side: str, layer_map: LayerMap, paired: Mapping[str, LayerPair]
-) -> dict[str, LayerPair]:
-    """Unpaired layers whose tensors a pair of an ancestor copies, with that pair.
+) -> tuple[dict[str, LayerPair], dict[str, str]]:
+    """Unpaired layers whose tensors a pair of an ancestor copies, with that pair; and each such
+    layer holding tensors -> the other side's layer holding the tensors they pair with.
 
     A parameter-less layer inside such a layer (a conversion covering a whole
     attention block, say) counts as covered by the same pair.
     """
     owner = {join_path(path, t.name): path for path in tree.nodes for t in tree.nodes[path]["tensors"]}
     covering: dict[str, LayerPair] = {}
+    partners: dict[str, str] = {}
     for pair in layer_map.pairs:
-        layer = pair.base if side == "base" else pair.raw
+        layer, other = (pair.base, pair.raw) if side == "base" else (pair.raw, pair.base)
         for tensor in pair.tensors:
-            holder = owner.get(join_path(layer, tensor.base if side == "base" else tensor.raw))
+            own_name, other_name = (tensor.base, tensor.raw) if side == "base" else (tensor.raw, tensor.base)
+            holder = owner.get(join_path(layer, own_name))
             if holder is not None and holder != layer and holder not in paired:
                 covering.setdefault(holder, pair)
+                if not tensor.has_constant:  # a fused layer's part -> the fused layer
+                    partners.setdefault(holder, join_path(other, other_name).rpartition(".")[0])
                 parent = holder.rpartition(".")[0]
                 while parent != layer and is_within(parent, layer) and parent not in paired and parent != ROOT:
                     covering.setdefault(parent, pair)
                     parent = parent.rpartition(".")[0]
-    return covering
+    return covering, partners
 
 
 def anchors(tree: ModelTree, states: Mapping[str, LayerState]) -> dict[str, str | None]:
@@ -441,14 +448,16 @@ def _longest_increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def forward_errors(comparisons: Iterable[Comparison]) -> dict[str, tuple[float, float]]:
-    """Base layer path -> the largest (max abs, max rel) error of its forward outputs."""
+    """Base layer path -> the largest (max abs, max rel) error of its forward outputs
+    (each part of a fused pair's split side has the pair's)."""
     errors: dict[str, tuple[float, float]] = {}
     for comparison in comparisons:
         if comparison.stage != "forward":
             continue
-        worst = errors.get(comparison.base, (0.0, 0.0))
         verdict = comparison.verdict
-        errors[comparison.base] = (max(worst[0], verdict.max_abs), max(worst[1], verdict.max_rel))
+        for path in group_members(comparison.base):
+            worst = errors.get(path, (0.0, 0.0))
+            errors[path] = (max(worst[0], verdict.max_abs), max(worst[1], verdict.max_rel))
     return errors
 
 

@@ -29,6 +29,7 @@ from padiff_graph.report.layout import (
     two_trees,
     visible_entries,
 )
+from padiff_graph.run.fused_pairs import group_members
 from padiff_graph.run.results import DiffReport
 
 _SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -79,7 +80,8 @@ def _cell(tree: ModelTree, entry: Entry | None, states: Mapping[str, LayerState]
     state = states[entry.path]
     text = "  " * entry.depth + _label(tree, entry, {})
     if state.status in (Status.CONVERTED, Status.ABSORBED):
-        text += f"  [{_STATUS_STYLE[state.status]}]{state.status.value} ↔ {escape(state.partner or '<root>')}[/]"
+        partner = escape(_partner_name(entry.path, states))
+        text += f"  [{_STATUS_STYLE[state.status]}]{state.status.value} ↔ {partner}[/]"
     elif state.status is not Status.MATCHED:
         text += f"  [{_STATUS_STYLE[state.status]}]{state.status.value}[/]"
     elif not paired:
@@ -128,7 +130,8 @@ def side_by_side(
     tags = dict(tags or {})
     keep = []
     if first_divergence is not None:
-        keep = [("base", first_divergence[0]), ("raw", first_divergence[1])]
+        base, raw = first_divergence  # a fused pair's parts are each marked
+        keep = [("base", path) for path in group_members(base)] + [("raw", path) for path in group_members(raw)]
         for key in keep:
             tags[key] = (tags[key] + "  " if key in tags else "") + FIRST_DIVERGENCE
     layout = two_trees(base_tree, raw_tree, layer_map, tags, keep)
@@ -197,14 +200,14 @@ def _pair_list(
         text, notes = "  " * line.depth, []
         if line.base is not None:
             text += _short_label(base_tree, line.base)
-            notes += _notes(layout.base_states[line.base.path], tags.get(("base", line.base.path), ""))
+            notes += _notes(line.base.path, layout.base_states, tags.get(("base", line.base.path), ""))
         if line.raw is not None:
             text += " → " if line.base is not None else "→ "
             other_class = line.base is None or _class(base_tree, line.base) != _class(raw_tree, line.raw)
             name = None if line.base is None else _partner_name(line.base.path, layout.base_states)
             single = line.raw.count == 1 and (line.base is None or line.base.count == 1)
             text += _short_label(raw_tree, line.raw, other_class, name if single else None)
-            raw_notes = _notes(layout.raw_states[line.raw.path], tags.get(("raw", line.raw.path), ""))
+            raw_notes = _notes(line.raw.path, layout.raw_states, tags.get(("raw", line.raw.path), ""))
             notes += [note for note in raw_notes if note not in notes]
         members = line.base.stands_for if line.base is not None else ()
         rows.append((text, "  ".join(notes), _figure_cells(figures, members) if figures is not None else []))
@@ -264,10 +267,11 @@ def _short_label(tree: ModelTree, entry: Entry, with_class: bool = True, name: s
     return text + (f" [dim]{escape(_class(tree, entry))}[/]" if with_class else "")
 
 
-def _notes(state: LayerState, tag: str) -> list[str]:
-    notes = [tag] if tag else []
+def _notes(path: str, states: Mapping[str, LayerState], tag: str) -> list[str]:
+    state, notes = states[path], [tag] if tag else []
     if state.status in (Status.CONVERTED, Status.ABSORBED):
-        notes.insert(0, f"[{_STATUS_STYLE[state.status]}]{state.status.value} ↔ {escape(state.partner or '<root>')}[/]")
+        partner = escape(_partner_name(path, states))
+        notes.insert(0, f"[{_STATUS_STYLE[state.status]}]{state.status.value} ↔ {partner}[/]")
     elif state.status is not Status.MATCHED:
         notes.insert(0, f"[{_STATUS_STYLE[state.status]}]{state.status.value}[/]")
     return notes

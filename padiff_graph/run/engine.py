@@ -8,19 +8,21 @@ layer inputs and gradients as well in single-step mode, where they are fed
 into the raw model). The raw model then runs under the same hooks, keyed by
 the base paths it is matched to; every raw record is copied as soon as it
 appears and compared with its base record on a helper thread while the raw
-model runs on, and both are released. Parameter gradients (before the
-optimizer step) and weights (after it) are compared through the layer map's
-tensor pairs, transforms included.
+model runs on, and both are released. A fused layer and its parts in the
+other model (:mod:`padiff_graph.run.fused_pairs`) are compared as one record:
+the parts' records joined as the fused layer's. Parameter gradients (before
+the optimizer step) and weights (after it) are compared through the layer
+map's tensor pairs, transforms included.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from typing import Any
 
@@ -33,6 +35,7 @@ from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     Mode,
@@ -159,17 +162,25 @@ def run_diff(
     tolerance: Tolerance,
     plan: Plan,
     op_names: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
+    fused: Sequence[FusedPair] = (),
 ) -> DiffOutcome:
-    """Run every step on both models and compare; ``pairs`` are the layer pairs to hook."""
+    """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
+    ``fused`` the fused layers to compare against their parts."""
     outcome = DiffOutcome()
-    base_layers = {pair.base: pair.base for pair in pairs}
-    raw_layers = {pair.raw: pair.base for pair in pairs}
-    raw_of = {pair.base: pair.raw for pair in pairs}
+    base_layers, raw_layers, raw_of = _record_keys(pairs, fused)
+    whole_parts = {path for group in fused if not group.base_fused for path in group.base}
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
     for step, (base_arguments, raw_arguments) in enumerate(batches):
         with Spill(plan.memory_budget_mib * 2**20) as spill:
-            store = BaseStore(base.adapter, tolerance.mode, plan, keep_grads=base.optimizer is not None, spill=spill)
+            store = BaseStore(
+                base.adapter,
+                tolerance.mode,
+                plan,
+                keep_grads=base.optimizer is not None,
+                spill=spill,
+                whole=whole_parts,
+            )
             op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
             base_recorder = Recorder(
                 base.adapter,
@@ -193,11 +204,11 @@ def run_diff(
                     after_backward=partial(store.snapshot_grads, base.model),
                 )
             store.base_done()
-            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step)
+            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused)
             if outcome.ops is not None and op_store is not None:
                 outcome.ops.begin(op_store, raw.adapter)
             with task("running the raw model, comparing layer by layer", total=len(store.records)) as advance:
-                raw_sink = _advancing(checker.check, advance)
+                raw_sink = _advancing(FusedChecker(fused, store, checker).check, advance)
                 raw_recorder = Recorder(
                     raw.adapter,
                     raw.model,
@@ -225,6 +236,24 @@ def run_diff(
     return outcome
 
 
+def _record_keys(
+    pairs: list[LayerPair], fused: Sequence[FusedPair]
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """What each side hooks, keyed by what: base layer -> its path, raw layer -> its partner's
+    path (a raw part -> its own key until the parts are joined), and base name -> raw name."""
+    base_layers = {pair.base: pair.base for pair in pairs}
+    raw_layers = {pair.raw: pair.base for pair in pairs}
+    raw_of = {pair.base: pair.raw for pair in pairs}
+    for group in fused:
+        base_layers.update({path: path for path in group.base})  # a fused base layer's path is its name
+        raw_of[group.base_name] = group.raw_name
+        if group.base_fused:
+            raw_layers.update({path: group.part_key(index) for index, path in enumerate(group.raw)})
+        else:
+            raw_layers[group.raw[0]] = group.base_name
+    return base_layers, raw_layers, raw_of
+
+
 def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
     """``sink`` that also moves the progress bar one record on."""
 
@@ -245,12 +274,22 @@ Stored = tuple["Held | Summary", str]
 class BaseStore:
     """The base side's sink: keeps what the raw side will be compared against."""
 
-    def __init__(self, adapter: FrameworkAdapter, mode: Mode, plan: Plan, keep_grads: bool, spill: Spill) -> None:
+    def __init__(
+        self,
+        adapter: FrameworkAdapter,
+        mode: Mode,
+        plan: Plan,
+        keep_grads: bool,
+        spill: Spill,
+        whole: Collection[str] = (),
+    ) -> None:
+        """``whole``: layer paths kept whole in mean mode too (a fused layer's parts, joined later)."""
         self.adapter = adapter
         self.mode = mode
         self.plan = plan
         self.keep_grads = keep_grads
         self.spill = spill
+        self.whole = whole
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
         # few entries: a cached array may hold a tensor's memory (a view)
@@ -258,7 +297,11 @@ class BaseStore:
         self._summaries = HostCache(adapter, copy=False, convert=summarize)
 
     def keep(self, key: RecordKey, value: Any, dtype: str) -> None:
-        full = self.mode is Mode.STRICT or (self.plan.single_step and key.stage in ("input", "backward"))
+        full = (
+            self.mode is Mode.STRICT
+            or (self.plan.single_step and key.stage in ("input", "backward"))
+            or key.path in self.whole
+        )
         if full:
             self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
         else:
@@ -321,6 +364,7 @@ class RawChecker:
         tolerance: Tolerance,
         plan: Plan,
         step: int,
+        fused: Sequence[FusedPair] = (),
     ) -> None:
         self.store = store
         self.base = base
@@ -331,6 +375,7 @@ class RawChecker:
         self.plan = plan
         self.step = step
         self.comparisons: list[Comparison] = []
+        self.places = TensorPlaces(fused)
         # one entry (a copy): a tensor recorded under several keys comes one key after the other
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
@@ -406,11 +451,75 @@ class RawChecker:
                     base_value, raw_value = base_adapter.to_numpy(base_tensor), raw_adapter.to_numpy(raw_tensor)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
                 verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
-                self.comparisons.append(
-                    Comparison(pair.base, pair.raw, f"{stage}:{tensor.base}", 0, index, verdict, self.step)
-                )
+                base_path, raw_path, label = self.places.place(pair, tensor)  # a fused tensor: its fused pair's
+                comparison = Comparison(base_path, raw_path, f"{stage}:{label}", 0, index, verdict, self.step)
+                self.comparisons.append(comparison)
 
     def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor)
+
+
+class FusedChecker:
+    """The raw side's sink where fused layers meet their parts: the parts' records are joined as
+    the fused layer's, and the two compared as one record of the fused pair; other records go
+    straight to the :class:`RawChecker`.
+
+    Base parts are kept whole by the :class:`BaseStore` and joined when the raw fused layer's
+    record comes; raw parts are copied until the last of them comes, then joined and compared
+    with the stored base record. A layer input is the first part's to run (single-step mode
+    feeds the base's input to every raw part; a raw part's output gradient is not replaced).
+    """
+
+    def __init__(self, fused: Sequence[FusedPair], store: BaseStore, checker: RawChecker) -> None:
+        self.store = store
+        self.checker = checker
+        self._fused = {group.base_name: group for group in fused if not group.base_fused}
+        self._parts = {
+            group.part_key(i): (group, i) for group in fused if group.base_fused for i in range(len(group.raw))
+        }
+        self._waiting: dict[RecordKey, dict[int, np.ndarray]] = {}
+        self._inputs: dict[RecordKey, tuple[np.ndarray | None, set[int]]] = {}  # and the parts served
+
+    def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
+        if key.path in self._fused:
+            self._join_base_parts(key, self._fused[key.path], tuple(value.shape))
+        elif key.path in self._parts:
+            return self._raw_part(key, *self._parts[key.path], value, dtype)
+        return self.checker.check(key, value, dtype)
+
+    def _join_base_parts(self, key: RecordKey, group: FusedPair, shape: tuple[int, ...]) -> None:
+        """Store the base parts' records, joined, as the base record of ``key`` (left alone unless all are there)."""
+        part_keys = [replace(key, path=path) for path in group.base]
+        if not all(part in self.store.records for part in part_keys):
+            return
+        values, dtypes = [], []
+        for part in part_keys:
+            popped = self.store.pop(part)
+            if popped is not None and isinstance(popped[0], np.ndarray):  # parts are kept whole
+                values.append(popped[0])
+                dtypes.append(popped[1])
+        if len(values) == len(part_keys):
+            self.store.keep(key, values[0] if key.stage == "input" else joined(shape, values), dtypes[0])
+
+    def _raw_part(self, key: RecordKey, group: FusedPair, index: int, value: Any, dtype: str) -> np.ndarray | None:
+        """A raw part's record: compared once every part's record of the same call and position has come."""
+        fused_key = replace(key, path=group.base_name)
+        if key.stage == "input":  # compared at the first part to run; its replacement serves every part
+            if fused_key not in self._inputs:
+                self._inputs[fused_key] = (self.checker.check(fused_key, value, dtype), set())
+            replacement, served = self._inputs[fused_key]
+            served.add(index)
+            if len(served) == len(group.raw):
+                del self._inputs[fused_key]
+            return replacement if replacement is not None and replacement.shape == tuple(value.shape) else None
+        waiting = self._waiting.setdefault(fused_key, {})
+        waiting[index] = self.checker.raw.adapter.to_numpy(value, copy=True)
+        if len(waiting) < len(group.raw):
+            return None
+        del self._waiting[fused_key]
+        stored = self.store.records.get(fused_key)
+        if stored is not None:
+            self.checker.check(fused_key, joined(stored[0].shape, [waiting[i] for i in range(len(group.raw))]), dtype)
+        return None

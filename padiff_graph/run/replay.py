@@ -43,8 +43,8 @@ def confirmed(
     first = report.first_divergence
     if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
         return report
-    if stateful_in_training(raw_tree, first.raw):
-        return report
+    if first.raw not in raw_tree or stateful_in_training(raw_tree, first.raw):
+        return report  # a fused layer's parts are no one layer to replay
     failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
     verdict = replay(base, raw, arguments, failing, tolerance)
     if verdict is None:
@@ -105,7 +105,9 @@ def replay(
 def _capture(base: Side, arguments: CallArguments, failing: Comparison) -> tuple[Any, np.ndarray, str] | None:
     """The base layer's inputs (tensors as arrays) and output at the failing call, from a run without gradients."""
     adapter = base.adapter
-    layer = adapter.named_layers(base.model)[failing.base]
+    layer = adapter.named_layers(base.model).get(failing.base)
+    if layer is None:  # a fused layer's parts
+        return None
     calls = [0]
     found: dict[str, Any] = {}
 

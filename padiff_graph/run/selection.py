@@ -28,6 +28,7 @@ from padiff_graph.core.tree import ModelTree, children, has_ancestor_in
 from padiff_graph.errors import InputError
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.run.containers import NotCompared
+from padiff_graph.run.fused_pairs import FusedPair
 
 SCOPES = ("self", "sublayers", "all")
 WRAP_LAYER_VARIABLES = ("PADIFF_SKIP_WRAP_LAYER", "PADIFF_SIKP_WRAP_LAYER")
@@ -155,3 +156,14 @@ def compared_pairs(
         for pair in layer_map.active_pairs()
         if pair.base in base_paths and pair.raw in raw_paths and (pair.base, pair.raw) not in left_out
     ]
+
+
+def compared_fused(
+    fused: Iterable[FusedPair],
+    selection: LayerSelection,
+    base: tuple[dict[str, Any], ModelTree],
+    raw: tuple[dict[str, Any], ModelTree],
+) -> list[FusedPair]:
+    """The fused pairs every layer of which ``selection`` leaves in (as :func:`compared_pairs`)."""
+    base_paths, raw_paths = selection.paths(*base), selection.paths(*raw)
+    return [pair for pair in fused if set(pair.base) <= base_paths and set(pair.raw) <= raw_paths]
