@@ -42,7 +42,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.containers import unlike_containers
-from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
@@ -278,12 +278,13 @@ def _diff(
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)
+    settings["amp_inactive"] = outcome.amp_inactive
     recorded = outcome.comparisons
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     report = build_report(
         outcome.comparisons,
-        findings + watch.findings(),
+        findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
         layer_map,
         settings,
         descendants_of(base_tree),

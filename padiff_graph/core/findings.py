@@ -30,6 +30,7 @@ class Code(str, Enum):
     AMBIGUOUS_TRANSFORM = "ambiguous-transform"
     TIED_WEIGHTS = "tied-weights"
     CLASS_MISMATCH = "class-mismatch"
+    AMP_INACTIVE = "amp-inactive"
 
     def __str__(self) -> str:
         return self.value

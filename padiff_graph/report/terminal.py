@@ -442,6 +442,11 @@ def print_diff(
             f"[yellow]note[/]: the base model runs in {precision.get('base')}, the raw one in {precision.get('raw')}; "
             "errors are judged against the less precise one's noise (on CPU, paddle has no bfloat16/float16 kernels)"
         )
+    for side in report.settings.get("amp_inactive", []):
+        console.print(
+            f"[yellow]note[/]: amp was asked for the {side} model, but its autocast did nothing "
+            "(no layer output in the amp dtype; paddle has no bfloat16/float16 CPU kernels): it ran in full precision"
+        )
     if report.accumulated:
         console.print(
             f"[yellow]note[/]: {len(report.accumulated)} tensor(s) differ by more than one layer's noise, "

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
-from padiff_graph.core.records import join_path
+from padiff_graph.core.records import Severity, join_path
 from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
@@ -148,6 +149,14 @@ class DiffOutcome:
     comparisons: list[Comparison] = field(default_factory=list)
     unproduced: list[str] = field(default_factory=list)
     ops: OpComparer | None = None
+    amp_inactive: list[str] = field(default_factory=list)  # sides whose autocast changed no layer's output dtype
+
+    def note_autocast(self, side: Side, recorder: Recorder) -> None:
+        """Whether ``side``'s ``amp`` request took effect: some recorded layer output is in its dtype.
+        (Paddle 3.3.1 has no bfloat16/float16 CPU kernels: on CPU its autocast runs float32.)"""
+        inactive = side.amp is not None and bool(recorder.output_dtypes) and side.amp not in recorder.output_dtypes
+        if inactive and side.name not in self.amp_inactive:
+            self.amp_inactive.append(side.name)
 
 
 def run_diff(
@@ -193,6 +202,7 @@ def run_diff(
                     after_backward=partial(store.snapshot_grads, base.model),
                 )
             store.base_done()
+            outcome.note_autocast(base, base_recorder)
             checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step)
             if outcome.ops is not None and op_store is not None:
                 outcome.ops.begin(op_store, raw.adapter)
@@ -220,9 +230,28 @@ def run_diff(
                     after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
                 )
             checker.settle()
+            outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
+
+
+def autocast_findings(inactive: Iterable[str], amp: tuple[str | None, str | None]) -> list[Finding]:
+    """One ``amp-inactive`` warning per side whose autocast request changed nothing."""
+    requested = dict(zip(("base", "raw"), amp, strict=True))
+    return [
+        Finding(
+            Code.AMP_INACTIVE,
+            Severity.WARNING,
+            None,
+            None,
+            f"amp={requested[side]!r} was asked for the {side} model, but none of its layer outputs came out in "
+            f"{requested[side]}: its framework's autocast did nothing (paddle 3.3.1 has no bfloat16/float16 CPU "
+            "kernels), so it ran in its weights' precision",
+            "run it on a device whose kernels support the amp dtype, or cast its weights, to compare in low precision",
+        )
+        for side in inactive
+    ]
 
 
 def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
