@@ -47,6 +47,7 @@ from padiff_graph.run.numerics import (
 from padiff_graph.run.oplevel import OpComparer, OpStore
 from padiff_graph.run.randomness import RandomWatch
 from padiff_graph.run.results import Comparison
+from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
 
 
@@ -364,8 +365,9 @@ class RawChecker:
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
         # weak: a verdict must not keep its arrays alive, only know them while they live
-        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, Future[Verdict]]]
+        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, RecordKey, Future[Verdict]]]
         self._recent_verdicts = deque(maxlen=2)
+        self._rows = RowOrders(tolerance)  # used on the comparing thread only
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
@@ -378,14 +380,18 @@ class RawChecker:
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
-            verdict = self._verdict(base_value, raw_value, key.stage == "backward", base_dtype, dtype)
+            verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
             nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
             self._pending.append(((key.path, raw_path, key.stage, key.call, key.index), verdict, nbytes))
             self._pending_bytes += nbytes
             self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
-            return fitted(base_value, tuple(value.shape), key.stage == "backward")
+            if compared:
+                _comparer().submit(int).result()  # every comparison so far is done: is the order another?
+            order = self._rows.order(key)
+            fed = base_value if order is None else base_value[order]
+            return fitted(fed, tuple(value.shape), key.stage == "backward")
         return None
 
     def settle(self, ahead: int | None = None) -> None:
@@ -397,18 +403,20 @@ class RawChecker:
             self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
 
     def _verdict(
-        self, base_value: np.ndarray | Summary, raw_value: Any, gradient: bool, *dtypes: str
+        self, key: RecordKey, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str
     ) -> Future[Verdict]:
         limits = self.tolerance.limits(*dtypes)
-        for seen_base, seen_raw, seen_limits, verdict in self._recent_verdicts:
+        for seen_base, seen_raw, seen_limits, seen_key, verdict in self._recent_verdicts:
             if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
-                return verdict  # the same two values under another key (a container and its last layer)
+                # the same two values under another key (a container and its last layer): compared once
+                return _comparer().submit(self._rows.again, seen_key, verdict, key, base_value, raw_value, *dtypes)
         if isinstance(base_value, Summary):
             verdict = Future()
             verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes))
         else:
-            verdict = _comparer().submit(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient)
-        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, verdict))
+            gradient = key.stage == "backward"
+            verdict = _comparer().submit(self._rows.verdict, key, base_value, raw_value, *dtypes, gradient=gradient)
+        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, key, verdict))
         return verdict
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
