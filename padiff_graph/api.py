@@ -290,6 +290,7 @@ def _diff(
         descendants_of(base_tree),
         unproduced=outcome.unproduced,
         not_compared=not_compared,
+        not_fed=outcome.not_fed,
         contain=not options.single_step,
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,

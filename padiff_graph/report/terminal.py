@@ -436,6 +436,11 @@ def print_diff(
             f"the first: base {escape(quoted_path(skipped.base))} / raw {escape(quoted_path(skipped.raw))}: "
             f"{escape(skipped.why)}"
         )
+    if report.not_fed:
+        console.print(
+            f"[yellow]not fed[/]: {len(report.not_fed)} raw layer input(s) had no corresponding base input "
+            f"(single-step), the first: {escape(report.not_fed[0])}"
+        )
     precision = report.settings.get("precision", {})
     if floor and precision.get("base") != precision.get("raw"):
         console.print(

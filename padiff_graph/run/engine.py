@@ -34,6 +34,7 @@ from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.feeding import BaseInputs, corresponding_input, not_fed
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     Mode,
@@ -151,6 +152,7 @@ class DiffOutcome:
     unproduced: list[str] = field(default_factory=list)
     ops: OpComparer | None = None
     amp_inactive: list[str] = field(default_factory=list)  # sides whose autocast changed no layer's output dtype
+    not_fed: list[str] = field(default_factory=list)  # single-step: raw layer inputs no base input corresponds to
 
     def note_autocast(self, side: Side, recorder: Recorder) -> None:
         """Whether ``side``'s ``amp`` request took effect: some recorded layer output is in its dtype.
@@ -233,6 +235,7 @@ def run_diff(
             checker.settle()
             outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
+            outcome.not_fed += checker.not_fed
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
 
@@ -283,6 +286,7 @@ class BaseStore:
         self.spill = spill
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
+        self._input_positions: dict[tuple[str, int], list[int]] = {}  # (path, call) -> its inputs' positions
         # few entries: a cached array may hold a tensor's memory (a view)
         self._views = HostCache(adapter, copy=False, size=3)
         self._summaries = HostCache(adapter, copy=False, convert=summarize)
@@ -293,6 +297,17 @@ class BaseStore:
             self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
         else:
             self.records[key] = (self._summaries.array(value), dtype)
+        if key.stage == "input":
+            self._input_positions.setdefault((key.path, key.call), []).append(key.index)
+
+    def pop_inputs(self, step: int, path: str, call: int) -> BaseInputs:
+        """Every input of one base layer call, by position (single-step mode: full arrays)."""
+        inputs: BaseInputs = {}
+        for index in self._input_positions.pop((path, call), []):
+            stored = self.pop(RecordKey(step, "input", path, call, index))
+            if stored is not None and isinstance(stored[0], np.ndarray):
+                inputs[index] = (stored[0], stored[1])
+        return inputs
 
     def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
         stored = self.records.pop(key, None)
@@ -368,12 +383,15 @@ class RawChecker:
         self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, RecordKey, Future[Verdict]]]
         self._recent_verdicts = deque(maxlen=2)
         self._rows = RowOrders(tolerance)  # used on the comparing thread only
+        self._call: tuple[str, int] | None = None  # the layer call whose inputs are being fed (single-step)
+        self._call_inputs: BaseInputs = {}  # its base inputs not fed yet
+        self.not_fed: list[str] = []  # raw layer inputs no base input corresponds to (single-step)
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
-        stored = self.store.pop(key)
+        stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
         if stored is None:
             return None
         base_value, base_dtype = stored
@@ -393,6 +411,22 @@ class RawChecker:
             fed = base_value if order is None else base_value[order]
             return fitted(fed, tuple(value.shape), key.stage == "backward")
         return None
+
+    def _fed_input(self, key: RecordKey, value: Any, dtype: str) -> tuple[np.ndarray | Summary, str] | None:
+        """The base record for ``key``; for a layer input (single-step mode), the base input of
+        that call that corresponds to it (:mod:`padiff_graph.run.feeding`), or ``None``: not fed."""
+        if key.stage != "input":
+            return self.store.pop(key)
+        if self._call != (key.path, key.call):  # a call's inputs come one after the other
+            self._call = (key.path, key.call)
+            self._call_inputs = self.store.pop_inputs(key.step, key.path, key.call)
+        raw_value = self._snapshots.array(value)
+        position = corresponding_input(raw_value, key.index, dtype, self._call_inputs, self.tolerance)
+        if position is None:
+            raw_path = self.raw_of.get(key.path, key.path)
+            self.not_fed.append(not_fed(raw_path, key.call, key.index, raw_value, self._call_inputs))
+            return None
+        return self._call_inputs.pop(position)
 
     def settle(self, ahead: int | None = None) -> None:
         """Collect the verdicts of the background comparisons, in record order: all of them, or

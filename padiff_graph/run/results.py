@@ -96,6 +96,8 @@ class DiffReport:
     not_comparable: list[str] = field(default_factory=list)
     #: Matched layer pairs whose contents do not correspond (:mod:`padiff_graph.run.containers`): not compared.
     not_compared: list[NotCompared] = field(default_factory=list)
+    #: Single-step mode: raw layer inputs no base input corresponds to, left as the raw model computed them.
+    not_fed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_divergence
@@ -125,6 +127,7 @@ class DiffReport:
             "unproduced": self.unproduced,
             "not_comparable": self.not_comparable,
             "not_compared": [{"base": n.base, "raw": n.raw, "why": n.why} for n in self.not_compared],
+            "not_fed": self.not_fed,
             "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
             "accumulated": [
                 {"base": c.base, "raw": c.raw, "stage": c.stage, "call": c.call, "step": c.step}
@@ -375,6 +378,7 @@ def build_report(
     unproduced: Iterable[str] = (),
     not_comparable: Iterable[str] = (),
     not_compared: Iterable[NotCompared] = (),
+    not_fed: Iterable[str] = (),
     contain: bool = True,
     inherit: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
@@ -413,6 +417,7 @@ def build_report(
         divergences,
         list(not_comparable),
         list(not_compared),
+        list(not_fed),
     )
 
 

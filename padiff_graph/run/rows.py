@@ -39,7 +39,8 @@ def row_order(base: np.ndarray, raw: np.ndarray, floor: float) -> np.ndarray | N
     if rows * rows * features > ROW_MATCH_LIMIT:
         return None
     work = np.float64 if base.dtype.itemsize > 4 or raw.dtype.itemsize > 4 else np.float32
-    reference, value = base.astype(work, copy=False), raw.astype(work, copy=False)
+    reference: np.ndarray = np.asarray(base, dtype=work)
+    value: np.ndarray = np.asarray(raw, dtype=work)
     largest = float(np.abs(reference).max())
     distance = np.empty((rows, rows), work)
     step = max(1, _CHUNK // (rows * features))
@@ -88,9 +89,10 @@ class RowOrders:
         order = self._orders.get(seen)
         if order is None:
             return seen_verdict.result()
+        inherited = self._inherited(key)
         if key.stage == "input":
             self._input_orders.setdefault((key.path, key.call), order)
-        elif not np.array_equal(self._inherited(key), order):
+        elif inherited is None or not np.array_equal(inherited, order):
             return self.verdict(key, base, raw, *dtypes, gradient=key.stage == "backward")
         self._orders[key] = order
         return seen_verdict.result()
