@@ -23,7 +23,8 @@ class RotaryTorch(torch.nn.Module):
 
 
 class RotaryPaddle(paddle.nn.Layer):
-    """Another port's order: ``(x, sin, cos, mask)``, the mask as a float ``[batch, 1, tokens, 1]``."""
+    """Another port's order: ``(x, sin, cos, mask)``, the mask as a float ``[batch, 1, tokens, 1]``
+    (and the model builds the rotary tables for every batch row, not once)."""
 
     def __init__(self, sign=1.0):
         super().__init__()
@@ -57,7 +58,7 @@ class ModelPaddle(paddle.nn.Layer):
         self.rotary, self.head = RotaryPaddle(sign), paddle.nn.Linear(8, 4)
 
     def forward(self, x):
-        cos, sin = (paddle.to_tensor(t) for t in tables(x.shape[1]))
+        cos, sin = (paddle.to_tensor(t).expand([x.shape[0], -1, -1]) for t in tables(x.shape[1]))  # per batch row
         mask = (paddle.arange(x.shape[1]) < 4).astype("float32").reshape([1, 1, -1, 1]).expand([x.shape[0], 1, -1, 1])
         return self.head(self.rotary(x, sin, cos, mask))
 

@@ -34,7 +34,7 @@ from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
-from padiff_graph.run.feeding import BaseInputs, corresponding_input, not_fed
+from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     Mode,
@@ -409,7 +409,8 @@ class RawChecker:
                 _comparer().submit(int).result()  # every comparison so far is done: is the order another?
             order = self._rows.order(key)
             fed = base_value if order is None else base_value[order]
-            return fitted(fed, tuple(value.shape), key.stage == "backward")
+            shape = tuple(value.shape)
+            return fed_value(fed, shape) if key.stage == "input" else fitted(fed, shape, gradient=True)
         return None
 
     def _fed_input(self, key: RecordKey, value: Any, dtype: str) -> tuple[np.ndarray | Summary, str] | None:

@@ -26,7 +26,7 @@ def corresponding_input(
     fitting = [
         position
         for position, (base, _) in candidates.items()
-        if _same_kind(base, raw) and fitted(base, tuple(raw.shape), gradient=False) is not None
+        if _same_kind(base, raw) and fed_value(base, tuple(raw.shape)) is not None
     ]
     fitting.sort(key=lambda position: position != index)  # its own position first
     for position in fitting:
@@ -34,6 +34,20 @@ def corresponding_input(
         if _same_values(base, raw, tolerance, base_dtype, raw_dtype):
             return position
     return index if index in fitting else None
+
+
+def fed_value(base: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``base`` in the raw input's ``shape``: as :func:`fitted` has it, or, for a base tensor that repeats
+    one slice along axes the raw one has as 1 (a rotary table or position ids built per batch row where
+    the other side builds them once), that slice; ``None`` if neither."""
+    value = fitted(base, shape, gradient=False)
+    if value is not None or len(shape) > base.ndim:
+        return value
+    padded = (1,) * (base.ndim - len(shape)) + shape
+    if any(size not in (1, full) for size, full in zip(padded, base.shape, strict=True)):
+        return None
+    first = base[tuple(slice(0, size) for size in padded)]
+    return first.reshape(shape) if np.array_equal(np.broadcast_to(first, base.shape), base) else None
 
 
 def not_fed(path: str, call: int, index: int, raw: np.ndarray, candidates: BaseInputs) -> str:
@@ -50,7 +64,7 @@ def _same_kind(base: np.ndarray, raw: np.ndarray) -> bool:
 
 
 def _same_values(base: np.ndarray, raw: np.ndarray, tolerance: Tolerance, *dtypes: str) -> bool:
-    fed = fitted(base, tuple(raw.shape), gradient=False)
+    fed = fed_value(base, tuple(raw.shape))
     if fed is None:
         return False
     if not np.issubdtype(raw.dtype, np.floating):
