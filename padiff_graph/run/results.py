@@ -158,7 +158,9 @@ def _finite(value: float) -> float | str:
     return value if np.isfinite(value) else str(value)
 
 
-def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None) -> list[Comparison]:
+def attribute(
+    comparisons: list[Comparison], mismatched: set[str] | None = None, inherit: bool = True
+) -> list[Comparison]:
     """Tell a layer's own error from the error it inherits: ``comparisons`` with inherited ones passed.
 
     A comparison judged by scaled error (``verdict.floor`` set) that is over its
@@ -169,7 +171,8 @@ def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None)
     gradients, weights: each depends on all before it). Otherwise it passes,
     marked ``inherited``: the accumulated noise of the layers before it. A
     comparison that failed for another reason (NaN, shapes) keeps its verdict.
-    Single-step runs need none of this: every layer there runs on the base's data.
+    Single-step runs (``inherit=False``) need none of this, since every layer there runs on
+    the base's data: only their sums are scaled by their terms, as below.
     Layers in ``mismatched`` (base paths pre-flight found computing something else:
     ``class-mismatch``) inherit nothing: an error over their floor is their own.
 
@@ -188,8 +191,11 @@ def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None)
             reference = references.get((comparison.step, comparison.kind, comparison.base), 0.0)
             if reference > verdict.magnitude:
                 verdict = replace(verdict, scaled=verdict.max_abs / reference)
-            inherits = 0.0 if comparison.base in (mismatched or set()) else before
-            verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
+            if inherit:
+                inherits = 0.0 if comparison.base in (mismatched or set()) else before
+                verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
+            else:
+                verdict = replace(verdict, ok=verdict.scaled <= verdict.floor)
             comparison = replace(comparison, verdict=verdict)
         if np.isfinite(verdict.scaled):
             largest[comparison.step] = max(before, verdict.scaled)
@@ -392,9 +398,8 @@ def build_report(
     already differed (:func:`input_explained`); ``inherit``: errors the layers
     before explain are not divergences (:func:`attribute`; off in single-step runs).
     """
-    if inherit:
-        mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
-        comparisons = attribute(comparisons, mismatched)
+    mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
+    comparisons = attribute(comparisons, mismatched, inherit)
     divergence, contained = first_divergence(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
     if divergence is not None and recorded is not None:
