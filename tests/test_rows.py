@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from padiff_graph import diff
-from padiff_graph.run.rows import INPUT_NOTE, REORDERED_NOTE, row_order
+from padiff_graph.run.rows import INPUT_NOTE, REORDERED_NOTE, other_rows_note, row_order
 
 X = [np.random.default_rng(0).standard_normal((10, 8), dtype=np.float32)]
 
@@ -61,6 +61,23 @@ def test_rows_scattered_back_to_the_wrong_tokens_are_still_found() -> None:
     assert tuple(report.first_divergence) == ("", "", "forward")
 
 
+class OtherTokensPaddle(RoutedPaddle):
+    """Routes one token fewer to the expert: the one nearest the threshold (a near tie flipped)."""
+
+    def forward(self, x):
+        first = x[:, 0]
+        rows = paddle.nonzero(first > first[first > 0].min())[:, 0]
+        return self.head(paddle.index_add(paddle.zeros_like(x), rows, 0, self.expert(x[rows])))
+
+
+def test_other_tokens_routed_to_an_expert_are_put_on_the_routing_code_not_the_expert() -> None:
+    report = diff(RoutedTorch(), OtherTokensPaddle(), X)
+    assert tuple(report.first_divergence) == ("", "", "forward")  # the routing code is in the root's forward
+    message = report.first_divergence.message
+    assert "the raw layer receives 3 rows where the base's receives 4" in message
+    assert "a routing (top-k) choice in its caller picked other tokens" in message
+
+
 def test_row_order_needs_every_row_matched_within_the_floor() -> None:
     base = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
     order = np.array([3, 0, 5, 1, 2, 4])
@@ -70,3 +87,5 @@ def test_row_order_needs_every_row_matched_within_the_floor() -> None:
     changed[2, 1] += 0.5  # one row is not the base's: not a reordering
     assert row_order(base, changed, 3e-5) is None
     assert row_order(base, base[order], 0.0) is None  # judged elementwise (atol/rtol given): no matching
+    assert other_rows_note(base, base[[4, 1, 0]], 3e-5) is not None  # a subset of the base's rows
+    assert other_rows_note(base, changed[:4], 3e-5) is None  # a row that is not the base's

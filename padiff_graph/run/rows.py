@@ -33,24 +33,52 @@ def row_order(base: np.ndarray, raw: np.ndarray, floor: float) -> np.ndarray | N
     """Which base row each raw row is, when ``raw`` holds ``base``'s rows in another order, each
     within ``floor`` of ``max|base|``; ``None`` otherwise. Only 2-d arrays (tokens × features) small
     enough for all pairs of rows to be measured."""
-    if not floor or base.ndim != 2 or base.shape != raw.shape or len(base) < 2:
+    if base.shape != raw.shape:
         return None
-    rows, features = base.shape
-    if rows * rows * features > ROW_MATCH_LIMIT:
+    matched = _matched_rows(base, raw, floor)
+    if matched is None or (matched == np.arange(len(raw))).all():
+        return None
+    return matched
+
+
+def other_rows_note(base: np.ndarray, raw: np.ndarray, floor: float) -> str | None:
+    """What to say of a 2-d input whose row count differs from the base's while every row of the
+    smaller one is a distinct row of the other (within the noise floor): other tokens were routed
+    here. ``None`` if that is not so."""
+    if base.ndim != 2 or raw.ndim != 2 or base.shape[1:] != raw.shape[1:] or len(base) == len(raw):
+        return None
+    if _matched_rows(base, raw, floor) is None:
+        return None
+    return (
+        f"the raw layer receives {len(raw)} rows where the base's receives {len(base)}, every one of the "
+        f"{min(len(raw), len(base))} of the smaller set one of the other's: a routing (top-k) choice in its "
+        "caller picked other tokens; if the router's scores agree within the noise floor, noise flipped a near "
+        "tie, which no tolerance removes"
+    )
+
+
+def _matched_rows(base: np.ndarray, raw: np.ndarray, floor: float) -> np.ndarray | None:
+    """The base row that each raw row is paired with one to one (rows of the larger side are left
+    over; raw rows in order when it has no more than the base), if every pair is within ``floor``
+    of ``max|base|``."""
+    if not floor or base.ndim != 2 or raw.ndim != 2 or min(len(base), len(raw)) < 1:
+        return None
+    features = base.shape[1]
+    if len(base) * len(raw) * features > ROW_MATCH_LIMIT or raw.shape[1] != features:
         return None
     work = np.float64 if base.dtype.itemsize > 4 or raw.dtype.itemsize > 4 else np.float32
     reference: np.ndarray = np.asarray(base, dtype=work)
     value: np.ndarray = np.asarray(raw, dtype=work)
     largest = float(np.abs(reference).max())
-    distance = np.empty((rows, rows), work)
-    step = max(1, _CHUNK // (rows * features))
-    for start in range(0, rows, step):
+    distance = np.empty((len(raw), len(base)), work)
+    step = max(1, _CHUNK // (len(base) * features))
+    for start in range(0, len(raw), step):
         part = value[start : start + step, None, :] - reference[None, :, :]
         distance[start : start + step] = np.abs(part).max(axis=-1)
     if not (np.isfinite(distance).all() and largest):
         return None
     raw_rows, base_rows = linear_sum_assignment(distance)
-    if distance[raw_rows, base_rows].max() > floor * largest or (base_rows == raw_rows).all():
+    if distance[raw_rows, base_rows].max() > floor * largest:
         return None
     return base_rows
 
@@ -64,6 +92,7 @@ class RowOrders:
         self.tolerance = tolerance
         self._orders: dict[RecordKey, np.ndarray] = {}
         self._input_orders: dict[tuple[str, int], np.ndarray] = {}
+        self._other_rows: dict[tuple[str, int], str] = {}  # layer calls given other tokens than the base's
 
     def verdict(self, key: RecordKey, base: np.ndarray, raw: np.ndarray, *dtypes: str, gradient: bool) -> Verdict:
         """``tolerance.verdict``, after reordering the base's rows where they come in another order."""
@@ -71,11 +100,18 @@ class RowOrders:
         if order is not None and base.shape == raw.shape and len(base) == len(order):
             return self._reordered(key, order, base, raw, dtypes, gradient, REORDERED_NOTE)
         verdict = self.tolerance.verdict(base, raw, *dtypes, gradient=gradient)
-        if verdict.ok or key.stage != "input":
+        if verdict.ok:
             return verdict
+        if key.stage != "input":
+            other_rows = self._other_rows.get((key.path, key.call))
+            return verdict if other_rows is None else replace(verdict, note=f"{verdict.note}: {other_rows}")
         order = row_order(base, raw, verdict.floor)
         if order is None:
-            return verdict
+            other_rows = other_rows_note(base, raw, self.tolerance.limits(*dtypes)[2])
+            if other_rows is None:
+                return verdict
+            self._other_rows.setdefault((key.path, key.call), other_rows)
+            return replace(verdict, note=f"{verdict.note}: {other_rows}")
         self._input_orders.setdefault((key.path, key.call), order)
         return self._reordered(key, order, base, raw, dtypes, gradient, INPUT_NOTE)
 
