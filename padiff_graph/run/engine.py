@@ -405,7 +405,7 @@ class RawChecker:
             self._pending_bytes += nbytes
             self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
-            if compared:
+            if compared and base_value.ndim == 2:  # rows in another order (padiff_graph.run.rows): only 2-d
                 _comparer().submit(int).result()  # every comparison so far is done: is the order another?
             order = self._rows.order(key)
             fed = base_value if order is None else base_value[order]
