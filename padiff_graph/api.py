@@ -42,7 +42,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
-from padiff_graph.run.engine import Plan, Side, run_diff
+from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
 from padiff_graph.run.numerics import least_precise
 from padiff_graph.run.options import DiffOptions
@@ -277,17 +277,19 @@ def _diff(
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)
+    settings["amp_inactive"] = outcome.amp_inactive
     recorded = outcome.comparisons
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     report = build_report(
         outcome.comparisons,
-        findings + watch.findings(),
+        findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
         run_map,
         settings,
         with_fused(descendants_of(base_tree), fused),
         unproduced=outcome.unproduced,
         not_compared=not_compared,
+        not_fed=outcome.not_fed,
         contain=not options.single_step,
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,

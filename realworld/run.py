@@ -1,10 +1,11 @@
 """Run every real-model case in both directions and print the table; exit 1 if any row is wrong.
 
-Usage: ``python -m realworld.run [--only TEXT] [--json PATH]`` (``make realworld``).
+Usage: ``python -m realworld.run [--only TEXT] [--json PATH] [--single-step]`` (``make realworld``).
 Each row: suggest_map's pairs against the hand-written ones, both models' final
 outputs after ``pg.assign_weights`` (compared here, with numpy), and ``pg.diff``
 with default settings: ``report.ok`` for a correct port, the first divergence at
 the planted bug's layer for a bug. A tool error is recorded in the row, never raised.
+``--single-step`` runs the diff in single-step mode instead (each raw layer fed the base's inputs).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Row:
     first_divergence: list[str] | None = None
     message: str = ""
     divergences: list[list[str]] = field(default_factory=list)
+    not_fed: list[str] = field(default_factory=list)
     verdict_right: bool | None = None
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -61,7 +63,7 @@ def _error(stage: str, error: BaseException) -> str:
     return f"{stage}: {type(error).__name__}: {text[:300]} (at {last.filename.split('/')[-1]}:{last.lineno})"
 
 
-def run_case(case: Case) -> Row:
+def run_case(case: Case, single_step: bool = False) -> Row:
     """Measure one case; every stage's exception is recorded and the next stage still runs where it can."""
     expected = list(case.expected) if case.expected else None
     row = Row(case.model, case.variant, case.direction, case.precision, expected, case.description)
@@ -88,7 +90,8 @@ def run_case(case: Case) -> Row:
     except Exception as error:
         row.errors.append(_error("assign/run", error))
     try:
-        report = pg.diff(base, raw, inputs)
+        report = pg.diff(base, raw, inputs, single_step=single_step)
+        row.not_fed = report.not_fed
         row.report_ok = report.ok
         first = report.first_divergence
         if first is not None:
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run only cases whose 'model variant direction precision' has this")
     parser.add_argument("--json", help="also write every row's measurements to this file")
+    parser.add_argument("--single-step", action="store_true", help="diff in single-step mode")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     selected = [
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = []
     for case in selected:
-        row = run_case(case)
+        row = run_case(case, args.single_step)
         print(
             f"[{row.seconds:5.1f}s] {'ok   ' if row.right else 'WRONG'} {case.model} {case.variant} "
             f"{case.direction} {case.precision}",

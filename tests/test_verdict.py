@@ -135,6 +135,12 @@ def test_a_gradient_that_is_zero_up_to_rounding_is_scaled_by_its_layers_output_g
     found = attribute([comparison("key", "backward", 1e-6), Comparison("key", "key", "grad:bias", 0, 0, zero_sum)])
     assert all(c.ok for c in found)
     assert found[1].verdict.scaled == pytest.approx(2e-10)
+    # single-step runs inherit nothing, but their sums are scaled alike (BERT's key bias in single-step)
+    single = attribute(
+        [comparison("key", "backward", 1e-6), Comparison("key", "key", "grad:bias", 0, 0, zero_sum)], inherit=False
+    )
+    assert all(c.ok for c in single) and not any(c.verdict.inherited for c in single)
+    assert not attribute([comparison("a", "forward", 1e-5), comparison("b", "forward", 6e-5)], inherit=False)[1].ok
 
 
 def residual_mlp(framework, depth: int, slope_at: int | None = None):

@@ -31,6 +31,7 @@ class Code(str, Enum):
     TIED_WEIGHTS = "tied-weights"
     CLASS_MISMATCH = "class-mismatch"
     INDEX_OFFSET = "index-offset"
+    AMP_INACTIVE = "amp-inactive"
 
     def __str__(self) -> str:
         return self.value

@@ -440,11 +440,21 @@ def print_diff(
             f"the first: base {escape(quoted_path(skipped.base))} / raw {escape(quoted_path(skipped.raw))}: "
             f"{escape(skipped.why)}"
         )
+    if report.not_fed:
+        console.print(
+            f"[yellow]not fed[/]: {len(report.not_fed)} raw layer input(s) had no corresponding base input "
+            f"(single-step), the first: {escape(report.not_fed[0])}"
+        )
     precision = report.settings.get("precision", {})
     if floor and precision.get("base") != precision.get("raw"):
         console.print(
             f"[yellow]note[/]: the base model runs in {precision.get('base')}, the raw one in {precision.get('raw')}; "
             "errors are judged against the less precise one's noise (on CPU, paddle has no bfloat16/float16 kernels)"
+        )
+    for side in report.settings.get("amp_inactive", []):
+        console.print(
+            f"[yellow]note[/]: amp was asked for the {side} model, but its autocast did nothing "
+            "(no layer output in the amp dtype; paddle has no bfloat16/float16 CPU kernels): it ran in full precision"
         )
     if report.accumulated:
         console.print(

@@ -28,13 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
-from padiff_graph.core.records import join_path
+from padiff_graph.core.records import Severity, join_path
 from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
@@ -49,6 +51,7 @@ from padiff_graph.run.numerics import (
 from padiff_graph.run.oplevel import OpComparer, OpStore
 from padiff_graph.run.randomness import RandomWatch
 from padiff_graph.run.results import Comparison
+from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
 
 
@@ -151,6 +154,15 @@ class DiffOutcome:
     comparisons: list[Comparison] = field(default_factory=list)
     unproduced: list[str] = field(default_factory=list)
     ops: OpComparer | None = None
+    amp_inactive: list[str] = field(default_factory=list)  # sides whose autocast changed no layer's output dtype
+    not_fed: list[str] = field(default_factory=list)  # single-step: raw layer inputs no base input corresponds to
+
+    def note_autocast(self, side: Side, recorder: Recorder) -> None:
+        """Whether ``side``'s ``amp`` request took effect: some recorded layer output is in its dtype.
+        (Paddle 3.3.1 has no bfloat16/float16 CPU kernels: on CPU its autocast runs float32.)"""
+        inactive = side.amp is not None and bool(recorder.output_dtypes) and side.amp not in recorder.output_dtypes
+        if inactive and side.name not in self.amp_inactive:
+            self.amp_inactive.append(side.name)
 
 
 def run_diff(
@@ -204,6 +216,7 @@ def run_diff(
                     after_backward=partial(store.snapshot_grads, base.model),
                 )
             store.base_done()
+            outcome.note_autocast(base, base_recorder)
             checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused)
             if outcome.ops is not None and op_store is not None:
                 outcome.ops.begin(op_store, raw.adapter)
@@ -231,7 +244,9 @@ def run_diff(
                     after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
                 )
             checker.settle()
+            outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
+            outcome.not_fed += checker.not_fed
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
 
@@ -252,6 +267,24 @@ def _record_keys(
         else:
             raw_layers[group.raw[0]] = group.base_name
     return base_layers, raw_layers, raw_of
+
+
+def autocast_findings(inactive: Iterable[str], amp: tuple[str | None, str | None]) -> list[Finding]:
+    """One ``amp-inactive`` warning per side whose autocast request changed nothing."""
+    requested = dict(zip(("base", "raw"), amp, strict=True))
+    return [
+        Finding(
+            Code.AMP_INACTIVE,
+            Severity.WARNING,
+            None,
+            None,
+            f"amp={requested[side]!r} was asked for the {side} model, but none of its layer outputs came out in "
+            f"{requested[side]}: its framework's autocast did nothing (paddle 3.3.1 has no bfloat16/float16 CPU "
+            "kernels), so it ran in its weights' precision",
+            "run it on a device whose kernels support the amp dtype, or cast its weights, to compare in low precision",
+        )
+        for side in inactive
+    ]
 
 
 def _advancing(sink: Sink, advance: Callable[[], None]) -> Sink:
@@ -292,6 +325,7 @@ class BaseStore:
         self.whole = whole
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
+        self._input_positions: dict[tuple[str, int], list[int]] = {}  # (path, call) -> its inputs' positions
         # few entries: a cached array may hold a tensor's memory (a view)
         self._views = HostCache(adapter, copy=False, size=3)
         self._summaries = HostCache(adapter, copy=False, convert=summarize)
@@ -306,6 +340,17 @@ class BaseStore:
             self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
         else:
             self.records[key] = (self._summaries.array(value), dtype)
+        if key.stage == "input":
+            self._input_positions.setdefault((key.path, key.call), []).append(key.index)
+
+    def pop_inputs(self, step: int, path: str, call: int) -> BaseInputs:
+        """Every input of one base layer call, by position (single-step mode: full arrays)."""
+        inputs: BaseInputs = {}
+        for index in self._input_positions.pop((path, call), []):
+            stored = self.pop(RecordKey(step, "input", path, call, index))
+            if stored is not None and isinstance(stored[0], np.ndarray):
+                inputs[index] = (stored[0], stored[1])
+        return inputs
 
     def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
         stored = self.records.pop(key, None)
@@ -380,29 +425,54 @@ class RawChecker:
         self._snapshots = HostCache(raw.adapter, copy=True, size=1)
         self._summaries = HostCache(raw.adapter, copy=False, convert=summarize)
         # weak: a verdict must not keep its arrays alive, only know them while they live
-        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, Future[Verdict]]]
+        self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, RecordKey, Future[Verdict]]]
         self._recent_verdicts = deque(maxlen=2)
+        self._rows = RowOrders(tolerance)  # used on the comparing thread only
+        self._call: tuple[str, int] | None = None  # the layer call whose inputs are being fed (single-step)
+        self._call_inputs: BaseInputs = {}  # its base inputs not fed yet
+        self.not_fed: list[str] = []  # raw layer inputs no base input corresponds to (single-step)
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
-        stored = self.store.pop(key)
+        stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
         if stored is None:
             return None
         base_value, base_dtype = stored
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
-            verdict = self._verdict(base_value, raw_value, key.stage == "backward", base_dtype, dtype)
+            verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
             nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
             self._pending.append(((key.path, raw_path, key.stage, key.call, key.index), verdict, nbytes))
             self._pending_bytes += nbytes
             self.settle(COMPARING_AHEAD)
         if self.plan.single_step and key.stage in ("input", "backward") and isinstance(base_value, np.ndarray):
-            return fitted(base_value, tuple(value.shape), key.stage == "backward")
+            if compared and base_value.ndim == 2:  # rows in another order (padiff_graph.run.rows): only 2-d
+                _comparer().submit(int).result()  # every comparison so far is done: is the order another?
+            order = self._rows.order(key)
+            fed = base_value if order is None else base_value[order]
+            shape = tuple(value.shape)
+            return fed_value(fed, shape) if key.stage == "input" else fitted(fed, shape, gradient=True)
         return None
+
+    def _fed_input(self, key: RecordKey, value: Any, dtype: str) -> tuple[np.ndarray | Summary, str] | None:
+        """The base record for ``key``; for a layer input (single-step mode), the base input of
+        that call that corresponds to it (:mod:`padiff_graph.run.feeding`), or ``None``: not fed."""
+        if key.stage != "input":
+            return self.store.pop(key)
+        if self._call != (key.path, key.call):  # a call's inputs come one after the other
+            self._call = (key.path, key.call)
+            self._call_inputs = self.store.pop_inputs(key.step, key.path, key.call)
+        raw_value = self._snapshots.array(value)
+        position = corresponding_input(raw_value, key.index, dtype, self._call_inputs, self.tolerance)
+        if position is None:
+            raw_path = self.raw_of.get(key.path, key.path)
+            self.not_fed.append(not_fed(raw_path, key.call, key.index, raw_value, self._call_inputs))
+            return None
+        return self._call_inputs.pop(position)
 
     def settle(self, ahead: int | None = None) -> None:
         """Collect the verdicts of the background comparisons, in record order: all of them, or
@@ -413,18 +483,20 @@ class RawChecker:
             self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
 
     def _verdict(
-        self, base_value: np.ndarray | Summary, raw_value: Any, gradient: bool, *dtypes: str
+        self, key: RecordKey, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str
     ) -> Future[Verdict]:
         limits = self.tolerance.limits(*dtypes)
-        for seen_base, seen_raw, seen_limits, verdict in self._recent_verdicts:
+        for seen_base, seen_raw, seen_limits, seen_key, verdict in self._recent_verdicts:
             if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
-                return verdict  # the same two values under another key (a container and its last layer)
+                # the same two values under another key (a container and its last layer): compared once
+                return _comparer().submit(self._rows.again, seen_key, verdict, key, base_value, raw_value, *dtypes)
         if isinstance(base_value, Summary):
             verdict = Future()
             verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes))
         else:
-            verdict = _comparer().submit(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient)
-        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, verdict))
+            gradient = key.stage == "backward"
+            verdict = _comparer().submit(self._rows.verdict, key, base_value, raw_value, *dtypes, gradient=gradient)
+        self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, key, verdict))
         return verdict
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:

@@ -124,6 +124,7 @@ class Recorder:
         self.record_grads = grads
         self.ops = ops
         self.tracker = CallTracker()
+        self.output_dtypes: set[str] = set()  # of every recorded layer's outputs: did autocast take effect?
         self._calls: dict[str, int] = defaultdict(int)
         self._stack: list[tuple[str, str, int]] = []  # (own path, key path, call) of the layers running
 
@@ -187,8 +188,10 @@ class Recorder:
                 return
             for index, tensor in enumerate(iter_tensors(output, self.adapter.is_tensor)):
                 key = RecordKey(self.step, "forward", key_path, call, index)
+                dtype = self.adapter.dtype_name(tensor)
+                self.output_dtypes.add(dtype)
                 if self.record_outputs:
-                    self.sink(key, tensor, self.adapter.dtype_name(tensor))
+                    self.sink(key, tensor, dtype)
                 if self.record_grads and self.adapter.requires_grad(tensor):
                     self.adapter.watch_grad(tensor, self._grad(replace(key, stage="backward"), tensor))
 

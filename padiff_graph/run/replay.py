@@ -54,18 +54,30 @@ def confirmed(
         found = replace(first, message=first.message + own)
     else:
         unlike = {pair.base for pair in report.not_compared}
-        found = _caller(first, failing, verdict, report.layer_map, unlike)
+        called = raw_tree.graph.get("call_order")
+        found = _caller(first, failing, verdict, report.layer_map, unlike, None if called is None else set(called))
     rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
     return replace(report, first_divergence=found, divergences=[found, *rest])
 
 
 def _caller(
-    first: Divergence, failing: Comparison, verdict: Verdict, layer_map: LayerMap, unlike: set[str]
+    first: Divergence,
+    failing: Comparison,
+    verdict: Verdict,
+    layer_map: LayerMap,
+    unlike: set[str],
+    called: set[str] | None,
 ) -> Divergence:
     """The divergence moved to the nearest paired layer above ``first`` whose contents correspond (not in
-    ``unlike``, base paths): the code there computed its input."""
+    ``unlike``, base paths) and whose raw partner runs a forward (in ``called``, raw paths, where known:
+    not a ``ModuleList``): the code there computed its input."""
+
+    def caller(base_path: str) -> bool:
+        raw_path = layer_map.raw_of(base_path)
+        return raw_path is not None and base_path not in unlike and (called is None or raw_path in called)
+
     base_path = first.base.rpartition(".")[0]
-    while (layer_map.raw_of(base_path) is None or base_path in unlike) and base_path:
+    while base_path and not caller(base_path):
         base_path = base_path.rpartition(".")[0]
     raw_path = layer_map.raw_of(base_path) or ""
     message = (

@@ -96,6 +96,8 @@ class DiffReport:
     not_comparable: list[str] = field(default_factory=list)
     #: Matched layer pairs whose contents do not correspond (:mod:`padiff_graph.run.containers`): not compared.
     not_compared: list[NotCompared] = field(default_factory=list)
+    #: Single-step mode: raw layer inputs no base input corresponds to, left as the raw model computed them.
+    not_fed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         first = self.first_divergence
@@ -125,6 +127,7 @@ class DiffReport:
             "unproduced": self.unproduced,
             "not_comparable": self.not_comparable,
             "not_compared": [{"base": n.base, "raw": n.raw, "why": n.why} for n in self.not_compared],
+            "not_fed": self.not_fed,
             "contained": [{"base": c.base, "raw": c.raw, "call": c.call, "step": c.step} for c in self.contained],
             "accumulated": [
                 {"base": c.base, "raw": c.raw, "stage": c.stage, "call": c.call, "step": c.step}
@@ -155,7 +158,9 @@ def _finite(value: float) -> float | str:
     return value if np.isfinite(value) else str(value)
 
 
-def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None) -> list[Comparison]:
+def attribute(
+    comparisons: list[Comparison], mismatched: set[str] | None = None, inherit: bool = True
+) -> list[Comparison]:
     """Tell a layer's own error from the error it inherits: ``comparisons`` with inherited ones passed.
 
     A comparison judged by scaled error (``verdict.floor`` set) that is over its
@@ -166,7 +171,8 @@ def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None)
     gradients, weights: each depends on all before it). Otherwise it passes,
     marked ``inherited``: the accumulated noise of the layers before it. A
     comparison that failed for another reason (NaN, shapes) keeps its verdict.
-    Single-step runs need none of this: every layer there runs on the base's data.
+    Single-step runs (``inherit=False``) need none of this, since every layer there runs on
+    the base's data: only their sums are scaled by their terms, as below.
     Layers in ``mismatched`` (base paths pre-flight found computing something else:
     ``class-mismatch``) inherit nothing: an error over their floor is their own.
 
@@ -185,8 +191,11 @@ def attribute(comparisons: list[Comparison], mismatched: set[str] | None = None)
             reference = references.get((comparison.step, comparison.kind, comparison.base), 0.0)
             if reference > verdict.magnitude:
                 verdict = replace(verdict, scaled=verdict.max_abs / reference)
-            inherits = 0.0 if comparison.base in (mismatched or set()) else before
-            verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
+            if inherit:
+                inherits = 0.0 if comparison.base in (mismatched or set()) else before
+                verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
+            else:
+                verdict = replace(verdict, ok=verdict.scaled <= verdict.floor)
             comparison = replace(comparison, verdict=verdict)
         if np.isfinite(verdict.scaled):
             largest[comparison.step] = max(before, verdict.scaled)
@@ -375,6 +384,7 @@ def build_report(
     unproduced: Iterable[str] = (),
     not_comparable: Iterable[str] = (),
     not_compared: Iterable[NotCompared] = (),
+    not_fed: Iterable[str] = (),
     contain: bool = True,
     inherit: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
@@ -388,9 +398,8 @@ def build_report(
     already differed (:func:`input_explained`); ``inherit``: errors the layers
     before explain are not divergences (:func:`attribute`; off in single-step runs).
     """
-    if inherit:
-        mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
-        comparisons = attribute(comparisons, mismatched)
+    mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
+    comparisons = attribute(comparisons, mismatched, inherit)
     divergence, contained = first_divergence(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
     if divergence is not None and recorded is not None:
@@ -413,6 +422,7 @@ def build_report(
         divergences,
         list(not_comparable),
         list(not_compared),
+        list(not_fed),
     )
 
 
