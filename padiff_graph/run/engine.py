@@ -35,6 +35,7 @@ from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
+    CHUNK,
     Mode,
     Summary,
     Tolerance,
@@ -299,6 +300,11 @@ class BaseStore:
 #: Bytes of raw copies whose comparison may still be running while the raw model goes on.
 COMPARING_AHEAD = 32 << 20
 
+#: Elements up to which a comparison runs inline: one pass of the chunked comparison costs
+#: less than handing it to the helper thread (a wake-up, and the GIL passed back and forth
+#: beside the model's own Python code).
+COMPARED_INLINE = CHUNK
+
 
 @cache
 def _comparer() -> ThreadPoolExecutor:
@@ -374,9 +380,9 @@ class RawChecker:
         for seen_base, seen_raw, seen_limits, verdict in self._recent_verdicts:
             if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
                 return verdict  # the same two values under another key (a container and its last layer)
-        if isinstance(base_value, Summary):
+        if isinstance(base_value, Summary) or base_value.size <= COMPARED_INLINE:
             verdict = Future()
-            verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes))
+            verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes, gradient=gradient))
         else:
             verdict = _comparer().submit(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient)
         self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, verdict))
@@ -397,13 +403,15 @@ class RawChecker:
                     continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
                 base_name = join_path(pair.base, tensor.base)
                 base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
+                # views, not copies: each pair is compared here and now, before either model moves on
                 if stage == "grad":
                     base_value = self._base_grad(base_name, base_tensor)
-                    raw_value = raw_adapter.grad(raw_tensor)
+                    raw_value = raw_adapter.grad(raw_tensor, copy=False)
                     if base_value is None and raw_value is None:
                         continue
                 else:
-                    base_value, raw_value = base_adapter.to_numpy(base_tensor), raw_adapter.to_numpy(raw_tensor)
+                    base_value = base_adapter.to_numpy(base_tensor, copy=False)
+                    raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
                 verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
                 self.comparisons.append(
@@ -413,4 +421,4 @@ class RawChecker:
     def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
         if self.store.grads is not None:
             return self.store.grads.get(name)
-        return self.base.adapter.grad(tensor)
+        return self.base.adapter.grad(tensor, copy=False)
