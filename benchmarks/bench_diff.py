@@ -40,6 +40,8 @@ warm-up's resident set. Ratios are against ``plain`` measured in the same
 invocation; with ``--repeat N`` the variants run interleaved N times and the
 best of each measure counts (the fastest time, the lowest peaks): noise from a
 shared machine or from where the allocator happened to place things only adds.
+"rounds" is the range of the time ratio within each of the N rounds (a variant
+against the ``plain`` run just before it): how far the machine's load moved it.
 """
 
 from __future__ import annotations
@@ -240,6 +242,17 @@ def _verdict(variant: str, result: dict[str, float], plain: dict[str, float] | N
     return f"{'ok' if within else 'MISSED'} {TARGET}"
 
 
+def _rounds(runs: list[dict[str, float] | str], plains: list[dict[str, float] | str]) -> str:
+    """The lowest and highest time ratio to ``plain`` of one round (the two ran back to back): the spread
+    a busy machine puts on the best-of ratio."""
+    ratios = [
+        run["seconds"] / plain["seconds"]
+        for run, plain in zip(runs, plains, strict=False)
+        if not isinstance(run, str) and not isinstance(plain, str)
+    ]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(PAIRS))
@@ -254,7 +267,7 @@ def main() -> None:
         print(json.dumps(run_variant(*arguments.child)))
         return
     header = f"{'model':<10}{'variant':<16}{'time s':>8}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
-    header += f"{'run MiB':>9}{'x plain':>9}{'import s':>9}  target  outcome"
+    header += f"{'run MiB':>9}{'x plain':>9}{'import s':>9}{'rounds':>12}  target  outcome"
     print(header)
     variants = arguments.variants.split(",")
     for model in arguments.models.split(","):
@@ -284,7 +297,7 @@ def main() -> None:
             row += f"{result['peak_mib'] / plain['peak_mib']:>9.2f}" if plain else f"{'':>9}"
             row += f"{result['run_mib']:>9.0f}"
             row += f"{result['run_mib'] / plain['run_mib']:>9.2f}" if plain else f"{'':>9}"
-            row += f"{result['import_seconds']:>9.2f}"
+            row += f"{result['import_seconds']:>9.2f}{_rounds(runs[variant], runs.get('plain', [])):>12}"
             print(f"{row}  {_verdict(variant, result, plain):<6}  {result['outcome']}", flush=True)
 
 
