@@ -312,6 +312,13 @@ def _comparer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare")
 
 
+def _now(compare: Callable[[], Verdict]) -> Future[Verdict]:
+    """``compare`` run here, as a future like the helper thread's."""
+    verdict: Future[Verdict] = Future()
+    verdict.set_result(compare())
+    return verdict
+
+
 class RawChecker:
     """The raw side's sink: copies each record, compares it with the stored base one in the
     background, then releases both; :meth:`settle` collects the verdicts in record order.
@@ -381,8 +388,7 @@ class RawChecker:
             if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
                 return verdict  # the same two values under another key (a container and its last layer)
         if isinstance(base_value, Summary) or base_value.size <= COMPARED_INLINE:
-            verdict = Future()
-            verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes, gradient=gradient))
+            verdict = _now(partial(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient))
         else:
             verdict = _comparer().submit(self.tolerance.verdict, base_value, raw_value, *dtypes, gradient=gradient)
         self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, verdict))
@@ -397,6 +403,8 @@ class RawChecker:
         base_tensors = base_adapter.named_tensors(self.base.model)
         raw_tensors = raw_adapter.named_tensors(self.raw.model)
         rank = {path: index for index, path in enumerate(raw_call_order)}
+        verdicts: list[tuple[LayerPair, int, str, Future[Verdict]]] = []
+        large = 0  # large comparisons alternate between the helper thread and this one: both models are idle
         for pair in sorted(self.layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1)):
             for index, tensor in enumerate(pair.tensors):
                 if tensor.has_constant:
@@ -413,10 +421,15 @@ class RawChecker:
                     base_value = base_adapter.to_numpy(base_tensor, copy=False)
                     raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
-                verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
-                self.comparisons.append(
-                    Comparison(pair.base, pair.raw, f"{stage}:{tensor.base}", 0, index, verdict, self.step)
-                )
+                compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                big = base_value is not None and base_value.size > COMPARED_INLINE
+                large += big
+                beside = big and large % 2 == 1
+                verdicts.append((pair, index, tensor.base, _comparer().submit(compare) if beside else _now(compare)))
+        for pair, index, name, verdict in verdicts:
+            self.comparisons.append(
+                Comparison(pair.base, pair.raw, f"{stage}:{name}", 0, index, verdict.result(), self.step)
+            )
 
     def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
         if self.store.grads is not None:
