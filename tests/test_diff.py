@@ -427,3 +427,16 @@ def test_large_raw_records_are_compared_beside_the_model_as_they_were_when_recor
     report = diff(build(base_framework, False), build(raw_framework, True), x)
     assert report.ok, report.first_divergence
     assert gate.is_set() and any(c.base == "fc1" and c.kind == "forward" for c in report.comparisons)
+
+
+def test_an_inline_comparison_that_fails_raises_where_its_verdict_is_collected() -> None:
+    """As a failure on the helper thread would: not inside the model's forward, where it would be
+    reported as the model's own error."""
+    from padiff_graph.run.engine import _now
+
+    def broken():
+        raise ValueError("cannot compare")
+
+    verdict = _now(broken)
+    with pytest.raises(ValueError, match="cannot compare"):
+        verdict.result()

@@ -313,9 +313,13 @@ def _comparer() -> ThreadPoolExecutor:
 
 
 def _now(compare: Callable[[], Verdict]) -> Future[Verdict]:
-    """``compare`` run here, as a future like the helper thread's."""
+    """``compare`` run here, as a future like the helper thread's (a failure is raised where its result is
+    collected, as the thread's would be, not inside the model's forward)."""
     verdict: Future[Verdict] = Future()
-    verdict.set_result(compare())
+    try:
+        verdict.set_result(compare())
+    except Exception as error:  # handed on whole, as ThreadPoolExecutor does
+        verdict.set_exception(error)
     return verdict
 
 
