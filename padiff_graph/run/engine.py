@@ -8,7 +8,7 @@ layer inputs and gradients as well in single-step mode, where they are fed
 into the raw model). The raw model then runs under the same hooks, keyed by
 the base paths it is matched to; every raw record is copied as soon as it
 appears and compared with its base record on a helper thread while the raw
-model runs on, and both are released. Parameter gradients (before the
+model runs on (a small one on the spot), and both are released. Parameter gradients (before the
 optimizer step) and weights (after it) are compared through the layer map's
 tensor pairs, transforms included.
 """
@@ -325,7 +325,8 @@ def _now(compare: Callable[[], Verdict]) -> Future[Verdict]:
 
 class RawChecker:
     """The raw side's sink: copies each record, compares it with the stored base one in the
-    background, then releases both; :meth:`settle` collects the verdicts in record order.
+    background (inline up to :data:`COMPARED_INLINE` elements), then releases both; :meth:`settle`
+    collects the verdicts in record order.
     """
 
     def __init__(
