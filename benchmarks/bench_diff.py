@@ -40,6 +40,12 @@ warm-up's resident set. Ratios are against ``plain`` measured in the same
 invocation; with ``--repeat N`` the variants run interleaved N times and the
 best of each measure counts (the fastest time, the lowest peaks): noise from a
 shared machine or from where the allocator happened to place things only adds.
+"rounds" is the range of the time ratio within each of the N rounds (a variant
+against the ``plain`` run just before it): how far the machine's load moved it.
+"cpu x" is the CPU time of the call (every thread, the frameworks' too), best
+of the runs, against ``plain``'s: the work added, which other processes on a
+shared machine move less than the wall time (a framework's threads spinning
+while they wait for a core still count).
 """
 
 from __future__ import annotations
@@ -61,6 +67,12 @@ VARIANTS = ("plain", "diff strict", "diff mean", "padiff 0.2")
 def rss_mib() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_seconds() -> float:
+    """CPU time of every thread of the process so far: less moved than wall time by other processes' load."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_mib() -> float:
@@ -191,7 +203,7 @@ def run_variant(model: str, variant: str) -> dict[str, float]:
     base.zero_grad(set_to_none=True)
     raw.clear_gradients()
     start_rss = rss_mib()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     if variant == "plain":
         base(**torch_inputs).mean().backward()
         raw(**paddle_inputs).mean().backward()
@@ -204,9 +216,10 @@ def run_variant(model: str, variant: str) -> dict[str, float]:
     else:
         ok = auto_diff(raw, base, (paddle_inputs, torch_inputs), auto_weights=True, options={"atol": 1e-4})
         outcome = "aligned" if ok else "diverged"
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "peak_mib": peak_mib(),
         "run_mib": peak_mib() - start_rss,
         "import_seconds": import_seconds,
@@ -240,6 +253,17 @@ def _verdict(variant: str, result: dict[str, float], plain: dict[str, float] | N
     return f"{'ok' if within else 'MISSED'} {TARGET}"
 
 
+def _rounds(runs: list[dict[str, float] | str], plains: list[dict[str, float] | str]) -> str:
+    """The lowest and highest time ratio to ``plain`` of one round (the two ran back to back): the spread
+    a busy machine puts on the best-of ratio."""
+    ratios = [
+        run["seconds"] / plain["seconds"]
+        for run, plain in zip(runs, plains, strict=False)
+        if not isinstance(run, str) and not isinstance(plain, str)
+    ]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(PAIRS))
@@ -254,7 +278,7 @@ def main() -> None:
         print(json.dumps(run_variant(*arguments.child)))
         return
     header = f"{'model':<10}{'variant':<16}{'time s':>8}{'x plain':>9}{'peak MiB':>10}{'x plain':>9}"
-    header += f"{'run MiB':>9}{'x plain':>9}{'import s':>9}  target  outcome"
+    header += f"{'run MiB':>9}{'x plain':>9}{'import s':>9}{'rounds':>12}{'cpu x':>7}  target  outcome"
     print(header)
     variants = arguments.variants.split(",")
     for model in arguments.models.split(","):
@@ -272,7 +296,8 @@ def main() -> None:
             result = runs[variant][0]
             if finished:  # the best of each measure: noise (a busy machine, the allocator's layout) only adds
                 result = {**min(finished, key=lambda run: run["seconds"])}
-                result.update({measure: min(run[measure] for run in finished) for measure in ("peak_mib", "run_mib")})
+                lowest = ("peak_mib", "run_mib", "cpu_seconds")
+                result.update({measure: min(run[measure] for run in finished) for measure in lowest})
             if isinstance(result, str):
                 print(f"{model:<10}{variant:<16}  {result}")
                 continue
@@ -284,7 +309,8 @@ def main() -> None:
             row += f"{result['peak_mib'] / plain['peak_mib']:>9.2f}" if plain else f"{'':>9}"
             row += f"{result['run_mib']:>9.0f}"
             row += f"{result['run_mib'] / plain['run_mib']:>9.2f}" if plain else f"{'':>9}"
-            row += f"{result['import_seconds']:>9.2f}"
+            row += f"{result['import_seconds']:>9.2f}{_rounds(runs[variant], runs.get('plain', [])):>12}"
+            row += f"{result['cpu_seconds'] / plain['cpu_seconds']:>7.2f}" if plain else f"{'':>7}"
             print(f"{row}  {_verdict(variant, result, plain):<6}  {result['outcome']}", flush=True)
 
 

@@ -399,3 +399,49 @@ def test_a_bad_option_is_refused_before_the_raw_model_changes(option) -> None:
         diff(base, raw, X, **option)
     after = raw.state_dict()
     assert all(np.array_equal(before[name], after[name].numpy()) for name in before)
+
+
+@pytest.mark.parametrize("raw_framework", ["torch", "paddle"])
+def test_large_raw_records_are_compared_beside_the_model_as_they_were_when_recorded(raw_framework) -> None:
+    """Records past ``COMPARED_INLINE`` elements go to the helper thread: a raw output changed in place
+    after it was recorded must not leak into its comparison there either (small ones are compared inline)."""
+    from padiff_graph.run.engine import COMPARED_INLINE, _comparer
+
+    gate = threading.Event()
+    rows = COMPARED_INLINE // 8 + 1  # fc1's output holds more than COMPARED_INLINE elements
+
+    def forward(self, x):
+        y = self.fc1(x)
+        if not self.in_place:
+            return self.fc2(y * 2)
+        y.add_(y)  # after fc1's output was recorded
+        out = self.fc2(y)
+        gate.set()  # only now may the queued comparisons start
+        return out
+
+    def build(framework, in_place):
+        module = torch.nn if framework == "torch" else paddle.nn
+        parent = module.Module if framework == "torch" else module.Layer
+        net = type("Net", (parent,), {"forward": forward})()
+        net.in_place, net.fc1, net.fc2 = in_place, module.Linear(8, 8), module.Linear(8, 2)
+        return net
+
+    base_framework = "paddle" if raw_framework == "torch" else "torch"
+    x = [np.random.default_rng(1).standard_normal((rows, 8), dtype=np.float32)]
+    _comparer().submit(gate.wait, 30)  # holds the comparison thread until the raw forward is over
+    report = diff(build(base_framework, False), build(raw_framework, True), x)
+    assert report.ok, report.first_divergence
+    assert gate.is_set() and any(c.base == "fc1" and c.kind == "forward" for c in report.comparisons)
+
+
+def test_an_inline_comparison_that_fails_raises_where_its_verdict_is_collected() -> None:
+    """As a failure on the helper thread would: not inside the model's forward, where it would be
+    reported as the model's own error."""
+    from padiff_graph.run.engine import _now
+
+    def broken():
+        raise ValueError("cannot compare")
+
+    verdict = _now(broken)
+    with pytest.raises(ValueError, match="cannot compare"):
+        verdict.result()

@@ -60,8 +60,9 @@ class FrameworkAdapter(Protocol):
     def dtype_name(self, tensor: Any) -> str:
         """``float32``, ``bfloat16``, ...: the same spelling in every framework."""
 
-    def grad(self, tensor: Any) -> np.ndarray | None:
-        """The tensor's accumulated gradient, if any."""
+    def grad(self, tensor: Any, copy: bool = True) -> np.ndarray | None:
+        """The tensor's accumulated gradient, if any: a host copy, or (``copy=False``) a view where the
+        framework allows, only valid until the gradient changes."""
 
     def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """Numpy arrays or this framework's tensors as tensors on the model's device.

@@ -99,8 +99,8 @@ class TorchAdapter:
     def dtype_name(self, tensor: Any) -> str:
         return _dtype_name(tensor.dtype)
 
-    def grad(self, tensor: Any) -> np.ndarray | None:
-        return None if tensor.grad is None else self.to_numpy(tensor.grad)
+    def grad(self, tensor: Any, copy: bool = True) -> np.ndarray | None:
+        return None if tensor.grad is None else self.to_numpy(tensor.grad, copy=copy)
 
     def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         torch = _torch()

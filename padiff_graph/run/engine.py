@@ -8,11 +8,12 @@ layer inputs and gradients as well in single-step mode, where they are fed
 into the raw model). The raw model then runs under the same hooks, keyed by
 the base paths it is matched to; every raw record is copied as soon as it
 appears and compared with its base record on a helper thread while the raw
-model runs on, and both are released. A fused layer and its parts in the
-other model (:mod:`padiff_graph.run.fused_pairs`) are compared as one record:
-the parts' records joined as the fused layer's. Parameter gradients (before
-the optimizer step) and weights (after it) are compared through the layer
-map's tensor pairs, transforms included.
+model runs on (a small one on the spot, when nothing waits on the helper thread), and
+both are released. A fused layer and its parts in the other model
+(:mod:`padiff_graph.run.fused_pairs`) are compared as one record: the parts'
+records joined as the fused layer's. Parameter gradients (before the optimizer
+step) and weights (after it) are compared through the layer map's tensor pairs,
+transforms included.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
 from padiff_graph.core.records import Severity, join_path
+from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
@@ -40,6 +42,7 @@ from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value,
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
+    CHUNK,
     Mode,
     Summary,
     Tolerance,
@@ -387,6 +390,11 @@ class BaseStore:
 #: Bytes of raw copies whose comparison may still be running while the raw model goes on.
 COMPARING_AHEAD = 32 << 20
 
+#: Elements up to which a comparison runs inline: one pass of the chunked comparison costs
+#: less than handing it to the helper thread (a wake-up, and the GIL passed back and forth
+#: beside the model's own Python code).
+COMPARED_INLINE = CHUNK
+
 
 @cache
 def _comparer() -> ThreadPoolExecutor:
@@ -394,9 +402,21 @@ def _comparer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare")
 
 
+def _now(compare: Callable[[], Verdict]) -> Future[Verdict]:
+    """``compare`` run here, as a future like the helper thread's (a failure is raised where its result is
+    collected, as the thread's would be, not inside the model's forward)."""
+    verdict: Future[Verdict] = Future()
+    try:
+        verdict.set_result(compare())
+    except Exception as error:  # handed on whole, as ThreadPoolExecutor does
+        verdict.set_exception(error)
+    return verdict
+
+
 class RawChecker:
     """The raw side's sink: copies each record, compares it with the stored base one in the
-    background, then releases both; :meth:`settle` collects the verdicts in record order.
+    background (inline up to :data:`COMPARED_INLINE` elements), then releases both; :meth:`settle`
+    collects the verdicts in record order.
     """
 
     def __init__(
@@ -427,6 +447,7 @@ class RawChecker:
         # weak: a verdict must not keep its arrays alive, only know them while they live
         self._recent_verdicts: deque[tuple[weakref.ref[Any], weakref.ref[Any], Limits, RecordKey, Future[Verdict]]]
         self._recent_verdicts = deque(maxlen=2)
+        self._queued: Future[Verdict] | None = None  # the last comparison handed to the helper thread
         self._rows = RowOrders(tolerance)  # used on the comparing thread only
         self._call: tuple[str, int] | None = None  # the layer call whose inputs are being fed (single-step)
         self._call_inputs: BaseInputs = {}  # its base inputs not fed yet
@@ -489,15 +510,23 @@ class RawChecker:
         for seen_base, seen_raw, seen_limits, seen_key, verdict in self._recent_verdicts:
             if seen_base() is base_value and seen_raw() is raw_value and seen_limits == limits:
                 # the same two values under another key (a container and its last layer): compared once
-                return _comparer().submit(self._rows.again, seen_key, verdict, key, base_value, raw_value, *dtypes)
+                return self._in_order(partial(self._rows.again, seen_key, verdict, key, base_value, raw_value, *dtypes))
         if isinstance(base_value, Summary):
-            verdict = Future()
-            verdict.set_result(self.tolerance.verdict(base_value, raw_value, *dtypes))
+            verdict = _now(partial(self.tolerance.verdict, base_value, raw_value, *dtypes))
         else:
             gradient = key.stage == "backward"
-            verdict = _comparer().submit(self._rows.verdict, key, base_value, raw_value, *dtypes, gradient=gradient)
+            compare = partial(self._rows.verdict, key, base_value, raw_value, *dtypes, gradient=gradient)
+            verdict = self._in_order(compare, inline=base_value.size <= COMPARED_INLINE)
         self._recent_verdicts.append((weakref.ref(base_value), weakref.ref(raw_value), limits, key, verdict))
         return verdict
+
+    def _in_order(self, compare: Callable[[], Verdict], inline: bool = True) -> Future[Verdict]:
+        """``compare`` here if ``inline`` and nothing waits on the helper thread, else queued after what
+        waits: records are compared in record order (rows in another order follow from earlier records)."""
+        if inline and (self._queued is None or self._queued.done()):
+            return _now(compare)
+        self._queued = _comparer().submit(compare)
+        return self._queued
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
         """Parameter gradients (``grad``) or weights after the step (``weights``), last-called layer first."""
@@ -508,29 +537,39 @@ class RawChecker:
         base_tensors = base_adapter.named_tensors(self.base.model)
         raw_tensors = raw_adapter.named_tensors(self.raw.model)
         rank = {path: index for index, path in enumerate(raw_call_order)}
+        verdicts: list[tuple[LayerPair, TensorPair, int, Future[Verdict]]] = []
+        large = 0  # large comparisons alternate between the helper thread and this one: both models are idle
         for pair in sorted(self.layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1)):
             for index, tensor in enumerate(pair.tensors):
                 if tensor.has_constant:
                     continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
                 base_name = join_path(pair.base, tensor.base)
                 base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
+                # views, not copies: each pair is compared here and now, before either model moves on
                 if stage == "grad":
                     base_value = self._base_grad(base_name, base_tensor)
-                    raw_value = raw_adapter.grad(raw_tensor)
+                    raw_value = raw_adapter.grad(raw_tensor, copy=False)
                     if base_value is None and raw_value is None:
                         continue
                 else:
-                    base_value, raw_value = base_adapter.to_numpy(base_tensor), raw_adapter.to_numpy(raw_tensor)
+                    base_value = base_adapter.to_numpy(base_tensor, copy=False)
+                    raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
-                verdict = compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
-                base_path, raw_path, label = self.places.place(pair, tensor)  # a fused tensor: its fused pair's
-                comparison = Comparison(base_path, raw_path, f"{stage}:{label}", 0, index, verdict, self.step)
-                self.comparisons.append(comparison)
+                compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                big = base_value is not None and base_value.size > COMPARED_INLINE
+                large += big
+                beside = big and large % 2 == 1
+                verdicts.append((pair, tensor, index, _comparer().submit(compare) if beside else _now(compare)))
+        for pair, tensor, index, verdict in verdicts:
+            base_path, raw_path, label = self.places.place(pair, tensor)  # a fused tensor: its fused pair's
+            self.comparisons.append(
+                Comparison(base_path, raw_path, f"{stage}:{label}", 0, index, verdict.result(), self.step)
+            )
 
     def _base_grad(self, name: str, tensor: Any) -> np.ndarray | None:
         if self.store.grads is not None:
             return self.store.grads.get(name)
-        return self.base.adapter.grad(tensor)
+        return self.base.adapter.grad(tensor, copy=False)
 
 
 class FusedChecker:
