@@ -158,12 +158,22 @@ class FrameworkAdapter(Protocol):
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
         """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""
 
+    def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
+        """Read a file :meth:`save_checkpoint` wrote, once and one tensor at a time, and name what differs
+        from ``expected``: missing and unexpected keys, tensors of another shape, dtype or bits."""
+
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         """Load ``path`` into ``model`` as a user would: the missing and unexpected keys.
 
         ``None`` when the model cannot take values (built without memory, and
         the framework cannot attach the file's tensors to it).
         """
+
+    def load_tensors(self, model: Any, tensors: Mapping[str, Stored]) -> list[str]:
+        """Copy ``tensors`` (some of a state dict) into a materialized ``model``'s memory: the keys it lacks."""
+
+    def host_memory(self, tensor: Any) -> np.ndarray | None:
+        """The tensor's own host memory as a writable C-ordered array, where numpy can hold its dtype."""
 
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from padiff_graph.core.arrays import copy_into
 from padiff_graph.core.records import LayerInfo, Layout
-from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
+from padiff_graph.core.tensorfile import SafetensorsReader, Stored, difference, dtype_of
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import quiet_framework_imports
 from padiff_graph.frameworks.base import (
@@ -32,6 +32,8 @@ _PDPARAMS_GLOBALS = frozenset(
     {
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy.core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
@@ -106,7 +108,7 @@ class PaddleAdapter:
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         paddle = _paddle()
-        memory = self._host_memory(tensor)
+        memory = self.host_memory(tensor)
         if memory is not None and memory.shape == value.shape:
             copy_into(memory, value)  # in place: no intermediate tensor, no new allocation
             return
@@ -114,8 +116,7 @@ class PaddleAdapter:
         with paddle.no_grad():
             tensor.set_value(source)
 
-    def _host_memory(self, tensor: Any) -> np.ndarray | None:
-        """The tensor's own host memory as a writable array, where numpy can hold its dtype."""
+    def host_memory(self, tensor: Any) -> np.ndarray | None:
         value = tensor.detach()
         if not value._is_initialized() or not value.place.is_cpu_place() or value.dtype == _paddle().bfloat16:
             return None
@@ -269,11 +270,32 @@ class PaddleAdapter:
         return PdparamsCheckpoint(path, layout_only)
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
-        """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it)."""
+        """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it).
+
+        Protocol 5 writes each array's bytes straight from its memory (protocol 4,
+        ``paddle.save``'s, copies each into a ``bytes`` object first); ``paddle.load``
+        reads both (it unpickles with Python's ``pickle``, 3.8 and later read protocol 5).
+        """
         with path.open("wb") as stream:
-            pickler = pickle.Pickler(stream, protocol=4)
+            pickler = pickle.Pickler(stream, protocol=5)
             pickler.fast = True  # no memo: each array's bytes are freed once written
             pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
+
+    def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
+        wanted = list(expected.items())
+        verdicts: list[str | None] = []
+
+        def visit(array: np.ndarray) -> None:  # arrays come in the order they were written, their keys later
+            index = len(verdicts)
+            found = Stored(array, array.dtype.name)
+            verdicts.append(difference(found, wanted[index][1]) if index < len(wanted) else None)
+
+        names = PdparamsCheckpoint(path, layout_only=True, visit=visit).names()
+        if names != list(expected) or len(verdicts) != len(names):
+            problems = [f"missing {name}" for name in expected if name not in names]
+            problems += [f"unexpected {name}" for name in names if name not in expected]
+            return problems or ["its tensors are not in the order they were written"]
+        return [f"{name} {why}" for name, why in zip(names, verdicts, strict=True) if why is not None]
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         if not self.is_materialized(model):
@@ -291,6 +313,12 @@ class PaddleAdapter:
         return [f"missing {key}" for key in missing if names.get(key, key) not in loaded] + [
             f"unexpected {key}" for key in unexpected
         ]
+
+    def load_tensors(self, model: Any, tensors: Mapping[str, Stored]) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # paddle warns per alias key it skips
+            _, unexpected = model.set_state_dict({name: np.asarray(stored.array) for name, stored in tensors.items()})
+        return [f"unexpected {key}" for key in unexpected]
 
 
 def _fleet_layout(parameter: Any, value: Any) -> Layout | None:
@@ -336,22 +364,41 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 class _Layout:
-    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
+    """Stands in for an array: keeps its shape and dtype, drops its bytes once ``visit`` has seen them."""
 
-    def __init__(self, *_: Any) -> None:
+    def __init__(self, *_: Any, visit: Callable[[np.ndarray], None] | None = None) -> None:
         self.shape: tuple[int, ...] = ()
         self.dtype = np.dtype("float32")
+        self.visit = visit
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:  # protocol 4: (version, shape, dtype, fortran, bytes)
         self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
+        if self.visit is not None:
+            self.visit(np.frombuffer(state[4], self.dtype).reshape(self.shape, order="F" if state[3] else "C"))
 
 
 class _LayoutOnly(_ArraysOnly):
-    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
+    """Reads what arrays a pickle holds without keeping their values (for files written without a memo);
+    ``visit`` sees each array, in file order, as it is read."""
+
+    def __init__(self, stream: Any, visit: Callable[[np.ndarray], None] | None = None) -> None:
+        super().__init__(stream)
+        self.visit = visit
 
     def find_class(self, module: str, name: str) -> Any:
         found = super().find_class(module, name)
-        return _Layout if name == "_reconstruct" else found
+        if name == "_reconstruct":
+            return lambda *_: _Layout(visit=self.visit)
+        if name == "_frombuffer":
+            return lambda *arguments: self._layout_of(found(*arguments))
+        return found
+
+    def _layout_of(self, array: np.ndarray) -> _Layout:
+        if self.visit is not None:
+            self.visit(array)
+        layout = _Layout()
+        layout.shape, layout.dtype = array.shape, array.dtype
+        return layout
 
 
 class PdparamsCheckpoint:
@@ -359,14 +406,17 @@ class PdparamsCheckpoint:
 
     The pickle is read whole (the format allows no lazy access), so it takes
     the checkpoint's size in memory; conversion then streams the output.
-    ``layout_only`` keeps shapes and dtypes, not values.
+    ``layout_only`` keeps shapes and dtypes, not values; ``visit`` (with it) sees
+    each array as it is read, in file order.
     """
 
-    def __init__(self, path: Path, layout_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, layout_only: bool = False, visit: Callable[[np.ndarray], None] | None = None
+    ) -> None:
         self.path = path
         try:
             with path.open("rb") as stream:
-                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
+                loaded = (_LayoutOnly(stream, visit) if layout_only else _ArraysOnly(stream)).load()
         except _Refused as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
