@@ -45,12 +45,16 @@ def best_of(
 ) -> dict[str, float]:
     """The fastest wall time of each variant, the variants interleaved ``repeat`` times.
 
-    Before each run, untimed: ``prepare``, then the system's written data is
-    flushed, so no variant waits for the disk to take what the one before wrote.
+    Each round starts one variant later (no variant always follows the same
+    one), and before each run, untimed: ``prepare``, then the system's written
+    data is flushed, so no variant waits for the disk to take what the one
+    before it wrote.
     """
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeat):
-        for name, run in variants.items():
+    names = list(variants)
+    for round_ in range(repeat):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            run = variants[name]
             prepare()
             os.sync()
             started = time.perf_counter()

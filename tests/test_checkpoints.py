@@ -68,15 +68,17 @@ def test_paddle_resnet18_checkpoint_becomes_one_torch_loads(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.pdparams", "resnet18.pt"]  # no scratch left
 
 
-def test_torch_resnet18_checkpoint_becomes_one_paddle_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("budget", [[], ["--memory-budget", "0"]], ids=["in-memory", "scratch-file"])
+def test_torch_resnet18_checkpoint_becomes_one_paddle_loads(tmp_path: Path, budget: list[str]) -> None:
     source = torch_resnet()
     randomize(source, 12)
     torch.save(source.state_dict(), tmp_path / "resnet18.pt")
     code, output = cli(
         "convert-weights", spec("raw"), spec("base"), "--checkpoint", str(tmp_path / "resnet18.pt"),
-        "-o", str(tmp_path / "resnet18.pdparams"),
+        "-o", str(tmp_path / "resnet18.pdparams"), *budget,
     )  # fmt: skip
     assert code == 0, output
+    assert "loaded into the raw model" in output
     converted = paddle_resnet()
     converted.set_state_dict(paddle.load(str(tmp_path / "resnet18.pdparams")))
     np.testing.assert_allclose(logits(converted), logits(source), rtol=1e-4, atol=1e-4)

@@ -11,12 +11,13 @@ checkpoint, one tensor at a time:
 2. the checkpoint is opened lazily: safetensors and torch's zip format are
    memory-mapped; a ``.pdparams`` pickle is read whole, by an unpickler that
    rebuilds numpy arrays and refuses everything else;
-3. each raw tensor is assembled from its parts, written at once into a
-   scratch safetensors file beside the output, and dropped: memory holds one
-   tensor and its parts at a time;
-4. the raw framework writes its format from the scratch file (memory-mapped)
-   into a temporary file, which is loaded into the raw model to verify it
-   and only then renamed over the output.
+3. each raw tensor is assembled from its parts: into the raw model's own
+   memory where it has some, else held in memory while the output fits the
+   memory budget, else written into a scratch safetensors file beside the
+   output and dropped (memory holds one tensor and its parts at a time);
+4. the output is written once, into a temporary file, read back once and
+   compared bit for bit with what was written, the raw model given the
+   tensors it does not hold yet, and only then renamed over the output.
 
 Example::
 
@@ -78,7 +79,11 @@ FORMATS: dict[str, str | None] = {
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert_checkpoint` wrote and how it was checked."""
+    """What :func:`convert_checkpoint` wrote and how it was checked.
+
+    The written file is always read back and compared bit for bit with what was
+    written; ``verified`` says what the raw model made of it.
+    """
 
     output: Path
     tensors: int = 0
