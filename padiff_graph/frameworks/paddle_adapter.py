@@ -14,7 +14,7 @@ import numpy as np
 
 from padiff_graph.core.arrays import copy_into
 from padiff_graph.core.records import LayerInfo, Layout
-from padiff_graph.core.tensorfile import SafetensorsReader, Stored, difference, dtype_of
+from padiff_graph.core.tensorfile import SafetensorsReader, Stored, dtype_of
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import quiet_framework_imports
 from padiff_graph.frameworks.base import (
@@ -277,25 +277,20 @@ class PaddleAdapter:
         reads both (it unpickles with Python's ``pickle``, 3.8 and later read protocol 5).
         """
         with path.open("wb") as stream:
-            pickler = pickle.Pickler(stream, protocol=5)
-            pickler.fast = True  # no memo: each array's bytes are freed once written
-            pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
+            _pickle_arrays(stream, tensors)
 
     def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
-        wanted = list(expected.items())
-        verdicts: list[str | None] = []
-
-        def visit(array: np.ndarray) -> None:  # arrays come in the order they were written, their keys later
-            index = len(verdicts)
-            found = Stored(array, array.dtype.name)
-            verdicts.append(difference(found, wanted[index][1]) if index < len(wanted) else None)
-
-        names = PdparamsCheckpoint(path, layout_only=True, visit=visit).names()
-        if names != list(expected) or len(verdicts) != len(names):
-            problems = [f"missing {name}" for name in expected if name not in names]
-            problems += [f"unexpected {name}" for name in names if name not in expected]
-            return problems or ["its tensors are not in the order they were written"]
-        return [f"{name} {why}" for name, why in zip(names, verdicts, strict=True) if why is not None]
+        """The file must hold exactly the bytes pickling ``expected`` gives: pickled again, into a comparison
+        with the file read once through one reused buffer (a pickle cannot be memory-mapped; unpickling it
+        would allocate every array again)."""
+        with path.open("rb") as stream:
+            comparison = _SameBytes(stream)
+            _pickle_arrays(comparison, expected)
+            if comparison.differs_at is None and stream.read(1):
+                comparison.differs_at = comparison.position
+        if comparison.differs_at is None:
+            return []
+        return [f"its bytes differ from what was written, from byte {comparison.differs_at}"]
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         if not self.is_materialized(model):
@@ -364,41 +359,60 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 class _Layout:
-    """Stands in for an array: keeps its shape and dtype, drops its bytes once ``visit`` has seen them."""
+    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
 
-    def __init__(self, *_: Any, visit: Callable[[np.ndarray], None] | None = None) -> None:
+    def __init__(self, *_: Any) -> None:
         self.shape: tuple[int, ...] = ()
         self.dtype = np.dtype("float32")
-        self.visit = visit
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:  # protocol 4: (version, shape, dtype, fortran, bytes)
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
-        if self.visit is not None:
-            self.visit(np.frombuffer(state[4], self.dtype).reshape(self.shape, order="F" if state[3] else "C"))
 
 
 class _LayoutOnly(_ArraysOnly):
-    """Reads what arrays a pickle holds without keeping their values (for files written without a memo);
-    ``visit`` sees each array, in file order, as it is read."""
-
-    def __init__(self, stream: Any, visit: Callable[[np.ndarray], None] | None = None) -> None:
-        super().__init__(stream)
-        self.visit = visit
+    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
 
     def find_class(self, module: str, name: str) -> Any:
         found = super().find_class(module, name)
-        if name == "_reconstruct":
-            return lambda *_: _Layout(visit=self.visit)
-        if name == "_frombuffer":
-            return lambda *arguments: self._layout_of(found(*arguments))
-        return found
+        if name == "_frombuffer":  # protocol 5: the bytes, then the layout
+            return lambda buffer, dtype, shape, *_: _layout(shape, dtype)
+        return _Layout if name == "_reconstruct" else found
 
-    def _layout_of(self, array: np.ndarray) -> _Layout:
-        if self.visit is not None:
-            self.visit(array)
-        layout = _Layout()
-        layout.shape, layout.dtype = array.shape, array.dtype
-        return layout
+
+def _layout(shape: tuple[int, ...], dtype: Any) -> _Layout:
+    layout = _Layout()
+    layout.shape, layout.dtype = tuple(shape), np.dtype(dtype)
+    return layout
+
+
+def _pickle_arrays(stream: Any, tensors: Mapping[str, Stored]) -> None:
+    pickler = pickle.Pickler(stream, protocol=5)
+    pickler.fast = True  # no memo: each array's bytes are freed once written
+    pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
+
+
+class _SameBytes:
+    """A stream to pickle into that compares what it is given with a file, read through one reused buffer."""
+
+    CHUNK = 1 << 22
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.position = 0
+        self.differs_at: int | None = None
+        self.buffer = bytearray(self.CHUNK)
+
+    def write(self, data: Any) -> int:
+        given = np.frombuffer(data, dtype=np.uint8)
+        for start in range(0, given.size, self.CHUNK):
+            if self.differs_at is not None:
+                break
+            wanted = given[start : start + self.CHUNK]
+            read = self.stream.readinto(memoryview(self.buffer)[: wanted.size])
+            if read != wanted.size or not np.array_equal(np.frombuffer(self.buffer, np.uint8, read), wanted):
+                self.differs_at = self.position + start
+        self.position += given.size
+        return given.size
 
 
 class PdparamsCheckpoint:
@@ -406,17 +420,14 @@ class PdparamsCheckpoint:
 
     The pickle is read whole (the format allows no lazy access), so it takes
     the checkpoint's size in memory; conversion then streams the output.
-    ``layout_only`` keeps shapes and dtypes, not values; ``visit`` (with it) sees
-    each array as it is read, in file order.
+    ``layout_only`` keeps shapes and dtypes, not values.
     """
 
-    def __init__(
-        self, path: Path, layout_only: bool = False, visit: Callable[[np.ndarray], None] | None = None
-    ) -> None:
+    def __init__(self, path: Path, layout_only: bool = False) -> None:
         self.path = path
         try:
             with path.open("rb") as stream:
-                loaded = (_LayoutOnly(stream, visit) if layout_only else _ArraysOnly(stream)).load()
+                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
         except _Refused as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
