@@ -114,8 +114,8 @@ class Planned:
     parts: list[Part]
 
 
-def open_checkpoint(path: Path, layout_only: bool = False) -> CheckpointReader:
-    """A reader for ``path`` by its suffix (see :data:`FORMATS`); ``layout_only``: names, shapes, dtypes.
+def open_checkpoint(path: Path) -> CheckpointReader:
+    """A reader for ``path`` by its suffix (see :data:`FORMATS`).
 
     Raises:
         InputError: unknown suffix, unreadable file, or a pickle that would run code.
@@ -127,7 +127,7 @@ def open_checkpoint(path: Path, layout_only: bool = False) -> CheckpointReader:
     framework = FORMATS[path.suffix]
     if framework is None:
         return SafetensorsReader(path)
-    return adapter_named(framework).open_checkpoint(path, layout_only)
+    return adapter_named(framework).open_checkpoint(path)
 
 
 def convert_checkpoint(

@@ -149,11 +149,8 @@ class FrameworkAdapter(Protocol):
     def is_materialized(self, model: Any) -> bool:
         """False for models built without memory (torch meta device, paddle ``LazyGuard``)."""
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> CheckpointReader:
-        """This framework's own checkpoint format, read without running code (lazily where it can).
-
-        ``layout_only``: only names, shapes and dtypes will be asked for.
-        """
+    def open_checkpoint(self, path: Path) -> CheckpointReader:
+        """This framework's own checkpoint format, read without running code (lazily where it can)."""
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
         """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""

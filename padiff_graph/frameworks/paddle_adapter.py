@@ -266,8 +266,8 @@ class PaddleAdapter:
     def is_materialized(self, model: Any) -> bool:
         return all(tensor._is_initialized() for tensor in model.state_dict().values())
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> PdparamsCheckpoint:
-        return PdparamsCheckpoint(path, layout_only)
+    def open_checkpoint(self, path: Path) -> PdparamsCheckpoint:
+        return PdparamsCheckpoint(path)
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
         """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it).
@@ -358,33 +358,6 @@ class _ArraysOnly(pickle.Unpickler):
         raise _Refused("a persistent reference")
 
 
-class _Layout:
-    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
-
-    def __init__(self, *_: Any) -> None:
-        self.shape: tuple[int, ...] = ()
-        self.dtype = np.dtype("float32")
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
-
-
-class _LayoutOnly(_ArraysOnly):
-    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = super().find_class(module, name)
-        if name == "_frombuffer":  # protocol 5: the bytes, then the layout
-            return lambda buffer, dtype, shape, *_: _layout(shape, dtype)
-        return _Layout if name == "_reconstruct" else found
-
-
-def _layout(shape: tuple[int, ...], dtype: Any) -> _Layout:
-    layout = _Layout()
-    layout.shape, layout.dtype = tuple(shape), np.dtype(dtype)
-    return layout
-
-
 def _pickle_arrays(stream: Any, tensors: Mapping[str, Stored]) -> None:
     pickler = pickle.Pickler(stream, protocol=5)
     pickler.fast = True  # no memo: each array's bytes are freed once written
@@ -420,14 +393,13 @@ class PdparamsCheckpoint:
 
     The pickle is read whole (the format allows no lazy access), so it takes
     the checkpoint's size in memory; conversion then streams the output.
-    ``layout_only`` keeps shapes and dtypes, not values.
     """
 
-    def __init__(self, path: Path, layout_only: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         try:
             with path.open("rb") as stream:
-                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
+                loaded = _ArraysOnly(stream).load()
         except _Refused as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
@@ -439,7 +411,7 @@ class PdparamsCheckpoint:
         if not isinstance(loaded, Mapping) or not all(isinstance(name, str) for name in loaded):
             raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict of named arrays")
         # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
-        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
+        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, np.ndarray)}
         for name, value in self.arrays.items():
             try:
                 dtype_of(value)  # refuses object arrays and other non-tensor dtypes
@@ -454,8 +426,6 @@ class PdparamsCheckpoint:
 
     def read(self, name: str) -> Stored:
         value = self.arrays[name]
-        if not isinstance(value, np.ndarray):
-            raise ValueError(f"{name!r} was read for its layout only")
         return Stored(value, dtype_of(value))
 
     def close(self) -> None:

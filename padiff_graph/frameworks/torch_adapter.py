@@ -222,7 +222,7 @@ class TorchAdapter:
     def is_materialized(self, model: Any) -> bool:
         return not any(tensor.is_meta for tensor in model.state_dict(keep_vars=True).values())
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> TorchCheckpoint:
+    def open_checkpoint(self, path: Path) -> TorchCheckpoint:
         return TorchCheckpoint(path)  # memory-mapped: reading the layout touches no values
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
