@@ -448,7 +448,7 @@ def _spill(plan: list[Planned], reader: CheckpointReader, scratch: Path) -> Safe
 
 
 def _check_written(path: Path, expected: dict[str, Stored], raw_adapter: FrameworkAdapter) -> None:
-    """Read the written file once, one tensor at a time, and compare it bit for bit with what was written.
+    """Read the written file once, without holding it whole, and compare it bit for bit with what was written.
 
     Raises:
         AssignError: a key missing or unexpected, or a tensor whose shape, dtype or bits differ.

@@ -156,8 +156,8 @@ class FrameworkAdapter(Protocol):
         """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""
 
     def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
-        """Read a file :meth:`save_checkpoint` wrote, once and one tensor at a time, and name what differs
-        from ``expected``: missing and unexpected keys, tensors of another shape, dtype or bits."""
+        """Read a file :meth:`save_checkpoint` wrote once, without holding it whole, and say how it differs
+        from ``expected`` bit for bit (keys, shapes, dtypes, values; by tensor where the format allows)."""
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         """Load ``path`` into ``model`` as a user would: the missing and unexpected keys.
