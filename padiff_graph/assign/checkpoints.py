@@ -384,21 +384,21 @@ def _write(
 ) -> None:
     """Produce the raw tensors, write the output once, check it bit for bit, load it into ``raw``, rename.
 
-    A materialized raw model's tensors are produced in its own memory; the
-    others are held in memory when they fit ``budget`` bytes, else streamed
-    through a scratch safetensors file and read back memory-mapped.
+    When the output fits ``budget`` bytes, the tensors are produced in memory:
+    in the raw model's own where it has memory of their dtype; else they are
+    streamed through a scratch safetensors file and read back memory-mapped.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    homes = _homes(plan, raw, raw_adapter)
-    rest = [item for item in plan if item.name not in homes]
     final = _temporary(target, target.suffix)
-    scratch = _temporary(target, ".scratch.safetensors") if _output_bytes(rest) > budget else None
+    scratch = _temporary(target, ".scratch.safetensors") if _output_bytes(plan) > budget else None
+    homes: dict[str, np.ndarray] = {}
     produced: SafetensorsReader | None = None
     try:
         if scratch is None:
+            homes = _homes(plan, raw, raw_adapter)
             tensors = {item.name: _produce(item, reader, homes.get(item.name)) for item in plan}
         else:
-            produced, homes = _spill(plan, reader, scratch), {}
+            produced = _spill(plan, reader, scratch)
             tensors = {item.name: produced.read(item.name) for item in plan}
         everything = {key: tensors[item.name] for item in plan for key in item.keys}
         if target.suffix == ".safetensors":
