@@ -12,7 +12,7 @@ paddle, both models' structure); the figure that matters is
 The models are built without memory (torch meta device, paddle LazyGuard),
 as they would be for a checkpoint larger than the machine.
 
-    python benchmarks/convert_memory.py [--size-mb 1024] [--keep DIR]
+    python benchmarks/convert_memory.py [--size-mb 1024] [--memory-budget MIB] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -105,13 +105,17 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[dict[str, int], fl
     return peaks, time.perf_counter() - started
 
 
-def convert(folder: Path, layers: int, width: int, base: str, raw: str, source: str, target: str) -> tuple:
+def convert(
+    folder: Path, layers: int, width: int, budget: float | None, base: str, raw: str, source: str, target: str
+) -> tuple:
     env = {**os.environ, "BENCH_LAYERS": str(layers), "BENCH_WIDTH": str(width), "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable, "-W", "ignore", "-m", "padiff_graph", "convert-weights",
         f"{folder / 'models.py'}:{base}", f"{folder / 'models.py'}:{raw}",
         "--checkpoint", str(folder / source), "-o", str(folder / target),
     ]  # fmt: skip
+    if budget is not None:
+        command += ["--memory-budget", str(budget)]
     return measure(command, env)
 
 
@@ -120,6 +124,9 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1024, help="checkpoint size (default 1024)")
     parser.add_argument("--width", type=int, default=2048, help="Linear width (default 2048: 16 MiB a weight)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--memory-budget", type=float, help="convert-weights --memory-budget (0: through the scratch file)"
+    )
     args = parser.parse_args()
     layer_bytes = (args.width * args.width + args.width) * 4
     layers = max(1, round(args.size_mb * 2**20 / layer_bytes))
@@ -144,7 +151,7 @@ def main() -> None:
             )
             size = (folder / "base.pt").stat().st_size
             for name, base, raw, source, target in cases:
-                peaks, seconds = convert(folder, count, args.width, base, raw, source, target)
+                peaks, seconds = convert(folder, count, args.width, args.memory_budget, base, raw, source, target)
                 results[(name, count)] = (peaks, seconds, size)
         print(f"machine memory {total_memory / mib:.0f} MiB; checkpoint {layers} layers, {size / mib:.0f} MiB")
         print(f"largest tensor {args.width * args.width * 4 / mib:.0f} MiB\n")

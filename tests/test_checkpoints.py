@@ -68,15 +68,17 @@ def test_paddle_resnet18_checkpoint_becomes_one_torch_loads(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.pdparams", "resnet18.pt"]  # no scratch left
 
 
-def test_torch_resnet18_checkpoint_becomes_one_paddle_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("budget", [[], ["--memory-budget", "0"]], ids=["in-memory", "scratch-file"])
+def test_torch_resnet18_checkpoint_becomes_one_paddle_loads(tmp_path: Path, budget: list[str]) -> None:
     source = torch_resnet()
     randomize(source, 12)
     torch.save(source.state_dict(), tmp_path / "resnet18.pt")
     code, output = cli(
         "convert-weights", spec("raw"), spec("base"), "--checkpoint", str(tmp_path / "resnet18.pt"),
-        "-o", str(tmp_path / "resnet18.pdparams"),
+        "-o", str(tmp_path / "resnet18.pdparams"), *budget,
     )  # fmt: skip
     assert code == 0, output
+    assert "loaded into the raw model" in output
     converted = paddle_resnet()
     converted.set_state_dict(paddle.load(str(tmp_path / "resnet18.pdparams")))
     np.testing.assert_allclose(logits(converted), logits(source), rtol=1e-4, atol=1e-4)
@@ -194,3 +196,111 @@ def test_output_format_must_be_one_the_raw_model_loads(tmp_path: Path) -> None:
         str(tmp_path / "x.pt"),
     )
     assert code == 2 and "a paddle model loads .safetensors, .pdparams" in output
+
+
+def mlp(framework: str):
+    """A small MLP with a LayerNorm: Linear weights transpose between the frameworks, the rest do not."""
+    nn = torch.nn if framework == "torch" else paddle.nn
+    model = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Linear(5, 3))
+    randomize(model, 5)
+    return model
+
+
+FORMATS_OUT = [
+    ("torch", "paddle", "raw.pdparams"),
+    ("torch", "paddle", "raw.safetensors"),
+    ("paddle", "torch", "raw.pt"),
+]
+
+
+def save_base(model, folder: Path) -> Path:
+    if isinstance(model, torch.nn.Module):
+        torch.save(model.state_dict(), folder / "base.pt")
+        return folder / "base.pt"
+    paddle.save(model.state_dict(), str(folder / "base.pdparams"))
+    return folder / "base.pdparams"
+
+
+def tensors_of(path: Path) -> dict[str, tuple]:
+    reader = open_checkpoint(path)
+    try:
+        return {name: (*reader.info(name), reader.read(name).array.tobytes()) for name in reader.names()}
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(("base_framework", "raw_framework", "output"), FORMATS_OUT)
+def test_in_memory_and_scratch_file_conversions_write_the_same_verified_file(
+    tmp_path: Path, base_framework: str, raw_framework: str, output: str
+) -> None:
+    base = mlp(base_framework)
+    checkpoint = save_base(base, tmp_path)
+    written = {}
+    for budget in (1e6, 0):  # everything fits; nothing fits: through the scratch file
+        raw = mlp(raw_framework)
+        report = convert_checkpoint(base, raw, checkpoint, tmp_path / f"{budget:g}" / output, memory_budget_mib=budget)
+        assert report.verified == "loaded into the raw model"
+        assert sorted(p.name for p in report.output.parent.iterdir()) == [output]  # no scratch file left
+        written[budget] = tensors_of(report.output)
+        np.testing.assert_allclose(run_mlp(raw), run_mlp(base), rtol=1e-5, atol=1e-6)
+    assert written[1e6] == written[0]
+
+
+def run_mlp(model) -> np.ndarray:
+    x = np.random.default_rng(3).standard_normal((2, 6)).astype(np.float32)
+    if isinstance(model, torch.nn.Module):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    return model(paddle.to_tensor(x)).numpy()
+
+
+def test_paddle_load_reads_the_converted_pdparams(tmp_path: Path) -> None:
+    base = mlp("torch")
+    convert_checkpoint(base, mlp("paddle"), save_base(base, tmp_path), tmp_path / "raw.pdparams")
+    loaded = paddle.load(str(tmp_path / "raw.pdparams"))
+    expected = {k: v.detach().numpy() for k, v in base.state_dict().items()}
+    for name in ("0.weight", "2.weight"):
+        expected[name] = expected[name].T
+    assert sorted(loaded) == sorted(expected)
+    for name, value in loaded.items():
+        np.testing.assert_array_equal(value.numpy(), expected[name])
+
+
+@pytest.mark.parametrize(("base_framework", "raw_framework", "output"), FORMATS_OUT)
+@pytest.mark.parametrize("budget", [None, 0.0], ids=["in-memory", "scratch-file"])
+def test_a_tensor_corrupted_on_its_way_to_the_file_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_framework: str, raw_framework: str, output: str, budget
+) -> None:
+    import padiff_graph.assign.checkpoints as checkpoints
+    from padiff_graph.frameworks import adapter_named
+
+    def corrupted(tensors: dict[str, Stored]) -> dict[str, Stored]:
+        value = tensors["2.weight"]
+        flipped = value.array.copy()
+        flipped.reshape(-1).view(np.uint32)[0] ^= 1  # one bit of one element
+        return {**tensors, "2.weight": Stored(flipped, value.dtype)}
+
+    if output.endswith(".safetensors"):
+        real_write = checkpoints.write_safetensors
+
+        def write(stream, layout, tensors):
+            tensors = dict(tensors)
+            if ".scratch." not in stream.name:  # the output, not the scratch file
+                tensors = corrupted(tensors)
+            real_write(stream, layout, iter(tensors.items()))
+
+        monkeypatch.setattr(checkpoints, "write_safetensors", write)
+    else:
+        adapter = type(adapter_named(raw_framework))
+        real_save = adapter.save_checkpoint
+        monkeypatch.setattr(
+            adapter, "save_checkpoint", lambda self, path, value: real_save(self, path, corrupted(value))
+        )
+    base = mlp(base_framework)
+    checkpoint = save_base(base, tmp_path)
+    (tmp_path / output).write_bytes(b"previous")
+    caught = r"does not hold what was converted: (2\.weight holds other bits|its bytes differ from what was written)"
+    with pytest.raises(AssignError, match=caught):
+        convert_checkpoint(base, mlp(raw_framework), checkpoint, tmp_path / output, memory_budget_mib=budget)
+    assert (tmp_path / output).read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([checkpoint.name, output])

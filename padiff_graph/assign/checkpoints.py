@@ -11,12 +11,13 @@ checkpoint, one tensor at a time:
 2. the checkpoint is opened lazily: safetensors and torch's zip format are
    memory-mapped; a ``.pdparams`` pickle is read whole, by an unpickler that
    rebuilds numpy arrays and refuses everything else;
-3. each raw tensor is assembled from its parts, written at once into a
-   scratch safetensors file beside the output, and dropped: memory holds one
-   tensor and its parts at a time;
-4. the raw framework writes its format from the scratch file (memory-mapped)
-   into a temporary file, which is loaded into the raw model to verify it
-   and only then renamed over the output.
+3. each raw tensor is assembled from its parts: into the raw model's own
+   memory where it has some, else held in memory while the output fits the
+   memory budget, else written into a scratch safetensors file beside the
+   output and dropped (memory holds one tensor and its parts at a time);
+4. the output is written once, into a temporary file, read back once and
+   compared bit for bit with what was written, the raw model given the
+   tensors it does not hold yet, and only then renamed over the output.
 
 Example::
 
@@ -26,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections import defaultdict
@@ -49,6 +51,7 @@ from padiff_graph.core.tensorfile import (
     SafetensorsReader,
     Stored,
     constant,
+    differences,
     stored_dtype,
     write_safetensors,
 )
@@ -76,7 +79,11 @@ FORMATS: dict[str, str | None] = {
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert_checkpoint` wrote and how it was checked."""
+    """What :func:`convert_checkpoint` wrote and how it was checked.
+
+    The written file is always read back and compared bit for bit with what was
+    written; ``verified`` says what the raw model made of it.
+    """
 
     output: Path
     tensors: int = 0
@@ -107,8 +114,8 @@ class Planned:
     parts: list[Part]
 
 
-def open_checkpoint(path: Path, layout_only: bool = False) -> CheckpointReader:
-    """A reader for ``path`` by its suffix (see :data:`FORMATS`); ``layout_only``: names, shapes, dtypes.
+def open_checkpoint(path: Path) -> CheckpointReader:
+    """A reader for ``path`` by its suffix (see :data:`FORMATS`).
 
     Raises:
         InputError: unknown suffix, unreadable file, or a pickle that would run code.
@@ -120,7 +127,7 @@ def open_checkpoint(path: Path, layout_only: bool = False) -> CheckpointReader:
     framework = FORMATS[path.suffix]
     if framework is None:
         return SafetensorsReader(path)
-    return adapter_named(framework).open_checkpoint(path, layout_only)
+    return adapter_named(framework).open_checkpoint(path)
 
 
 def convert_checkpoint(
@@ -133,6 +140,7 @@ def convert_checkpoint(
     inputs: Any = None,
     *,
     accept_guesses: bool = False,
+    memory_budget_mib: float | None = None,
 ) -> ConversionReport:
     """Convert ``checkpoint`` (a state dict of ``base``) into ``output``, a state dict ``raw`` loads.
 
@@ -145,6 +153,9 @@ def convert_checkpoint(
             pair same-shaped layers (see :func:`padiff_graph.assign_weights`).
         accept_guesses: convert through ``ambiguous-match`` / ``ambiguous-transform``
             findings instead of stopping.
+        memory_budget_mib: the converted tensors are held in memory when the output
+            fits this many MiB (default: half the memory available now, see
+            :func:`default_memory_budget_mib`), else streamed through a scratch file.
 
     Returns:
         What was written; with ``inputs``, ``report.outputs`` says whether ``base``
@@ -182,7 +193,8 @@ def convert_checkpoint(
         ]
         report.filled = [item.name for item in plan if not item.parts]
         _check_constants(layer_map, sources, reader)
-        _write(plan, reader, raw, raw_adapter, target, report)
+        budget = default_memory_budget_mib() if memory_budget_mib is None else memory_budget_mib
+        _write(plan, reader, raw, raw_adapter, target, report, budget * 2**20)
     finally:
         reader.close()
     if (
@@ -192,6 +204,17 @@ def convert_checkpoint(
     ):
         report.outputs = compare_outputs(base, raw, inputs)  # both models now hold the checkpoint's weights
     return report
+
+
+def default_memory_budget_mib() -> float:
+    """Half the memory available now (Linux ``MemAvailable``; else the free pages): room for the converted
+    tensors beside the frameworks, the models and whatever else runs."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+        return kib / 1024 / 2
+    except (OSError, StopIteration, ValueError, IndexError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20 / 2
 
 
 class KeyIndex:
@@ -320,13 +343,16 @@ def _check_constants(layer_map: LayerMap, sources: KeyIndex, reader: CheckpointR
             )
 
 
-def _produce(item: Planned, reader: CheckpointReader) -> Stored:
-    """One raw tensor, assembled from its parts."""
-    if not item.parts:  # a tensor the base has no counterpart for (num_batches_tracked): zero
-        return constant(0.0, item.shape, item.dtype)
+def _produce(item: Planned, reader: CheckpointReader, out: np.ndarray | None = None) -> Stored:
+    """One raw tensor, assembled from its parts (into ``out`` when given: the raw model's own memory)."""
     storage = stored_dtype(item.dtype)
     whole = len(item.parts) == 1 and item.parts[0].transform.raw_index is None
-    value = None if whole else np.zeros(item.shape, dtype=storage)
+    value: np.ndarray | None = out
+    if not whole:  # regions no part covers (all of a tensor the base has no counterpart for) are zero
+        if value is None:
+            value = np.zeros(item.shape, dtype=storage)
+        else:
+            value.fill(0)
     for part in item.parts:
         region = part.transform.region_shape(item.shape)
         if part.key is None:
@@ -354,32 +380,103 @@ def _write(
     raw_adapter: FrameworkAdapter,
     target: Path,
     report: ConversionReport,
+    budget: float,
 ) -> None:
-    """Stream the plan into a scratch file, write the final format, verify, rename."""
+    """Produce the raw tensors, write the output once, check it bit for bit, load it into ``raw``, rename.
+
+    When the output fits ``budget`` bytes, the tensors are produced in memory:
+    in the raw model's own where it has memory of their dtype; else they are
+    streamed through a scratch safetensors file and read back memory-mapped.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = _temporary(target, ".scratch.safetensors")
     final = _temporary(target, target.suffix)
+    scratch = _temporary(target, ".scratch.safetensors") if _output_bytes(plan) > budget else None
+    homes: dict[str, np.ndarray] = {}
+    produced: SafetensorsReader | None = None
     try:
-        with scratch.open("wb") as stream:
-            tensors: Iterator[tuple[str, Stored]] = ((item.name, _produce(item, reader)) for item in plan)
-            write_safetensors(stream, [(item.name, item.shape, item.dtype) for item in plan], tensors)
-        produced = SafetensorsReader(scratch)
-        everything = {key: produced.read(item.name) for item in plan for key in item.keys}
+        if scratch is None:
+            homes = _homes(plan, raw, raw_adapter)
+            tensors = {item.name: _produce(item, reader, homes.get(item.name)) for item in plan}
+        else:
+            produced = _spill(plan, reader, scratch)
+            tensors = {item.name: produced.read(item.name) for item in plan}
+        everything = {key: tensors[item.name] for item in plan for key in item.keys}
         if target.suffix == ".safetensors":
             with final.open("wb") as stream:
                 layout = [(key, value.shape, value.dtype) for key, value in everything.items()]
                 write_safetensors(stream, layout, iter(everything.items()))
         else:
             raw_adapter.save_checkpoint(final, everything)
-        produced.close()
-        del everything
-        report.tensors = sum(len(item.keys) for item in plan)
+        _check_written(final, everything, raw_adapter)
+        report.tensors = len(everything)
         report.bytes = final.stat().st_size
-        report.verified = _verify(final, raw, raw_adapter, plan)
+        unloaded = {key: tensors[item.name] for item in plan if item.name not in homes for key in item.keys}
+        report.verified = _load_into(raw, raw_adapter, final, unloaded)
         os.replace(final, target)
     finally:
-        scratch.unlink(missing_ok=True)
+        if produced is not None:
+            produced.close()
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
         final.unlink(missing_ok=True)
+
+
+def _homes(plan: list[Planned], raw: Any, raw_adapter: FrameworkAdapter) -> dict[str, np.ndarray]:
+    """The raw model's own memory for each tensor that can be produced in place (same dtype, host memory)."""
+    if not raw_adapter.is_materialized(raw):
+        return {}
+    tensors = raw_adapter.named_tensors(raw)
+    homes = {}
+    for item in plan:
+        memory = raw_adapter.host_memory(tensors[item.name]) if item.name in tensors else None
+        fits = memory is not None and memory.shape == item.shape and memory.flags.c_contiguous
+        if fits and memory is not None and memory.dtype == stored_dtype(item.dtype):
+            homes[item.name] = memory
+    return homes
+
+
+def _output_bytes(plan: list[Planned]) -> int:
+    return sum(math.prod(item.shape) * stored_dtype(item.dtype).itemsize for item in plan)
+
+
+def _spill(plan: list[Planned], reader: CheckpointReader, scratch: Path) -> SafetensorsReader:
+    """Stream the plan into ``scratch`` one tensor at a time; the file, memory-mapped."""
+    with scratch.open("wb") as stream:
+        tensors: Iterator[tuple[str, Stored]] = ((item.name, _produce(item, reader)) for item in plan)
+        write_safetensors(stream, [(item.name, item.shape, item.dtype) for item in plan], tensors)
+    return SafetensorsReader(scratch)
+
+
+def _check_written(path: Path, expected: dict[str, Stored], raw_adapter: FrameworkAdapter) -> None:
+    """Read the written file once, without holding it whole, and compare it bit for bit with what was written.
+
+    Raises:
+        AssignError: a key missing or unexpected, or a tensor whose shape, dtype or bits differ.
+    """
+    if path.suffix == ".safetensors":
+        written = SafetensorsReader(path)
+        try:
+            problems = differences(((name, written.read(name)) for name in written.names()), expected)
+        finally:
+            written.close()
+    else:
+        problems = raw_adapter.check_checkpoint(path, expected)
+    if problems:
+        raise AssignError(f"the converted checkpoint does not hold what was converted: {'; '.join(problems[:5])}")
+
+
+def _load_into(raw: Any, raw_adapter: FrameworkAdapter, path: Path, tensors: dict[str, Stored]) -> str:
+    """Give ``raw`` the converted ``tensors`` not produced in its memory (checked equal to the file's):
+    copied in, or, built without memory, the file's own where its framework can take them; how it was verified."""
+    if raw_adapter.is_materialized(raw):
+        problems: list[str] | None = raw_adapter.load_tensors(raw, tensors) if tensors else []
+    else:
+        problems = raw_adapter.load_checkpoint(raw, path)
+    if problems:
+        raise AssignError(f"the converted checkpoint does not fit the raw model: {'; '.join(problems[:5])}")
+    if problems is None:
+        return "names and shapes checked, every value bit for bit (the raw model was built without memory)"
+    return "loaded into the raw model"
 
 
 def _temporary(target: Path, suffix: str) -> Path:
@@ -388,28 +485,3 @@ def _temporary(target: Path, suffix: str) -> Path:
     os.close(handle)
     os.chmod(name, default_file_mode())
     return Path(name)
-
-
-def _verify(path: Path, raw: Any, raw_adapter: FrameworkAdapter, plan: list[Planned]) -> str:
-    """Load the file into the raw model; names and shapes only when it cannot take values."""
-    problems = raw_adapter.load_checkpoint(raw, path)
-    if problems is None:
-        reader = open_checkpoint(path, layout_only=True)
-        try:
-            expected = {key: item.shape for item in plan for key in item.keys}
-            found = {name: reader.info(name)[0] for name in reader.names()}
-        finally:
-            reader.close()
-        problems = [f"missing {k}" for k in expected if k not in found]
-        problems += [f"unexpected {k}" for k in found if k not in expected]
-        problems += [
-            f"{key} has shape {list(found[key])}, not {list(shape)}"
-            for key, shape in expected.items()
-            if key in found and found[key] != shape
-        ]
-        how = "names and shapes checked (the raw model was built without memory)"
-    else:
-        how = "loaded into the raw model"
-    if problems:
-        raise AssignError(f"the converted checkpoint does not fit the raw model: {'; '.join(problems[:5])}")
-    return how

@@ -310,10 +310,22 @@ def diff(
     help="BASE's state dict: .pt/.pth/.bin (torch), .pdparams (paddle) or .safetensors.",
 )
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write RAW's state dict.")
+@click.option(
+    "--memory-budget",
+    type=click.FloatRange(min=0),
+    help="MiB of converted tensors held in memory; past it they go through a scratch file beside the output "
+    "(default: half the memory available).",
+)
 @_accept_guesses_option
 @_errors
 def convert_weights(
-    base: str, raw: str, map_file: str | None, checkpoint: str, output: str, accept_guesses: bool
+    base: str,
+    raw: str,
+    map_file: str | None,
+    checkpoint: str,
+    output: str,
+    memory_budget: float | None,
+    accept_guesses: bool,
 ) -> None:
     """Convert a checkpoint of BASE into one RAW loads, tensor by tensor (docs/conversions.md).
 
@@ -325,7 +337,14 @@ def convert_weights(
     layer_map = _load_map(map_file)
     base_model, raw_model, inputs = _load_pair(base, raw)
     report = convert_checkpoint(
-        base_model, raw_model, checkpoint, output, layer_map, inputs=inputs, accept_guesses=accept_guesses
+        base_model,
+        raw_model,
+        checkpoint,
+        output,
+        layer_map,
+        inputs=inputs,
+        accept_guesses=accept_guesses,
+        memory_budget_mib=memory_budget,
     )
     console = _console()
     console.print(f"wrote {report.output}: {report.tensors} tensors, {report.bytes / 2**20:.1f} MiB; {report.verified}")

@@ -30,9 +30,10 @@ def _strided(*arrays: np.ndarray) -> bool:
 
 
 def _tiles(shape: tuple[int, ...]) -> Iterator[tuple[Any, ...]]:
+    """Tiles a band of rows at a time: the output of a copy is written in its memory order, page after page."""
     rows, columns = shape[-2:]
-    for column in range(0, columns, TILE[1]):
-        for row in range(0, rows, TILE[0]):
+    for row in range(0, rows, TILE[0]):
+        for column in range(0, columns, TILE[1]):
             yield (..., slice(row, row + TILE[0]), slice(column, column + TILE[1]))
 
 

@@ -21,13 +21,14 @@ import math
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import numpy as np
 
+from padiff_graph.core import arrays
 from padiff_graph.errors import InputError
 
 #: dtype name -> (numpy storage dtype, safetensors code)
@@ -93,6 +94,27 @@ def constant(value: float, shape: tuple[int, ...], dtype: str) -> Stored:
         bits = np.array([value], dtype=np.float32).view(np.uint32)[0] >> 16
         return Stored(np.full(shape, bits, dtype=np.uint16), dtype)
     return Stored(np.full(shape, value, dtype=stored_dtype(dtype)), dtype)
+
+
+def difference(found: Stored, expected: Stored) -> str | None:
+    """Why ``found`` does not hold ``expected``'s bytes (shape, stored dtype, bits), or ``None``."""
+    if found.shape != expected.shape or found.array.dtype != expected.array.dtype:
+        return f"is {found.array.dtype} {list(found.shape)}, not {expected.array.dtype} {list(expected.shape)}"
+    return None if arrays.equal(found.array, expected.array) else "holds other bits than were written"
+
+
+def differences(found: Iterable[tuple[str, Stored]], expected: Mapping[str, Stored]) -> list[str]:
+    """What keeps the tensors ``found`` in a file from being ``expected``, bit for bit (read one at a time)."""
+    problems, seen = [], set()
+    for name, value in found:
+        if name not in expected:
+            problems.append(f"unexpected {name}")
+            continue
+        seen.add(name)
+        why = difference(value, expected[name])
+        if why is not None:
+            problems.append(f"{name} {why}")
+    return problems + [f"missing {name}" for name in expected if name not in seen]
 
 
 class CheckpointReader(Protocol):

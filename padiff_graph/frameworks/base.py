@@ -150,14 +150,15 @@ class FrameworkAdapter(Protocol):
     def is_materialized(self, model: Any) -> bool:
         """False for models built without memory (torch meta device, paddle ``LazyGuard``)."""
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> CheckpointReader:
-        """This framework's own checkpoint format, read without running code (lazily where it can).
-
-        ``layout_only``: only names, shapes and dtypes will be asked for.
-        """
+    def open_checkpoint(self, path: Path) -> CheckpointReader:
+        """This framework's own checkpoint format, read without running code (lazily where it can)."""
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
         """Write ``tensors`` in this framework's own format (``path``'s suffix picks it)."""
+
+    def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
+        """Read a file :meth:`save_checkpoint` wrote once, without holding it whole, and say how it differs
+        from ``expected`` bit for bit (keys, shapes, dtypes, values; by tensor where the format allows)."""
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         """Load ``path`` into ``model`` as a user would: the missing and unexpected keys.
@@ -165,6 +166,12 @@ class FrameworkAdapter(Protocol):
         ``None`` when the model cannot take values (built without memory, and
         the framework cannot attach the file's tensors to it).
         """
+
+    def load_tensors(self, model: Any, tensors: Mapping[str, Stored]) -> list[str]:
+        """Copy ``tensors`` (some of a state dict) into a materialized ``model``'s memory: the keys it lacks."""
+
+    def host_memory(self, tensor: Any) -> np.ndarray | None:
+        """The tensor's own host memory as a writable C-ordered array, where numpy can hold its dtype."""
 
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:

@@ -32,6 +32,8 @@ _PDPARAMS_GLOBALS = frozenset(
     {
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy.core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
@@ -106,7 +108,7 @@ class PaddleAdapter:
 
     def write(self, tensor: Any, value: np.ndarray) -> None:
         paddle = _paddle()
-        memory = self._host_memory(tensor)
+        memory = self.host_memory(tensor)
         if memory is not None and memory.shape == value.shape:
             copy_into(memory, value)  # in place: no intermediate tensor, no new allocation
             return
@@ -114,8 +116,7 @@ class PaddleAdapter:
         with paddle.no_grad():
             tensor.set_value(source)
 
-    def _host_memory(self, tensor: Any) -> np.ndarray | None:
-        """The tensor's own host memory as a writable array, where numpy can hold its dtype."""
+    def host_memory(self, tensor: Any) -> np.ndarray | None:
         value = tensor.detach()
         if not value._is_initialized() or not value.place.is_cpu_place() or value.dtype == _paddle().bfloat16:
             return None
@@ -265,15 +266,31 @@ class PaddleAdapter:
     def is_materialized(self, model: Any) -> bool:
         return all(tensor._is_initialized() for tensor in model.state_dict().values())
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> PdparamsCheckpoint:
-        return PdparamsCheckpoint(path, layout_only)
+    def open_checkpoint(self, path: Path) -> PdparamsCheckpoint:
+        return PdparamsCheckpoint(path)
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
-        """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it)."""
+        """paddle's own format: a pickle of numpy arrays (bfloat16 as its uint16 bits, as paddle saves it).
+
+        Protocol 5 writes each array's bytes straight from its memory (protocol 4,
+        ``paddle.save``'s, copies each into a ``bytes`` object first); ``paddle.load``
+        reads both (it unpickles with Python's ``pickle``, 3.8 and later read protocol 5).
+        """
         with path.open("wb") as stream:
-            pickler = pickle.Pickler(stream, protocol=4)
-            pickler.fast = True  # no memo: each array's bytes are freed once written
-            pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
+            _pickle_arrays(stream, tensors)
+
+    def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
+        """The file must hold exactly the bytes pickling ``expected`` gives: pickled again, into a comparison
+        with the file read once through one reused buffer (a pickle cannot be memory-mapped; unpickling it
+        would allocate every array again)."""
+        with path.open("rb") as stream:
+            comparison = _SameBytes(stream)
+            _pickle_arrays(comparison, expected)
+            if comparison.differs_at is None and stream.read(1):
+                comparison.differs_at = comparison.position
+        if comparison.differs_at is None:
+            return []
+        return [f"its bytes differ from what was written, from byte {comparison.differs_at}"]
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         if not self.is_materialized(model):
@@ -291,6 +308,12 @@ class PaddleAdapter:
         return [f"missing {key}" for key in missing if names.get(key, key) not in loaded] + [
             f"unexpected {key}" for key in unexpected
         ]
+
+    def load_tensors(self, model: Any, tensors: Mapping[str, Stored]) -> list[str]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # paddle warns per alias key it skips
+            _, unexpected = model.set_state_dict({name: np.asarray(stored.array) for name, stored in tensors.items()})
+        return [f"unexpected {key}" for key in unexpected]
 
 
 def _fleet_layout(parameter: Any, value: Any) -> Layout | None:
@@ -335,23 +358,34 @@ class _ArraysOnly(pickle.Unpickler):
         raise _Refused("a persistent reference")
 
 
-class _Layout:
-    """Stands in for an array: keeps its shape and dtype, drops its bytes as soon as they are read."""
-
-    def __init__(self, *_: Any) -> None:
-        self.shape: tuple[int, ...] = ()
-        self.dtype = np.dtype("float32")
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.shape, self.dtype = tuple(state[1]), np.dtype(state[2])
+def _pickle_arrays(stream: Any, tensors: Mapping[str, Stored]) -> None:
+    pickler = pickle.Pickler(stream, protocol=5)
+    pickler.fast = True  # no memo: each array's bytes are freed once written
+    pickler.dump({name: np.asarray(stored.array) for name, stored in tensors.items()})
 
 
-class _LayoutOnly(_ArraysOnly):
-    """Reads what arrays a pickle holds without keeping their values (for files written without a memo)."""
+class _SameBytes:
+    """A stream to pickle into that compares what it is given with a file, read through one reused buffer."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        found = super().find_class(module, name)
-        return _Layout if name == "_reconstruct" else found
+    CHUNK = 1 << 22
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.position = 0
+        self.differs_at: int | None = None
+        self.buffer = bytearray(self.CHUNK)
+
+    def write(self, data: Any) -> int:
+        given = np.frombuffer(data, dtype=np.uint8)
+        for start in range(0, given.size, self.CHUNK):
+            if self.differs_at is not None:
+                break
+            wanted = given[start : start + self.CHUNK]
+            read = self.stream.readinto(memoryview(self.buffer)[: wanted.size])
+            if read != wanted.size or not np.array_equal(np.frombuffer(self.buffer, np.uint8, read), wanted):
+                self.differs_at = self.position + start
+        self.position += given.size
+        return given.size
 
 
 class PdparamsCheckpoint:
@@ -359,14 +393,13 @@ class PdparamsCheckpoint:
 
     The pickle is read whole (the format allows no lazy access), so it takes
     the checkpoint's size in memory; conversion then streams the output.
-    ``layout_only`` keeps shapes and dtypes, not values.
     """
 
-    def __init__(self, path: Path, layout_only: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         try:
             with path.open("rb") as stream:
-                loaded = (_LayoutOnly if layout_only else _ArraysOnly)(stream).load()
+                loaded = _ArraysOnly(stream).load()
         except _Refused as error:
             raise InputError(
                 f"refusing to load {path}: it would call {error}, and a .pdparams file holds numpy arrays only"
@@ -378,7 +411,7 @@ class PdparamsCheckpoint:
         if not isinstance(loaded, Mapping) or not all(isinstance(name, str) for name in loaded):
             raise InputError(f"{path} holds a {type(loaded).__name__}, not a state dict of named arrays")
         # paddle adds a name table ("StructuredToParameterName@@"); only the arrays matter
-        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, (np.ndarray, _Layout))}
+        self.arrays = {name: value for name, value in loaded.items() if isinstance(value, np.ndarray)}
         for name, value in self.arrays.items():
             try:
                 dtype_of(value)  # refuses object arrays and other non-tensor dtypes
@@ -393,8 +426,6 @@ class PdparamsCheckpoint:
 
     def read(self, name: str) -> Stored:
         value = self.arrays[name]
-        if not isinstance(value, np.ndarray):
-            raise ValueError(f"{name!r} was read for its layout only")
         return Stored(value, dtype_of(value))
 
     def close(self) -> None:

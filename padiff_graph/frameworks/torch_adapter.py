@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.core.records import LayerInfo, Layout
-from padiff_graph.core.tensorfile import ZIP_ERRORS, SafetensorsReader, Stored
+from padiff_graph.core.tensorfile import ZIP_ERRORS, SafetensorsReader, Stored, differences
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks.base import (
     ExportRules,
@@ -222,17 +222,15 @@ class TorchAdapter:
     def is_materialized(self, model: Any) -> bool:
         return not any(tensor.is_meta for tensor in model.state_dict(keep_vars=True).values())
 
-    def open_checkpoint(self, path: Path, layout_only: bool = False) -> TorchCheckpoint:
+    def open_checkpoint(self, path: Path) -> TorchCheckpoint:
         return TorchCheckpoint(path)  # memory-mapped: reading the layout touches no values
 
     def save_checkpoint(self, path: Path, tensors: Mapping[str, Stored]) -> None:
-        made: dict[int, Any] = {}  # one tensor per array, so aliases stay shared
-        state = {}
-        for name, stored in tensors.items():
-            if id(stored.array) not in made:
-                made[id(stored.array)] = _from_stored(stored)
-            state[name] = made[id(stored.array)]
-        _torch().save(state, path)
+        _torch().save(_state_of(tensors), path)
+
+    def check_checkpoint(self, path: Path, expected: Mapping[str, Stored]) -> list[str]:
+        state = _load(path)  # memory-mapped: each tensor is compared where the file holds it
+        return differences(((name, _stored(tensor)) for name, tensor in state.items()), expected)
 
     def load_checkpoint(self, model: Any, path: Path) -> list[str] | None:
         if path.suffix == ".safetensors":
@@ -244,6 +242,16 @@ class TorchAdapter:
         result = model.load_state_dict(state, strict=False, assign=not self.is_materialized(model))
         missing = [f"missing {key}" for key in result.missing_keys]
         return missing + [f"unexpected {key}" for key in result.unexpected_keys]
+
+    def load_tensors(self, model: Any, tensors: Mapping[str, Stored]) -> list[str]:
+        result = model.load_state_dict(_state_of(tensors), strict=False)
+        return [f"unexpected {key}" for key in result.unexpected_keys]
+
+    def host_memory(self, tensor: Any) -> np.ndarray | None:
+        value = tensor.detach()
+        if value.is_meta or value.device.type != "cpu" or value.dtype == _torch().bfloat16 or _is_dtensor(tensor):
+            return None
+        return value.numpy() if value.is_contiguous() and not value.is_conj() and not value.is_neg() else None
 
 
 class TorchCheckpoint:
@@ -271,10 +279,7 @@ class TorchCheckpoint:
         return tuple(tensor.shape), _dtype_name(tensor.dtype)
 
     def read(self, name: str) -> Stored:
-        tensor = self.tensors[name].detach()
-        if tensor.dtype == _torch().bfloat16:
-            return Stored(tensor.view(_torch().int16).numpy().view(np.uint16), "bfloat16")
-        return Stored(tensor.numpy(), _dtype_name(tensor.dtype))
+        return _stored(self.tensors[name])
 
     def close(self) -> None:
         self.tensors = {}
@@ -333,6 +338,25 @@ def _state_dict_in(loaded: Any, path: Path) -> dict[str, Any]:
                 return _state_dict_in(loaded[key], path)
     keys = list(loaded)[:5] if isinstance(loaded, Mapping) else type(loaded).__name__
     raise InputError(f"{path} holds no state dict of tensors (found {keys})")
+
+
+def _stored(tensor: Any) -> Stored:
+    """A CPU tensor's bytes as a numpy view (bfloat16 as its ``uint16`` bits)."""
+    tensor = tensor.detach()
+    if tensor.dtype == _torch().bfloat16:
+        return Stored(tensor.view(_torch().int16).numpy().view(np.uint16), "bfloat16")
+    return Stored(tensor.numpy(), _dtype_name(tensor.dtype))
+
+
+def _state_of(tensors: Mapping[str, Stored]) -> dict[str, Any]:
+    """Torch tensors sharing the arrays' memory; one tensor per array, so aliases stay shared."""
+    made: dict[int, Any] = {}
+    state = {}
+    for name, stored in tensors.items():
+        if id(stored.array) not in made:
+            made[id(stored.array)] = _from_stored(stored)
+        state[name] = made[id(stored.array)]
+    return state
 
 
 def _from_stored(stored: Stored) -> Any:
