@@ -122,14 +122,17 @@ class StepArrays:
             try:
                 self._open[entry["file"]] = zipfile.ZipFile(path)
             except FileNotFoundError:
-                raise DumpError(f"{path}: missing; copy it again or dump again") from None
+                manifest = self.folder / "manifest.json"
+                raise DumpError(f"{path}: missing (listed in {manifest}); copy it again or dump again") from None
             except ZIP_ERRORS as error:
                 raise damaged(path, f"not a readable npz file ({error})") from None
         archive = self._open[entry["file"]]
         try:
             info = archive.getinfo(name + ".npy")
         except KeyError:
-            raise damaged(path, f"record {name!r} is missing from it") from None
+            raise damaged(
+                path, f"record {name!r} is missing from it (listed in {self.folder / 'manifest.json'})"
+            ) from None
         try:
             return _read_member(archive, info, entry)
         except ZIP_ERRORS as error:
@@ -148,7 +151,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, entry: dict[st
         if list(shape) != entry["shape"] or dtype.hasobject or not _fits(dtype, entry["dtype"]):
             raise damaged(
                 path,
-                f"record {name!r} holds {dtype} {list(shape)}, its manifest says {entry['dtype']} {entry['shape']}",
+                f"record {name!r} holds {dtype} {list(shape)}, its manifest ({path.with_name('manifest.json')}) says "
+                f"{entry['dtype']} {entry['shape']}",
             )
         data = np.empty(math.prod(shape) * dtype.itemsize, np.uint8)
         filled = 0  # read in chunks into the array: memory holds the record once
