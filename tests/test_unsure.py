@@ -94,6 +94,14 @@ def test_after_an_optimizer_step_an_untied_copy_of_a_tied_head_is_named_at_the_h
     assert "untied copies drift apart (the tie, not a fault" in report.first_divergence.message
 
 
+def test_the_summed_gradient_of_a_tied_tensor_still_names_a_copy_that_is_not_trained() -> None:
+    (base, inputs), raw = tied_head.base(), PaddleOwnHead()
+    raw.embed.weight.stop_gradient = True  # the port freezes its embedding: only the head's gradient is left
+    report = diff(base, raw, inputs)
+    assert tuple(report.first_divergence) == ("embed", "embed", "grad")
+    assert "compared with the sum of the copies'" in report.first_divergence.message
+
+
 def test_a_tied_raw_head_cannot_take_the_base_s_own_head_and_says_so() -> None:
     (raw, inputs), base = tied_head.base(), PaddleOwnHead()
     layer_map = suggest_map(base, raw, inputs)
