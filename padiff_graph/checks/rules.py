@@ -552,7 +552,9 @@ def _tied(tied: ModelTree, other: ModelTree, layer_map: LayerMap, side: str) -> 
                 "is compared with the sum of the raw copies'; training with an optimizer makes the untied copies "
                 f"drift apart (after a step they differ at {partner!r})"
             )
-            hint = "nothing to compare; to train both side by side, tie the raw head to its embedding as the base does"
+            hint = (
+                "nothing for one step; to train both side by side, tie the raw head to its embedding as the base does"
+            )
         else:
             severity = Severity.ERROR
             own = ", ".join(repr(join_path(partner, t.name)) for t in other.nodes[partner]["tensors"])

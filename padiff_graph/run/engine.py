@@ -547,19 +547,18 @@ class RawChecker:
                     continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
                 base_name = join_path(pair.base, tensor.base)
                 base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
-                dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
-                place = pair, tensor
                 # views, not copies: each pair is compared here and now, before either model moves on
                 if stage == "grad":
                     base_value = self._base_grad(base_name, base_tensor)
                     raw_value = raw_adapter.grad(raw_tensor, copy=False)
                     if base_value is None and raw_value is None:
                         continue
-                    compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
                 else:
                     base_value = base_adapter.to_numpy(base_tensor, copy=False)
                     raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
-                    compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
+                compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                place = pair, tensor
                 if base_name in tied.copies:  # one tensor held as untied raw copies: compared once, as a whole
                     if not tied.first(stage, base_name):
                         continue

@@ -59,13 +59,16 @@ class TiedCopies:
         self, base_name: str, base_value: np.ndarray | None, grad: RawValue, tolerance: Tolerance, *dtypes: str
     ) -> Verdict:
         """The base tensor's gradient against the sum of its copies' (``grad`` of a raw name), in its layout."""
+        if base_value is None:
+            return Verdict(False, float("inf"), float("inf"), "no gradient on the base side")
+        grads = [(copy, grad(copy.raw)) for copy in self.copies[base_name]]
         terms = [
             copy.inverse(base_value.shape).transform.apply(value).astype(np.float64)
-            for copy in self.copies[base_name]
-            if base_value is not None and (value := grad(copy.raw)) is not None
+            for copy, value in grads
+            if value is not None
         ]
-        if base_value is None or not terms:
-            return Verdict(False, float("inf"), float("inf"), f"no gradient on the {'raw' if terms else 'base'} side")
+        if not terms:
+            return Verdict(False, float("inf"), float("inf"), "no gradient on the raw side")
         verdict = tolerance.verdict(base_value, np.sum(terms, axis=0).astype(base_value.dtype), *dtypes)
         note = f"{self._tie(base_name)}: its gradient sums every use, so it is compared with the sum of the copies'"
         return replace(verdict, note=f"{note}; {verdict.note}" if verdict.note else note)
