@@ -216,10 +216,76 @@ class GluePaddle(paddle.nn.Layer):
         return self.fc2(paddle.nn.functional.gelu(self.fc1(x), approximate=True))
 
 
-def test_single_step_reports_a_fault_between_layers_at_the_next_layers_input() -> None:
+def test_single_step_names_a_fault_between_layers_at_their_caller() -> None:
+    # it used to be named at the next layer's input ("fc2", "input"), telling the user to look in its
+    # caller's forward; now at the caller, as the default mode's replay names it
     report = diff(GlueTorch(), GluePaddle(), WIDE, single_step=True, diff_phase="forward")
-    assert [(d.base, d.stage) for d in report.divergences] == [("fc2", "input")]
-    assert "caller's forward" in report.divergences[0].message
+    assert [(d.base, d.stage) for d in report.divergences] == [("", "forward")]
+    assert tuple(report.first_divergence) == ("", "", "forward")
+    message = report.first_divergence.message
+    assert "input of base 'fc2'" in message and "right after base 'fc1'" in message, message
+    assert tuple(diff(GlueTorch(), GluePaddle(), WIDE, diff_phase="forward").first_divergence) == ("", "", "forward")
+
+
+class ResidualBlockTorch(torch.nn.Module):
+    """ResNet's BasicBlock in miniature: one ``act`` called twice, the shortcut added between."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))) + x)
+
+
+class ResidualBlockPaddle(paddle.nn.Layer):
+    """The port, its shortcut left out."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act = paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 8), paddle.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))))
+
+
+def test_single_step_names_a_dropped_shortcut_at_the_innermost_block_as_the_default_mode_does() -> None:
+    def models():
+        base = torch.nn.Sequential(torch.nn.Linear(8, 8), ResidualBlockTorch(), torch.nn.Linear(8, 4))
+        return base, paddle.nn.Sequential(paddle.nn.Linear(8, 8), ResidualBlockPaddle(), paddle.nn.Linear(8, 4))
+
+    single = diff(*models(), X, single_step=True, diff_phase="forward")
+    assert [tuple(d) for d in single.divergences] == [("1", "1", "forward")]
+    assert "input of base '1.act' / raw '1.act' (call 1, input 0)" in single.first_divergence.message
+    assert "right after base '1.fc2' / raw '1.fc2' agreed" in single.first_divergence.message
+    assert tuple(diff(*models(), X, diff_phase="forward").first_divergence) == ("1", "1", "forward")
+
+
+class AttentionTorch(torch.nn.Module):
+    def __init__(self, q):
+        super().__init__()
+        self.q, self.k, self.o = q, torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.o(self.q(x) * self.k(x))
+
+
+class AttentionPaddle(paddle.nn.Layer):
+    def __init__(self, q):
+        super().__init__()
+        self.q, self.k, self.o = q, paddle.nn.Linear(8, 8), paddle.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.o(self.q(x) * self.k(x))
+
+
+def test_single_step_does_not_list_an_input_an_earlier_output_in_the_same_caller_explains() -> None:
+    # the bug is in q; o's input differs because q's output did (code between), not another fault
+    base = AttentionTorch(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LeakyReLU(0.1)))
+    raw = AttentionPaddle(paddle.nn.Sequential(paddle.nn.Linear(8, 8), paddle.nn.LeakyReLU(0.2)))
+    report = diff(base, raw, X, single_step=True, diff_phase="forward")
+    assert [c.ok for c in report.comparisons if c.base == "o" and c.kind == "input"] == [False]
+    assert [tuple(d) for d in report.divergences] == [("q.1", "q.1", "forward")]
 
 
 def test_single_step_handles_a_layer_called_several_times() -> None:

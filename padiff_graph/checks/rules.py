@@ -547,8 +547,14 @@ def _tied(tied: ModelTree, other: ModelTree, layer_map: LayerMap, side: str) -> 
                 "embedding); if it holds its own copy, tie it, or its layer is reported unmatched"
             )
         elif side == "base":
-            message += f"; raw {partner!r} holds its own: it is written from base {name!r}"
-            hint = "nothing; the raw head computes with the base's shared tensor"
+            message += (
+                f"; raw {partner!r} holds its own: it is written from base {name!r}, and the base tensor's gradient "
+                "is compared with the sum of the raw copies'; training with an optimizer makes the untied copies "
+                f"drift apart (after a step they differ at {partner!r})"
+            )
+            hint = (
+                "nothing for one step; to train both side by side, tie the raw head to its embedding as the base does"
+            )
         else:
             severity = Severity.ERROR
             own = ", ".join(repr(join_path(partner, t.name)) for t in other.nodes[partner]["tensors"])

@@ -56,6 +56,7 @@ from padiff_graph.run.randomness import RandomWatch
 from padiff_graph.run.results import Comparison
 from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
+from padiff_graph.run.tied import TiedCopies
 
 
 @dataclass
@@ -537,6 +538,7 @@ class RawChecker:
         base_tensors = base_adapter.named_tensors(self.base.model)
         raw_tensors = raw_adapter.named_tensors(self.raw.model)
         rank = {path: index for index, path in enumerate(raw_call_order)}
+        tied = TiedCopies(self.layer_map.active_pairs())
         verdicts: list[tuple[LayerPair, TensorPair, int, Future[Verdict]]] = []
         large = 0  # large comparisons alternate between the helper thread and this one: both models are idle
         for pair in sorted(self.layer_map.active_pairs(), key=lambda pair: -rank.get(pair.raw, -1)):
@@ -556,10 +558,22 @@ class RawChecker:
                     raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
                 compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                place = pair, tensor
+                if base_name in tied.copies:  # one tensor held as untied raw copies: compared once, as a whole
+                    if not tied.first(stage, base_name):
+                        continue
+                    if stage == "grad":
+                        raw_values = partial(_raw_value, raw_adapter.grad, raw_tensors)
+                        compare = partial(tied.gradient_verdict, base_name, base_value, raw_values, self.tolerance)
+                    else:
+                        raw_values = partial(_raw_value, raw_adapter.to_numpy, raw_tensors)
+                        compare = partial(tied.weights_verdict, base_name, base_value, raw_values, self.tolerance)
+                        place = tied.weights_place(base_name) or place
+                    compare = partial(compare, *dtypes)
                 big = base_value is not None and base_value.size > COMPARED_INLINE
                 large += big
                 beside = big and large % 2 == 1
-                verdicts.append((pair, tensor, index, _comparer().submit(compare) if beside else _now(compare)))
+                verdicts.append((*place, index, _comparer().submit(compare) if beside else _now(compare)))
         for pair, tensor, index, verdict in verdicts:
             base_path, raw_path, label = self.places.place(pair, tensor)  # a fused tensor: its fused pair's
             self.comparisons.append(
@@ -570,6 +584,11 @@ class RawChecker:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor, copy=False)
+
+
+def _raw_value(value: Callable[[Any], np.ndarray | None], tensors: Mapping[str, Any], name: str) -> np.ndarray | None:
+    """``value`` (the adapter's ``grad`` or ``to_numpy``) of the raw tensor ``name``, a copy."""
+    return value(tensors[name])
 
 
 class FusedChecker:

@@ -237,61 +237,57 @@ def _judged(verdict: Verdict, before: float, gradient: bool) -> Verdict:
     return replace(verdict, note=note)
 
 
-def first_divergence(comparisons: list[Comparison], contain: bool = True) -> tuple[Divergence | None, list[Comparison]]:
-    """The earliest failing comparison, and the contained gradient differences.
+def all_divergences(
+    comparisons: list[Comparison], descendants: dict[str, set[str]], contain: bool = True
+) -> list[Divergence]:
+    """One divergence per diverging layer pair, the first divergence first.
 
     Steps in order; within a step, layer inputs and forward outputs come
     first (in call order), then the loss, output gradients in backward
     order, parameter gradients, and weights after the optimizer step.
     Output-gradient differences count only when some parameter gradient of
-    the same step differs too; otherwise they are *contained* (reported, not
-    a divergence): typically a subgradient choice at ties, such as max
-    pooling over equal values, that the next layer masks and that changes no
-    update. Single-step runs pass ``contain=False``: the raw model's parameter
-    gradients are computed from the base's output gradients there, so they
-    cannot show a backward difference.
-    """
-    failing, contained = _failing(comparisons, contain)
-    if not failing:
-        return None, contained
-    return _divergence(failing[0]), contained
-
-
-def all_divergences(
-    comparisons: list[Comparison], descendants: dict[str, set[str]], contain: bool = True
-) -> list[Divergence]:
-    """One divergence per diverging layer pair, in :func:`first_divergence` order.
-
+    the same step differs too; otherwise they are *contained* (:func:`_failing`).
     A container whose forward output differs only because a layer inside it
-    does (in the same step) is not listed again; neither is a layer input
-    (single-step mode) that differs right after a diverging output, which
-    explains it. ``descendants`` maps a base path to the base paths below it.
+    does (in the same step) is not listed again. A layer input that differs
+    (single-step mode) is named at its caller (:func:`_between`), unless
+    an earlier difference in the caller's call explains it (:meth:`_Records.inherited_input`).
+    ``descendants`` maps a base path to the base paths below it.
     """
     failing, _ = _failing(comparisons, contain)
     failed_forward: dict[int, set[str]] = {}
     for comparison in failing:
         if comparison.kind == "forward":
             failed_forward.setdefault(comparison.step, set()).add(comparison.base)
-    explained_inputs = _inputs_after_failures(comparisons)
+    records = _Records(comparisons, descendants)
     seen: set[tuple[str, str, str]] = set()
     found = []
     for comparison in failing:
-        stage = "forward" if comparison.kind == "input" else comparison.kind
-        if (comparison.base, comparison.raw, stage) in seen:
-            continue
         if comparison.kind == "forward" and descendants.get(comparison.base, set()) & failed_forward.get(
             comparison.step, set()
         ):
             continue
-        if comparison.kind == "input" and id(comparison) in explained_inputs:
-            continue
-        seen.add((comparison.base, comparison.raw, stage))
-        found.append(_divergence(comparison))
+        if comparison.kind == "input":
+            caller = records.caller(comparison)
+            if caller is not None and records.inherited_input(comparison, caller):
+                continue
+            divergence = _between(comparison, caller, records)
+        else:
+            divergence = _divergence(comparison)
+        if (divergence.base, divergence.raw, divergence.stage) not in seen:
+            seen.add((divergence.base, divergence.raw, divergence.stage))
+            found.append(divergence)
     return found
 
 
 def _failing(comparisons: list[Comparison], contain: bool) -> tuple[list[Comparison], list[Comparison]]:
-    """Failing comparisons in divergence order, and the contained ones left out."""
+    """Failing comparisons in divergence order, and the contained ones left out.
+
+    Contained: output-gradient differences in a step where no parameter gradient differs,
+    typically a subgradient choice at ties (max pooling over equal values) that the next
+    layer masks and that changes no update. Single-step runs pass ``contain=False``: the raw
+    model's parameter gradients are computed from the base's output gradients there, so
+    they cannot show a backward difference.
+    """
     failing = [c for c in comparisons if not c.ok]
     steps_with_grad_failures = {c.step for c in failing if c.kind == "grad"}
     contained = [c for c in failing if contain and c.kind == "backward" and c.step not in steps_with_grad_failures]
@@ -303,19 +299,82 @@ def _failing(comparisons: list[Comparison], contain: bool) -> tuple[list[Compari
     return ordered, contained
 
 
-def _inputs_after_failures(comparisons: list[Comparison]) -> set[int]:
-    """Ids of failing input comparisons whose nearest earlier forward comparison failed too."""
-    explained = set()
-    last_forward_failed = False
-    step = -1
-    for comparison in comparisons:
-        if comparison.step != step:
-            step, last_forward_failed = comparison.step, False
-        if comparison.kind == "forward":
-            last_forward_failed = not comparison.ok
-        elif comparison.kind == "input" and not comparison.ok and last_forward_failed:
-            explained.add(id(comparison))
-    return explained
+class _Records:
+    """A run's comparisons in record order, and the layer calls they make up."""
+
+    def __init__(self, comparisons: list[Comparison], descendants: dict[str, set[str]]) -> None:
+        self.comparisons = comparisons
+        self.descendants = descendants
+        self.position = {id(comparison): index for index, comparison in enumerate(comparisons)}
+        self.raw_of: dict[tuple[int, str], str] = {}  # (step, base path) -> raw path, of the layers compared
+        for comparison in comparisons:
+            self.raw_of.setdefault((comparison.step, comparison.base), comparison.raw)
+
+    def caller(self, comparison: Comparison) -> str | None:
+        """The base path of the innermost layer compared in ``comparison``'s step that holds its layer."""
+        holders = [
+            path
+            for step, path in self.raw_of
+            if step == comparison.step and comparison.base in self.descendants.get(path, set())
+        ]
+        return min(holders, key=lambda path: len(self.descendants[path]), default=None)
+
+    def caller_call(self, comparison: Comparison, caller: str) -> list[Comparison]:
+        """The records of ``caller``'s call that ``comparison`` (a layer input) is part of, up to it:
+        those after the caller's last forward output before it."""
+        position = self.position[id(comparison)]
+        start = position
+        while start > 0:
+            earlier = self.comparisons[start - 1]
+            if earlier.step != comparison.step or (earlier.base == caller and earlier.kind == "forward"):
+                break
+            start -= 1
+        return self.comparisons[start:position]
+
+    def inherited_input(self, comparison: Comparison, caller: str) -> bool:
+        """Whether a differing layer input is explained within its caller's call: an output of a layer
+        in the caller differed before it, or the caller's own input did (and came in with it)."""
+        inside = self.descendants.get(caller, set())
+        return any(
+            not earlier.ok
+            and (
+                (earlier.kind == "forward" and earlier.base in inside)
+                or (earlier.kind == "input" and earlier.base == caller)
+            )
+            for earlier in self.caller_call(comparison, caller)
+        )
+
+
+def _between(comparison: Comparison, caller: str | None, records: _Records) -> Divergence:
+    """A differing layer input that the layers before it in its caller's call do not explain, named at the
+    caller: the code of the caller's forward that computes it differs (at the input where no caller is compared)."""
+    verdict = comparison.verdict
+    what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
+    where = f"base {quoted_path(comparison.base)} / raw {quoted_path(comparison.raw)}"
+    step = f"step {comparison.step}, " if comparison.step else ""
+    call = f"({step}call {comparison.call}, input {comparison.index})"
+    if not comparison.base:
+        message = f"the model input differs {call}: {what}; the two runs were given different data"
+        return Divergence("", comparison.raw, "input", message, comparison.step)
+    if caller is None:
+        message = (
+            f"the input differs at {where} {call}: {what}; the layers before it agree, so look at the code "
+            "in its caller's forward that computes this input (the caller is not compared)"
+        )
+        return Divergence(comparison.base, comparison.raw, "input", message, comparison.step)
+    before = [c for c in records.caller_call(comparison, caller) if c.kind == "forward"]
+    caller_raw = records.raw_of[(comparison.step, caller)]
+    holder = f"base {quoted_path(caller)} / raw {quoted_path(caller_raw)}"
+    after = (
+        f"right after base {quoted_path(before[-1].base)} / raw {quoted_path(before[-1].raw)} agreed"
+        if before
+        else "though no layer ran before it in that call"
+    )
+    message = (
+        f"forward differs at {holder}: the layers inside it agree given the base's inputs, but the input of "
+        f"{where} {call} differs {after} ({what}): the code between them in the forward of {holder} differs"
+    )
+    return Divergence(caller, caller_raw, "forward", message, comparison.step)
 
 
 def _divergence(comparison: Comparison) -> Divergence:
@@ -325,13 +384,8 @@ def _divergence(comparison: Comparison) -> Divergence:
     tensor = comparison.stage.partition(":")[2]
     where = f"base {quoted_path(comparison.base)} / raw {quoted_path(comparison.raw)}"
     step = f"step {comparison.step}, " if comparison.step else ""
-    call = f"({step}call {comparison.call}, {'input' if kind == 'input' else 'output'} {comparison.index})"
-    if kind == "input":
-        message = (
-            f"the input differs at {where} {call}: {what}; the layers before it agree, so look at the code "
-            "in its caller's forward that computes this input"
-        )
-    elif kind == "grad":
+    call = f"({step}call {comparison.call}, output {comparison.index})"
+    if kind == "grad":
         message = f"the gradient of {tensor!r} differs at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
     elif kind == "weights":
         message = f"{tensor!r} differs after the optimizer step at {where} ({step.rstrip(', ') or 'step 0'}): {what}"
@@ -400,8 +454,9 @@ def build_report(
     """
     mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
     comparisons = attribute(comparisons, mismatched, inherit)
-    divergence, contained = first_divergence(comparisons, contain)
+    _, contained = _failing(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
+    divergence = divergences[0] if divergences else None
     if divergence is not None and recorded is not None:
         explained = input_explained(divergence, recorded)
         divergences = [explained if found == divergence else found for found in divergences]
