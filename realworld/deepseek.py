@@ -8,7 +8,9 @@ mixture of experts: a sigmoid top-k router (``mlp.gate``, a plain weight, ``[exp
 hidden]`` in HuggingFace and ``[hidden, experts]`` in paddleformers), routed
 ``mlp.experts.N`` and ``mlp.shared_experts``. paddleformers' config needs the
 sequence length (``seq_length``: its attention reshapes to it) and a YaRN
-``rope_scaling`` (its rotary embedding accepts no other).
+``rope_scaling`` (its rotary embedding accepts no other), and both run
+``sdpa`` attention (paddleformers 0.4.1's eager MLA attention leaves the scores
+unscaled; see FINDINGS.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ _CONFIG = {
         "mscale_all_dim": 1.0,
     },
     "seq_length": SEQUENCE,
+    # paddleformers' eager attention for DeepSeek scales the query by softmax_scale * sqrt(head_dim) for a flash
+    # kernel that divides by sqrt(head_dim), then multiplies the scores by that same factor instead: no 1/sqrt(d)
+    "_attn_implementation": "sdpa",
     "max_position_embeddings": POSITIONS,
     "rms_norm_eps": 1e-6,
     "initializer_range": 0.2,  # weights of a trained model's size, so a planted bug shows above bfloat16 noise
