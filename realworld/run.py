@@ -28,6 +28,7 @@ FAMILIES = (
     llama.FAMILY,
     qwen2moe.FAMILY,
     qwen3.FAMILY,
+    qwen3.MOE_FAMILY,
     ernie45.FAMILY,
     gptoss.FAMILY,
     deepseek.FAMILY,
