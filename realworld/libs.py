@@ -12,6 +12,8 @@ from transformers import (
     DeepseekV3Model,
     Ernie4_5Config,
     Ernie4_5Model,
+    Glm4MoeConfig,
+    Glm4MoeModel,
     GptOssConfig,
     GptOssModel,
     LlamaConfig,
@@ -40,6 +42,8 @@ from paddleformers.transformers import GptOssConfig as PaddleGptOssConfig  # iso
 from paddleformers.transformers import GptOssModel as PaddleGptOssModel  # isort: skip
 from paddleformers.transformers import DeepseekV3Config as PaddleDeepseekV3Config  # isort: skip
 from paddleformers.transformers import DeepseekV3Model as PaddleDeepseekV3Model  # isort: skip
+from paddleformers.transformers import Glm4MoeConfig as PaddleGlm4MoeConfig  # isort: skip
+from paddleformers.transformers import Glm4MoeModel as PaddleGlm4MoeModel  # isort: skip
 
 __all__ = [
     "BertConfig",
@@ -48,6 +52,8 @@ __all__ = [
     "DeepseekV3Model",
     "Ernie4_5Config",
     "Ernie4_5Model",
+    "Glm4MoeConfig",
+    "Glm4MoeModel",
     "GptOssConfig",
     "GptOssModel",
     "LlamaConfig",
@@ -58,6 +64,8 @@ __all__ = [
     "PaddleDeepseekV3Model",
     "PaddleErnie4_5Config",
     "PaddleErnie4_5Model",
+    "PaddleGlm4MoeConfig",
+    "PaddleGlm4MoeModel",
     "PaddleGptOssConfig",
     "PaddleGptOssModel",
     "PaddleLlamaConfig",

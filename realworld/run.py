@@ -18,7 +18,7 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from realworld import bert, deepseek, ernie45, gptoss, llama, qwen2moe, qwen3, resnet
+from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2moe, qwen3, resnet
 from realworld.common import Case, cases, output_error, run_model
 
 import padiff_graph as pg  # isort: skip
@@ -32,6 +32,7 @@ FAMILIES = (
     ernie45.FAMILY,
     gptoss.FAMILY,
     deepseek.FAMILY,
+    glm4moe.FAMILY,
     resnet.RESNET18,
     resnet.RESNET50,
 )
