@@ -1,4 +1,4 @@
-"""GPT-OSS (mixture of experts): HuggingFace ``transformers.GptOssModel`` against ``paddleformers.transformers.GptOssModel``.
+"""GPT-OSS (mixture of experts): HuggingFace ``transformers.GptOssModel`` against paddleformers' ``GptOssModel``.
 
 Same attribute names on both sides: attention with biases and one learned sink
 logit per head (``self_attn.sinks``), a top-k router with a bias
