@@ -8,10 +8,22 @@ imported here first, and ``paddleformers`` after it.
 from transformers import (
     BertConfig,
     BertModel,
+    DeepseekV3Config,
+    DeepseekV3Model,
+    Ernie4_5Config,
+    Ernie4_5Model,
+    Glm4MoeConfig,
+    Glm4MoeModel,
+    GptOssConfig,
+    GptOssModel,
     LlamaConfig,
     LlamaModel,
     Qwen2MoeConfig,
     Qwen2MoeModel,
+    Qwen3Config,
+    Qwen3Model,
+    Qwen3MoeConfig,
+    Qwen3MoeModel,
 )
 
 from paddleformers.transformers import BertConfig as PaddleBertConfig  # isort: skip
@@ -20,18 +32,54 @@ from paddleformers.transformers import LlamaConfig as PaddleLlamaConfig  # isort
 from paddleformers.transformers import LlamaModel as PaddleLlamaModel  # isort: skip
 from paddleformers.transformers import Qwen2MoeConfig as PaddleQwen2MoeConfig  # isort: skip
 from paddleformers.transformers import Qwen2MoeModel as PaddleQwen2MoeModel  # isort: skip
+from paddleformers.transformers import Qwen3Config as PaddleQwen3Config  # isort: skip
+from paddleformers.transformers import Qwen3Model as PaddleQwen3Model  # isort: skip
+from paddleformers.transformers import Qwen3MoeConfig as PaddleQwen3MoeConfig  # isort: skip
+from paddleformers.transformers import Qwen3MoeModel as PaddleQwen3MoeModel  # isort: skip
+from paddleformers.transformers import Ernie4_5Config as PaddleErnie4_5Config  # isort: skip
+from paddleformers.transformers import Ernie4_5Model as PaddleErnie4_5Model  # isort: skip
+from paddleformers.transformers import GptOssConfig as PaddleGptOssConfig  # isort: skip
+from paddleformers.transformers import GptOssModel as PaddleGptOssModel  # isort: skip
+from paddleformers.transformers import DeepseekV3Config as PaddleDeepseekV3Config  # isort: skip
+from paddleformers.transformers import DeepseekV3Model as PaddleDeepseekV3Model  # isort: skip
+from paddleformers.transformers import Glm4MoeConfig as PaddleGlm4MoeConfig  # isort: skip
+from paddleformers.transformers import Glm4MoeModel as PaddleGlm4MoeModel  # isort: skip
 
 __all__ = [
     "BertConfig",
     "BertModel",
+    "DeepseekV3Config",
+    "DeepseekV3Model",
+    "Ernie4_5Config",
+    "Ernie4_5Model",
+    "Glm4MoeConfig",
+    "Glm4MoeModel",
+    "GptOssConfig",
+    "GptOssModel",
     "LlamaConfig",
     "LlamaModel",
     "PaddleBertConfig",
     "PaddleBertModel",
+    "PaddleDeepseekV3Config",
+    "PaddleDeepseekV3Model",
+    "PaddleErnie4_5Config",
+    "PaddleErnie4_5Model",
+    "PaddleGlm4MoeConfig",
+    "PaddleGlm4MoeModel",
+    "PaddleGptOssConfig",
+    "PaddleGptOssModel",
     "PaddleLlamaConfig",
     "PaddleLlamaModel",
     "PaddleQwen2MoeConfig",
     "PaddleQwen2MoeModel",
+    "PaddleQwen3Config",
+    "PaddleQwen3Model",
+    "PaddleQwen3MoeConfig",
+    "PaddleQwen3MoeModel",
     "Qwen2MoeConfig",
     "Qwen2MoeModel",
+    "Qwen3Config",
+    "Qwen3Model",
+    "Qwen3MoeConfig",
+    "Qwen3MoeModel",
 ]

@@ -18,12 +18,24 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from realworld import bert, llama, qwen2moe, resnet
+from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2moe, qwen3, resnet
 from realworld.common import Case, cases, output_error, run_model
 
 import padiff_graph as pg  # isort: skip
 
-FAMILIES = (bert.FAMILY, llama.FAMILY, qwen2moe.FAMILY, resnet.RESNET18, resnet.RESNET50)
+FAMILIES = (
+    bert.FAMILY,
+    llama.FAMILY,
+    qwen2moe.FAMILY,
+    qwen3.FAMILY,
+    qwen3.MOE_FAMILY,
+    ernie45.FAMILY,
+    gptoss.FAMILY,
+    deepseek.FAMILY,
+    glm4moe.FAMILY,
+    resnet.RESNET18,
+    resnet.RESNET50,
+)
 #: ``max|raw - base| / max|base|`` of the final outputs up to which they agree
 OUTPUT_TOLERANCE = {"fp32": 1e-4, "bf16-base": 5e-2}
 

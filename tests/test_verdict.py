@@ -233,3 +233,30 @@ def test_single_step_feeds_a_broadcast_table_in_the_raw_tensors_shape(torch_is_b
     assert report.ok, report.first_divergence
     fed = [c for c in report.comparisons if c.base == "pos" and c.stage in ("input", "backward")]
     assert fed and all(c.ok for c in fed)
+
+
+class TorchLargest(torch.nn.Module):
+    """Keeps the largest entry of each row: a discrete choice, as a router's top-k is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (x == x.max(-1, keepdim=True).values).to(x.dtype)
+
+
+class PaddleLargest(paddle.nn.Layer):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x * (x == x.max(-1, keepdim=True)).astype(x.dtype)
+
+
+def test_a_choice_flipped_by_the_base_dtype_rounding_its_input_is_not_blamed_on_the_caller() -> None:
+    base = torch.nn.Sequential(torch.nn.Linear(4, 4), TorchLargest()).eval()
+    with torch.no_grad():
+        base[0].weight.copy_(torch.eye(4))
+        base[0].bias.zero_()
+    base = base.to(torch.bfloat16)
+    raw = paddle.nn.Sequential(paddle.nn.Linear(4, 4), PaddleLargest())
+    raw.eval()
+    # bfloat16 rounds 1.001 to 1.0: a tie on the base side, a clear winner on the raw side
+    x = np.array([[1.0, 1.001, 0.0, 0.0], [0.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    report = diff(base, raw, [x])
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "its input agrees" in report.first_divergence.message

@@ -92,3 +92,57 @@ def test_ignored_subtrees_are_neither_copied_nor_compared() -> None:
     result = diff(base, raw, [np.ones((2, 4), np.float32)], layer_map, assign=False)
     assert not any(c.base.startswith("1") for c in result.comparisons)
     assert any(c.base == "0" for c in result.comparisons)
+
+
+class TorchRotary(torch.nn.Module):
+    """A rotary table whose frequencies are a non-persistent buffer (kept out of the state dict)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, 8, 2) / 8), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.cat([self.inv_freq, self.inv_freq])
+
+
+class PaddleRotary(paddle.nn.Layer):
+    """The same table with its frequencies a frozen parameter (in the state dict)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        frequencies = 1.0 / 10000 ** (paddle.arange(0, 8, 2, dtype="float32") / 8)
+        self.inv_freq = self.create_parameter([4], default_initializer=paddle.nn.initializer.Assign(frequencies))
+        self.inv_freq.stop_gradient = True
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x * paddle.concat([self.inv_freq, self.inv_freq])
+
+
+class TorchWithRotary(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 8)
+        self.rotary = TorchRotary()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rotary(self.proj(x))
+
+
+class PaddleWithRotary(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = paddle.nn.Linear(8, 8)
+        self.rotary = PaddleRotary()
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.rotary(self.proj(x))
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_derived_table_as_buffer_on_one_side_and_frozen_parameter_on_the_other_pairs(forward: bool) -> None:
+    torch_model, paddle_model = TorchWithRotary(), PaddleWithRotary()
+    base, raw = (torch_model, paddle_model) if forward else (paddle_model, torch_model)
+    layer_map = suggest_map(base, raw)
+    assert {pair.base: pair.raw for pair in layer_map.pairs}["rotary"] == "rotary"
+    assign_weights(base, raw, layer_map)
+    np.testing.assert_allclose(paddle_model.rotary.inv_freq.numpy(), torch_model.rotary.inv_freq.numpy(), rtol=1e-6)

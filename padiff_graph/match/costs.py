@@ -22,7 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from padiff_graph.core.tree import relative_path
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, layer_side
 from padiff_graph.knowledge.families import CONTAINER, NAME_SYNONYMS
-from padiff_graph.match.features import TreeFeatures
+from padiff_graph.match.features import TreeFeatures, shape_key
 from padiff_graph.match.offsets import index_offsets, renumber, renumbering
 from padiff_graph.match.options import MatchOptions
 
@@ -198,7 +198,19 @@ class Scorer:
             return similarity >= self.options.min_container_similarity
         if base_leaf and raw_leaf and not base_owns and not raw_owns:
             return base.family[base_path] == raw.family[raw_path]
-        return False
+        return base_leaf and raw_leaf and self._same_tensors_held(base_path, raw_path)
+
+    def _same_tensors_held(self, base_path: str, raw_path: str) -> bool:
+        """Whether two leaves hold the same tensors by name and shape, counting those kept out of the state.
+
+        A constant derived from the config (a rotary table's ``inv_freq``) is a
+        non-persistent buffer on one side and a frozen parameter on the other:
+        only one side counts it as state, yet the two are the same layer.
+        """
+        base_nodes, raw_nodes = self.base.tree.nodes, self.raw.tree.nodes
+        base_held = sorted((t.name, shape_key(t.shape)) for t in base_nodes[base_path]["tensors"])
+        raw_held = sorted((t.name, shape_key(t.shape)) for t in raw_nodes[raw_path]["tensors"])
+        return bool(base_held) and base_held == raw_held
 
     def _fits(self, base_path: str, raw_path: str, conversion: Conversion) -> bool:
         """Whether the conversion pairs the two layers' tensors with consistent shapes.

@@ -8,7 +8,11 @@ keeping only the suspect layer's inputs and output at the diverging call; the ra
 layer then runs alone on those inputs. If it reproduces the base output (within
 its dtype's noise floor) the fault is in the code that computed its input, and
 the divergence is named at the nearest compared layer above it; otherwise the
-replay's error is the layer's own, and the message says so.
+replay's error is the layer's own, and the message says so. Unless the raw
+layer's own input agrees with the base's within the noise floor: then the layer
+turned rounding noise into another output (a router's top-k near a tie in a
+bfloat16 base), the divergence stays at it, and the message says the tool is
+not sure it is a fault of the port.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ def confirmed(
     if not verdict.ok:
         own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
         found = replace(first, message=first.message + own)
+    elif _inputs_agree(base, raw, arguments, failing, tolerance):
+        unsure = (
+            "; its input agrees with the base's within the noise floor, and given the base layer's inputs the raw "
+            f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
+            "output (a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
+        )
+        found = replace(first, message=first.message + unsure)
     else:
         unlike = {pair.base for pair in report.not_compared}
         called = raw_tree.graph.get("call_order")
@@ -94,7 +105,7 @@ def replay(
 ) -> Verdict | None:
     """The raw layer run alone on the base layer's inputs of the failing call, against the base output;
     ``None`` where the inputs cannot be carried over or the layer fails on them."""
-    captured = _capture(base, arguments[0], failing)
+    captured = _capture(base, arguments[0], failing.base, failing)
     if captured is None:
         return None
     inputs, expected, dtype = captured
@@ -114,10 +125,30 @@ def replay(
     return tolerance.verdict(expected, adapter.to_numpy(output), dtype, adapter.dtype_name(output))
 
 
-def _capture(base: Side, arguments: CallArguments, failing: Comparison) -> tuple[Any, np.ndarray, str] | None:
-    """The base layer's inputs (tensors as arrays) and output at the failing call, from a run without gradients."""
-    adapter = base.adapter
-    layer = adapter.named_layers(base.model).get(failing.base)
+def _inputs_agree(
+    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
+) -> bool:
+    """Whether the two layers' input tensors at the failing call agree within their dtypes' noise floor."""
+    base_call = _capture(base, arguments[0], failing.base, failing)
+    raw_call = _capture(raw, arguments[1], failing.raw, failing)
+    if base_call is None or raw_call is None:
+        return False
+    base_inputs, raw_inputs = list(iter_tensors(base_call[0], _is_array)), list(iter_tensors(raw_call[0], _is_array))
+    return len(base_inputs) == len(raw_inputs) and all(
+        tolerance.verdict(b, r, base_call[2], raw_call[2]).ok for b, r in zip(base_inputs, raw_inputs, strict=True)
+    )
+
+
+def _is_array(value: object) -> bool:
+    return isinstance(value, np.ndarray)
+
+
+def _capture(
+    side: Side, arguments: CallArguments, path: str, failing: Comparison
+) -> tuple[Any, np.ndarray, str] | None:
+    """The layer's inputs (tensors as arrays) and output at the failing call, from a run without gradients."""
+    adapter = side.adapter
+    layer = adapter.named_layers(side.model).get(path)
     if layer is None:  # a fused layer's parts
         return None
     calls = [0]
@@ -137,9 +168,9 @@ def _capture(base: Side, arguments: CallArguments, failing: Comparison) -> tuple
 
     handles = [adapter.add_input_hook(layer, enter), adapter.add_forward_hook(layer, leave)]
     try:
-        with hooks(handles), adapter.no_grad(), adapter.autocast(base.model, base.amp):
-            base.model(*arguments.args, **arguments.kwargs)
-    except Exception:  # the base ran this forward before: a failure now only means no replay
+        with hooks(handles), adapter.no_grad(), adapter.autocast(side.model, side.amp):
+            side.model(*arguments.args, **arguments.kwargs)
+    except Exception:  # the model ran this forward before: a failure now only means no replay
         return None
     if "inputs" not in found or "output" not in found:
         return None
