@@ -18,12 +18,12 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from realworld import bert, llama, qwen2moe, resnet
+from realworld import bert, llama, qwen2moe, resnet, vision
 from realworld.common import Case, cases, output_error, run_model
 
 import padiff_graph as pg  # isort: skip
 
-FAMILIES = (bert.FAMILY, llama.FAMILY, qwen2moe.FAMILY, resnet.RESNET18, resnet.RESNET50)
+FAMILIES = (bert.FAMILY, llama.FAMILY, qwen2moe.FAMILY, resnet.RESNET18, resnet.RESNET50, *vision.FAMILIES)
 #: ``max|raw - base| / max|base|`` of the final outputs up to which they agree
 OUTPUT_TOLERANCE = {"fp32": 1e-4, "bf16-base": 5e-2}
 
