@@ -173,26 +173,29 @@ def randomise_norms(model: Any, seed: int) -> None:
                     tensor.set_value(value.astype(np.float32))
 
 
-def calibrate_batch_norms(model: Any, inputs: dict[str, np.ndarray]) -> None:
-    """Every BatchNorm's running statistics set to those of its input on ``inputs``, as training leaves them.
+def calibrate_batch_norms(model: Any, inputs: dict[str, np.ndarray], batch: int = 16) -> None:
+    """Every BatchNorm's running statistics set to those of its input on ``batch`` random samples shaped like
+    ``inputs``' (floating arrays only), as training leaves them.
 
     Drawn statistics suit shallow stacks; through MobileNet's depthwise convolutions
     (initialised for a fan-out many times their fan-in) the input's signal shrinks
     under the BatchNorm shifts until the output no longer depends on the input, and
     no bug could show there. Each side calibrates with its own random weights, so its
-    statistics still differ from the other side's until they are copied.
+    statistics still differ from the other side's until they are copied. A batch
+    larger than the test's keeps a deep layer's few pixels from giving a channel a
+    near-zero variance, which would amplify rounding noise.
     """
+    rng = np.random.default_rng(7)
+    samples = {k: rng.standard_normal((batch, *v.shape[1:]), dtype=np.float32) for k, v in inputs.items()}
     torch_side = isinstance(model, torch.nn.Module)
     norms = [
-        layer
-        for layer in (model.modules() if torch_side else model.sublayers())
-        if "BatchNorm" in type(layer).__name__
+        layer for layer in (model.modules() if torch_side else model.sublayers()) if "BatchNorm" in type(layer).__name__
     ]
     momenta = [layer.momentum if torch_side else layer._momentum for layer in norms]
     for layer in norms:  # torch keeps ``momentum`` of the batch, paddle ``momentum`` of the old statistics
         setattr(layer, "momentum" if torch_side else "_momentum", 1.0 if torch_side else 0.0)
         layer.train()
-    run_model(model, inputs)
+    run_model(model, samples)
     for layer, momentum in zip(norms, momenta, strict=True):
         setattr(layer, "momentum" if torch_side else "_momentum", momentum)
         layer.eval()

@@ -38,7 +38,7 @@ def torchvision_resnet() -> types.ModuleType:
 
 
 def torchvision_models(name: str) -> types.ModuleType:
-    """``torchvision.models.<name>`` (``"mobilenetv2"``, ``"densenet"``...), without torchvision's package ``__init__``."""
+    """``torchvision.models.<name>`` (``"densenet"``...), without running torchvision's package ``__init__``."""
     module = f"torchvision.models.{name}"
     if module in sys.modules:
         return sys.modules[module]

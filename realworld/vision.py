@@ -135,7 +135,10 @@ def _mobilenet_v3_small_pairs() -> dict[str, str]:
                 pairs.update({f"{torch_path}.{c}": f"{paddle_path}.{c}" for c in _SE_CHILDREN})
             else:
                 activation = part != "linear_conv"
-                torch_paths, paddle_paths = _conv_norm_act(torch_path, activation), _conv_norm_act(paddle_path, activation)
+                torch_paths, paddle_paths = (
+                    _conv_norm_act(torch_path, activation),
+                    _conv_norm_act(paddle_path, activation),
+                )
                 pairs.update(zip(torch_paths, paddle_paths, strict=True))
     last = f"features.{len(_MOBILENET_V3_SMALL_BLOCKS) + 1}"
     pairs.update(zip(_conv_norm_act(last), _conv_norm_act("lastconv"), strict=True))
