@@ -16,6 +16,7 @@ the pair of matched tensor-holding layers called just before and just after it.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 from padiff_graph.knowledge.families import CONTAINER, RANDOM_FAMILIES
 from padiff_graph.match.costs import Scorer
@@ -25,13 +26,17 @@ from padiff_graph.match.store import MappingStore
 #: The matcher stage name of a mismatch pair (``LayerPair.stage``).
 MISMATCH_STAGE = "class-mismatch"
 
+#: A place a free leaf can be alone in: its matched parent, or its matched neighbours in call order.
+Slot = TypeVar("Slot", bound=Hashable)
+
 #: Families that pass their input on unchanged (in eval mode): a layer of one of these
 #: beside another layer says nothing about a port computing something else there.
 _PASS_THROUGH = RANDOM_FAMILIES | {"identity"}
 
 
 def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
-    """Pair the free parameter-less leaves that are alone in their matched parent on both sides.
+    """Pair the free parameter-less leaves that are alone in their matched parent on both sides, then
+    those alone between the same two matched tensor-holding layers in call order.
 
     Leaves of one family are a plain pair (a port that calls its activation after another
     sibling than the base does, an expert the traced sample did not reach); of different
@@ -55,8 +60,8 @@ def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
 def _pair_lone(
     scorer: Scorer,
     store: MappingStore,
-    base_slots: Mapping[Hashable, list[str]],
-    raw_slots: Mapping[Hashable, list[str]],
+    base_slots: Mapping[Slot, list[str]],
+    raw_slots: Mapping[Slot, list[str]],
 ) -> None:
     """Pair the leaves alone in the same slot on both sides (a mismatch if their families differ)."""
     base, raw = scorer.base, scorer.raw
