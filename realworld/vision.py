@@ -253,11 +253,12 @@ DENSENET_121 = _family(
 # --- ShuffleNetV2 x0.5: paddle groups torchvision's flat branches into conv-norm(-activation) triples ------
 
 _SHUFFLENET_REPEATS = (4, 8, 4)
-#: torchvision's branch index -> paddle's (group, index in group), for the first (downsampling) block of a stage
+#: paddle's group for each layer of torchvision's flat branches (by index), in a stage's first (downsampling) block
 _DOWNSAMPLING = {
     "branch1": ("_conv_dw_1", "_conv_dw_1", "_conv_linear_1", "_conv_linear_1", "_conv_linear_1"),
     "branch2": ("_conv_pw_2",) * 3 + ("_conv_dw_2",) * 2 + ("_conv_linear_2",) * 3,
 }
+#: the same in every other block, which leaves its input's first half alone (no ``branch1``)
 _BASIC = {"branch2": ("_conv_pw",) * 3 + ("_conv_dw",) * 2 + ("_conv_linear",) * 3}
 
 
