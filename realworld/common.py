@@ -10,7 +10,7 @@ side is the port (and carries the planted bug).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,10 @@ class Family:
     inputs: Callable[[], dict[str, np.ndarray]]
     pairs: dict[str, str]
     bugs: tuple[Bug, ...]
+    #: input names the paddle model's ``forward`` spells otherwise (torch name -> paddle name)
+    paddle_input_names: dict[str, str] = field(default_factory=dict)
+    #: set BatchNorm statistics from the inputs (see :func:`calibrate_batch_norms`) instead of drawing them
+    calibrate: bool = False
 
 
 @dataclass
@@ -86,20 +90,28 @@ def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Ca
         torch_model, paddle_model = family.torch_model(), family.paddle_model()
         randomise_norms(torch_model, seed=1)
         randomise_norms(paddle_model, seed=2)
+        inputs: Any = family.inputs()
+        torch_inputs: Any = inputs
+        paddle_inputs = {family.paddle_input_names.get(k, k): v for k, v in inputs.items()}
+        if family.calibrate:
+            calibrate_batch_norms(torch_model, torch_inputs)
+            calibrate_batch_norms(paddle_model, paddle_inputs)
         if bug is not None:
             if forward:
                 bug.plant_paddle(paddle_model)
             else:
                 bug.plant_torch(torch_model)
-        inputs: Any = family.inputs()
         if precision == "bf16-base":
             torch_model = torch_model.to(torch.bfloat16)
-            base_inputs = {
+            torch_inputs = {
                 k: torch.from_numpy(v).to(torch.bfloat16) if v.dtype.kind == "f" else torch.from_numpy(v)
                 for k, v in inputs.items()
             }
-            inputs = (base_inputs, inputs)
-        return (torch_model, paddle_model, inputs) if forward else (paddle_model, torch_model, inputs)
+        elif paddle_inputs == inputs:
+            return (torch_model, paddle_model, inputs) if forward else (paddle_model, torch_model, inputs)
+        if forward:
+            return torch_model, paddle_model, (torch_inputs, paddle_inputs)
+        return paddle_model, torch_model, (paddle_inputs, torch_inputs)
 
     return Case(
         family.model,
@@ -159,6 +171,34 @@ def randomise_norms(model: Any, seed: int) -> None:
                 value = _draw(rng, name, tuple(tensor.shape))
                 if value is not None:
                     tensor.set_value(value.astype(np.float32))
+
+
+def calibrate_batch_norms(model: Any, inputs: dict[str, np.ndarray], batch: int = 16) -> None:
+    """Every BatchNorm's running statistics set to those of its input on ``batch`` random samples shaped like
+    ``inputs``' (floating arrays only), as training leaves them.
+
+    Drawn statistics suit shallow stacks; through MobileNet's depthwise convolutions
+    (initialised for a fan-out many times their fan-in) the input's signal shrinks
+    under the BatchNorm shifts until the output no longer depends on the input, and
+    no bug could show there. Each side calibrates with its own random weights, so its
+    statistics still differ from the other side's until they are copied. A batch
+    larger than the test's keeps a deep layer's few pixels from giving a channel a
+    near-zero variance, which would amplify rounding noise.
+    """
+    rng = np.random.default_rng(7)
+    samples = {k: rng.standard_normal((batch, *v.shape[1:]), dtype=np.float32) for k, v in inputs.items()}
+    torch_side = isinstance(model, torch.nn.Module)
+    norms = [
+        layer for layer in (model.modules() if torch_side else model.sublayers()) if "BatchNorm" in type(layer).__name__
+    ]
+    momenta = [layer.momentum if torch_side else layer._momentum for layer in norms]
+    for layer in norms:  # torch keeps ``momentum`` of the batch, paddle ``momentum`` of the old statistics
+        setattr(layer, "momentum" if torch_side else "_momentum", 1.0 if torch_side else 0.0)
+        layer.train()
+    run_model(model, samples)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        setattr(layer, "momentum" if torch_side else "_momentum", momentum)
+        layer.eval()
 
 
 def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -34,15 +34,28 @@ CLASSES, BATCH, SIZE = 10, 2, 64
 
 def torchvision_resnet() -> types.ModuleType:
     """``torchvision.models.resnet``, imported without running torchvision's package ``__init__``."""
-    if "torchvision.models.resnet" in sys.modules:
-        return sys.modules["torchvision.models.resnet"]
+    return torchvision_models("resnet")
+
+
+def torchvision_models(name: str) -> types.ModuleType:
+    """``torchvision.models.<name>`` (``"densenet"``...), without running torchvision's package ``__init__``."""
+    module = f"torchvision.models.{name}"
+    if module in sys.modules:
+        return sys.modules[module]
     root = TORCHVISION / "torchvision"
-    if not (root / "models" / "resnet.py").is_file():
+    if not (root / "models" / f"{name}.py").is_file():
         raise FileNotFoundError(f"no unpacked torchvision wheel at {TORCHVISION} (make realworld unpacks it)")
-    for name, folder in (("torchvision", root), ("torchvision.models", root / "models")):
-        package = types.ModuleType(name)
+    if "torchvision" not in sys.modules:
+        _register_bare_packages(root)
+    return importlib.import_module(module)
+
+
+def _register_bare_packages(root: Path) -> None:
+    """Register ``torchvision``, ``torchvision.models`` and ``torchvision.transforms`` as bare namespaces."""
+    for package_name, folder in (("torchvision", root), ("torchvision.models", root / "models")):
+        package = types.ModuleType(package_name)
         package.__path__ = [str(folder)]
-        sys.modules[name] = package
+        sys.modules[package_name] = package
     transforms = types.ModuleType("torchvision.transforms")
     transforms.__path__ = [str(root / "transforms")]
     sys.modules["torchvision.transforms"] = transforms
@@ -50,7 +63,6 @@ def torchvision_resnet() -> types.ModuleType:
     # package __init__ would have re-exported
     functional = importlib.import_module("torchvision.transforms.functional")
     transforms.InterpolationMode = functional.InterpolationMode  # type: ignore[attr-defined]
-    return importlib.import_module("torchvision.models.resnet")
 
 
 def _pairs(blocks: tuple[int, ...], bottleneck: bool) -> dict[str, str]:

@@ -11,14 +11,18 @@ the planted bug's layer for a bug. A tool error is recorded in the row, never ra
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
 import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2moe, qwen3, resnet
+import torch
+
+from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2moe, qwen3, resnet, vision
 from realworld.common import Case, cases, output_error, run_model
 
 import padiff_graph as pg  # isort: skip
@@ -35,9 +39,12 @@ FAMILIES = (
     glm4moe.FAMILY,
     resnet.RESNET18,
     resnet.RESNET50,
+    *vision.FAMILIES,
 )
-#: ``max|raw - base| / max|base|`` of the final outputs up to which they agree
-OUTPUT_TOLERANCE = {"fp32": 1e-4, "bf16-base": 5e-2}
+#: ``max|raw - base| / max|base|`` of the final outputs up to which they agree; a bfloat16 base is compared
+#: as its float32 copy, where only what it keeps besides its weights (HF's rotary frequencies) is still
+#: rounded to bfloat16 (~7e-4 for Llama)
+OUTPUT_TOLERANCE = {"fp32": 1e-4, "bf16-base": 1e-2}
 
 
 @dataclass
@@ -75,6 +82,21 @@ def _error(stage: str, error: BaseException) -> str:
     return f"{stage}: {type(error).__name__}: {text[:300]} (at {last.filename.split('/')[-1]}:{last.lineno})"
 
 
+def _upcast(base: Any, base_inputs: dict[str, Any], raw_inputs: dict[str, Any]) -> tuple[Any, dict, dict]:
+    """A float32 copy of the bfloat16 base, and both sides' inputs rounded to bfloat16 values.
+
+    With the copied (bfloat16-valued) weights and the same inputs on both sides, the
+    outputs agree to fp32 rounding when the copy is right: this column checks the copy,
+    and leaves the judging of bfloat16 arithmetic (which through a deep MobileNet
+    accumulates to ~0.2 of the logits) to the diff.
+    """
+    upcast = {k: v.float() if v.is_floating_point() else v for k, v in base_inputs.items()}
+    rounded = {
+        k: torch.from_numpy(v).bfloat16().float().numpy() if v.dtype.kind == "f" else v for k, v in raw_inputs.items()
+    }
+    return copy.deepcopy(base).float(), upcast, rounded
+
+
 def run_case(case: Case, single_step: bool = False) -> Row:
     """Measure one case; every stage's exception is recorded and the next stage still runs where it can."""
     expected = list(case.expected) if case.expected else None
@@ -97,7 +119,9 @@ def run_case(case: Case, single_step: bool = False) -> Row:
         row.errors.append(_error("suggest_map", error))
     try:
         pg.assign_weights(base, raw, layer_map)
-        row.output_error = output_error(run_model(base, base_inputs), run_model(raw, raw_inputs))
+        compared = _upcast(base, base_inputs, raw_inputs) if case.precision == "bf16-base" else None
+        base_run, base_run_inputs, raw_run_inputs = compared or (base, base_inputs, raw_inputs)
+        row.output_error = output_error(run_model(base_run, base_run_inputs), run_model(raw, raw_run_inputs))
         row.outputs_agree = row.output_error <= OUTPUT_TOLERANCE[case.precision]
     except Exception as error:
         row.errors.append(_error("assign/run", error))

@@ -118,3 +118,46 @@ def test_a_lone_activation_called_after_another_sibling_still_pairs() -> None:
     assert suggest_map(TorchGated(torch.nn.SiLU()), PaddleGated(paddle.nn.Silu()), X).raw_of("act") == "act"
     report = diff(TorchGated(torch.nn.SiLU()), PaddleGated(paddle.nn.ReLU()), X)
     assert tuple(report.first_divergence) == ("act", "act", "forward")
+
+
+class TorchFlatBranch(torch.nn.Module):
+    """torchvision's way: one flat ``Sequential`` (conv, norm, activation, conv, norm)."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 1)
+        self.branch = torch.nn.Sequential(
+            torch.nn.Conv2d(8, 8, 1),
+            torch.nn.BatchNorm2d(8),
+            act,
+            torch.nn.Conv2d(8, 8, 3, padding=1),
+            torch.nn.BatchNorm2d(8),
+        )
+
+    def forward(self, x):
+        return self.branch(self.stem(x))
+
+
+class PaddleGroupedBranch(paddle.nn.Layer):
+    """paddle.vision's way: the same layers in conv-norm(-activation) groups."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.stem = paddle.nn.Conv2D(3, 8, 1)
+        self.pointwise = paddle.nn.Sequential(paddle.nn.Conv2D(8, 8, 1), paddle.nn.BatchNorm2D(8), act)
+        self.depthwise = paddle.nn.Sequential(paddle.nn.Conv2D(8, 8, 3, padding=1), paddle.nn.BatchNorm2D(8))
+
+    def forward(self, x):
+        return self.depthwise(self.pointwise(self.stem(x)))
+
+
+@pytest.mark.parametrize("torch_is_base", [True, False], ids=["torch-base", "paddle-base"])
+def test_a_wrong_activation_is_named_where_the_sides_group_layers_differently(torch_is_base: bool) -> None:
+    images = {"x": np.random.default_rng(4).standard_normal((2, 3, 6, 6)).astype(np.float32)}
+    torch_model, paddle_model = TorchFlatBranch(torch.nn.GELU()).eval(), PaddleGroupedBranch(paddle.nn.ReLU())
+    paddle_model.eval()
+    base, raw = (torch_model, paddle_model) if torch_is_base else (paddle_model, torch_model)
+    pair = ("branch.2", "pointwise.2") if torch_is_base else ("pointwise.2", "branch.2")
+    assert suggest_map(base, raw, images).raw_of(pair[0]) == pair[1]
+    report = diff(base, raw, images)
+    assert tuple(report.first_divergence) == (*pair, "forward")

@@ -36,6 +36,11 @@ FAMILY_ALIASES: dict[str, str] = {
     },
 }
 
+#: Families that hold the same tensors as a family of the other framework with one class for every
+#: dimension: paddle's legacy ``BatchNorm`` stands for torch's ``BatchNorm1d/2d/3d`` (the conversions
+#: already pair them), so what a container holds is compared under the dimension-free family.
+CONTENT_FAMILIES: dict[str, str] = {f"batchnorm{n}d": "batchnorm" for n in (1, 2, 3)}
+
 #: Families that only group other layers.
 CONTAINER_FAMILIES = frozenset({"sequential", "list", "dict"})
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 from padiff_graph.core.records import TensorInfo
 from padiff_graph.core.tree import ROOT, ModelTree, children, preorder, relative_path
-from padiff_graph.knowledge.families import CONTAINER, TRANSPOSED_LAYOUTS, family_of, significant
+from padiff_graph.knowledge.families import CONTAINER, CONTENT_FAMILIES, TRANSPOSED_LAYOUTS, family_of, significant
 
 Signature = tuple[tuple[int, ...], ...]
 
@@ -140,7 +140,8 @@ class TreeFeatures:
             counter: Counter[tuple[str, Signature]] = Counter()
             for node in [path, *self.kept_descendants(path)]:
                 if self.own[node]:
-                    counter[(self.family[node], self.signature[node])] += 1
+                    family = self.family[node]
+                    counter[(CONTENT_FAMILIES.get(family, family), self.signature[node])] += 1
             self._contents[path] = counter
         return self._contents[path]
 

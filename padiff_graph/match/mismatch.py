@@ -7,12 +7,16 @@ different families, each alone in the same matched parent and called in the
 traced run, are paired here as a *mismatch*: pre-flight reports it (``class-mismatch``)
 and the diff compares their outputs, naming the first that differs. Lone leaves
 of one family pair the same way, where the structural stages miss them because
-the port calls them in another order among their siblings.
+the port calls them in another order among their siblings. Where the two sides
+group layers differently (torchvision's flat ``Sequential`` branch against paddle's
+conv-norm-activation groups), a leaf's parent has no partner; there the place is
+the pair of matched tensor-holding layers called just before and just after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 from padiff_graph.knowledge.families import CONTAINER, RANDOM_FAMILIES
 from padiff_graph.match.costs import Scorer
@@ -22,13 +26,17 @@ from padiff_graph.match.store import MappingStore
 #: The matcher stage name of a mismatch pair (``LayerPair.stage``).
 MISMATCH_STAGE = "class-mismatch"
 
+#: A place a free leaf can be alone in: its matched parent, or its matched neighbours in call order.
+Slot = TypeVar("Slot", bound=Hashable)
+
 #: Families that pass their input on unchanged (in eval mode): a layer of one of these
 #: beside another layer says nothing about a port computing something else there.
 _PASS_THROUGH = RANDOM_FAMILIES | {"identity"}
 
 
 def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
-    """Pair the free parameter-less leaves that are alone in their matched parent on both sides.
+    """Pair the free parameter-less leaves that are alone in their matched parent on both sides, then
+    those alone between the same two matched tensor-holding layers in call order.
 
     Leaves of one family are a plain pair (a port that calls its activation after another
     sibling than the base does, an expert the traced sample did not reach); of different
@@ -38,10 +46,28 @@ def pair_mismatched_leaves(scorer: Scorer, store: MappingStore) -> None:
     base, raw = scorer.base, scorer.raw
     if not base.call_rank or not raw.call_rank:
         return
-    base_slots = _slots(base, store.has_base, lambda path: path)
-    raw_slots = _slots(raw, store.has_raw, store.base_of)
-    for parent, base_leaves in base_slots.items():
-        raw_leaves = raw_slots.get(parent, [])
+    _pair_lone(
+        scorer, store, _slots(base, store.has_base, lambda path: path), _slots(raw, store.has_raw, store.base_of)
+    )
+    _pair_lone(
+        scorer,
+        store,
+        _neighbour_slots(base, store.has_base, lambda path: path),
+        _neighbour_slots(raw, store.has_raw, store.base_of),
+    )
+
+
+def _pair_lone(
+    scorer: Scorer,
+    store: MappingStore,
+    base_slots: Mapping[Slot, list[str]],
+    raw_slots: Mapping[Slot, list[str]],
+) -> None:
+    """Pair the leaves alone in the same slot on both sides (a mismatch if their families differ)."""
+    base, raw = scorer.base, scorer.raw
+    for slot, base_leaves in base_slots.items():
+        raw_leaves = [leaf for leaf in raw_slots.get(slot, []) if not store.has_raw(leaf)]
+        base_leaves = [leaf for leaf in base_leaves if not store.has_base(leaf)]
         if len(base_leaves) != 1 or len(raw_leaves) != 1:
             continue
         base_leaf, raw_leaf = base_leaves[0], raw_leaves[0]
@@ -63,6 +89,27 @@ def _slots(
         key = base_path(parent)
         if key is not None:
             slots.setdefault(key, []).append(path)
+    return slots
+
+
+def _neighbour_slots(
+    features: TreeFeatures, is_matched: Callable[[str], bool], base_path: Callable[[str], str | None]
+) -> dict[tuple[str | None, str | None], list[str]]:
+    """Free called candidate leaves by the matched tensor-holding layers called just before and after them
+    (as base paths; ``None`` at either end of the run)."""
+    slots: dict[tuple[str | None, str | None], list[str]] = {}
+    before: str | None = None
+    pending: list[str] = []
+    for path in sorted(features.call_rank, key=features.call_rank.__getitem__):
+        if features.own.get(path) and is_matched(path):
+            after = base_path(path)
+            for leaf in pending:
+                slots.setdefault((before, after), []).append(leaf)
+            before, pending = after, []
+        elif not is_matched(path) and _candidate(features, path):
+            pending.append(path)
+    for leaf in pending:
+        slots.setdefault((before, None), []).append(leaf)
     return slots
 
 
