@@ -41,10 +41,11 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
+from padiff_graph.run.activations import builtin_activations, records_skipped
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
-from padiff_graph.run.numerics import least_precise
+from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
@@ -255,7 +256,8 @@ def _diff(
             copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
     run_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
     findings = [finding for finding in findings if not _paired_wrapper(finding, run_map)]
-    not_compared = unlike_containers(run_map, base_tree, raw_tree)
+    activations, unapplied = builtin_activations(run_map, base_tree, raw_tree)
+    not_compared = unlike_containers(run_map, base_tree, raw_tree) + unapplied
     layers = (base_adapter.named_layers(base), base_tree), (raw_adapter.named_layers(raw), raw_tree)
     pairs = compared_pairs(run_map, options.selection, *layers, not_compared)
     fused = compared_fused(fused_pairs(layer_map), options.selection, *layers)
@@ -263,7 +265,7 @@ def _diff(
     (base_loss, raw_loss), (base_optimizer, raw_optimizer) = options.loss_fns, options.optimizers
     base_side = Side(base_adapter, base, "base", base_loss, base_optimizer, options.amp[0], watch)
     raw_side = Side(raw_adapter, raw, "raw", raw_loss, raw_optimizer, options.amp[1], watch)
-    plan = Plan(options.forward, options.backward, options.single_step, options.memory_budget_mib)
+    plan = Plan(options.forward, options.backward, options.single_step, options.memory_budget_mib, activations)
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
@@ -281,6 +283,7 @@ def _diff(
     recorded = outcome.comparisons
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
+    skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
     report = build_report(
         outcome.comparisons,
         findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
@@ -288,7 +291,7 @@ def _diff(
         settings,
         with_fused(descendants_of(base_tree), fused),
         unproduced=outcome.unproduced,
-        not_compared=not_compared,
+        not_compared=not_compared + skipped,
         not_fed=outcome.not_fed,
         contain=not options.single_step,
         inherit=not options.single_step,

@@ -259,3 +259,10 @@ def same_setting(left: Any, right: Any) -> bool:
     if isinstance(left, tuple) and isinstance(right, tuple):
         return len(left) == len(right) and all(same_setting(a, b) for a, b in zip(left, right, strict=True))
     return bool(left == right)
+
+
+def builtin_activation(config: Mapping[str, Any]) -> str | None:
+    """The activation a layer applies to its own output, by name: paddle's legacy ``BatchNorm(act="relu")``
+    keeps it as ``_act`` (exported as ``act``); ``None`` for a layer without one."""
+    value = config.get("act")
+    return value.lower() if isinstance(value, str) and value else None

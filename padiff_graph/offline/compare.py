@@ -20,6 +20,7 @@ from padiff_graph.match import match_trees
 from padiff_graph.offline.format import RECORD_STAGES
 from padiff_graph.offline.reader import Dump, load_dump
 from padiff_graph.offline.shards import RunStep, has_layouts
+from padiff_graph.run.activations import builtin_activations, offline_left_out
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, fused_pairs, joined, with_fused
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
@@ -71,7 +72,10 @@ def compare_dumps(
     findings = preflight_trees(base_tree, raw_tree, layer_map)
     fused = fused_pairs(layer_map)
     layer_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
-    not_compared = unlike_containers(layer_map, base_tree, raw_tree)
+    activations, unapplied = builtin_activations(layer_map, base_tree, raw_tree)
+    not_compared = (
+        unlike_containers(layer_map, base_tree, raw_tree) + unapplied + offline_left_out(activations, layer_map)
+    )
     left_out = {(pair.base, pair.raw) for pair in not_compared}
     layer_pairs = [pair for pair in layer_map.active_pairs() if (pair.base, pair.raw) not in left_out]
     tolerance = Tolerance.chosen(atol, rtol, compare_mode, tensor_dtypes(base_tree) | tensor_dtypes(raw_tree))

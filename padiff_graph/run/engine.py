@@ -38,6 +38,7 @@ from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
+from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
@@ -86,12 +87,15 @@ class Plan:
             gradients (backward) into the raw model, so errors do not accumulate.
         memory_budget_mib: base records kept in memory up to this size;
             past it they wait in a spool file (``padiff_graph.run.spill``). ``inf``: no limit.
+        activations: pairs (by base path) whose one layer applies an activation inside
+            (:mod:`padiff_graph.run.activations`).
     """
 
     forward: bool = True
     backward: bool = True
     single_step: bool = False
     memory_budget_mib: float = DEFAULT_BUDGET_MIB
+    activations: Mapping[str, BuiltinActivation] = field(default_factory=dict)
 
 
 def run_step(
@@ -462,9 +466,14 @@ class RawChecker:
         if stored is None:
             return None
         base_value, base_dtype = stored
+        activation = self.plan.activations.get(key.path) if key.stage in ("forward", "backward") else None
+        if activation is not None and (key.stage == "backward" or isinstance(base_value, Summary)):
+            return None  # not the same quantity (padiff_graph.run.activations): neither compared nor fed
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
+            if activation is not None:
+                base_value, raw_value = _activated(activation, base_value, raw_value)
             verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
             raw_path = self.raw_of.get(key.path, key.path)
             nbytes = raw_value.nbytes if isinstance(raw_value, np.ndarray) else 0
@@ -502,7 +511,11 @@ class RawChecker:
         while self._pending and (ahead is None or self._pending_bytes > ahead):
             (base_path, raw_path, stage, call, index), verdict, nbytes = self._pending.popleft()
             self._pending_bytes -= nbytes
-            self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, verdict.result(), self.step))
+            result = verdict.result()
+            activation = self.plan.activations.get(base_path) if stage == "forward" else None
+            if activation is not None:
+                result = replace(result, note="; ".join(filter(None, (result.note, activation.note))))
+            self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, result, self.step))
 
     def _verdict(
         self, key: RecordKey, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str
@@ -584,6 +597,13 @@ class RawChecker:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor, copy=False)
+
+
+def _activated(activation: BuiltinActivation, base: Any, raw: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The pair's outputs with ``activation`` applied to the side whose layer does not apply it."""
+    if activation.inside == "base":
+        return base, activation.apply(raw)
+    return activation.apply(base), raw
 
 
 def _raw_value(value: Callable[[Any], np.ndarray | None], tensors: Mapping[str, Any], name: str) -> np.ndarray | None:
