@@ -265,7 +265,10 @@ def _diff(
     (base_loss, raw_loss), (base_optimizer, raw_optimizer) = options.loss_fns, options.optimizers
     base_side = Side(base_adapter, base, "base", base_loss, base_optimizer, options.amp[0], watch)
     raw_side = Side(raw_adapter, raw, "raw", raw_loss, raw_optimizer, options.amp[1], watch)
-    plan = Plan(options.forward, options.backward, options.single_step, options.memory_budget_mib, activations)
+    containers = frozenset(path for path, below in descendants_of(base_tree).items() if path and below)
+    plan = Plan(
+        options.forward, options.backward, options.single_step, options.memory_budget_mib, activations, containers
+    )
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
@@ -291,7 +294,7 @@ def _diff(
         settings,
         with_fused(descendants_of(base_tree), fused),
         unproduced=outcome.unproduced,
-        not_compared=not_compared + skipped,
+        not_compared=not_compared + skipped + list(outcome.other_outputs.values()),
         not_fed=outcome.not_fed,
         contain=not options.single_step,
         inherit=not options.single_step,

@@ -39,6 +39,7 @@ from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
 from padiff_graph.run.activations import BuiltinActivation
+from padiff_graph.run.containers import NotCompared
 from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
@@ -89,6 +90,10 @@ class Plan:
             past it they wait in a spool file (``padiff_graph.run.spill``). ``inf``: no limit.
         activations: pairs (by base path) whose one layer applies an activation inside
             (:mod:`padiff_graph.run.activations`).
+        containers: base paths of the containers below the root: where their outputs have
+            another number of elements than their partners', the two return different tensors
+            (paddle's DenseNet layer concatenates its input inside, torchvision's block does it
+            outside): not compared, listed in ``DiffOutcome.other_outputs``.
     """
 
     forward: bool = True
@@ -96,6 +101,7 @@ class Plan:
     single_step: bool = False
     memory_budget_mib: float = DEFAULT_BUDGET_MIB
     activations: Mapping[str, BuiltinActivation] = field(default_factory=dict)
+    containers: frozenset[str] = frozenset()
 
 
 def run_step(
@@ -164,6 +170,7 @@ class DiffOutcome:
     ops: OpComparer | None = None
     amp_inactive: list[str] = field(default_factory=list)  # sides whose autocast changed no layer's output dtype
     not_fed: list[str] = field(default_factory=list)  # single-step: raw layer inputs no base input corresponds to
+    other_outputs: dict[tuple[str, str], NotCompared] = field(default_factory=dict)  # Plan.containers
 
     def note_autocast(self, side: Side, recorder: Recorder) -> None:
         """Whether ``side``'s ``amp`` request took effect: some recorded layer output is in its dtype.
@@ -255,6 +262,7 @@ def run_diff(
             outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
             outcome.not_fed += checker.not_fed
+            outcome.other_outputs |= checker.other_outputs
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
 
@@ -457,6 +465,7 @@ class RawChecker:
         self._call: tuple[str, int] | None = None  # the layer call whose inputs are being fed (single-step)
         self._call_inputs: BaseInputs = {}  # its base inputs not fed yet
         self.not_fed: list[str] = []  # raw layer inputs no base input corresponds to (single-step)
+        self.other_outputs: dict[tuple[str, str], NotCompared] = {}  # containers returning other tensors
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
@@ -472,6 +481,12 @@ class RawChecker:
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
+            if key.path in self.plan.containers and _other_tensor(base_value.shape, raw_value.shape):
+                raw_path = self.raw_of.get(key.path, key.path)
+                why = f"the containers return other tensors ({key.stage} shape {list(base_value.shape)} vs "
+                why += f"{list(raw_value.shape)}): code around their layers sits inside one, outside the other"
+                self.other_outputs.setdefault((key.path, raw_path), NotCompared(key.path, raw_path, why))
+                return None
             if activation is not None:
                 base_value, raw_value = _activated(activation, base_value, raw_value)
             verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
@@ -597,6 +612,16 @@ class RawChecker:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor, copy=False)
+
+
+def _other_tensor(base: tuple[int, ...], raw: tuple[int, ...]) -> bool:
+    """Whether two shapes hold different numbers of elements and do not broadcast to each other."""
+    if int(np.prod(base)) == int(np.prod(raw)):
+        return False
+    try:
+        return np.broadcast_shapes(base, raw) not in (base, raw)
+    except ValueError:
+        return True
 
 
 def _activated(activation: BuiltinActivation, base: Any, raw: np.ndarray) -> tuple[Any, np.ndarray]:
