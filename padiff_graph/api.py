@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from padiff_graph.assign.inits import expand_inits
@@ -49,7 +50,7 @@ from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
-from padiff_graph.run.replay import confirmed
+from padiff_graph.run.replay import confirmed, rescued
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -287,6 +288,8 @@ def _diff(
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
+    replayable = not (options.single_step or options.steps > 1 or stateful_in_training(base_tree))
+    replaying = (base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
     report = build_report(
         outcome.comparisons,
         findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
@@ -300,10 +303,9 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
         recorded=recorded,
+        replayed=partial(rescued, *replaying) if replayable else None,
     )
-    if options.single_step or options.steps > 1 or stateful_in_training(base_tree):
-        return report  # a replay runs the base model again: only where that changes nothing in it
-    return confirmed(report, base_side, raw_side, step_inputs.first, tolerance, raw_tree)
+    return confirmed(report, *replaying) if replayable else report  # a replay runs the base model again
 
 
 def _paired_wrapper(finding: Finding, layer_map: LayerMap) -> bool:

@@ -260,3 +260,25 @@ def test_a_choice_flipped_by_the_base_dtype_rounding_its_input_is_not_blamed_on_
     report = diff(base, raw, [x])
     assert tuple(report.first_divergence) == ("1", "1", "forward")
     assert "its input agrees" in report.first_divergence.message
+
+
+def residual_mlp_with_norm(framework, epsilon: float):
+    """:func:`residual_mlp` then an eval-mode batch norm: the norm is judged after twelve layers of noise."""
+    norm = torch.nn.BatchNorm1d(64, epsilon) if framework is torch else paddle.nn.BatchNorm1D(64, epsilon=epsilon)
+    model = (torch.nn if framework is torch else paddle.nn).Sequential(*residual_mlp(framework, 12), norm)
+    model.eval()
+    return model
+
+
+def test_a_fault_under_the_accumulated_bfloat16_noise_is_found_by_replaying_the_layer() -> None:
+    torch.manual_seed(0)
+    x = [np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32) * 4]
+    base = residual_mlp_with_norm(torch, 1e-5).to(torch.bfloat16)
+    assert diff(base, residual_mlp_with_norm(paddle, 1e-5), x).ok
+    # eps 0.1 moves the norm's output by 4.7e-2 of its magnitude: over the floor, but under 8x the noise before it
+    report = diff(base, residual_mlp_with_norm(paddle, 0.1), x)
+    assert tuple(report.first_divergence) == ("12", "12", "forward")
+    assert "given the base layer's inputs the raw layer alone differs by" in report.first_divergence.message
+    norm = next(c for c in report.comparisons if c.base == "12" and c.kind == "forward")
+    assert norm.replayed is not None and not norm.replayed.ok and not norm.verdict.inherited
+    assert "already differs" not in report.first_divergence.message  # the replay, not the noisy input, decides

@@ -13,10 +13,16 @@ layer's own input agrees with the base's within the noise floor: then the layer
 turned rounding noise into another output (a router's top-k near a tie in a
 bfloat16 base), the divergence stays at it, and the message says the tool is
 not sure it is a fault of the port.
+
+Before that, the inherited records whose error grew most over the layers before
+them (:func:`~padiff_graph.run.results.suspects`: a bug under a long bfloat16
+base's noise) are replayed the same way; one whose raw layer alone differs over
+the noise floor is the layer's own error after all (:func:`rescued`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -29,9 +35,31 @@ from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks
 from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.layermap import LayerMap
+from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Tolerance, Verdict
-from padiff_graph.run.results import Comparison, DiffReport, Divergence
+from padiff_graph.run.results import Comparison, DiffReport, Divergence, own_by_replay, suspects
+
+
+def rescued(
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    tolerance: Tolerance,
+    raw_tree: ModelTree,
+    activations: Mapping[str, BuiltinActivation],
+    comparisons: list[Comparison],
+) -> list[Comparison]:
+    """``comparisons`` with each suspect inherited record (:func:`~padiff_graph.run.results.suspects`)
+    failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor."""
+    found: dict[int, Comparison] = {}
+    for comparison, before in suspects(comparisons):
+        if comparison.raw not in raw_tree or stateful_in_training(raw_tree, comparison.raw):
+            continue
+        verdict = replay(base, raw, arguments, comparison, tolerance, activations.get(comparison.base))
+        if verdict is not None and not verdict.ok:
+            found[id(comparison)] = own_by_replay(comparison, before, verdict)
+    return [found.get(id(comparison), comparison) for comparison in comparisons]
 
 
 def confirmed(
@@ -41,6 +69,7 @@ def confirmed(
     arguments: tuple[CallArguments, ...],
     tolerance: Tolerance,
     raw_tree: ModelTree,
+    activations: Mapping[str, BuiltinActivation],
 ) -> DiffReport:
     """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
     (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
@@ -50,7 +79,9 @@ def confirmed(
     if first.raw not in raw_tree or stateful_in_training(raw_tree, first.raw):
         return report  # a fused layer's parts are no one layer to replay
     failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
-    verdict = replay(base, raw, arguments, failing, tolerance)
+    if failing.replayed is not None:
+        return report  # already replayed (:func:`rescued`): its own error
+    verdict = replay(base, raw, arguments, failing, tolerance, activations.get(failing.base))
     if verdict is None:
         return report
     if not verdict.ok:
@@ -101,9 +132,15 @@ def _caller(
 
 
 def replay(
-    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    failing: Comparison,
+    tolerance: Tolerance,
+    activation: BuiltinActivation | None = None,
 ) -> Verdict | None:
-    """The raw layer run alone on the base layer's inputs of the failing call, against the base output;
+    """The raw layer run alone on the base layer's inputs of the failing call, against the base output
+    (after ``activation`` on the side whose layer does not apply it inside, as the run compared them);
     ``None`` where the inputs cannot be carried over or the layer fails on them."""
     captured = _capture(base, arguments[0], failing.base, failing)
     if captured is None:
@@ -122,7 +159,12 @@ def replay(
     if failing.index >= len(outputs):
         return None
     output = outputs[failing.index]
-    return tolerance.verdict(expected, adapter.to_numpy(output), dtype, adapter.dtype_name(output))
+    replayed = adapter.to_numpy(output)
+    if activation is not None and activation.inside == "base":
+        replayed = activation.apply(replayed)
+    elif activation is not None:
+        expected = activation.apply(expected)
+    return tolerance.verdict(expected, replayed, dtype, adapter.dtype_name(output))
 
 
 def _inputs_agree(

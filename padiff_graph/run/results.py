@@ -40,6 +40,8 @@ class Comparison:
     index: int
     verdict: Verdict
     step: int = 0
+    #: The raw layer run alone on the base layer's inputs (:mod:`padiff_graph.run.replay`), where it was.
+    replayed: Verdict | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +203,40 @@ def attribute(
             largest[comparison.step] = max(before, verdict.scaled)
         attributed.append(comparison)
     return attributed
+
+
+#: How many inherited forward records of a one-step run are replayed alone on the base's inputs
+#: (:func:`suspects`): each replay runs the base model once more without gradients.
+REPLAY_SUSPECTS = 4
+
+
+def suspects(comparisons: list[Comparison], limit: int = REPLAY_SUSPECTS) -> list[tuple[Comparison, float]]:
+    """The step-0 forward records marked inherited whose error grew most over the largest before them
+    (a bug under a long low-precision run's noise grows 5x or more, a correct layer's at most 1.8x),
+    at most ``limit`` of them, each with that largest error before it, in record order."""
+    grown: list[tuple[float, int, Comparison, float]] = []
+    largest = 0.0
+    for position, comparison in enumerate(c for c in comparisons if c.step == 0):
+        verdict = comparison.verdict
+        if comparison.kind == "forward" and comparison.base and verdict.inherited and largest:
+            grown.append((verdict.scaled / largest, position, comparison, largest))
+        if np.isfinite(verdict.scaled):
+            largest = max(largest, verdict.scaled)
+    chosen = sorted(grown, key=lambda entry: -entry[0])[:limit]
+    return [(comparison, before) for _, _, comparison, before in sorted(chosen, key=lambda entry: entry[1])]
+
+
+def own_by_replay(comparison: Comparison, before: float, replayed: Verdict) -> Comparison:
+    """An inherited ``comparison`` failed: replayed alone on the base's inputs, the raw layer differs."""
+    verdict = comparison.verdict
+    note = (
+        f"its own error is {verdict.scaled:.1e} of its magnitude (max abs diff {verdict.max_abs:.3g}), which the "
+        f"layers before it (reaching {before:.1e}) could explain, but given the base layer's inputs the raw layer "
+        f"alone differs by {replayed.scaled:.1e} of its magnitude; one layer's noise in this dtype stays under "
+        f"{verdict.floor:.0e}"
+    )
+    failed = replace(verdict, ok=False, inherited=False, note=note)
+    return replace(comparison, verdict=failed, replayed=replayed)
 
 
 def _references(comparisons: list[Comparison]) -> dict[tuple[int, str, str], float]:
@@ -443,22 +479,27 @@ def build_report(
     inherit: bool = True,
     explain: Callable[[Divergence], Divergence] | None = None,
     recorded: list[Comparison] | None = None,
+    replayed: Callable[[list[Comparison]], list[Comparison]] | None = None,
 ) -> DiffReport:
     """The report of a finished run (live or offline): first divergence, all diverging layers, the rest as given.
 
     ``descendants`` maps a base path to the base paths below it; ``explain``
     attaches what op-level comparison found to a divergence; ``recorded``
     (inputs and outputs in record order) says when a diverging layer's input
-    already differed (:func:`input_explained`); ``inherit``: errors the layers
-    before explain are not divergences (:func:`attribute`; off in single-step runs).
+    already differed (:func:`input_explained`, unless a replay told its own error); ``inherit``: errors the layers
+    before explain are not divergences (:func:`attribute`; off in single-step runs); ``replayed``
+    fails the inherited records whose layer, replayed alone, shows an error of its own.
     """
     mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
     comparisons = attribute(comparisons, mismatched, inherit)
+    if replayed is not None:
+        comparisons = replayed(comparisons)
     _, contained = _failing(comparisons, contain)
     divergences = all_divergences(comparisons, descendants, contain)
     divergence = divergences[0] if divergences else None
-    if divergence is not None and recorded is not None:
-        explained = input_explained(divergence, recorded)
+    replayed_layers = {(c.step, c.base) for c in comparisons if c.replayed is not None}
+    if divergence is not None and recorded is not None and (divergence.step, divergence.base) not in replayed_layers:
+        explained = input_explained(divergence, recorded)  # a replay already told the layer's own error
         divergences = [explained if found == divergence else found for found in divergences]
         divergence = explained
     if explain is not None:
