@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, replace, transpose_linear
+from realworld.common import Bug, Family, replace, token_ids, transpose_linear
 from realworld.libs import BertConfig, BertModel, PaddleBertConfig, PaddleBertModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 64, 32, 2, 16
@@ -74,7 +74,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Token ids without the pad id 0 (paddleformers masks pad tokens when no mask is given; HuggingFace does not)."""
-    return {"input_ids": np.random.default_rng(3).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(3, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (

@@ -17,6 +17,8 @@ import numpy as np
 import paddle
 import torch
 
+from padiff_graph.core.records import join_path
+
 TORCH_TO_PADDLE = "torch->paddle"
 PADDLE_TO_TORCH = "paddle->torch"
 
@@ -125,15 +127,23 @@ def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Ca
     )
 
 
-def decoder_pairs(top: list[str], layers: int, per_layer: list[str]) -> dict[str, str]:
+def decoder_pairs(top: list[str], per_layer: list[list[str]]) -> dict[str, str]:
     """The expected map of a decoder stack named alike on both sides: ``top`` layers, then
-    ``layers.N`` and ``layers.N.<name>`` for each name of ``per_layer`` (``""`` is the block itself)."""
+    ``layers.N.<name>`` for each name of ``per_layer[N]`` (``""`` is the block itself)."""
     pairs = {path: path for path in top}
-    for index in range(layers):
-        for name in per_layer:
-            path = f"layers.{index}{'.' if name else ''}{name}"
-            pairs[path] = path
+    for index, names in enumerate(per_layer):
+        pairs.update((path, path) for path in under([f"layers.{index}"], names))
     return pairs
+
+
+def under(prefixes: list[str], names: list[str]) -> list[str]:
+    """Each of ``names`` below each of ``prefixes`` (``""`` is the prefix itself)."""
+    return [join_path(prefix, name) for prefix in prefixes for name in names]
+
+
+def token_ids(seed: int, vocab: int, batch: int, sequence: int) -> dict[str, np.ndarray]:
+    """Random token ids without the pad id 0 (paddleformers masks pad tokens when no mask is given; HF does not)."""
+    return {"input_ids": np.random.default_rng(seed).integers(1, vocab, (batch, sequence), dtype=np.int64)}
 
 
 def seed_everything(seed: int) -> None:

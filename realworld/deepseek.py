@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, set_eps
+from realworld.common import Bug, Family, decoder_pairs, set_eps, token_ids, under
 from realworld.libs import DeepseekV3Config, DeepseekV3Model, PaddleDeepseekV3Config, PaddleDeepseekV3Model
 
 VOCAB, HIDDEN, LAYERS, HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 64, 32, 2, 16
@@ -82,18 +82,16 @@ _ATTENTION = [
 _MLP = ["", "gate_proj", "up_proj", "down_proj", "act_fn"]
 
 
-def _pairs() -> dict[str, str]:
-    paths = ["embed_tokens", "layers", "norm", "rotary_emb"]
-    for index in range(LAYERS):
-        layer = f"layers.{index}"
-        paths += [layer, f"{layer}.input_layernorm", f"{layer}.post_attention_layernorm"]
-        paths += [f"{layer}.self_attn{'.' if name else ''}{name}" for name in _ATTENTION]
-        mlps = [f"{layer}.mlp"]
-        if index > 0:
-            paths += [f"{layer}.mlp", f"{layer}.mlp.gate", f"{layer}.mlp.experts"]
-            mlps = [f"{layer}.mlp.shared_experts", *(f"{layer}.mlp.experts.{e}" for e in range(EXPERTS))]
-        paths += [f"{mlp}{'.' if name else ''}{name}" for mlp in mlps for name in _MLP]
-    return {path: path for path in paths}
+_ATTENTION_LAYER = ["", "input_layernorm", "post_attention_layernorm", *under(["self_attn"], _ATTENTION)]
+#: layer 0 has a dense MLP; the later ones a router (``gate``), shared experts and routed experts
+_DENSE_LAYER = [*_ATTENTION_LAYER, *under(["mlp"], _MLP)]
+_MOE_LAYER = [
+    *_ATTENTION_LAYER,
+    "mlp",
+    "mlp.gate",
+    "mlp.experts",
+    *under(["mlp.shared_experts", *(f"mlp.experts.{expert}" for expert in range(EXPERTS))], _MLP),
+]
 
 
 def torch_model() -> torch.nn.Module:
@@ -110,7 +108,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(9).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(9, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -124,4 +122,11 @@ BUGS = (
     ),
 )
 
-FAMILY = Family("deepseek-v3", torch_model, paddle_model, inputs, _pairs(), BUGS)
+FAMILY = Family(
+    "deepseek-v3",
+    torch_model,
+    paddle_model,
+    inputs,
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_DENSE_LAYER, *[_MOE_LAYER] * (LAYERS - 1)]),
+    BUGS,
+)

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace
+from realworld.common import Bug, Family, decoder_pairs, replace, token_ids
 from realworld.libs import Ernie4_5Config, Ernie4_5Model, PaddleErnie4_5Config, PaddleErnie4_5Model
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 64, 32, 2, 16
@@ -61,8 +61,8 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids and an all-ones attention mask (without a mask paddleformers' ERNIE attends non-causally)."""
-    ids = np.random.default_rng(7).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    ids = token_ids(7, VOCAB, BATCH, SEQUENCE)
+    return {**ids, "attention_mask": np.ones_like(ids["input_ids"])}
 
 
 BUGS = (
@@ -81,6 +81,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_LAYER] * LAYERS),
     BUGS,
 )

@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, drop_skip
+from realworld.common import Bug, Family, decoder_pairs, drop_skip, token_ids, under
 from realworld.libs import Glm4MoeConfig, Glm4MoeModel, PaddleGlm4MoeConfig, PaddleGlm4MoeModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 64, 32, 2, 16
@@ -46,18 +46,16 @@ _ATTENTION = ["", "q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"]
 _MLP = ["", "gate_proj", "up_proj", "down_proj", "act_fn"]
 
 
-def _pairs() -> dict[str, str]:
-    paths = ["embed_tokens", "layers", "norm", "rotary_emb"]
-    for index in range(LAYERS):
-        layer = f"layers.{index}"
-        paths += [layer, f"{layer}.input_layernorm", f"{layer}.post_attention_layernorm"]
-        paths += [f"{layer}.self_attn{'.' if name else ''}{name}" for name in _ATTENTION]
-        mlps = [f"{layer}.mlp"]
-        if index > 0:
-            paths += [f"{layer}.mlp", f"{layer}.mlp.gate", f"{layer}.mlp.experts"]
-            mlps = [f"{layer}.mlp.shared_experts", *(f"{layer}.mlp.experts.{e}" for e in range(EXPERTS))]
-        paths += [f"{mlp}{'.' if name else ''}{name}" for mlp in mlps for name in _MLP]
-    return {path: path for path in paths}
+_ATTENTION_LAYER = ["", "input_layernorm", "post_attention_layernorm", *under(["self_attn"], _ATTENTION)]
+#: layer 0 has a dense MLP; the later ones a router (``gate``), shared experts and routed experts
+_DENSE_LAYER = [*_ATTENTION_LAYER, *under(["mlp"], _MLP)]
+_MOE_LAYER = [
+    *_ATTENTION_LAYER,
+    "mlp",
+    "mlp.gate",
+    "mlp.experts",
+    *under(["mlp.shared_experts", *(f"mlp.experts.{expert}" for expert in range(EXPERTS))], _MLP),
+]
 
 
 def torch_model() -> torch.nn.Module:
@@ -74,7 +72,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(10).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(10, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -88,4 +86,11 @@ BUGS = (
     ),
 )
 
-FAMILY = Family("glm4-moe", torch_model, paddle_model, inputs, _pairs(), BUGS)
+FAMILY = Family(
+    "glm4-moe",
+    torch_model,
+    paddle_model,
+    inputs,
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_DENSE_LAYER, *[_MOE_LAYER] * (LAYERS - 1)]),
+    BUGS,
+)

@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, transpose_linear
+from realworld.common import Bug, Family, decoder_pairs, token_ids, transpose_linear
 from realworld.libs import GptOssConfig, GptOssModel, PaddleGptOssConfig, PaddleGptOssModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 32, 2, 16
@@ -72,7 +72,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(8).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(8, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -91,6 +91,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_LAYER] * LAYERS),
     BUGS,
 )

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, drop_skip, transpose_linear
+from realworld.common import Bug, Family, decoder_pairs, drop_skip, token_ids, transpose_linear
 from realworld.libs import LlamaConfig, LlamaModel, PaddleLlamaConfig, PaddleLlamaModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
@@ -58,7 +58,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(4).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(4, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -85,6 +85,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm"], LAYERS, _LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm"], [_LAYER] * LAYERS),
     BUGS,
 )

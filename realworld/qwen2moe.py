@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace, set_eps
+from realworld.common import Bug, Family, decoder_pairs, replace, set_eps, token_ids, under
 from realworld.libs import PaddleQwen2MoeConfig, PaddleQwen2MoeModel, Qwen2MoeConfig, Qwen2MoeModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 32, 2, 16
@@ -51,8 +51,7 @@ _LAYER = [
     "mlp.shared_expert_gate",
     "input_layernorm",
     "post_attention_layernorm",
-    *(f"mlp.shared_expert{'.' if name else ''}{name}" for name in _MLP),
-    *(f"mlp.experts.{expert}{'.' if name else ''}{name}" for expert in range(EXPERTS) for name in _MLP),
+    *under(["mlp.shared_expert", *(f"mlp.experts.{expert}" for expert in range(EXPERTS))], _MLP),
 ]
 
 
@@ -70,7 +69,7 @@ def paddle_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(5).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(5, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -97,6 +96,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_LAYER] * LAYERS),
     BUGS,
 )

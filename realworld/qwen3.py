@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace, set_eps
+from realworld.common import Bug, Family, decoder_pairs, replace, set_eps, token_ids, under
 from realworld.libs import (
     PaddleQwen3Config,
     PaddleQwen3Model,
@@ -69,7 +69,7 @@ _MOE_LAYER = [
     *_ATTENTION,
     "mlp.gate",
     "mlp.experts",
-    *(f"mlp.experts.{expert}{'.' if name else ''}{name}" for expert in range(EXPERTS) for name in ["", *_MLP]),
+    *under([f"mlp.experts.{expert}" for expert in range(EXPERTS)], ["", *_MLP]),
 ]
 
 
@@ -99,7 +99,7 @@ def paddle_moe_model() -> paddle.nn.Layer:
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return {"input_ids": np.random.default_rng(6).integers(1, VOCAB, (BATCH, SEQUENCE), dtype=np.int64)}
+    return token_ids(6, VOCAB, BATCH, SEQUENCE)
 
 
 BUGS = (
@@ -129,7 +129,7 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_LAYER] * LAYERS),
     BUGS,
 )
 
@@ -138,6 +138,6 @@ MOE_FAMILY = Family(
     torch_moe_model,
     paddle_moe_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], LAYERS, _MOE_LAYER),
+    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_MOE_LAYER] * LAYERS),
     MOE_BUGS,
 )
