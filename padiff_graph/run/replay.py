@@ -54,12 +54,18 @@ def rescued(
     failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor."""
     found: dict[int, Comparison] = {}
     for comparison, before in suspects(comparisons):
-        if comparison.raw not in raw_tree or stateful_in_training(raw_tree, comparison.raw):
+        if not _replayable(raw_tree, comparison.raw):
             continue
         verdict = replay(base, raw, arguments, comparison, tolerance, activations.get(comparison.base))
         if verdict is not None and not verdict.ok:
             found[id(comparison)] = own_by_replay(comparison, before, verdict)
     return [found.get(id(comparison), comparison) for comparison in comparisons]
+
+
+def _replayable(raw_tree: ModelTree, raw_path: str) -> bool:
+    """Whether the raw layer can run alone and unchanged: one layer of the tree (a fused layer's parts
+    are not), whose statistics or randomness a training-mode run would not move."""
+    return raw_path in raw_tree and not stateful_in_training(raw_tree, raw_path)
 
 
 def confirmed(
@@ -76,8 +82,8 @@ def confirmed(
     first = report.first_divergence
     if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
         return report
-    if first.raw not in raw_tree or stateful_in_training(raw_tree, first.raw):
-        return report  # a fused layer's parts are no one layer to replay
+    if not _replayable(raw_tree, first.raw):
+        return report
     failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
     if failing.replayed is not None:
         return report  # already replayed (:func:`rescued`): its own error
