@@ -51,6 +51,7 @@ from padiff_graph.run.numerics import (
     Verdict,
     compare_tensor_pair,
     fitted,
+    same_elements,
     summarize,
 )
 from padiff_graph.run.oplevel import OpComparer, OpStore
@@ -481,7 +482,7 @@ class RawChecker:
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
-            if key.path in self.plan.containers and _other_tensor(base_value.shape, raw_value.shape):
+            if key.path in self.plan.containers and not same_elements(base_value.shape, raw_value.shape):
                 raw_path = self.raw_of.get(key.path, key.path)
                 why = f"the containers return other tensors ({key.stage} shape {list(base_value.shape)} vs "
                 why += f"{list(raw_value.shape)}): code around their layers sits inside one, outside the other"
@@ -612,16 +613,6 @@ class RawChecker:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor, copy=False)
-
-
-def _other_tensor(base: tuple[int, ...], raw: tuple[int, ...]) -> bool:
-    """Whether two shapes hold different numbers of elements and do not broadcast to each other."""
-    if int(np.prod(base)) == int(np.prod(raw)):
-        return False
-    try:
-        return np.broadcast_shapes(base, raw) not in (base, raw)
-    except ValueError:
-        return True
 
 
 def _activated(activation: BuiltinActivation, base: Any, raw: np.ndarray) -> tuple[Any, np.ndarray]:

@@ -123,7 +123,7 @@ def summarize(array: np.ndarray) -> Summary:
 def compare_summary(base: Summary, raw: Summary | np.ndarray, atol: float, rtol: float) -> Verdict:
     """Mean mode against a stored :class:`Summary` of the base."""
     raw_summary = raw if isinstance(raw, Summary) else summarize(raw)
-    if base.shape != raw_summary.shape and not _same_elements(base.shape, raw_summary.shape):
+    if base.shape != raw_summary.shape and not same_elements(base.shape, raw_summary.shape):
         return Verdict(False, float("inf"), float("inf"), f"shape {list(base.shape)} vs {list(raw_summary.shape)}")
     if not (base.finite and raw_summary.finite):
         same = np.isnan(base.mean) == np.isnan(raw_summary.mean) and (
@@ -138,7 +138,7 @@ def compare_summary(base: Summary, raw: Summary | np.ndarray, atol: float, rtol:
     return Verdict(ok, difference, difference / max(abs(base.mean), atol, 1e-30), "means compared")
 
 
-def _same_elements(first: tuple[int, ...], second: tuple[int, ...]) -> bool:
+def same_elements(first: tuple[int, ...], second: tuple[int, ...]) -> bool:
     """Whether two shapes hold the same elements: another view, or one broadcast to the other."""
     if int(np.prod(first)) == int(np.prod(second)):
         return True
