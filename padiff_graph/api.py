@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -35,7 +36,7 @@ from padiff_graph.core.progress import task
 from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
-from padiff_graph.frameworks.inputs import StepInputs
+from padiff_graph.frameworks.inputs import InputPair, StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
 from padiff_graph.knowledge.conversions import ConversionRegistry
 from padiff_graph.knowledge.families import stateful_in_training
@@ -50,7 +51,7 @@ from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
-from padiff_graph.run.replay import confirmed, rescued
+from padiff_graph.run.replay import confirmed, noise_flip, rechecked, rescued
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -305,7 +306,12 @@ def _diff(
         recorded=recorded,
         replayed=partial(rescued, *replaying) if replayable else None,
     )
-    return confirmed(report, *replaying) if replayable else report  # a replay runs the base model again
+    report = confirmed(report, *replaying) if replayable else report  # a replay runs the base model again
+    flip = noise_flip(report)
+    if flip is None or options.optimizers != (None, None):
+        return report
+    single_step = replace(options, single_step=True)
+    return rechecked(flip, _diff(base, raw, InputPair(*step_inputs.first), layer_map, single_step, assign=False))
 
 
 def _paired_wrapper(finding: Finding, layer_map: LayerMap) -> bool:

@@ -247,19 +247,73 @@ class PaddleLargest(paddle.nn.Layer):
         return x * (x == x.max(-1, keepdim=True)).astype(x.dtype)
 
 
-def test_a_choice_flipped_by_the_base_dtype_rounding_its_input_is_not_blamed_on_the_caller() -> None:
-    base = torch.nn.Sequential(torch.nn.Linear(4, 4), TorchLargest()).eval()
-    with torch.no_grad():
-        base[0].weight.copy_(torch.eye(4))
-        base[0].bias.zero_()
-    base = base.to(torch.bfloat16)
-    raw = paddle.nn.Sequential(paddle.nn.Linear(4, 4), PaddleLargest())
-    raw.eval()
-    # bfloat16 rounds 1.001 to 1.0: a tie on the base side, a clear winner on the raw side
-    x = np.array([[1.0, 1.001, 0.0, 0.0], [0.0, 2.0, 1.0, 0.0]], dtype=np.float32)
-    report = diff(base, raw, [x])
+class TorchScale(torch.nn.Module):
+    """Multiplies by a learned vector, after a layer that holds a table no run changes (a rotary table)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.full((4,), 0.5))
+        self.register_buffer("table", torch.zeros(4), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.table) * self.weight
+
+
+class PaddleScale(paddle.nn.Layer):
+    def __init__(self, factor: float = 1.0):
+        super().__init__()
+        self.weight = self.create_parameter([4], default_initializer=paddle.nn.initializer.Constant(0.5))
+        self.register_buffer("table", paddle.zeros([4]), persistable=False)
+        self.factor = factor
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return (x + self.table) * self.weight * self.factor
+
+
+def routed(framework, factor: float = 1.0, training: bool = False):
+    """A linear layer, a choice of the largest entry (a router's top-1), then a scale: the base in bfloat16."""
+    if framework is torch:
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), TorchLargest(), TorchScale())
+        with torch.no_grad():
+            model[0].weight.copy_(torch.eye(4))
+            model[0].bias.zero_()
+        return model.to(torch.bfloat16).train(training)
+    model = paddle.nn.Sequential(paddle.nn.Linear(4, 4), PaddleLargest(), PaddleScale(factor))
+    model.train() if training else model.eval()
+    return model
+
+
+# bfloat16 rounds 1.001 to 1.0: a tie on the base side, a clear winner on the raw side
+NEAR_TIE = [np.array([[1.0, 1.001, 0.0, 0.0], [0.0, 2.0, 1.0, 0.0]], dtype=np.float32)]
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "training-with-a-derived-buffer"])
+def test_a_choice_flipped_by_the_base_dtype_rounding_its_input_is_no_divergence(training: bool) -> None:
+    report = diff(routed(torch, training=training), routed(paddle, training=training), NEAR_TIE)
+    assert report.ok, report.first_divergence
+    flips = [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+    assert [(f.base, f.raw) for f in flips] == [("1", "1")]
+    assert "its input agrees" in flips[0].message and "single-step" in flips[0].hint
+    assert report.settings["single_step"] and "1" in report.settings["rechecked"]
+
+
+def test_a_bug_after_a_flipped_choice_is_named_at_its_layer() -> None:
+    report = diff(routed(torch), routed(paddle, factor=2.0), NEAR_TIE)
+    assert tuple(report.first_divergence) == ("2", "2", "forward")
+    assert [f.base for f in report.findings if f.code.value == "ambiguous-divergence"] == ["1"]
+
+
+def test_a_flipped_choice_with_an_optimizer_stays_the_divergence_with_the_way_out() -> None:
+    base, raw = routed(torch), routed(paddle)
+    optimizers = (
+        torch.optim.SGD(base.parameters(), lr=0.0),
+        paddle.optimizer.SGD(learning_rate=0.0, parameters=raw.parameters()),
+    )
+    report = diff(base, raw, NEAR_TIE, optimizers=optimizers)
     assert tuple(report.first_divergence) == ("1", "1", "forward")
     assert "its input agrees" in report.first_divergence.message
+    flip = next(f for f in report.findings if f.code.value == "ambiguous-divergence")
+    assert "--single-step" in flip.hint and "rechecked" not in report.settings
 
 
 def residual_mlp_with_norm(framework, epsilon: float):

@@ -32,6 +32,7 @@ class Code(str, Enum):
     CLASS_MISMATCH = "class-mismatch"
     INDEX_OFFSET = "index-offset"
     AMP_INACTIVE = "amp-inactive"
+    AMBIGUOUS_DIVERGENCE = "ambiguous-divergence"
 
     def __str__(self) -> str:
         return self.value

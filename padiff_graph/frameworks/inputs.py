@@ -57,6 +57,8 @@ def prepare(adapter: FrameworkAdapter, model: Any, inputs: Any) -> CallArguments
     Raises:
         InputError: the inputs cannot be converted or do not fit ``forward``.
     """
+    if isinstance(inputs, CallArguments):  # prepared before, for this model
+        return inputs
     if isinstance(inputs, np.ndarray) or adapter.is_tensor(inputs):
         inputs = [inputs]
     if isinstance(inputs, Mapping):

@@ -146,10 +146,12 @@ def significant(tensor: TensorInfo) -> bool:
 
 def stateful_in_training(tree: ModelTree, under: str = ROOT) -> bool:
     """Whether a layer at or below ``under`` that one more run would change or randomise (it holds
-    buffers, such as BatchNorm statistics, or is random) was in training mode when the tree was exported."""
+    persistent buffers, model state such as BatchNorm statistics, or is random) was in training mode when
+    the tree was exported. Non-persistent buffers are tables derived from the config (a rotary
+    ``inv_freq``, a causal mask), which no run changes."""
     for path in tree.nodes:
         info = layer_info(tree, path)
-        changes = is_random(info) or any(t.kind is TensorKind.BUFFER for t in info.tensors)
+        changes = is_random(info) or any(t.kind is TensorKind.BUFFER and t.persistent for t in info.tensors)
         if info.training and changes and is_within(path, under):
             return True
     return False

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.findings import Code, Finding, Severity
 from padiff_graph.core.records import quoted_path
 from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks.base import iter_tensors, map_tensors
@@ -100,12 +101,39 @@ def confirmed(
             "output (a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
         )
         found = replace(first, message=first.message + unsure)
+        flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, first.base, first.raw, found.message, _RERUN)
+        report = replace(report, findings=[*report.findings, flip])
     else:
         unlike = {pair.base for pair in report.not_compared}
         called = raw_tree.graph.get("call_order")
         found = _caller(first, failing, verdict, report.layer_map, unlike, None if called is None else set(called))
     rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
     return replace(report, first_divergence=found, divergences=[found, *rest])
+
+
+_RERUN = (
+    "compare in single-step mode (`diff --single-step`, `single_step=True`): each raw layer is given the base "
+    "layer's inputs, so the flipped choice does not carry on into the layers after it"
+)
+
+
+def noise_flip(report: DiffReport) -> Finding | None:
+    """The ``ambiguous-divergence`` finding :func:`confirmed` left on ``report``: its first divergence is
+    rounding noise that flipped a discrete choice."""
+    return next((f for f in report.findings if f.code is Code.AMBIGUOUS_DIVERGENCE), None)
+
+
+def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
+    """``single``, the single-step run of a diff whose first divergence was the noise ``flip``, with
+    ``flip`` among its findings: after a flipped choice only single-step comparisons mean anything."""
+    note = replace(
+        flip,
+        hint="nothing if the layer's choice is meant to follow its input; the diff compared the layers again in "
+        "single-step mode, each raw layer given the base layer's inputs, and reports that run's verdict "
+        "(settings: rechecked)",
+    )
+    settings = {**single.settings, "rechecked": f"single-step, after a noise flip at {quoted_path(flip.base or '')}"}
+    return replace(single, findings=[*single.findings, note], settings=settings)
 
 
 def _caller(
