@@ -300,6 +300,8 @@ def test_a_choice_flipped_by_the_base_dtype_rounding_its_input_is_no_divergence(
 def test_a_bug_after_a_flipped_choice_is_named_at_its_layer() -> None:
     report = diff(routed(torch), routed(paddle, factor=2.0), NEAR_TIE)
     assert tuple(report.first_divergence) == ("2", "2", "forward")
+    assert "of its magnitude (max abs diff" in report.first_divergence.message  # the single-step run's evidence
+    assert "with every layer fed the base's data; one layer's noise" in report.first_divergence.message
     assert [f.base for f in report.findings if f.code.value == "ambiguous-divergence"] == ["1"]
 
 

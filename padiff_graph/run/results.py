@@ -197,7 +197,7 @@ def attribute(
                 inherits = 0.0 if comparison.base in (mismatched or set()) else before
                 verdict = _judged(verdict, inherits, comparison.kind in ("backward", "grad"))
             else:
-                verdict = replace(verdict, ok=verdict.scaled <= verdict.floor)
+                verdict = _fed(verdict)
             comparison = replace(comparison, verdict=verdict)
         if np.isfinite(verdict.scaled):
             largest[comparison.step] = max(before, verdict.scaled)
@@ -271,6 +271,19 @@ def _judged(verdict: Verdict, before: float, gradient: bool) -> Verdict:
         f"{growth}; one layer's noise in this dtype stays under {verdict.floor:.0e}{tail}"
     )
     return replace(verdict, note=note)
+
+
+def _fed(verdict: Verdict) -> Verdict:
+    """``verdict`` of a single-step record (each layer ran on the base's data) passed or failed by its scaled
+    error alone, with the evidence in its note."""
+    if verdict.scaled <= verdict.floor:
+        return replace(verdict, ok=True)
+    tail = f"; {verdict.note}" if verdict.note else ""
+    note = (
+        f"it differs by {verdict.scaled:.1e} of its magnitude (max abs diff {verdict.max_abs:.3g}) with every layer "
+        f"fed the base's data; one layer's noise in this dtype stays under {verdict.floor:.0e}{tail}"
+    )
+    return replace(verdict, ok=False, note=note)
 
 
 def all_divergences(
