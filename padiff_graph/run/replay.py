@@ -11,8 +11,10 @@ the divergence is named at the nearest compared layer above it; otherwise the
 replay's error is the layer's own, and the message says so. Unless the raw
 layer's own input agrees with the base's within the noise floor: then the layer
 turned rounding noise into another output (a router's top-k near a tie in a
-bfloat16 base), the divergence stays at it, and the message says the tool is
-not sure it is a fault of the port.
+bfloat16 base): the message says the tool is not sure it is a fault of the
+port, an ``ambiguous-divergence`` finding names the layer, and the diff then
+compares again in single-step mode where it can (:func:`rechecked`), since
+every layer after a flipped choice computes from other data.
 
 Before that, the inherited records whose error grew most over the layers before
 them (:func:`~padiff_graph.run.results.suspects`: a bug under a long bfloat16
