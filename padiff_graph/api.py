@@ -51,7 +51,7 @@ from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
-from padiff_graph.run.replay import confirmed, noise_flip, rechecked, rescued
+from padiff_graph.run.replay import confirmed, noise_flip, rechecked, rescued, settled_flips
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -289,7 +289,7 @@ def _diff(
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
-    replayable = not (options.single_step or options.steps > 1 or stateful_in_training(base_tree))
+    replayable = options.steps == 1 and not stateful_in_training(base_tree)
     replaying = (base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
     report = build_report(
         outcome.comparisons,
@@ -304,9 +304,14 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
         recorded=recorded,
-        replayed=partial(rescued, *replaying) if replayable else None,
+        replayed=partial(rescued, *replaying) if replayable and not options.single_step else None,
     )
-    report = confirmed(report, *replaying) if replayable else report  # a replay runs the base model again
+    if not replayable:
+        return report
+    if options.single_step:
+        lower = {"bfloat16", "float16"} & ({*precision.values()} | options.amp_dtypes())
+        return settled_flips(report, *replaying) if lower else report
+    report = confirmed(report, *replaying)  # a replay runs the base model again
     flip = noise_flip(report)
     if flip is None or options.optimizers != (None, None):
         return report

@@ -70,17 +70,18 @@ class Case:
     description: str = ""
 
 
-def cases(family: Family) -> list[Case]:
-    """The correct port and every bug, both directions in fp32, and torch->paddle with a bfloat16 base."""
+def cases(family: Family, seed: int = 0) -> list[Case]:
+    """The correct port and every bug, both directions in fp32, and torch->paddle with a bfloat16 base;
+    ``seed`` draws other weights (and norm scales) for every model."""
     found: list[Case] = []
     variants: list[Bug | None] = [None, *family.bugs]
     for direction, precision in ((TORCH_TO_PADDLE, "fp32"), (PADDLE_TO_TORCH, "fp32"), (TORCH_TO_PADDLE, "bf16-base")):
         for bug in variants:
-            found.append(_case(family, bug, direction, precision))
+            found.append(_case(family, bug, direction, precision, seed))
     return found
 
 
-def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Case:
+def _case(family: Family, bug: Bug | None, direction: str, precision: str, seed: int) -> Case:
     forward = direction == TORCH_TO_PADDLE
     pairs = family.pairs if forward else {raw: base for base, raw in family.pairs.items()}
     expected = None
@@ -88,10 +89,10 @@ def _case(family: Family, bug: Bug | None, direction: str, precision: str) -> Ca
         expected = (bug.torch_path, bug.paddle_path) if forward else (bug.paddle_path, bug.torch_path)
 
     def build() -> tuple[Any, Any, Any]:
-        seed_everything(0)
+        seed_everything(seed)
         torch_model, paddle_model = family.torch_model(), family.paddle_model()
-        randomise_norms(torch_model, seed=1)
-        randomise_norms(paddle_model, seed=2)
+        randomise_norms(torch_model, seed=2 * seed + 1)
+        randomise_norms(paddle_model, seed=2 * seed + 2)
         inputs: Any = family.inputs()
         torch_inputs: Any = inputs
         paddle_inputs = {family.paddle_input_names.get(k, k): v for k, v in inputs.items()}

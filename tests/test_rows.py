@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from padiff_graph import diff
-from padiff_graph.run.rows import INPUT_NOTE, REORDERED_NOTE, other_rows_note, row_order
+from padiff_graph.run.hooks import RecordKey
+from padiff_graph.run.numerics import Mode, Tolerance
+from padiff_graph.run.rows import INPUT_NOTE, REORDERED_NOTE, RowOrders, other_rows_note, row_order
 
 X = [np.random.default_rng(0).standard_normal((10, 8), dtype=np.float32)]
 
@@ -90,3 +92,19 @@ def test_row_order_needs_every_row_matched_within_the_floor() -> None:
     assert row_order(base, base[order], 0.0) is None  # judged elementwise (atol/rtol given): no matching
     assert other_rows_note(base, base[[4, 1, 0]], 3e-5) is not None  # a subset of the base's rows
     assert other_rows_note(base, changed[:4], 3e-5) is None  # a row that is not the base's
+
+
+def test_an_input_computed_inside_a_reordered_call_follows_that_calls_order() -> None:
+    tolerance = Tolerance.chosen(None, None, Mode.STRICT, ["bfloat16"])
+    orders = RowOrders(tolerance)
+    rng = np.random.default_rng(3)
+    tokens, inner = rng.standard_normal((6, 8)), rng.standard_normal((6, 16))
+    order = np.array([5, 4, 3, 2, 1, 0])
+    expert = orders.verdict(RecordKey(0, "input", "experts.0", 0, 0), tokens, tokens[order], "float32", gradient=False)
+    assert INPUT_NOTE in expert.note
+    # act(gate(x)) * up(x) inside the expert: its noise grown past the floor, so rows matched anew would not pair
+    noisy = inner[order] + 0.05 * np.abs(inner).max() * rng.choice([-1.0, 1.0], inner.shape)
+    assert row_order(inner, noisy, tolerance.limits("bfloat16")[2]) is None
+    key = RecordKey(0, "input", "experts.0.down_proj", 0, 0)
+    verdict = orders.verdict(key, inner, noisy, "bfloat16", "float32", gradient=False)
+    assert INPUT_NOTE in verdict.note and verdict.scaled < 0.1  # judged in the expert's order, as noise

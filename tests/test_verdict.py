@@ -318,6 +318,70 @@ def test_a_flipped_choice_with_an_optimizer_stays_the_divergence_with_the_way_ou
     assert "--single-step" in flip.hint and "rechecked" not in report.settings
 
 
+class TorchRouter(torch.nn.Module):
+    """Scores, then keeps each row's largest: the choice inside the layer, as GPT-OSS's router makes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(2, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.proj(x)
+        return scores * (scores == scores.max(-1, keepdim=True).values).to(scores.dtype)
+
+
+class PaddleRouter(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.proj = paddle.nn.Linear(2, 2, bias_attr=False)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        scores = self.proj(x)
+        return scores * (scores == scores.max(-1, keepdim=True)).astype(scores.dtype)
+
+
+class TorchHalf(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 0.5
+
+
+class PaddleHalf(paddle.nn.Layer):
+    def __init__(self, factor: float = 0.5):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return x * self.factor
+
+
+def router_pair(factor: float = 0.5):
+    """A bfloat16 router whose scores for ``[1, 1]`` are 1.0 and 1.001: a tie once bfloat16 rounds them."""
+    base = torch.nn.Sequential(TorchRouter(), TorchHalf())
+    with torch.no_grad():
+        base[0].proj.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.001]]))
+    raw = paddle.nn.Sequential(PaddleRouter(), PaddleHalf(factor))
+    raw.eval()
+    return base.to(torch.bfloat16).eval(), raw
+
+
+ROUTED = [np.array([[1.0, 1.0], [2.0, 0.0]], dtype=np.float32)]
+
+
+def test_a_choice_inside_a_layer_flipped_by_the_base_dtype_is_no_divergence() -> None:
+    # given the base's inputs the raw router still differs (its scores are not rounded): only both layers in
+    # float32 show that the base's bfloat16 arithmetic made the tie
+    report = diff(*router_pair(), ROUTED)
+    assert report.ok, report.first_divergence
+    flips = [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+    assert {(f.base, f.raw) for f in flips} == {("0", "0")}
+    assert any("in float32 on" in f.message and "both layers agree" in f.message for f in flips)
+    single = diff(*router_pair(), ROUTED, single_step=True)
+    assert single.ok, single.first_divergence
+    assert [f.base for f in single.findings if f.code.value == "ambiguous-divergence"] == ["0"]
+    bug = diff(*router_pair(factor=2.0), ROUTED)
+    assert tuple(bug.first_divergence) == ("1", "1", "forward")
+
+
 def residual_mlp_with_norm(framework, epsilon: float):
     """:func:`residual_mlp` then an eval-mode batch norm: the norm is judged after twelve layers of noise."""
     norm = torch.nn.BatchNorm1d(64, epsilon) if framework is torch else paddle.nn.BatchNorm1D(64, epsilon=epsilon)

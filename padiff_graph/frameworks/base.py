@@ -99,6 +99,10 @@ class FrameworkAdapter(Protocol):
     def autocast(self, model: Any, dtype: str | None) -> AbstractContextManager[Any]:
         """The framework's automatic mixed precision for ``model``'s device (no-op for ``None``)."""
 
+    def full_precision(self, layer: Any) -> AbstractContextManager[Any]:
+        """While active, ``layer``'s bfloat16/float16 parameters and buffers hold their values in float32
+        (a lossless widening); each gets its own memory back after."""
+
     def rank(self) -> int:
         """This process's rank under the framework's distributed runtime (0 if not initialized)."""
 

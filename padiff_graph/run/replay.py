@@ -25,6 +25,7 @@ the noise floor is the layer's own error after all (:func:`rescued`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -54,13 +55,18 @@ def rescued(
     comparisons: list[Comparison],
 ) -> list[Comparison]:
     """``comparisons`` with each suspect inherited record (:func:`~padiff_graph.run.results.suspects`)
-    failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor."""
+    failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor,
+    unless both layers run in float32 on those inputs agree (a container's own low-precision noise)."""
     found: dict[int, Comparison] = {}
     for comparison, before in suspects(comparisons):
         if not _replayable(raw_tree, comparison.raw):
             continue
-        verdict = replay(base, raw, arguments, comparison, tolerance, activations.get(comparison.base))
-        if verdict is not None and not verdict.ok:
+        activation = activations.get(comparison.base)
+        verdict = replay(base, raw, arguments, comparison, tolerance, activation)
+        if verdict is None or verdict.ok:
+            continue
+        widened = in_float32(base, raw, arguments, comparison, tolerance, activation)
+        if widened is None or not widened.ok:  # both layers agreeing in float32: the lower precision's noise
             found[id(comparison)] = own_by_replay(comparison, before, verdict)
     return [found.get(id(comparison), comparison) for comparison in comparisons]
 
@@ -87,30 +93,160 @@ def confirmed(
         return report
     if not _replayable(raw_tree, first.raw):
         return report
-    failing = next(c for c in report.comparisons if c.kind == "forward" and c.base == first.base and not c.ok)
-    if failing.replayed is not None:
+    failing = _failing_forward(report, first.base)
+    if failing is None or failing.replayed is not None:
         return report  # already replayed (:func:`rescued`): its own error
     verdict = replay(base, raw, arguments, failing, tolerance, activations.get(failing.base))
     if verdict is None:
         return report
+    flipped = _flipped(base, raw, arguments, failing, verdict, tolerance, activations)
+    if flipped is not None:
+        return _with_flip(report, first, first.message + flipped)
     if not verdict.ok:
         own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
-        found = replace(first, message=first.message + own)
-    elif _inputs_agree(base, raw, arguments, failing, tolerance):
-        unsure = (
-            "; its input agrees with the base's within the noise floor, and given the base layer's inputs the raw "
-            f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
-            "output (a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
-        )
-        found = replace(first, message=first.message + unsure)
-        flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, first.base, first.raw, found.message, _RERUN)
-        report = replace(report, findings=[*report.findings, flip])
-    else:
-        unlike = {pair.base for pair in report.not_compared}
-        called = raw_tree.graph.get("call_order")
-        found = _caller(first, failing, verdict, report.layer_map, unlike, None if called is None else set(called))
+        return _first(report, replace(first, message=first.message + own))
+    unlike = {pair.base for pair in report.not_compared}
+    called = raw_tree.graph.get("call_order")
+    found = _caller(first, failing, verdict, report.layer_map, unlike, None if called is None else set(called))
+    caller = _failing_forward(report, found.base)
+    if caller is not None and found.base and _replayable(raw_tree, found.raw):
+        caller_verdict = replay(base, raw, arguments, caller, tolerance, activations.get(caller.base))
+        if caller_verdict is not None:
+            flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations)
+            if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
+                return _with_flip(report, found, found.message + f"; at the caller{flipped}")
+    return _first(report, found)
+
+
+def _failing_forward(report: DiffReport, base_path: str) -> Comparison | None:
+    """The first failing step-0 forward record of the layer at ``base_path``."""
+    return next(
+        (c for c in report.comparisons if c.kind == "forward" and c.step == 0 and c.base == base_path and not c.ok),
+        None,
+    )
+
+
+def _first(report: DiffReport, found: Divergence) -> DiffReport:
+    """``report`` with ``found`` in place of its first divergence."""
+    first = report.first_divergence
+    assert first is not None
     rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
     return replace(report, first_divergence=found, divergences=[found, *rest])
+
+
+def _with_flip(report: DiffReport, divergence: Divergence, message: str) -> DiffReport:
+    """``report`` whose first divergence, ``divergence`` with ``message``, is a choice noise flipped: the
+    ``ambiguous-divergence`` finding names it."""
+    found = replace(divergence, message=message)
+    flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, found.base, found.raw, message, _RERUN)
+    return replace(_first(report, found), findings=[*report.findings, flip])
+
+
+def _flipped(
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    failing: Comparison,
+    verdict: Verdict,
+    tolerance: Tolerance,
+    activations: Mapping[str, BuiltinActivation],
+) -> str | None:
+    """Why the failing record is rounding noise turned into another output (a discrete choice near a tie),
+    given ``verdict``, its raw layer's replay; ``None`` if the evidence does not show that.
+
+    Either the raw layer agrees given the base layer's inputs, and its own input agrees with the base's
+    within the noise floor; or it differs given them, but both layers run in float32 on those inputs agree
+    (:func:`in_float32`): the lower precision of one side's arithmetic flips the choice.
+    """
+    tail = "(a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
+    if verdict.ok:
+        if not _inputs_agree(base, raw, arguments, failing, tolerance):
+            return None
+        return (
+            "; its input agrees with the base's within the noise floor, and given the base layer's inputs the raw "
+            f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
+            f"output {tail}"
+        )
+    widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
+    if widened is None or not widened.ok:
+        return None
+    return (
+        f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its magnitude, "
+        f"but run in float32 on those inputs both layers agree ({widened.scaled:.1e}): one side's lower-precision "
+        f"arithmetic turns rounding into another output {tail}"
+    )
+
+
+def settled_flips(
+    report: DiffReport,
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    tolerance: Tolerance,
+    raw_tree: ModelTree,
+    activations: Mapping[str, BuiltinActivation],
+) -> DiffReport:
+    """A single-step ``report`` without the layer pairs whose step-0 forward divergence is a choice one
+    side's lower precision flipped: both layers run in float32 on the base layer's inputs agree
+    (:func:`in_float32`). Each becomes an ``ambiguous-divergence`` finding. The gradients that flow back
+    through the flipped choice go with it: those of the layers whose forward ended before its own (the
+    layers inside it and before it), which the finding counts."""
+    flips: list[Finding] = []
+    through: set[str] = set()  # layers whose gradients flow back through a flipped choice
+    for divergence in report.divergences:
+        failing = _failing_forward(report, divergence.base)
+        if divergence.stage != "forward" or divergence.step != 0 or failing is None or not divergence.base:
+            continue
+        if not _replayable(raw_tree, divergence.raw):
+            continue
+        widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
+        if widened is None or not widened.ok:
+            continue
+        before = _ended_before(report.comparisons, failing)
+        set_aside = [d for d in report.divergences if d.stage in ("backward", "grad") and d.base in before]
+        message = (
+            f"{divergence.message}; run in float32 on the base layer's inputs both layers agree "
+            f"({widened.scaled:.1e}): one side's lower-precision arithmetic turns rounding into another output "
+            "(a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
+        )
+        if set_aside:
+            message += (
+                f"; {len(set_aside)} gradient divergence(s) of the layers inside and before it, whose gradients "
+                "flow back through that choice, were set aside with it"
+            )
+        flips.append(
+            Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, divergence.base, divergence.raw, message, _FED)
+        )
+        through |= before
+    if not flips:
+        return report
+    flipped = {finding.base for finding in flips}
+    kept = [
+        d
+        for d in report.divergences
+        if d.base not in flipped and not (d.step == 0 and d.stage in ("backward", "grad") and d.base in through)
+    ]
+    first = kept[0] if kept else None
+    findings = [*report.findings, *flips]
+    return replace(report, ok=first is None, first_divergence=first, divergences=kept, findings=findings)
+
+
+def _ended_before(comparisons: list[Comparison], failing: Comparison) -> set[str]:
+    """Base paths of the layers whose step-0 forward record comes before ``failing``'s: records follow the
+    end of each call, so these are the layers inside its layer and those that ran before it."""
+    ended: set[str] = set()
+    for comparison in comparisons:
+        if comparison is failing:
+            break
+        if comparison.kind == "forward" and comparison.step == 0:
+            ended.add(comparison.base)
+    return ended
+
+
+_FED = (
+    "nothing if the layer's choice is meant to follow its input: in single-step mode the layers after it were "
+    "given the base's data, so the flip did not carry on"
+)
 
 
 _RERUN = (
@@ -135,7 +271,9 @@ def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
         "(settings: rechecked)",
     )
     settings = {**single.settings, "rechecked": f"single-step, after a noise flip at {quoted_path(flip.base or '')}"}
-    return replace(single, findings=[*single.findings, note], settings=settings)
+    known = {(f.base, f.raw) for f in single.findings if f.code is Code.AMBIGUOUS_DIVERGENCE}
+    findings = single.findings if (flip.base, flip.raw) in known else [*single.findings, note]
+    return replace(single, findings=findings, settings=settings)
 
 
 def _caller(
@@ -182,25 +320,76 @@ def replay(
     if captured is None:
         return None
     inputs, expected, dtype = captured
-    adapter = raw.adapter
-    layer = adapter.named_layers(raw.model)[failing.raw]
-    try:
-        args, kwargs = map_tensors(
-            inputs, lambda v: isinstance(v, np.ndarray), lambda a: adapter.to_inputs(raw.model, {"v": a})["v"]
-        )
-        with adapter.no_grad(), adapter.autocast(raw.model, raw.amp):
-            outputs = list(iter_tensors(layer(*args, **kwargs), adapter.is_tensor))
-    except Exception:  # the base's inputs may not fit the raw layer (framework objects in them): no replay
+    alone = _alone(raw, failing.raw, inputs, failing.index)
+    if alone is None:
         return None
-    if failing.index >= len(outputs):
+    return _judged(tolerance, expected, alone, dtype, activation)
+
+
+def in_float32(
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    failing: Comparison,
+    tolerance: Tolerance,
+    activation: BuiltinActivation | None = None,
+) -> Verdict | None:
+    """Both layers run alone in float32 on the base layer's inputs of the failing call, compared under the
+    run's noise floor; ``None`` where neither output is below float32, a layer cannot run so, or the user
+    fixed ``atol``/``rtol``."""
+    if tolerance.fixed:  # elementwise bounds the user chose: the lower precision's rounding is theirs to judge
         return None
-    output = outputs[failing.index]
-    replayed = adapter.to_numpy(output)
+    captured = _capture(base, arguments[0], failing.base, failing)
+    if captured is None:
+        return None
+    inputs, _, dtype = captured
+    widened = _alone(base, failing.base, inputs, failing.index, widen=True)
+    alone = _alone(raw, failing.raw, inputs, failing.index, widen=True)
+    if widened is None or alone is None or not {dtype, alone[1]} & _LOW_PRECISION:
+        return None
+    return _judged(tolerance, widened[0], alone, dtype, activation)
+
+
+_LOW_PRECISION = {"bfloat16", "float16"}
+
+
+def _judged(
+    tolerance: Tolerance,
+    expected: np.ndarray,
+    alone: tuple[np.ndarray, str],
+    dtype: str,
+    activation: BuiltinActivation | None,
+) -> Verdict:
+    """The base layer's output against the raw layer's (``alone``: its output and the dtype it ran in),
+    ``activation`` applied on the side whose layer does not apply it inside."""
+    replayed, raw_dtype = alone
     if activation is not None and activation.inside == "base":
         replayed = activation.apply(replayed)
     elif activation is not None:
         expected = activation.apply(expected)
-    return tolerance.verdict(expected, replayed, dtype, adapter.dtype_name(output))
+    return tolerance.verdict(expected, replayed, dtype, raw_dtype)
+
+
+def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) -> tuple[np.ndarray, str] | None:
+    """Output ``index`` of ``side``'s layer at ``path`` run alone on ``inputs`` (arrays), and its dtype:
+    under the side's autocast, or with ``widen`` in float32 (:meth:`full_precision`, no autocast)."""
+    adapter = side.adapter
+    layer = adapter.named_layers(side.model).get(path)
+    if layer is None:  # a fused layer's parts
+        return None
+    try:
+        with adapter.full_precision(layer) if widen else nullcontext():
+            holder = layer if widen else side.model  # whose parameters' dtype the inputs take
+            args, kwargs = map_tensors(
+                inputs, lambda v: isinstance(v, np.ndarray), lambda a: adapter.to_inputs(holder, {"v": a})["v"]
+            )
+            with adapter.no_grad(), nullcontext() if widen else adapter.autocast(side.model, side.amp):
+                outputs = list(iter_tensors(layer(*args, **kwargs), adapter.is_tensor))
+            if index >= len(outputs):
+                return None
+            return adapter.to_numpy(outputs[index]), adapter.dtype_name(outputs[index])
+    except Exception:  # the base's inputs may not fit the layer (framework objects in them): no replay
+        return None
 
 
 def _inputs_agree(

@@ -93,6 +93,7 @@ class RowOrders:
         self._orders: dict[RecordKey, np.ndarray] = {}
         self._input_orders: dict[tuple[str, int], np.ndarray] = {}
         self._other_rows: dict[tuple[str, int], str] = {}  # layer calls given other tokens than the base's
+        self._latest_input_order: dict[tuple[int, str], np.ndarray] = {}  # (step, layer) -> its last input's order
 
     def verdict(self, key: RecordKey, base: np.ndarray, raw: np.ndarray, *dtypes: str, gradient: bool) -> Verdict:
         """``tolerance.verdict``, after reordering the base's rows where they come in another order."""
@@ -105,7 +106,9 @@ class RowOrders:
         if key.stage != "input":
             other_rows = self._other_rows.get((key.path, key.call))
             return verdict if other_rows is None else replace(verdict, note=f"{verdict.note}: {other_rows}")
-        order = row_order(base, raw, verdict.floor)
+        order = self._callers_order(key, base, raw, verdict, dtypes, gradient)
+        if order is None:
+            order = row_order(base, raw, verdict.floor)
         if order is None:
             other_rows = other_rows_note(base, raw, self.tolerance.limits(*dtypes)[2])
             if other_rows is None:
@@ -113,7 +116,30 @@ class RowOrders:
             self._other_rows.setdefault((key.path, key.call), other_rows)
             return replace(verdict, note=f"{verdict.note}: {other_rows}")
         self._input_orders.setdefault((key.path, key.call), order)
+        self._latest_input_order[(key.step, key.path)] = order
         return self._reordered(key, order, base, raw, dtypes, gradient, INPUT_NOTE)
+
+    def _callers_order(
+        self,
+        key: RecordKey,
+        base: np.ndarray,
+        raw: np.ndarray,
+        as_is: Verdict,
+        dtypes: tuple[str, ...],
+        gradient: bool,
+    ) -> np.ndarray | None:
+        """The order of the nearest enclosing layer's input, if the input of ``key`` (computed inside that
+        layer's call from its rows: an expert's ``act(gate) * up``) is closer in it than ``as_is``. The same
+        permutation carries over exactly, where matching the rows anew must tell them apart within the
+        noise floor, which noise grown over a few layers can exceed; the record is then judged as any."""
+        path = key.path
+        while path:
+            path = path.rpartition(".")[0]
+            order = self._latest_input_order.get((key.step, path))
+            if order is not None and base.shape == raw.shape and len(base) == len(order):
+                reordered = self.tolerance.verdict(base[order], raw, *dtypes, gradient=gradient)
+                return order if reordered.scaled < as_is.scaled else None
+        return None
 
     def again(
         self, seen: RecordKey, seen_verdict: Future[Verdict], key: RecordKey, base: Any, raw: Any, *dtypes: str
@@ -128,6 +154,7 @@ class RowOrders:
         inherited = self._inherited(key)
         if key.stage == "input":
             self._input_orders.setdefault((key.path, key.call), order)
+            self._latest_input_order[(key.step, key.path)] = order
         elif inherited is None or not np.array_equal(inherited, order):
             return self.verdict(key, base, raw, *dtypes, gradient=key.stage == "backward")
         self._orders[key] = order
