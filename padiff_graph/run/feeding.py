@@ -31,7 +31,7 @@ def corresponding_input(
     fitting.sort(key=lambda position: position != index)  # its own position first
     for position in fitting:
         base, base_dtype = candidates[position]
-        if _same_values(base, raw, tolerance, base_dtype, raw_dtype):
+        if same_values(base, raw, tolerance, base_dtype, raw_dtype):
             return position
     return index if index in fitting else None
 
@@ -63,7 +63,9 @@ def _same_kind(base: np.ndarray, raw: np.ndarray) -> bool:
     return np.issubdtype(base.dtype, np.floating) == np.issubdtype(raw.dtype, np.floating)
 
 
-def _same_values(base: np.ndarray, raw: np.ndarray, tolerance: Tolerance, *dtypes: str) -> bool:
+def same_values(base: np.ndarray, raw: np.ndarray, tolerance: Tolerance, *dtypes: str) -> bool:
+    """Whether ``base``, in the raw input's shape (:func:`fed_value`), holds ``raw``'s values within the noise
+    floor (integers: exactly)."""
     fed = fed_value(base, tuple(raw.shape))
     if fed is None:
         return False

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
+from padiff_graph.run.feeding import corresponding_input, fed_value, same_values
 from padiff_graph.run.numerics import Tolerance, Verdict
 from padiff_graph.run.results import Comparison, DiffReport, Divergence, own_by_replay, suspects
 
@@ -316,14 +318,11 @@ def replay(
     """The raw layer run alone on the base layer's inputs of the failing call, against the base output
     (after ``activation`` on the side whose layer does not apply it inside, as the run compared them);
     ``None`` where the inputs cannot be carried over or the layer fails on them."""
-    captured = _capture(base, arguments[0], failing.base, failing)
-    if captured is None:
+    call = _call(base, raw, arguments, failing, tolerance)
+    if call is None:
         return None
-    inputs, expected, dtype = captured
-    alone = _alone(raw, failing.raw, inputs, failing.index)
-    if alone is None:
-        return None
-    return _judged(tolerance, expected, alone, dtype, activation)
+    alone = _alone(raw, failing.raw, call.fed, failing.index)
+    return None if alone is None else _judged(tolerance, call.output, alone, call.dtype, activation)
 
 
 def in_float32(
@@ -339,15 +338,61 @@ def in_float32(
     fixed ``atol``/``rtol``."""
     if tolerance.fixed:  # elementwise bounds the user chose: the lower precision's rounding is theirs to judge
         return None
+    call = _call(base, raw, arguments, failing, tolerance)
+    if call is None:
+        return None
+    widened = _alone(base, failing.base, call.inputs, failing.index, widen=True)
+    alone = _alone(raw, failing.raw, call.fed, failing.index, widen=True)
+    if widened is None or alone is None or not {call.dtype, alone[1]} & _LOW_PRECISION:
+        return None
+    return _judged(tolerance, widened[0], alone, call.dtype, activation)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The failing call as the base ran it (its inputs, as arrays, and its output) and the raw layer's own
+    inputs with each fed the base input that corresponds to it (``same``: each holds its values)."""
+
+    inputs: Any
+    output: np.ndarray
+    dtype: str
+    fed: Any
+    same: bool
+
+
+def _call(
+    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
+) -> _Call | None:
+    """The failing call of both layers, from a run of each model without gradients; the raw layer's inputs
+    fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`: HF's and paddleformers' decoder
+    layers take their tensors in other orders and forms), or the base's as they are where the raw model
+    does not reach that call or a raw input cannot be fed."""
     captured = _capture(base, arguments[0], failing.base, failing)
     if captured is None:
         return None
-    inputs, _, dtype = captured
-    widened = _alone(base, failing.base, inputs, failing.index, widen=True)
-    alone = _alone(raw, failing.raw, inputs, failing.index, widen=True)
-    if widened is None or alone is None or not {dtype, alone[1]} & _LOW_PRECISION:
-        return None
-    return _judged(tolerance, widened[0], alone, dtype, activation)
+    inputs, output, dtype = captured
+    raw_call = _capture(raw, arguments[1], failing.raw, failing)
+    if raw_call is None:
+        return _Call(inputs, output, dtype, inputs, False)
+    candidates = {i: (array, str(array.dtype)) for i, array in enumerate(iter_tensors(inputs, _is_array))}
+    positions = count()
+    unfed, same = False, True
+
+    def feed(array: np.ndarray) -> np.ndarray:
+        nonlocal unfed, same
+        position = corresponding_input(array, next(positions), str(array.dtype), candidates, tolerance)
+        fed = None if position is None else fed_value(candidates[position][0], tuple(array.shape))
+        if position is None or fed is None:
+            unfed = True
+            return array
+        value, value_dtype = candidates.pop(position)
+        same = same and same_values(value, array, tolerance, value_dtype, str(array.dtype))
+        return fed
+
+    fed = map_tensors(raw_call[0], _is_array, feed)
+    if unfed:  # an input no base input fits (other rows routed here): the base's inputs as they are
+        return _Call(inputs, output, dtype, inputs, False)
+    return _Call(inputs, output, dtype, fed, same)
 
 
 _LOW_PRECISION = {"bfloat16", "float16"}
@@ -395,15 +440,10 @@ def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) 
 def _inputs_agree(
     base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
 ) -> bool:
-    """Whether the two layers' input tensors at the failing call agree within their dtypes' noise floor."""
-    base_call = _capture(base, arguments[0], failing.base, failing)
-    raw_call = _capture(raw, arguments[1], failing.raw, failing)
-    if base_call is None or raw_call is None:
-        return False
-    base_inputs, raw_inputs = list(iter_tensors(base_call[0], _is_array)), list(iter_tensors(raw_call[0], _is_array))
-    return len(base_inputs) == len(raw_inputs) and all(
-        tolerance.verdict(b, r, base_call[2], raw_call[2]).ok for b, r in zip(base_inputs, raw_inputs, strict=True)
-    )
+    """Whether each input tensor of the raw layer at the failing call holds one of the base layer's, within
+    the noise floor (base inputs the raw layer does not take, such as HF's ``cache_position``, aside)."""
+    call = _call(base, raw, arguments, failing, tolerance)
+    return call is not None and call.same
 
 
 def _is_array(value: object) -> bool:
