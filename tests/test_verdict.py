@@ -382,6 +382,83 @@ def test_a_choice_inside_a_layer_flipped_by_the_base_dtype_is_no_divergence() ->
     assert tuple(bug.first_divergence) == ("1", "1", "forward")
 
 
+class TorchResidualBlock(torch.nn.Module):
+    """One activation module called twice, as ResNet's blocks call theirs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act = torch.nn.Linear(16, 16), torch.nn.Linear(16, 16), torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))) + x)
+
+
+class PaddleResidualBlock(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act = paddle.nn.Linear(16, 16), paddle.nn.Linear(16, 16), paddle.nn.GELU()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x))) + x)
+
+
+def test_another_activation_under_the_bfloat16_floor_is_named_by_its_float32_replay() -> None:
+    # GELU for ReLU on large inputs: given the base's inputs the two differ by less than bfloat16's floor,
+    # but in float32 by far more than float32's, and pre-flight found their classes differ
+    torch.manual_seed(0)
+    x = [np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32) * 5.5]
+    report = diff(TorchResidualBlock().to(torch.bfloat16), PaddleResidualBlock(), x)
+    assert tuple(report.first_divergence) == ("act", "act", "forward")
+    assert "within this dtype's noise, but run in float32" in report.first_divergence.message
+    assert not [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+
+
+class TorchAdd(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(DIM, DIM)
+
+    def forward(self, x, y):
+        return self.lin(x) + y
+
+
+class PaddleAdd(paddle.nn.Layer):
+    """The port takes ``y`` by keyword after an argument of its own, as paddleformers' layers take theirs."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = paddle.nn.Linear(DIM, DIM)
+
+    def forward(self, x, cache=None, y=None):
+        return self.lin(x) + y
+
+
+class TorchCaller(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.add = TorchAdd()
+
+    def forward(self, x, y):
+        return self.add(x, y)
+
+
+class PaddleCaller(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.add = PaddleAdd()
+
+    def forward(self, x, y):
+        return self.add(x * 2.0, y=y)  # the port's bug: in the caller, not in the layer
+
+
+def test_a_replay_feeds_the_raw_layer_as_its_signature_takes_the_inputs() -> None:
+    pair = [TOKENS["x"], TOKENS["x"][::-1].copy()]
+    report = diff(TorchCaller(), PaddleCaller(), pair)
+    # replayed on the base's inputs fed where the raw layer takes them, the layer agrees: its caller is at fault
+    assert tuple(report.first_divergence) == ("", "", "forward")
+    assert "given the base layer's inputs the raw layer agrees" in report.first_divergence.message
+
+
 def residual_mlp_with_norm(framework, epsilon: float):
     """:func:`residual_mlp` then an eval-mode batch norm: the norm is judged after twelve layers of noise."""
     norm = torch.nn.BatchNorm1d(64, epsilon) if framework is torch else paddle.nn.BatchNorm1D(64, epsilon=epsilon)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import count
 from typing import Any
 
@@ -42,9 +43,16 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
-from padiff_graph.run.feeding import corresponding_input, fed_value, same_values
-from padiff_graph.run.numerics import Tolerance, Verdict
-from padiff_graph.run.results import Comparison, DiffReport, Divergence, own_by_replay, suspects
+from padiff_graph.run.feeding import corresponding_input, fed_value
+from padiff_graph.run.numerics import GROWTH_LIMIT, Tolerance, Verdict
+from padiff_graph.run.results import (
+    Comparison,
+    DiffReport,
+    Divergence,
+    divergence_of,
+    own_by_replay,
+    suspects,
+)
 
 
 def rescued(
@@ -101,7 +109,18 @@ def confirmed(
     verdict = replay(base, raw, arguments, failing, tolerance, activations.get(failing.base))
     if verdict is None:
         return report
-    flipped = _flipped(base, raw, arguments, failing, verdict, tolerance, activations)
+    if verdict.ok and _unlike_classes(report, first):
+        exact = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base), strict=True)
+        if exact is not None and not exact.ok:
+            own = (
+                f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its "
+                f"magnitude, within this dtype's noise, but run in float32 on those inputs by {exact.scaled:.1e}, "
+                f"over float32's ({exact.floor:.0e}): pre-flight found layers of different classes here "
+                "(class-mismatch)"
+            )
+            return _first(report, replace(first, message=divergence_of(failing).message + own))
+    before = _largest_before(report.comparisons, failing)
+    flipped = _flipped(base, raw, arguments, failing, verdict, tolerance, activations, before)
     if flipped is not None:
         return _with_flip(report, first, first.message + flipped)
     if not verdict.ok:
@@ -109,15 +128,36 @@ def confirmed(
         return _first(report, replace(first, message=first.message + own))
     unlike = {pair.base for pair in report.not_compared}
     called = raw_tree.graph.get("call_order")
-    found = _caller(first, failing, verdict, report.layer_map, unlike, None if called is None else set(called))
-    caller = _failing_forward(report, found.base)
-    if caller is not None and found.base and _replayable(raw_tree, found.raw):
+    callers = partial(
+        _caller, layer_map=report.layer_map, unlike=unlike, called=None if called is None else set(called)
+    )
+    found = callers(first, failing, verdict)
+    while (caller := _forward_record(report, found.base)) is not None and _replayable(raw_tree, found.raw):
         caller_verdict = replay(base, raw, arguments, caller, tolerance, activations.get(caller.base))
-        if caller_verdict is not None:
-            flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations)
-            if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
-                return _with_flip(report, found, found.message + f"; at the caller{flipped}")
+        if caller_verdict is None:
+            break
+        before = _largest_before(report.comparisons, caller)
+        flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations, before)
+        if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
+            return _with_flip(report, found, found.message + f"; at the caller{flipped}")
+        if not caller_verdict.ok or not found.base:
+            break  # the caller alone differs: the code in its forward computes the input
+        found = callers(found, caller, caller_verdict)  # it agrees alone too: its own input was computed above
     return _first(report, found)
+
+
+def _forward_record(report: DiffReport, base_path: str) -> Comparison | None:
+    """The first failing step-0 forward record of the layer at ``base_path``, else its first (a caller whose
+    output differs as its inner layer's did is inherited, and passes)."""
+    records = [c for c in report.comparisons if c.kind == "forward" and c.step == 0 and c.base == base_path]
+    return next((c for c in records if not c.ok), records[0] if records else None)
+
+
+def _unlike_classes(report: DiffReport, divergence: Divergence) -> bool:
+    """Whether pre-flight found the diverging pair's layers to be of different classes (``class-mismatch``)."""
+    return any(
+        f.code is Code.CLASS_MISMATCH and (f.base, f.raw) == (divergence.base, divergence.raw) for f in report.findings
+    )
 
 
 def _failing_forward(report: DiffReport, base_path: str) -> Comparison | None:
@@ -152,20 +192,22 @@ def _flipped(
     verdict: Verdict,
     tolerance: Tolerance,
     activations: Mapping[str, BuiltinActivation],
+    before: float,
 ) -> str | None:
     """Why the failing record is rounding noise turned into another output (a discrete choice near a tie),
     given ``verdict``, its raw layer's replay; ``None`` if the evidence does not show that.
 
     Either the raw layer agrees given the base layer's inputs, and its own input agrees with the base's
-    within the noise floor; or it differs given them, but both layers run in float32 on those inputs agree
+    as noise does (within the floor, or inherited from what the layers before it reach, ``before``); or it
+    differs given them, but both layers run in float32 on those inputs agree
     (:func:`in_float32`): the lower precision of one side's arithmetic flips the choice.
     """
     tail = "(a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
     if verdict.ok:
-        if not _inputs_agree(base, raw, arguments, failing, tolerance):
+        if not _inputs_agree(base, raw, arguments, failing, tolerance, before):
             return None
         return (
-            "; its input agrees with the base's within the noise floor, and given the base layer's inputs the raw "
+            "; its input agrees with the base's within noise, and given the base layer's inputs the raw "
             f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
             f"output {tail}"
         )
@@ -231,6 +273,20 @@ def settled_flips(
     first = kept[0] if kept else None
     findings = [*report.findings, *flips]
     return replace(report, ok=first is None, first_divergence=first, divergences=kept, findings=findings)
+
+
+def _largest_before(comparisons: list[Comparison], failing: Comparison) -> float:
+    """The largest scaled error of the records of ``failing``'s step before its layer's call: before its
+    record, but not of the layers inside it (their records come first)."""
+    largest = 0.0
+    inside = f"{failing.base}." if failing.base else ""
+    for comparison in comparisons:
+        if comparison is failing:
+            break
+        within = comparison.base.startswith(inside) and comparison.base != failing.base
+        if comparison.step == failing.step and not within and np.isfinite(comparison.verdict.scaled):
+            largest = max(largest, comparison.verdict.scaled)
+    return largest
 
 
 def _ended_before(comparisons: list[Comparison], failing: Comparison) -> set[str]:
@@ -321,7 +377,7 @@ def replay(
     call = _call(base, raw, arguments, failing, tolerance)
     if call is None:
         return None
-    alone = _alone(raw, failing.raw, call.fed, failing.index)
+    alone = _raw_alone(raw, failing.raw, call, failing.index)
     return None if alone is None else _judged(tolerance, call.output, alone, call.dtype, activation)
 
 
@@ -332,32 +388,36 @@ def in_float32(
     failing: Comparison,
     tolerance: Tolerance,
     activation: BuiltinActivation | None = None,
+    strict: bool = False,
 ) -> Verdict | None:
     """Both layers run alone in float32 on the base layer's inputs of the failing call, compared under the
-    run's noise floor; ``None`` where neither output is below float32, a layer cannot run so, or the user
-    fixed ``atol``/``rtol``."""
+    run's noise floor (``strict``: float32's); ``None`` where neither output is below float32, a layer
+    cannot run so, or the user fixed ``atol``/``rtol``."""
     if tolerance.fixed:  # elementwise bounds the user chose: the lower precision's rounding is theirs to judge
         return None
     call = _call(base, raw, arguments, failing, tolerance)
     if call is None:
         return None
     widened = _alone(base, failing.base, call.inputs, failing.index, widen=True)
-    alone = _alone(raw, failing.raw, call.fed, failing.index, widen=True)
+    alone = _raw_alone(raw, failing.raw, call, failing.index, widen=True)
     if widened is None or alone is None or not {call.dtype, alone[1]} & _LOW_PRECISION:
         return None
+    if strict:
+        return _judged(replace(tolerance, context=()), widened[0], alone, widened[1], activation)
     return _judged(tolerance, widened[0], alone, call.dtype, activation)
 
 
 @dataclass(frozen=True)
 class _Call:
     """The failing call as the base ran it (its inputs, as arrays, and its output) and the raw layer's own
-    inputs with each fed the base input that corresponds to it (``same``: each holds its values)."""
+    inputs with each fed the base input that corresponds to it (``input_error``: the largest scaled error
+    between a raw input and the base input feeding it; infinite where one is not fed)."""
 
     inputs: Any
     output: np.ndarray
     dtype: str
     fed: Any
-    same: bool
+    input_error: float
 
 
 def _call(
@@ -366,33 +426,32 @@ def _call(
     """The failing call of both layers, from a run of each model without gradients; the raw layer's inputs
     fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`: HF's and paddleformers' decoder
     layers take their tensors in other orders and forms), or the base's as they are where the raw model
-    does not reach that call or a raw input cannot be fed."""
+    does not reach that call (a raw input no base input fits keeps its own value, as in single-step mode)."""
     captured = _capture(base, arguments[0], failing.base, failing)
     if captured is None:
         return None
     inputs, output, dtype = captured
     raw_call = _capture(raw, arguments[1], failing.raw, failing)
     if raw_call is None:
-        return _Call(inputs, output, dtype, inputs, False)
+        return _Call(inputs, output, dtype, inputs, float("inf"))
     candidates = {i: (array, str(array.dtype)) for i, array in enumerate(iter_tensors(inputs, _is_array))}
     positions = count()
-    unfed, same = False, True
+    errors: list[float] = []
 
     def feed(array: np.ndarray) -> np.ndarray:
-        nonlocal unfed, same
         position = corresponding_input(array, next(positions), str(array.dtype), candidates, tolerance)
         fed = None if position is None else fed_value(candidates[position][0], tuple(array.shape))
         if position is None or fed is None:
-            unfed = True
+            errors.append(float("inf"))
             return array
-        value, value_dtype = candidates.pop(position)
-        same = same and same_values(value, array, tolerance, value_dtype, str(array.dtype))
+        value_dtype = candidates.pop(position)[1]
+        floating = np.issubdtype(array.dtype, np.floating)
+        agree = tolerance.verdict(fed, array, value_dtype, str(array.dtype)).scaled if floating else 0.0
+        errors.append(agree if floating or np.array_equal(fed, array) else float("inf"))
         return fed
 
     fed = map_tensors(raw_call[0], _is_array, feed)
-    if unfed:  # an input no base input fits (other rows routed here): the base's inputs as they are
-        return _Call(inputs, output, dtype, inputs, False)
-    return _Call(inputs, output, dtype, fed, same)
+    return _Call(inputs, output, dtype, fed, max(errors, default=0.0))
 
 
 _LOW_PRECISION = {"bfloat16", "float16"}
@@ -413,6 +472,16 @@ def _judged(
     elif activation is not None:
         expected = activation.apply(expected)
     return tolerance.verdict(expected, replayed, dtype, raw_dtype)
+
+
+def _raw_alone(raw: Side, path: str, call: _Call, index: int, widen: bool = False) -> tuple[np.ndarray, str] | None:
+    """:func:`_alone` for the raw layer on its fed inputs, or, where it fails on them or gives an output of
+    another size (an expert whose own input holds other routed rows), on the base's inputs as they are."""
+    for inputs in (call.fed, call.inputs):
+        alone = _alone(raw, path, inputs, index, widen)
+        if alone is not None and alone[0].size == call.output.size:
+            return alone
+    return None
 
 
 def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) -> tuple[np.ndarray, str] | None:
@@ -438,12 +507,18 @@ def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) 
 
 
 def _inputs_agree(
-    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
+    base: Side,
+    raw: Side,
+    arguments: tuple[CallArguments, ...],
+    failing: Comparison,
+    tolerance: Tolerance,
+    before: float,
 ) -> bool:
-    """Whether each input tensor of the raw layer at the failing call holds one of the base layer's, within
-    the noise floor (base inputs the raw layer does not take, such as HF's ``cache_position``, aside)."""
+    """Whether each input tensor of the raw layer at the failing call holds one of the base layer's (base
+    inputs the raw layer does not take, such as HF's ``cache_position``, aside) within the noise floor, or
+    within what the layers before it reach (``before``): noise, as the verdict inherits it."""
     call = _call(base, raw, arguments, failing, tolerance)
-    return call is not None and call.same
+    return call is not None and call.input_error <= max(GROWTH_LIMIT * before, failing.verdict.floor)
 
 
 def _is_array(value: object) -> bool:

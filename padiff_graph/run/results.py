@@ -321,7 +321,7 @@ def all_divergences(
                 continue
             divergence = _between(comparison, caller, records)
         else:
-            divergence = _divergence(comparison)
+            divergence = divergence_of(comparison)
         if (divergence.base, divergence.raw, divergence.stage) not in seen:
             seen.add((divergence.base, divergence.raw, divergence.stage))
             found.append(divergence)
@@ -426,7 +426,8 @@ def _between(comparison: Comparison, caller: str | None, records: _Records) -> D
     return Divergence(caller, caller_raw, "forward", message, comparison.step)
 
 
-def _divergence(comparison: Comparison) -> Divergence:
+def divergence_of(comparison: Comparison) -> Divergence:
+    """The divergence a failing ``comparison`` is, its message naming the record and the evidence."""
     verdict = comparison.verdict
     what = verdict.note or f"max abs diff {verdict.max_abs:.3g}, max rel diff {verdict.max_rel:.3g}"
     kind = comparison.kind
