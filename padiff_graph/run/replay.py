@@ -3,23 +3,33 @@
 A layer whose output differs either computes something else (its own error) or
 received an input that differs, computed by code between compared layers (a
 residual add left out, an activation called as a function in its caller's
-forward). After the run, the base model runs once more, without gradients,
-keeping only the suspect layer's inputs and output at the diverging call; the raw
-layer then runs alone on those inputs. If it reproduces the base output (within
-its dtype's noise floor) the fault is in the code that computed its input, and
-the divergence is named at the nearest compared layer above it; otherwise the
-replay's error is the layer's own, and the message says so. Unless the raw
-layer's own input agrees with the base's within the noise floor: then the layer
-turned rounding noise into another output (a router's top-k near a tie in a
-bfloat16 base): the message says the tool is not sure it is a fault of the
-port, an ``ambiguous-divergence`` finding names the layer, and the diff then
-compares again in single-step mode where it can (:func:`rechecked`), since
-every layer after a flipped choice computes from other data.
+forward). After the run, both models run once more, without gradients, keeping
+the suspect layer's inputs and output at the diverging call; the raw layer then
+runs alone on its own inputs, each fed the base input that corresponds to it as
+single-step mode feeds them (HF's and paddleformers' decoder layers take their
+tensors in other orders and forms). If it reproduces the base output (within its
+dtype's noise floor) the fault is in the code that computed its input: the
+divergence moves to the nearest compared layer above it, and on up while each
+caller also agrees alone; otherwise the replay's error is the layer's own, and
+the message says so.
+
+A discrete choice near a tie (a router's top-k with a bfloat16 base) turns
+rounding into another output. That shows two ways: the raw layer agrees alone
+while its input agrees with the base's as noise does, or it differs alone but
+both layers run in float32 on the same inputs (:func:`in_float32`) agree. Then
+the message says the tool is not sure it is a fault of the port, an
+``ambiguous-divergence`` finding names the layer, and the diff compares again in
+single-step mode where it can (:func:`rechecked`), since every layer after a
+flipped choice computes from other data; single-step reports set such layers
+aside the same way (:func:`settled_flips`). A pair pre-flight found of
+different classes (``class-mismatch``) that agrees alone within the low
+precision's floor is judged by its float32 replay instead.
 
 Before that, the inherited records whose error grew most over the layers before
 them (:func:`~padiff_graph.run.results.suspects`: a bug under a long bfloat16
 base's noise) are replayed the same way; one whose raw layer alone differs over
-the noise floor is the layer's own error after all (:func:`rescued`).
+the noise floor, while in float32 too, is the layer's own error after all
+(:func:`rescued`).
 """
 
 from __future__ import annotations
