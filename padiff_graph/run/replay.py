@@ -54,7 +54,7 @@ from padiff_graph.layermap import LayerMap
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.feeding import corresponding_input, fed_value
-from padiff_graph.run.numerics import GROWTH_LIMIT, Tolerance, Verdict
+from padiff_graph.run.numerics import Tolerance, Verdict
 from padiff_graph.run.results import (
     Comparison,
     DiffReport,
@@ -526,9 +526,15 @@ def _inputs_agree(
 ) -> bool:
     """Whether each input tensor of the raw layer at the failing call holds one of the base layer's (base
     inputs the raw layer does not take, such as HF's ``cache_position``, aside) within the noise floor, or
-    within what the layers before it reach (``before``): noise, as the verdict inherits it."""
+    within :data:`NOISE_GROWTH` times what the layers before its call reach (``before``): noise passed on."""
     call = _call(base, raw, arguments, failing, tolerance)
-    return call is not None and call.input_error <= max(GROWTH_LIMIT * before, failing.verdict.floor)
+    return call is not None and call.input_error <= max(NOISE_GROWTH * before, failing.verdict.floor)
+
+
+#: How many times the largest error before a call its input's error may be and still be only that noise
+#: passed on: it grows at most 1.8x from one correct layer to the next (measured for
+#: :data:`~padiff_graph.run.numerics.GROWTH_LIMIT`); a fault between layers shows at 48x or more.
+NOISE_GROWTH = 2.0
 
 
 def _is_array(value: object) -> bool:
