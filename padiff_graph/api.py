@@ -44,6 +44,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.activations import builtin_activations, records_skipped
+from padiff_graph.run.confirm import confirmed, noise_flip, rechecked, rescued, settled_flips
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
@@ -51,7 +52,6 @@ from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
-from padiff_graph.run.replay import confirmed, noise_flip, rechecked, rescued, settled_flips
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB

@@ -1,376 +1,40 @@
-"""Replaying the first diverging layer alone on the base layer's inputs: its own error, or its caller's.
+"""One layer pair run alone on the base layer's inputs of one call: the evidence the verdict checks use.
 
-A layer whose output differs either computes something else (its own error) or
-received an input that differs, computed by code between compared layers (a
-residual add left out, an activation called as a function in its caller's
-forward). After the run, both models run once more, without gradients, keeping
-the suspect layer's inputs and output at the diverging call; the raw layer then
-runs alone on its own inputs, each fed the base input that corresponds to it as
-single-step mode feeds them (HF's and paddleformers' decoder layers take their
-tensors in other orders and forms). If it reproduces the base output (within its
-dtype's noise floor) the fault is in the code that computed its input: the
-divergence moves to the nearest compared layer above it, and on up while each
-caller also agrees alone; otherwise the replay's error is the layer's own, and
-the message says so.
-
-A discrete choice near a tie (a router's top-k with a bfloat16 base) turns
-rounding into another output. That shows two ways: the raw layer agrees alone
-while its input agrees with the base's as noise does, or it differs alone but
-both layers run in float32 on the same inputs (:func:`in_float32`) agree. Then
-the message says the tool is not sure it is a fault of the port, an
-``ambiguous-divergence`` finding names the layer, and the diff compares again in
-single-step mode where it can (:func:`rechecked`), since every layer after a
-flipped choice computes from other data; single-step reports set such layers
-aside the same way (:func:`settled_flips`). A pair pre-flight found of
-different classes (``class-mismatch``) that agrees alone within the low
-precision's floor is judged by its float32 replay instead.
-
-Before that, the inherited records whose error grew most over the layers before
-them (:func:`~padiff_graph.run.results.suspects`: a bug under a long bfloat16
-base's noise) are replayed the same way; one whose raw layer alone differs over
-the noise floor, while in float32 too, is the layer's own error after all
-(:func:`rescued`).
+Both models run once more without gradients, keeping the layer's inputs and output at that call
+(:func:`_capture`). The raw layer then runs alone on its own inputs, each fed the base input that
+corresponds to it as single-step mode feeds them (:mod:`padiff_graph.run.feeding`; HF's and
+paddleformers' decoder layers take their tensors in other orders and forms), and its output is
+judged against the base's (:func:`replay`). :func:`in_float32` runs both layers in float32 on the
+same inputs, the base's low-precision parameters widened losslessly for it: what is left is not
+precision. :func:`inputs_agree` says whether the raw layer's inputs are the base's up to noise.
+:mod:`padiff_graph.run.confirm` decides what the evidence means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from functools import partial
 from itertools import count
 from typing import Any
 
 import numpy as np
 
-from padiff_graph.core.findings import Code, Finding, Severity
-from padiff_graph.core.records import quoted_path
 from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks.base import iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks
 from padiff_graph.knowledge.families import stateful_in_training
-from padiff_graph.layermap import LayerMap
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.feeding import corresponding_input, fed_value
 from padiff_graph.run.numerics import Tolerance, Verdict
-from padiff_graph.run.results import (
-    Comparison,
-    DiffReport,
-    Divergence,
-    divergence_of,
-    own_by_replay,
-    suspects,
-)
+from padiff_graph.run.results import Comparison
 
 
-def rescued(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
-    comparisons: list[Comparison],
-) -> list[Comparison]:
-    """``comparisons`` with each suspect inherited record (:func:`~padiff_graph.run.results.suspects`)
-    failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor,
-    unless both layers run in float32 on those inputs agree (a container's own low-precision noise)."""
-    found: dict[int, Comparison] = {}
-    for comparison, before in suspects(comparisons):
-        if not _replayable(raw_tree, comparison.raw):
-            continue
-        activation = activations.get(comparison.base)
-        verdict = replay(base, raw, arguments, comparison, tolerance, activation)
-        if verdict is None or verdict.ok:
-            continue
-        widened = in_float32(base, raw, arguments, comparison, tolerance, activation)
-        if widened is None or not widened.ok:  # both layers agreeing in float32: the lower precision's noise
-            found[id(comparison)] = own_by_replay(comparison, before, verdict)
-    return [found.get(id(comparison), comparison) for comparison in comparisons]
-
-
-def _replayable(raw_tree: ModelTree, raw_path: str) -> bool:
+def replayable(raw_tree: ModelTree, raw_path: str) -> bool:
     """Whether the raw layer can run alone and unchanged: one layer of the tree (a fused layer's parts
     are not), whose statistics or randomness a training-mode run would not move."""
     return raw_path in raw_tree and not stateful_in_training(raw_tree, raw_path)
-
-
-def confirmed(
-    report: DiffReport,
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
-) -> DiffReport:
-    """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
-    (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
-    first = report.first_divergence
-    if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
-        return report
-    if not _replayable(raw_tree, first.raw):
-        return report
-    failing = _failing_forward(report, first.base)
-    if failing is None or failing.replayed is not None:
-        return report  # already replayed (:func:`rescued`): its own error
-    verdict = replay(base, raw, arguments, failing, tolerance, activations.get(failing.base))
-    if verdict is None:
-        return report
-    if verdict.ok and _unlike_classes(report, first):
-        exact = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base), strict=True)
-        if exact is not None and not exact.ok:
-            own = (
-                f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its "
-                f"magnitude, within this dtype's noise, but run in float32 on those inputs by {exact.scaled:.1e}, "
-                f"over float32's ({exact.floor:.0e}): pre-flight found layers of different classes here "
-                "(class-mismatch)"
-            )
-            return _first(report, replace(first, message=divergence_of(failing).message + own))
-    before = _largest_before(report.comparisons, failing)
-    flipped = _flipped(base, raw, arguments, failing, verdict, tolerance, activations, before)
-    if flipped is not None:
-        return _with_flip(report, first, first.message + flipped)
-    if not verdict.ok:
-        own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
-        return _first(report, replace(first, message=first.message + own))
-    unlike = {pair.base for pair in report.not_compared}
-    called = raw_tree.graph.get("call_order")
-    callers = partial(
-        _caller, layer_map=report.layer_map, unlike=unlike, called=None if called is None else set(called)
-    )
-    found = callers(first, failing, verdict)
-    while (caller := _forward_record(report, found.base)) is not None and _replayable(raw_tree, found.raw):
-        caller_verdict = replay(base, raw, arguments, caller, tolerance, activations.get(caller.base))
-        if caller_verdict is None:
-            break
-        before = _largest_before(report.comparisons, caller)
-        flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations, before)
-        if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
-            return _with_flip(report, found, found.message + f"; at the caller{flipped}")
-        if not caller_verdict.ok or not found.base:
-            break  # the caller alone differs: the code in its forward computes the input
-        found = callers(found, caller, caller_verdict)  # it agrees alone too: its own input was computed above
-    return _first(report, found)
-
-
-def _forward_record(report: DiffReport, base_path: str) -> Comparison | None:
-    """The first failing step-0 forward record of the layer at ``base_path``, else its first (a caller whose
-    output differs as its inner layer's did is inherited, and passes)."""
-    records = [c for c in report.comparisons if c.kind == "forward" and c.step == 0 and c.base == base_path]
-    return next((c for c in records if not c.ok), records[0] if records else None)
-
-
-def _unlike_classes(report: DiffReport, divergence: Divergence) -> bool:
-    """Whether pre-flight found the diverging pair's layers to be of different classes (``class-mismatch``)."""
-    return any(
-        f.code is Code.CLASS_MISMATCH and (f.base, f.raw) == (divergence.base, divergence.raw) for f in report.findings
-    )
-
-
-def _failing_forward(report: DiffReport, base_path: str) -> Comparison | None:
-    """The first failing step-0 forward record of the layer at ``base_path``."""
-    return next(
-        (c for c in report.comparisons if c.kind == "forward" and c.step == 0 and c.base == base_path and not c.ok),
-        None,
-    )
-
-
-def _first(report: DiffReport, found: Divergence) -> DiffReport:
-    """``report`` with ``found`` in place of its first divergence."""
-    first = report.first_divergence
-    assert first is not None
-    rest = [d for d in report.divergences if (d.base, d.raw, d.stage) != (first.base, first.raw, first.stage)]
-    return replace(report, first_divergence=found, divergences=[found, *rest])
-
-
-def _with_flip(report: DiffReport, divergence: Divergence, message: str) -> DiffReport:
-    """``report`` whose first divergence, ``divergence`` with ``message``, is a choice noise flipped: the
-    ``ambiguous-divergence`` finding names it."""
-    found = replace(divergence, message=message)
-    flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, found.base, found.raw, message, _RERUN)
-    return replace(_first(report, found), findings=[*report.findings, flip])
-
-
-def _flipped(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    failing: Comparison,
-    verdict: Verdict,
-    tolerance: Tolerance,
-    activations: Mapping[str, BuiltinActivation],
-    before: float,
-) -> str | None:
-    """Why the failing record is rounding noise turned into another output (a discrete choice near a tie),
-    given ``verdict``, its raw layer's replay; ``None`` if the evidence does not show that.
-
-    Either the raw layer agrees given the base layer's inputs, and its own input agrees with the base's
-    as noise does (within the floor, or inherited from what the layers before it reach, ``before``); or it
-    differs given them, but both layers run in float32 on those inputs agree
-    (:func:`in_float32`): the lower precision of one side's arithmetic flips the choice.
-    """
-    tail = "(a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
-    if verdict.ok:
-        if not _inputs_agree(base, raw, arguments, failing, tolerance, before):
-            return None
-        return (
-            "; its input agrees with the base's within noise, and given the base layer's inputs the raw "
-            f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
-            f"output {tail}"
-        )
-    widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
-    if widened is None or not widened.ok:
-        return None
-    return (
-        f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its magnitude, "
-        f"but run in float32 on those inputs both layers agree ({widened.scaled:.1e}): one side's lower-precision "
-        f"arithmetic turns rounding into another output {tail}"
-    )
-
-
-def settled_flips(
-    report: DiffReport,
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
-) -> DiffReport:
-    """A single-step ``report`` without the layer pairs whose step-0 forward divergence is a choice one
-    side's lower precision flipped: both layers run in float32 on the base layer's inputs agree
-    (:func:`in_float32`). Each becomes an ``ambiguous-divergence`` finding. The gradients that flow back
-    through the flipped choice go with it: those of the layers whose forward ended before its own (the
-    layers inside it and before it), which the finding counts."""
-    flips: list[Finding] = []
-    through: set[str] = set()  # layers whose gradients flow back through a flipped choice
-    for divergence in report.divergences:
-        failing = _failing_forward(report, divergence.base)
-        if divergence.stage != "forward" or divergence.step != 0 or failing is None or not divergence.base:
-            continue
-        if not _replayable(raw_tree, divergence.raw):
-            continue
-        widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
-        if widened is None or not widened.ok:
-            continue
-        before = _ended_before(report.comparisons, failing)
-        set_aside = [d for d in report.divergences if d.stage in ("backward", "grad") and d.base in before]
-        message = (
-            f"{divergence.message}; run in float32 on the base layer's inputs both layers agree "
-            f"({widened.scaled:.1e}): one side's lower-precision arithmetic turns rounding into another output "
-            "(a discrete choice near a tie, such as a router's top-k), which may be no fault of the port"
-        )
-        if set_aside:
-            message += (
-                f"; {len(set_aside)} gradient divergence(s) of the layers inside and before it, whose gradients "
-                "flow back through that choice, were set aside with it"
-            )
-        flips.append(
-            Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, divergence.base, divergence.raw, message, _FED)
-        )
-        through |= before
-    if not flips:
-        return report
-    flipped = {finding.base for finding in flips}
-    kept = [
-        d
-        for d in report.divergences
-        if d.base not in flipped and not (d.step == 0 and d.stage in ("backward", "grad") and d.base in through)
-    ]
-    first = kept[0] if kept else None
-    findings = [*report.findings, *flips]
-    return replace(report, ok=first is None, first_divergence=first, divergences=kept, findings=findings)
-
-
-def _largest_before(comparisons: list[Comparison], failing: Comparison) -> float:
-    """The largest scaled error of the records of ``failing``'s step before its layer's call: before its
-    record, but not of the layers inside it (their records come first)."""
-    largest = 0.0
-    inside = f"{failing.base}." if failing.base else ""
-    for comparison in comparisons:
-        if comparison is failing:
-            break
-        within = comparison.base.startswith(inside) and comparison.base != failing.base
-        if comparison.step == failing.step and not within and np.isfinite(comparison.verdict.scaled):
-            largest = max(largest, comparison.verdict.scaled)
-    return largest
-
-
-def _ended_before(comparisons: list[Comparison], failing: Comparison) -> set[str]:
-    """Base paths of the layers whose step-0 forward record comes before ``failing``'s: records follow the
-    end of each call, so these are the layers inside its layer and those that ran before it."""
-    ended: set[str] = set()
-    for comparison in comparisons:
-        if comparison is failing:
-            break
-        if comparison.kind == "forward" and comparison.step == 0:
-            ended.add(comparison.base)
-    return ended
-
-
-_FED = (
-    "nothing if the layer's choice is meant to follow its input: in single-step mode the layers after it were "
-    "given the base's data, so the flip did not carry on"
-)
-
-
-_RERUN = (
-    "compare in single-step mode (`diff --single-step`, `single_step=True`): each raw layer is given the base "
-    "layer's inputs, so the flipped choice does not carry on into the layers after it"
-)
-
-
-def noise_flip(report: DiffReport) -> Finding | None:
-    """The ``ambiguous-divergence`` finding :func:`confirmed` left on ``report``: its first divergence is
-    rounding noise that flipped a discrete choice."""
-    return next((f for f in report.findings if f.code is Code.AMBIGUOUS_DIVERGENCE), None)
-
-
-def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
-    """``single``, the single-step run of a diff whose first divergence was the noise ``flip``, with
-    ``flip`` among its findings: after a flipped choice only single-step comparisons mean anything."""
-    note = replace(
-        flip,
-        hint="nothing if the layer's choice is meant to follow its input; the diff compared the layers again in "
-        "single-step mode, each raw layer given the base layer's inputs, and reports that run's verdict "
-        "(settings: rechecked)",
-    )
-    settings = {**single.settings, "rechecked": f"single-step, after a noise flip at {quoted_path(flip.base or '')}"}
-    known = {(f.base, f.raw) for f in single.findings if f.code is Code.AMBIGUOUS_DIVERGENCE}
-    findings = single.findings if (flip.base, flip.raw) in known else [*single.findings, note]
-    return replace(single, findings=findings, settings=settings)
-
-
-def _caller(
-    first: Divergence,
-    failing: Comparison,
-    verdict: Verdict,
-    layer_map: LayerMap,
-    unlike: set[str],
-    called: set[str] | None,
-) -> Divergence:
-    """The divergence moved to the nearest paired layer above ``first`` whose contents correspond (not in
-    ``unlike``, base paths) and whose raw partner runs a forward (in ``called``, raw paths, where known:
-    not a ``ModuleList``): the code there computed its input."""
-
-    def caller(base_path: str) -> bool:
-        raw_path = layer_map.raw_of(base_path)
-        return raw_path is not None and base_path not in unlike and (called is None or raw_path in called)
-
-    base_path = first.base.rpartition(".")[0]
-    while base_path and not caller(base_path):
-        base_path = base_path.rpartition(".")[0]
-    raw_path = layer_map.raw_of(base_path) or ""
-    message = (
-        f"the input of base {quoted_path(first.base)} / raw {quoted_path(first.raw)} (call {failing.call}) differs, "
-        f"and given the base layer's inputs the raw layer agrees ({verdict.scaled:.1e} of its magnitude): the code "
-        f"in the forward of base {quoted_path(base_path)} / raw {quoted_path(raw_path)} that computes that input "
-        f"differs ({failing.verdict.note})"
-    )
-    return Divergence(base_path, raw_path, "forward", message, first.step)
 
 
 def replay(
@@ -516,7 +180,7 @@ def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) 
         return None
 
 
-def _inputs_agree(
+def inputs_agree(
     base: Side,
     raw: Side,
     arguments: tuple[CallArguments, ...],
