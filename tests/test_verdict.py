@@ -479,3 +479,22 @@ def test_a_fault_under_the_accumulated_bfloat16_noise_is_found_by_replaying_the_
     norm = next(c for c in report.comparisons if c.base == "12" and c.kind == "forward")
     assert norm.replayed is not None and not norm.replayed.ok and not norm.verdict.inherited
     assert "already differs" not in report.first_divergence.message  # the replay, not the noisy input, decides
+
+
+@pytest.mark.parametrize("framework", [torch, paddle], ids=["torch", "paddle"])
+def test_full_precision_widens_a_layer_for_a_replay_and_gives_back_its_own_memory(framework) -> None:
+    from padiff_graph.frameworks import adapter_for
+
+    if framework is torch:
+        layer = torch.nn.Linear(3, 3).to(torch.bfloat16)
+    else:
+        layer = paddle.nn.Linear(3, 3)
+        layer.to(dtype="bfloat16")
+    adapter = adapter_for(layer)
+    before = {name: (adapter.dtype_name(t), adapter.to_numpy(t)) for name, t in adapter.named_tensors(layer).items()}
+    with adapter.full_precision(layer):
+        inside = {name: adapter.dtype_name(t) for name, t in adapter.named_tensors(layer).items()}
+    assert set(inside.values()) == {"float32"}
+    for name, tensor in adapter.named_tensors(layer).items():
+        assert adapter.dtype_name(tensor) == before[name][0] == "bfloat16"
+        assert np.array_equal(adapter.to_numpy(tensor), before[name][1])
