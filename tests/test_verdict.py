@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from padiff_graph import diff
+from padiff_graph.frameworks import adapter_for
 from padiff_graph.run.numerics import NOISE_FLOORS, Mode, Verdict, compare_arrays
 from padiff_graph.run.results import Comparison, attribute
 
@@ -483,8 +484,6 @@ def test_a_fault_under_the_accumulated_bfloat16_noise_is_found_by_replaying_the_
 
 @pytest.mark.parametrize("framework", [torch, paddle], ids=["torch", "paddle"])
 def test_full_precision_widens_a_layer_for_a_replay_and_gives_back_its_own_memory(framework) -> None:
-    from padiff_graph.frameworks import adapter_for
-
     if framework is torch:
         layer = torch.nn.Linear(3, 3).to(torch.bfloat16)
     else:
