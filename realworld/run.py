@@ -66,8 +66,9 @@ class Row:
     message: str = ""
     divergences: list[list[str]] = field(default_factory=list)
     not_fed: list[str] = field(default_factory=list)
-    #: The layer of an ``ambiguous-divergence`` finding: noise flipped its discrete choice.
-    noise_flip: str | None = None
+    #: The layer of an ``ambiguous-divergence`` finding: the default run's verdict was not sure there (a choice
+    #: noise flipped, other tokens routed, an input grown under noise), and single-step mode decided.
+    unsure_at: str | None = None
     verdict_right: bool | None = None
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -142,7 +143,7 @@ def run_case(case: Case, single_step: bool = False) -> Row:
             row.first_divergence = [first.base, first.raw, first.stage]
             row.message = first.message
         row.divergences = [[d.base, d.raw, d.stage] for d in report.divergences]
-        row.noise_flip = next((f.base for f in report.findings if f.code.value == "ambiguous-divergence"), None)
+        row.unsure_at = next((f.base for f in report.findings if f.code.value == "ambiguous-divergence"), None)
         if case.expected is None:
             row.verdict_right = report.ok
         else:
@@ -178,7 +179,7 @@ def print_table(rows: list[Row]) -> None:
         "map exact",
         "outputs agree",
         "verdict right",
-        "noise flip",
+        "unsure at",
         "time",
     )
     lines = [
@@ -190,7 +191,7 @@ def print_table(rows: list[Row]) -> None:
             _mark(r.map_exact),
             f"{_mark(r.outputs_agree)} ({r.output_error:.1e})" if r.output_error is not None else "-",
             _mark(r.verdict_right),
-            r.noise_flip or "-",
+            r.unsure_at or "-",
             f"{r.seconds:.1f}s",
         )
         for r in rows

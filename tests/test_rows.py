@@ -108,3 +108,17 @@ def test_an_input_computed_inside_a_reordered_call_follows_that_calls_order() ->
     key = RecordKey(0, "input", "experts.0.down_proj", 0, 0)
     verdict = orders.verdict(key, inner, noisy, "bfloat16", "float32", gradient=False)
     assert INPUT_NOTE in verdict.note and verdict.scaled < 0.1  # judged in the expert's order, as noise
+
+
+def test_other_tokens_under_a_lower_precision_base_are_rechecked_in_single_step_mode() -> None:
+    # with a bfloat16 base, other tokens may be noise flipping a near tie, and the caller replayed alone differs
+    # whether its routing code or a layer inside it is at fault: not sure, so single-step mode decides
+    torch.manual_seed(0)
+    base = RoutedTorch().to(torch.bfloat16)
+    report = diff(base, OtherTokensPaddle(), X)
+    unsure = [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+    [caller] = [f for f in unsure if f.base == ""]
+    assert "its routing code or a layer inside it" in caller.message
+    assert report.settings["single_step"] and "rechecked" in report.settings
+    fp32 = diff(RoutedTorch(), OtherTokensPaddle(), X)  # no lower precision: the routing code is at fault
+    assert not [f for f in fp32.findings if f.code.value == "ambiguous-divergence"]

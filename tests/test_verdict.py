@@ -460,6 +460,28 @@ def test_a_replay_feeds_the_raw_layer_as_its_signature_takes_the_inputs() -> Non
     assert "given the base layer's inputs the raw layer agrees" in report.first_divergence.message
 
 
+def residual_mlp_scaling_input(framework, scale: float):
+    """:func:`residual_mlp` whose block 7 scales its ``fc``'s input in its forward (code between layers)."""
+    model = residual_mlp(framework, 12)
+    block = model[7]
+    block.forward = lambda x: x + block.act(block.fc(x * scale))
+    return model
+
+
+def test_code_between_layers_under_the_bfloat16_noise_is_rechecked_in_single_step_mode() -> None:
+    # a 3% scale in block 7's forward: 7.fc's output passes as inherited bf16 noise, its layer agrees alone,
+    # but its input grew past the noise passed on: not sure, so single-step mode decides, naming the block
+    torch.manual_seed(0)
+    x = [np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32) * 4]
+    base = residual_mlp(torch, 12).to(torch.bfloat16)
+    report = diff(base, residual_mlp_scaling_input(paddle, 1.03), x)
+    assert tuple(report.first_divergence) == ("7", "7", "forward")
+    [unsure] = [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+    assert unsure.base == "7.fc" and "its input differs by more than the noise" in unsure.message
+    assert "rechecked" in report.settings
+    assert diff(base, residual_mlp_scaling_input(paddle, 1.0), x).ok  # the same code, correct: no recheck needed
+
+
 def residual_mlp_with_norm(framework, epsilon: float):
     """:func:`residual_mlp` then an eval-mode batch norm: the norm is judged after twelve layers of noise."""
     norm = torch.nn.BatchNorm1d(64, epsilon) if framework is torch else paddle.nn.BatchNorm1D(64, epsilon=epsilon)

@@ -45,7 +45,7 @@ from padiff_graph.layermap import LayerMap
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Tolerance, Verdict
-from padiff_graph.run.replay import in_float32, inputs_agree, replay, replayable
+from padiff_graph.run.replay import NOISE_GROWTH, in_float32, inputs_agree, replay, replayable
 from padiff_graph.run.results import (
     Comparison,
     DiffReport,
@@ -54,6 +54,7 @@ from padiff_graph.run.results import (
     own_by_replay,
     suspects,
 )
+from padiff_graph.run.rows import OTHER_TOKENS
 
 
 def rescued(
@@ -67,14 +68,20 @@ def rescued(
 ) -> list[Comparison]:
     """``comparisons`` with each suspect inherited record (:func:`~padiff_graph.run.results.suspects`)
     failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor,
-    unless both layers run in float32 on those inputs agree (a container's own low-precision noise)."""
+    unless both layers run in float32 on those inputs agree (a container's own low-precision noise).
+    One whose layer agrees alone while its input grew past the noise passed on keeps its verdict and
+    gets the replay's (``replayed``): :func:`confirmed` says the verdict is not sure."""
     found: dict[int, Comparison] = {}
     for comparison, before in suspects(comparisons):
         if not replayable(raw_tree, comparison.raw):
             continue
         activation = activations.get(comparison.base)
         verdict = replay(base, raw, arguments, comparison, tolerance, activation)
-        if verdict is None or verdict.ok:
+        if verdict is None:
+            continue
+        if verdict.ok:  # the layer agrees alone; an input grown past the noise passed on leaves the verdict unsure
+            if not inputs_agree(base, raw, arguments, comparison, tolerance, before):
+                found[id(comparison)] = replace(comparison, replayed=verdict)
             continue
         widened = in_float32(base, raw, arguments, comparison, tolerance, activation)
         if widened is None or not widened.ok:  # both layers agreeing in float32: the lower precision's noise
@@ -94,7 +101,9 @@ def confirmed(
     """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
     (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
     first = report.first_divergence
-    if first is None or first.stage != "forward" or first.step != 0 or first.base == "":
+    if first is None:
+        return _input_grown(report)
+    if first.stage != "forward" or first.step != 0 or first.base == "":
         return report
     if not replayable(raw_tree, first.raw):
         return report
@@ -135,10 +144,43 @@ def confirmed(
         flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations, before)
         if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
             return _with_flip(report, found, found.message + f"; at the caller{flipped}")
+        if not caller_verdict.ok and _routed_under_noise(failing, tolerance):
+            return _with_flip(report, found, found.message + _ROUTED.format(caller_verdict.scaled))
         if not caller_verdict.ok or not found.base:
             break  # the caller alone differs: the code in its forward computes the input
         found = callers(found, caller, caller_verdict)  # it agrees alone too: its own input was computed above
     return _first(report, found)
+
+
+_ROUTED = (
+    "; and the caller replayed alone differs too ({:.1e} of its magnitude), so either its routing code or a "
+    "layer inside it is at fault, or noise in the lower precision flipped the routing and the fault is a layer's"
+)
+
+
+def _routed_under_noise(failing: Comparison, tolerance: Tolerance) -> bool:
+    """Whether ``failing`` received other tokens than the base's layer (:data:`~padiff_graph.run.rows.OTHER_TOKENS`)
+    in a run where one side computes in a lower precision, whose noise can flip a routing choice."""
+    low = {"bfloat16", "float16"} & set(tolerance.context)
+    return bool(low) and OTHER_TOKENS in (failing.verdict.note or "")
+
+
+def _input_grown(report: DiffReport) -> DiffReport:
+    """``report`` (no divergence) with an ``ambiguous-divergence`` finding at the first suspect :func:`rescued`
+    found agreeing alone on an input grown past the noise passed on: code between layers (a function call in
+    its caller's forward) may differ under the lower precision's noise."""
+    grown = next((c for c in report.comparisons if c.replayed is not None and c.replayed.ok), None)
+    if grown is None or grown.replayed is None:
+        return report
+    message = (
+        f"base {quoted_path(grown.base)} / raw {quoted_path(grown.raw)} (call {grown.call}): its error "
+        f"({grown.verdict.scaled:.1e} of its magnitude) passes as inherited, and given the base layer's inputs the "
+        f"raw layer agrees ({grown.replayed.scaled:.1e}), but its input differs by more than the noise the layers "
+        f"before its call pass on ({NOISE_GROWTH:g}x the largest of their errors): the code that computes that "
+        "input, in its caller's forward, may differ under the lower precision's noise"
+    )
+    unsure = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, grown.base, grown.raw, message, _RERUN)
+    return replace(report, findings=[*report.findings, unsure])
 
 
 def _forward_record(report: DiffReport, base_path: str) -> Comparison | None:
@@ -321,11 +363,10 @@ def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
     ``flip`` among its findings: after a flipped choice only single-step comparisons mean anything."""
     note = replace(
         flip,
-        hint="nothing if the layer's choice is meant to follow its input; the diff compared the layers again in "
-        "single-step mode, each raw layer given the base layer's inputs, and reports that run's verdict "
-        "(settings: rechecked)",
+        hint="nothing: the diff compared the layers again in single-step mode, each raw layer given the base "
+        "layer's inputs, and reports that run's verdict (settings: rechecked)",
     )
-    settings = {**single.settings, "rechecked": f"single-step, after a noise flip at {quoted_path(flip.base or '')}"}
+    settings = {**single.settings, "rechecked": f"single-step, not sure at {quoted_path(flip.base or '')}"}
     known = {(f.base, f.raw) for f in single.findings if f.code is Code.AMBIGUOUS_DIVERGENCE}
     findings = single.findings if (flip.base, flip.raw) in known else [*single.findings, note]
     return replace(single, findings=findings, settings=settings)

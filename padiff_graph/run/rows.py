@@ -27,6 +27,7 @@ ROW_MATCH_LIMIT = 1 << 26
 _CHUNK = 1 << 22
 INPUT_NOTE = "the base's rows in another order (each matches one base row within the noise floor: routing)"
 REORDERED_NOTE = "compared after reordering rows as in its input (rows in another order: routing)"
+OTHER_TOKENS = "a routing (top-k) choice in its caller picked other tokens"
 
 
 def row_order(base: np.ndarray, raw: np.ndarray, floor: float) -> np.ndarray | None:
@@ -51,9 +52,8 @@ def other_rows_note(base: np.ndarray, raw: np.ndarray, floor: float) -> str | No
         return None
     return (
         f"the raw layer receives {len(raw)} rows where the base's receives {len(base)}, every one of the "
-        f"{min(len(raw), len(base))} of the smaller set one of the other's: a routing (top-k) choice in its "
-        "caller picked other tokens; if the router's scores agree within the noise floor, noise flipped a near "
-        "tie, which no tolerance removes"
+        f"{min(len(raw), len(base))} of the smaller set one of the other's: {OTHER_TOKENS}; if the router's "
+        "scores agree within the noise floor, noise flipped a near tie, which no tolerance removes"
     )
 
 
