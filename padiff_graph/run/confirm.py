@@ -168,7 +168,7 @@ def _routed_under_noise(failing: Comparison, tolerance: Tolerance) -> bool:
 def _input_grown(report: DiffReport) -> DiffReport:
     """``report`` (no divergence) with an ``ambiguous-divergence`` finding at the first suspect :func:`rescued`
     found agreeing alone on an input grown past the noise passed on: code between layers (a function call in
-    its caller's forward) may differ under the lower precision's noise."""
+    its caller's forward) may differ, hidden under the noise before it."""
     grown = next((c for c in report.comparisons if c.replayed is not None and c.replayed.ok), None)
     if grown is None or grown.replayed is None:
         return report
@@ -177,7 +177,7 @@ def _input_grown(report: DiffReport) -> DiffReport:
         f"({grown.verdict.scaled:.1e} of its magnitude) passes as inherited, and given the base layer's inputs the "
         f"raw layer agrees ({grown.replayed.scaled:.1e}), but its input differs by more than the noise the layers "
         f"before its call pass on ({NOISE_GROWTH:g}x the largest of their errors): the code that computes that "
-        "input, in its caller's forward, may differ under the lower precision's noise"
+        "input, in its caller's forward, may differ, hidden under that noise"
     )
     unsure = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, grown.base, grown.raw, message, _RERUN)
     return replace(report, findings=[*report.findings, unsure])
