@@ -291,6 +291,7 @@ def _diff(
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
     replayable = options.steps == 1 and not stateful_in_training(base_tree)
     replaying = (base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
+    rescuing = replayable and not options.single_step
     report = build_report(
         outcome.comparisons,
         findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
@@ -304,7 +305,7 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
         recorded=recorded,
-        replayed=partial(rescued, *replaying) if replayable and not options.single_step else None,
+        replayed=partial(rescued, *replaying, unlike=_unlike_classes(findings)) if rescuing else None,
     )
     if not replayable:
         return report
@@ -317,6 +318,11 @@ def _diff(
         return report
     single_step = replace(options, single_step=True)
     return rechecked(flip, _diff(base, raw, InputPair(*step_inputs.first), layer_map, single_step, assign=False))
+
+
+def _unlike_classes(findings: list[Finding]) -> frozenset[tuple[str, str]]:
+    """The layer pairs pre-flight found to be of different classes (``class-mismatch``)."""
+    return frozenset((f.base, f.raw) for f in findings if f.code is Code.CLASS_MISMATCH and f.base and f.raw)
 
 
 def _paired_wrapper(finding: Finding, layer_map: LayerMap) -> bool:

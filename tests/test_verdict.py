@@ -482,6 +482,16 @@ def test_code_between_layers_under_the_bfloat16_noise_is_rechecked_in_single_ste
     assert diff(base, residual_mlp_scaling_input(paddle, 1.0), x).ok  # the same code, correct: no recheck needed
 
 
+def test_another_activation_wholly_under_the_bfloat16_floor_is_found_in_float32() -> None:
+    # on larger inputs no record of the GELU-for-ReLU port crosses bfloat16's floor: the pair pre-flight found of
+    # different classes is run in float32 on the base's inputs, where the two differ
+    torch.manual_seed(0)
+    x = [np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32) * 8]
+    report = diff(TorchResidualBlock().to(torch.bfloat16), PaddleResidualBlock(), x)
+    assert tuple(report.first_divergence) == ("act", "act", "forward")
+    assert "pre-flight found layers of different classes here" in report.first_divergence.message
+
+
 def residual_mlp_with_norm(framework, epsilon: float):
     """:func:`residual_mlp` then an eval-mode batch norm: the norm is judged after twelve layers of noise."""
     norm = torch.nn.BatchNorm1d(64, epsilon) if framework is torch else paddle.nn.BatchNorm1D(64, epsilon=epsilon)

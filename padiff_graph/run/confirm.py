@@ -65,12 +65,15 @@ def rescued(
     raw_tree: ModelTree,
     activations: Mapping[str, BuiltinActivation],
     comparisons: list[Comparison],
+    unlike: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Comparison]:
     """``comparisons`` with each suspect inherited record (:func:`~padiff_graph.run.results.suspects`)
     failed where its raw layer, replayed alone on the base layer's inputs, differs over the noise floor,
     unless both layers run in float32 on those inputs agree (a container's own low-precision noise).
     One whose layer agrees alone while its input grew past the noise passed on keeps its verdict and
-    gets the replay's (``replayed``): :func:`confirmed` says the verdict is not sure."""
+    gets the replay's (``replayed``): :func:`confirmed` says the verdict is not sure. A pair pre-flight
+    found of different classes (``unlike``: ``class-mismatch``) that passed under a lower precision's
+    floor fails where its two layers, run in float32 on the base layer's inputs, differ over float32's."""
     found: dict[int, Comparison] = {}
     for comparison, before in suspects(comparisons):
         if not replayable(raw_tree, comparison.raw):
@@ -86,7 +89,34 @@ def rescued(
         widened = in_float32(base, raw, arguments, comparison, tolerance, activation)
         if widened is None or not widened.ok:  # both layers agreeing in float32: the lower precision's noise
             found[id(comparison)] = own_by_replay(comparison, before, verdict)
+    for comparison in _passed_unlike(comparisons, unlike):
+        if id(comparison) in found or not replayable(raw_tree, comparison.raw):
+            continue
+        activation = activations.get(comparison.base)
+        exact = in_float32(base, raw, arguments, comparison, tolerance, activation, strict=True)
+        if exact is not None and not exact.ok:
+            found[id(comparison)] = _other_class(comparison, exact)
     return [found.get(id(comparison), comparison) for comparison in comparisons]
+
+
+def _passed_unlike(comparisons: list[Comparison], unlike: frozenset[tuple[str, str]]) -> list[Comparison]:
+    """The first step-0 forward record of each pair in ``unlike``, where it passed."""
+    firsts: dict[tuple[str, str], Comparison] = {}
+    for comparison in comparisons:
+        if comparison.kind == "forward" and comparison.step == 0 and (comparison.base, comparison.raw) in unlike:
+            firsts.setdefault((comparison.base, comparison.raw), comparison)
+    return [comparison for comparison in firsts.values() if comparison.ok]
+
+
+def _other_class(comparison: Comparison, exact: Verdict) -> Comparison:
+    """A passing ``comparison`` of layers of different classes failed: in float32 on the base's inputs, they differ."""
+    verdict = comparison.verdict
+    note = (
+        f"its error is {verdict.scaled:.1e} of its magnitude (max abs diff {verdict.max_abs:.3g}), within this "
+        f"dtype's noise, but run in float32 on the base layer's inputs the two layers differ by {exact.scaled:.1e}, "
+        f"over float32's ({exact.floor:.0e}): pre-flight found layers of different classes here (class-mismatch)"
+    )
+    return replace(comparison, verdict=replace(verdict, ok=False, inherited=False, note=note), replayed=exact)
 
 
 def confirmed(
