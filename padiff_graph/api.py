@@ -52,6 +52,7 @@ from padiff_graph.run.numerics import Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
+from padiff_graph.run.replay import Replays
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -290,7 +291,7 @@ def _diff(
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
     replayable = options.steps == 1 and not stateful_in_training(base_tree)
-    replaying = (base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
+    replays = Replays(base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
     rescuing = replayable and not options.single_step
     report = build_report(
         outcome.comparisons,
@@ -305,14 +306,14 @@ def _diff(
         inherit=not options.single_step,
         explain=None if outcome.ops is None else outcome.ops.explain,
         recorded=recorded,
-        replayed=partial(rescued, *replaying, unlike=_unlike_classes(findings)) if rescuing else None,
+        replayed=partial(rescued, replays, unlike=_unlike_classes(findings)) if rescuing else None,
     )
     if not replayable:
         return report
     if options.single_step:
         lower = {"bfloat16", "float16"} & ({*precision.values()} | options.amp_dtypes())
-        return settled_flips(report, *replaying) if lower else report
-    report = confirmed(report, *replaying)  # a replay runs the base model again
+        return settled_flips(report, replays) if lower else report
+    report = confirmed(report, replays)  # a replay runs the base model again
     flip = noise_flip(report)
     if flip is None or options.optimizers != (None, None):
         return report

@@ -31,7 +31,6 @@ the noise floor, while in float32 too, is the layer's own error after all
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 
@@ -39,13 +38,9 @@ import numpy as np
 
 from padiff_graph.core.findings import Code, Finding, Severity
 from padiff_graph.core.records import quoted_path
-from padiff_graph.core.tree import ModelTree
-from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.layermap import LayerMap
-from padiff_graph.run.activations import BuiltinActivation
-from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Tolerance, Verdict
-from padiff_graph.run.replay import NOISE_GROWTH, in_float32, inputs_agree, replay, replayable
+from padiff_graph.run.replay import NOISE_GROWTH, Replays
 from padiff_graph.run.results import (
     Comparison,
     DiffReport,
@@ -58,12 +53,7 @@ from padiff_graph.run.rows import OTHER_TOKENS
 
 
 def rescued(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
+    replays: Replays,
     comparisons: list[Comparison],
     unlike: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Comparison]:
@@ -76,24 +66,22 @@ def rescued(
     floor fails where its two layers, run in float32 on the base layer's inputs, differ over float32's."""
     found: dict[int, Comparison] = {}
     for comparison, before in suspects(comparisons):
-        if not replayable(raw_tree, comparison.raw):
+        if not replays.replayable(comparison.raw):
             continue
-        activation = activations.get(comparison.base)
-        verdict = replay(base, raw, arguments, comparison, tolerance, activation)
+        verdict = replays.replay(comparison)
         if verdict is None:
             continue
         if verdict.ok:  # the layer agrees alone; an input grown past the noise passed on leaves the verdict unsure
-            if not inputs_agree(base, raw, arguments, comparison, tolerance, before):
+            if not replays.inputs_agree(comparison, before):
                 found[id(comparison)] = replace(comparison, replayed=verdict)
             continue
-        widened = in_float32(base, raw, arguments, comparison, tolerance, activation)
+        widened = replays.in_float32(comparison)
         if widened is None or not widened.ok:  # both layers agreeing in float32: the lower precision's noise
             found[id(comparison)] = own_by_replay(comparison, before, verdict)
     for comparison in _passed_unlike(comparisons, unlike):
-        if id(comparison) in found or not replayable(raw_tree, comparison.raw):
+        if id(comparison) in found or not replays.replayable(comparison.raw):
             continue
-        activation = activations.get(comparison.base)
-        exact = in_float32(base, raw, arguments, comparison, tolerance, activation, strict=True)
+        exact = replays.in_float32(comparison, strict=True)
         if exact is not None and not exact.ok:
             found[id(comparison)] = _other_class(comparison, exact)
     return [found.get(id(comparison), comparison) for comparison in comparisons]
@@ -119,15 +107,7 @@ def _other_class(comparison: Comparison, exact: Verdict) -> Comparison:
     return replace(comparison, verdict=replace(verdict, ok=False, inherited=False, note=note), replayed=exact)
 
 
-def confirmed(
-    report: DiffReport,
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
-) -> DiffReport:
+def confirmed(report: DiffReport, replays: Replays) -> DiffReport:
     """``report`` with its first (forward, step 0) divergence checked by a replay of that layer alone
     (not where the raw layer would change or randomise in the replay: training-mode statistics, dropout)."""
     first = report.first_divergence
@@ -135,16 +115,16 @@ def confirmed(
         return _input_grown(report)
     if first.stage != "forward" or first.step != 0 or first.base == "":
         return report
-    if not replayable(raw_tree, first.raw):
+    if not replays.replayable(first.raw):
         return report
     failing = _failing_forward(report, first.base)
     if failing is None or failing.replayed is not None:
         return report  # already replayed (:func:`rescued`): its own error
-    verdict = replay(base, raw, arguments, failing, tolerance, activations.get(failing.base))
+    verdict = replays.replay(failing)
     if verdict is None:
         return report
     if verdict.ok and _unlike_classes(report, first):
-        exact = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base), strict=True)
+        exact = replays.in_float32(failing, strict=True)
         if exact is not None and not exact.ok:
             own = (
                 f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its "
@@ -154,27 +134,27 @@ def confirmed(
             )
             return _first(report, replace(first, message=divergence_of(failing).message + own))
     before = _largest_before(report.comparisons, failing)
-    flipped = _flipped(base, raw, arguments, failing, verdict, tolerance, activations, before)
+    flipped = _flipped(replays, failing, verdict, before)
     if flipped is not None:
         return _with_flip(report, first, first.message + flipped)
     if not verdict.ok:
         own = f"; given the base layer's inputs, the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
         return _first(report, replace(first, message=first.message + own))
     unlike = {pair.base for pair in report.not_compared}
-    called = raw_tree.graph.get("call_order")
+    called = replays.raw_tree.graph.get("call_order")
     callers = partial(
         _caller, layer_map=report.layer_map, unlike=unlike, called=None if called is None else set(called)
     )
     found = callers(first, failing, verdict)
-    while (caller := _forward_record(report, found.base)) is not None and replayable(raw_tree, found.raw):
-        caller_verdict = replay(base, raw, arguments, caller, tolerance, activations.get(caller.base))
+    while (caller := _forward_record(report, found.base)) is not None and replays.replayable(found.raw):
+        caller_verdict = replays.replay(caller)
         if caller_verdict is None:
             break
         before = _largest_before(report.comparisons, caller)
-        flipped = _flipped(base, raw, arguments, caller, caller_verdict, tolerance, activations, before)
+        flipped = _flipped(replays, caller, caller_verdict, before)
         if flipped is not None:  # the caller's choice (a top-k in its forward) gave its layers other rows
             return _with_flip(report, found, found.message + f"; at the caller{flipped}")
-        if not caller_verdict.ok and _routed_under_noise(failing, tolerance):
+        if not caller_verdict.ok and _routed_under_noise(failing, replays.tolerance):
             return _with_flip(report, found, found.message + _ROUTED.format(caller_verdict.scaled))
         if not caller_verdict.ok or not found.base:
             break  # the caller alone differs: the code in its forward computes the input
@@ -251,33 +231,24 @@ def _with_flip(report: DiffReport, divergence: Divergence, message: str) -> Diff
     return replace(_first(report, found), findings=[*report.findings, flip])
 
 
-def _flipped(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    failing: Comparison,
-    verdict: Verdict,
-    tolerance: Tolerance,
-    activations: Mapping[str, BuiltinActivation],
-    before: float,
-) -> str | None:
+def _flipped(replays: Replays, failing: Comparison, verdict: Verdict, before: float) -> str | None:
     """Why the failing record is rounding noise turned into another output (a discrete choice near a tie),
     given ``verdict``, its raw layer's replay; ``None`` if the evidence does not show that.
 
     Either the raw layer agrees given the base layer's inputs, and its own input agrees with the base's
     as noise does (within the floor, or inherited from what the layers before it reach, ``before``); or it
     differs given them, but both layers run in float32 on those inputs agree
-    (:func:`in_float32`): the lower precision of one side's arithmetic flips the choice.
+    (:meth:`Replays.in_float32`): the lower precision of one side's arithmetic flips the choice.
     """
     if verdict.ok:
-        if not inputs_agree(base, raw, arguments, failing, tolerance, before):
+        if not replays.inputs_agree(failing, before):
             return None
         return (
             "; its input agrees with the base's within noise, and given the base layer's inputs the raw "
             f"layer agrees ({verdict.scaled:.1e} of its magnitude): the layer turns rounding noise into another "
             f"output {_NEAR_TIE}"
         )
-    widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
+    widened = replays.in_float32(failing)
     if widened is None or not widened.ok:
         return None
     return (
@@ -287,18 +258,10 @@ def _flipped(
     )
 
 
-def settled_flips(
-    report: DiffReport,
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    tolerance: Tolerance,
-    raw_tree: ModelTree,
-    activations: Mapping[str, BuiltinActivation],
-) -> DiffReport:
+def settled_flips(report: DiffReport, replays: Replays) -> DiffReport:
     """A single-step ``report`` without the layer pairs whose step-0 forward divergence is a choice one
     side's lower precision flipped: both layers run in float32 on the base layer's inputs agree
-    (:func:`in_float32`). Each becomes an ``ambiguous-divergence`` finding. The gradients that flow back
+    (:meth:`Replays.in_float32`). Each becomes an ``ambiguous-divergence`` finding. The gradients that flow back
     through the flipped choice go with it: those of the layers whose forward ended before its own (the
     layers inside it and before it), which the finding counts."""
     flips: list[Finding] = []
@@ -307,9 +270,9 @@ def settled_flips(
         failing = _failing_forward(report, divergence.base)
         if divergence.stage != "forward" or divergence.step != 0 or failing is None or not divergence.base:
             continue
-        if not replayable(raw_tree, divergence.raw):
+        if not replays.replayable(divergence.raw):
             continue
-        widened = in_float32(base, raw, arguments, failing, tolerance, activations.get(failing.base))
+        widened = replays.in_float32(failing)
         if widened is None or not widened.ok:
             continue
         before = _ended_before(report.comparisons, failing)

@@ -4,14 +4,16 @@ Both models run once more without gradients, keeping the layer's inputs and outp
 (:func:`_capture`). The raw layer then runs alone on its own inputs, each fed the base input that
 corresponds to it as single-step mode feeds them (:mod:`padiff_graph.run.feeding`; HF's and
 paddleformers' decoder layers take their tensors in other orders and forms), and its output is
-judged against the base's (:func:`replay`). :func:`in_float32` runs both layers in float32 on the
-same inputs, the base's low-precision parameters widened losslessly for it: what is left is not
-precision. :func:`inputs_agree` says whether the raw layer's inputs are the base's up to noise.
+judged against the base's (:meth:`Replays.replay`). :meth:`Replays.in_float32` runs both layers in
+float32 on the same inputs, the base's low-precision parameters widened losslessly for it: what is
+left is not precision. :meth:`Replays.inputs_agree` says whether the raw layer's inputs are the base's
+up to noise.
 :mod:`padiff_graph.run.confirm` decides what the evidence means.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from itertools import count
@@ -31,54 +33,81 @@ from padiff_graph.run.numerics import Tolerance, Verdict
 from padiff_graph.run.results import Comparison
 
 
-def replayable(raw_tree: ModelTree, raw_path: str) -> bool:
-    """Whether the raw layer can run alone and unchanged: one layer of the tree (a fused layer's parts
-    are not), whose statistics or randomness a training-mode run would not move."""
-    return raw_path in raw_tree and not stateful_in_training(raw_tree, raw_path)
+class Replays:
+    """Single layer pairs replayed after a run: both models, their first step's inputs, the run's tolerance
+    and built-in activations. Each failing call is captured once, however many questions are asked of it."""
 
+    def __init__(
+        self,
+        base: Side,
+        raw: Side,
+        arguments: tuple[CallArguments, ...],
+        tolerance: Tolerance,
+        raw_tree: ModelTree,
+        activations: Mapping[str, BuiltinActivation],
+    ) -> None:
+        self.base, self.raw, self.arguments, self.tolerance = base, raw, arguments, tolerance
+        self.raw_tree, self.activations = raw_tree, activations
+        self._calls: dict[tuple[str, str, int, int, int], _Call | None] = {}
 
-def replay(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    failing: Comparison,
-    tolerance: Tolerance,
-    activation: BuiltinActivation | None = None,
-) -> Verdict | None:
-    """The raw layer run alone on the base layer's inputs of the failing call, against the base output
-    (after ``activation`` on the side whose layer does not apply it inside, as the run compared them);
-    ``None`` where the inputs cannot be carried over or the layer fails on them."""
-    call = _call(base, raw, arguments, failing, tolerance)
-    if call is None:
-        return None
-    alone = _raw_alone(raw, failing.raw, call, failing.index)
-    return None if alone is None else _judged(tolerance, call.output, alone, call.dtype, activation)
+    def replayable(self, raw_path: str) -> bool:
+        """Whether the raw layer can run alone and unchanged: one layer of the tree (a fused layer's parts
+        are not), whose statistics or randomness a training-mode run would not move."""
+        return raw_path in self.raw_tree and not stateful_in_training(self.raw_tree, raw_path)
 
+    def replay(self, failing: Comparison) -> Verdict | None:
+        """The raw layer run alone on the base layer's inputs of the failing call, against the base output
+        (after the built-in activation on the side whose layer does not apply it inside, as the run compared
+        them); ``None`` where the inputs cannot be carried over or the layer fails on them."""
+        call = self._call(failing)
+        if call is None:
+            return None
+        alone = _raw_alone(self.raw, failing.raw, call, failing.index)
+        return None if alone is None else self._judged(failing, self.tolerance, call.output, alone, call.dtype)
 
-def in_float32(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    failing: Comparison,
-    tolerance: Tolerance,
-    activation: BuiltinActivation | None = None,
-    strict: bool = False,
-) -> Verdict | None:
-    """Both layers run alone in float32 on the base layer's inputs of the failing call, compared under the
-    run's noise floor (``strict``: float32's); ``None`` where neither output is below float32, a layer
-    cannot run so, or the user fixed ``atol``/``rtol``."""
-    if tolerance.fixed:  # elementwise bounds the user chose: the lower precision's rounding is theirs to judge
-        return None
-    call = _call(base, raw, arguments, failing, tolerance)
-    if call is None:
-        return None
-    widened = _alone(base, failing.base, call.inputs, failing.index, widen=True)
-    alone = _raw_alone(raw, failing.raw, call, failing.index, widen=True)
-    if widened is None or alone is None or not {call.dtype, alone[1]} & _LOW_PRECISION:
-        return None
-    if strict:
-        return _judged(replace(tolerance, context=()), widened[0], alone, widened[1], activation)
-    return _judged(tolerance, widened[0], alone, call.dtype, activation)
+    def in_float32(self, failing: Comparison, strict: bool = False) -> Verdict | None:
+        """Both layers run alone in float32 on the base layer's inputs of the failing call, compared under the
+        run's noise floor (``strict``: float32's); ``None`` where neither output is below float32, a layer
+        cannot run so, or the user fixed ``atol``/``rtol``."""
+        if self.tolerance.fixed:  # elementwise bounds the user chose: the lower precision's rounding is theirs
+            return None
+        call = self._call(failing)
+        if call is None:
+            return None
+        widened = _alone(self.base, failing.base, call.inputs, failing.index, widen=True)
+        alone = _raw_alone(self.raw, failing.raw, call, failing.index, widen=True)
+        if widened is None or alone is None or not {call.dtype, alone[1]} & _LOW_PRECISION:
+            return None
+        if strict:
+            return self._judged(failing, replace(self.tolerance, context=()), widened[0], alone, widened[1])
+        return self._judged(failing, self.tolerance, widened[0], alone, call.dtype)
+
+    def inputs_agree(self, failing: Comparison, before: float) -> bool:
+        """Whether each input tensor of the raw layer at the failing call holds one of the base layer's (base
+        inputs the raw layer does not take, such as HF's ``cache_position``, aside) within the noise floor, or
+        within :data:`NOISE_GROWTH` times what the layers before its call reach (``before``): noise passed
+        on."""
+        call = self._call(failing)
+        return call is not None and call.input_error <= max(NOISE_GROWTH * before, failing.verdict.floor)
+
+    def _call(self, failing: Comparison) -> _Call | None:
+        key = (failing.base, failing.raw, failing.step, failing.call, failing.index)
+        if key not in self._calls:
+            self._calls[key] = _call(self.base, self.raw, self.arguments, failing, self.tolerance)
+        return self._calls[key]
+
+    def _judged(
+        self, failing: Comparison, tolerance: Tolerance, expected: np.ndarray, alone: tuple[np.ndarray, str], dtype: str
+    ) -> Verdict:
+        """The base layer's output against the raw layer's (``alone``: its output and the dtype it ran in),
+        the built-in activation applied on the side whose layer does not apply it inside."""
+        replayed, raw_dtype = alone
+        activation = self.activations.get(failing.base)
+        if activation is not None and activation.inside == "base":
+            replayed = activation.apply(replayed)
+        elif activation is not None:
+            expected = activation.apply(expected)
+        return tolerance.verdict(expected, replayed, dtype, raw_dtype)
 
 
 @dataclass(frozen=True)
@@ -131,23 +160,6 @@ def _call(
 _LOW_PRECISION = {"bfloat16", "float16"}
 
 
-def _judged(
-    tolerance: Tolerance,
-    expected: np.ndarray,
-    alone: tuple[np.ndarray, str],
-    dtype: str,
-    activation: BuiltinActivation | None,
-) -> Verdict:
-    """The base layer's output against the raw layer's (``alone``: its output and the dtype it ran in),
-    ``activation`` applied on the side whose layer does not apply it inside."""
-    replayed, raw_dtype = alone
-    if activation is not None and activation.inside == "base":
-        replayed = activation.apply(replayed)
-    elif activation is not None:
-        expected = activation.apply(expected)
-    return tolerance.verdict(expected, replayed, dtype, raw_dtype)
-
-
 def _raw_alone(raw: Side, path: str, call: _Call, index: int, widen: bool = False) -> tuple[np.ndarray, str] | None:
     """:func:`_alone` for the raw layer on its fed inputs, or, where it fails on them or gives an output of
     another size (an expert whose own input holds other routed rows), on the base's inputs as they are."""
@@ -178,21 +190,6 @@ def _alone(side: Side, path: str, inputs: Any, index: int, widen: bool = False) 
             return adapter.to_numpy(outputs[index]), adapter.dtype_name(outputs[index])
     except Exception:  # the base's inputs may not fit the layer (framework objects in them): no replay
         return None
-
-
-def inputs_agree(
-    base: Side,
-    raw: Side,
-    arguments: tuple[CallArguments, ...],
-    failing: Comparison,
-    tolerance: Tolerance,
-    before: float,
-) -> bool:
-    """Whether each input tensor of the raw layer at the failing call holds one of the base layer's (base
-    inputs the raw layer does not take, such as HF's ``cache_position``, aside) within the noise floor, or
-    within :data:`NOISE_GROWTH` times what the layers before its call reach (``before``): noise passed on."""
-    call = _call(base, raw, arguments, failing, tolerance)
-    return call is not None and call.input_error <= max(NOISE_GROWTH * before, failing.verdict.floor)
 
 
 #: How many times the largest error before a call its input's error may be and still be only that noise
