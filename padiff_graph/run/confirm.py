@@ -236,7 +236,7 @@ def _flipped(replays: Replays, failing: Comparison, verdict: Verdict, before: fl
     given ``verdict``, its raw layer's replay; ``None`` if the evidence does not show that.
 
     Either the raw layer agrees given the base layer's inputs, and its own input agrees with the base's
-    as noise does (within the floor, or inherited from what the layers before it reach, ``before``); or it
+    as noise does (within the floor, or within :data:`NOISE_GROWTH` times the errors before its call); or it
     differs given them, but both layers run in float32 on those inputs agree
     (:meth:`Replays.in_float32`): the lower precision of one side's arithmetic flips the choice.
     """
