@@ -40,6 +40,21 @@ class Bug:
     paddle_path: str
 
 
+def alike(name: str, description: str, path: str, plant: Callable[[Any, str], None]) -> Bug:
+    """A bug planted the same way into the layer at ``path``, a path both libraries name alike."""
+    return Bug(name, description, lambda model: plant(model, path), lambda model: plant(model, path), path, path)
+
+
+def swap_activation(activation: str) -> Callable[[Any, str], None]:
+    """A plant putting the model's framework's ``activation`` class (``"ReLU"``, ``"GELU"``) at a path."""
+
+    def plant(model: Any, path: str) -> None:
+        layers = torch.nn if isinstance(model, torch.nn.Module) else paddle.nn
+        replace(model, path, getattr(layers, activation)())
+
+    return plant
+
+
 @dataclass(frozen=True)
 class Family:
     """One architecture on both sides: factories, the hand-written pairs (torch path -> paddle path), bugs."""
@@ -135,6 +150,18 @@ def decoder_pairs(top: list[str], per_layer: list[list[str]]) -> dict[str, str]:
     for index, names in enumerate(per_layer):
         pairs.update((path, path) for path in under([f"layers.{index}"], names))
     return pairs
+
+
+def dense_then_moe_pairs(attention: list[str], experts: int, layers: int) -> dict[str, str]:
+    """The expected map of a DeepSeek-V3-style decoder named alike on both sides: layer 0 with a dense MLP,
+    the later ones with a router (``mlp.gate``), shared experts and ``experts`` routed ones; ``attention``
+    names the attention's layers (``""`` is the attention itself)."""
+    mlp = ["", "gate_proj", "up_proj", "down_proj", "act_fn"]
+    attention_layer = ["", "input_layernorm", "post_attention_layernorm", *under(["self_attn"], attention)]
+    dense = [*attention_layer, *under(["mlp"], mlp)]
+    routed = ["mlp.shared_experts", *(f"mlp.experts.{expert}" for expert in range(experts))]
+    moe = [*attention_layer, "mlp", "mlp.gate", "mlp.experts", *under(routed, mlp)]
+    return decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [dense, *[moe] * (layers - 1)])
 
 
 def under(prefixes: list[str], names: list[str]) -> list[str]:

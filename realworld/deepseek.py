@@ -15,11 +15,13 @@ unscaled; see FINDINGS.md).
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, set_eps, token_ids, under
+from realworld.common import Family, alike, dense_then_moe_pairs, set_eps, token_ids
 from realworld.libs import DeepseekV3Config, DeepseekV3Model, PaddleDeepseekV3Config, PaddleDeepseekV3Model
 
 VOCAB, HIDDEN, LAYERS, HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 64, 32, 2, 16
@@ -79,19 +81,6 @@ _ATTENTION = [
     "kv_b_proj",
     "o_proj",
 ]
-_MLP = ["", "gate_proj", "up_proj", "down_proj", "act_fn"]
-
-
-_ATTENTION_LAYER = ["", "input_layernorm", "post_attention_layernorm", *under(["self_attn"], _ATTENTION)]
-#: layer 0 has a dense MLP; the later ones a router (``gate``), shared experts and routed experts
-_DENSE_LAYER = [*_ATTENTION_LAYER, *under(["mlp"], _MLP)]
-_MOE_LAYER = [
-    *_ATTENTION_LAYER,
-    "mlp",
-    "mlp.gate",
-    "mlp.experts",
-    *under(["mlp.shared_experts", *(f"mlp.experts.{expert}" for expert in range(EXPERTS))], _MLP),
-]
 
 
 def torch_model() -> torch.nn.Module:
@@ -112,13 +101,11 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
+    alike(
         "eps",
         "layer 0's latent key/value RMSNorm has eps 1 instead of 1e-6",
-        lambda m: set_eps(m, "layers.0.self_attn.kv_a_layernorm", 1.0),
-        lambda m: set_eps(m, "layers.0.self_attn.kv_a_layernorm", 1.0),
         "layers.0.self_attn.kv_a_layernorm",
-        "layers.0.self_attn.kv_a_layernorm",
+        partial(set_eps, eps=1.0),
     ),
 )
 
@@ -127,6 +114,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_DENSE_LAYER, *[_MOE_LAYER] * (LAYERS - 1)]),
+    dense_then_moe_pairs(_ATTENTION, EXPERTS, LAYERS),
     BUGS,
 )

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace, token_ids
+from realworld.common import Family, alike, decoder_pairs, swap_activation, token_ids
 from realworld.libs import Ernie4_5Config, Ernie4_5Model, PaddleErnie4_5Config, PaddleErnie4_5Model
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 64, 32, 2, 16
@@ -66,14 +66,7 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
-        "relu-for-silu",
-        "layer 1's MLP uses ReLU instead of SiLU",
-        lambda m: replace(m, "layers.1.mlp.act_fn", torch.nn.ReLU()),
-        lambda m: replace(m, "layers.1.mlp.act_fn", paddle.nn.ReLU()),
-        "layers.1.mlp.act_fn",
-        "layers.1.mlp.act_fn",
-    ),
+    alike("relu-for-silu", "layer 1's MLP uses ReLU instead of SiLU", "layers.1.mlp.act_fn", swap_activation("ReLU")),
 )
 
 FAMILY = Family(

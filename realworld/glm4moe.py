@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, drop_skip, token_ids, under
+from realworld.common import Family, alike, dense_then_moe_pairs, drop_skip, token_ids
 from realworld.libs import Glm4MoeConfig, Glm4MoeModel, PaddleGlm4MoeConfig, PaddleGlm4MoeModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 64, 32, 2, 16
@@ -43,19 +43,6 @@ _CONFIG = {
     "tie_word_embeddings": False,
 }
 _ATTENTION = ["", "q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"]
-_MLP = ["", "gate_proj", "up_proj", "down_proj", "act_fn"]
-
-
-_ATTENTION_LAYER = ["", "input_layernorm", "post_attention_layernorm", *under(["self_attn"], _ATTENTION)]
-#: layer 0 has a dense MLP; the later ones a router (``gate``), shared experts and routed experts
-_DENSE_LAYER = [*_ATTENTION_LAYER, *under(["mlp"], _MLP)]
-_MOE_LAYER = [
-    *_ATTENTION_LAYER,
-    "mlp",
-    "mlp.gate",
-    "mlp.experts",
-    *under(["mlp.shared_experts", *(f"mlp.experts.{expert}" for expert in range(EXPERTS))], _MLP),
-]
 
 
 def torch_model() -> torch.nn.Module:
@@ -76,13 +63,8 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
-        "missing-residual",
-        "decoder layer 0 drops its input's skip connection from its output",
-        lambda m: drop_skip(m, "layers.0"),
-        lambda m: drop_skip(m, "layers.0"),
-        "layers.0",
-        "layers.0",
+    alike(
+        "missing-residual", "decoder layer 0 drops its input's skip connection from its output", "layers.0", drop_skip
     ),
 )
 
@@ -91,6 +73,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_DENSE_LAYER, *[_MOE_LAYER] * (LAYERS - 1)]),
+    dense_then_moe_pairs(_ATTENTION, EXPERTS, LAYERS),
     BUGS,
 )

@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, token_ids, transpose_linear
+from realworld.common import Family, alike, decoder_pairs, token_ids, transpose_linear
 from realworld.libs import GptOssConfig, GptOssModel, PaddleGptOssConfig, PaddleGptOssModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 8, 32, 2, 16
@@ -76,13 +76,11 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
+    alike(
         "transposed-weight",
         "layer 1's output projection multiplies by its weight transposed",
-        lambda m: transpose_linear(m, "layers.1.self_attn.o_proj"),
-        lambda m: transpose_linear(m, "layers.1.self_attn.o_proj"),
         "layers.1.self_attn.o_proj",
-        "layers.1.self_attn.o_proj",
+        transpose_linear,
     ),
 )
 

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, drop_skip, token_ids, transpose_linear
+from realworld.common import Family, alike, decoder_pairs, drop_skip, token_ids, transpose_linear
 from realworld.libs import LlamaConfig, LlamaModel, PaddleLlamaConfig, PaddleLlamaModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
@@ -62,21 +62,14 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
+    alike(
         "transposed-weight",
         "layer 0's q_proj multiplies by its weight transposed",
-        lambda m: transpose_linear(m, "layers.0.self_attn.q_proj"),
-        lambda m: transpose_linear(m, "layers.0.self_attn.q_proj"),
         "layers.0.self_attn.q_proj",
-        "layers.0.self_attn.q_proj",
+        transpose_linear,
     ),
-    Bug(
-        "missing-residual",
-        "decoder layer 1 drops its input's skip connection from its output",
-        lambda m: drop_skip(m, "layers.1"),
-        lambda m: drop_skip(m, "layers.1"),
-        "layers.1",
-        "layers.1",
+    alike(
+        "missing-residual", "decoder layer 1 drops its input's skip connection from its output", "layers.1", drop_skip
     ),
 )
 

@@ -8,11 +8,13 @@ unused ``rotary_emb`` in each attention layer, which is not paired.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace, set_eps, token_ids, under
+from realworld.common import Family, alike, decoder_pairs, set_eps, swap_activation, token_ids, under
 from realworld.libs import PaddleQwen2MoeConfig, PaddleQwen2MoeModel, Qwen2MoeConfig, Qwen2MoeModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 32, 2, 16
@@ -73,21 +75,17 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
+    alike(
         "relu-for-silu",
         "layer 0's shared expert uses ReLU instead of SiLU",
-        lambda m: replace(m, "layers.0.mlp.shared_expert.act_fn", torch.nn.ReLU()),
-        lambda m: replace(m, "layers.0.mlp.shared_expert.act_fn", paddle.nn.ReLU()),
         "layers.0.mlp.shared_expert.act_fn",
-        "layers.0.mlp.shared_expert.act_fn",
+        swap_activation("ReLU"),
     ),
-    Bug(
+    alike(
         "eps",
         "layer 0's post-attention RMSNorm has eps 1e-1 instead of 1e-6",
-        lambda m: set_eps(m, "layers.0.post_attention_layernorm", 1e-1),
-        lambda m: set_eps(m, "layers.0.post_attention_layernorm", 1e-1),
         "layers.0.post_attention_layernorm",
-        "layers.0.post_attention_layernorm",
+        partial(set_eps, eps=1e-1),
     ),
 )
 

@@ -9,11 +9,13 @@ experts (``mlp.experts.N``), with no shared expert.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, decoder_pairs, replace, set_eps, token_ids, under
+from realworld.common import Family, alike, decoder_pairs, set_eps, swap_activation, token_ids, under
 from realworld.libs import (
     PaddleQwen3Config,
     PaddleQwen3Model,
@@ -103,24 +105,20 @@ def inputs() -> dict[str, np.ndarray]:
 
 
 BUGS = (
-    Bug(
+    alike(
         "eps",
         "layer 0's per-head key RMSNorm has eps 1 instead of 1e-6",
-        lambda m: set_eps(m, "layers.0.self_attn.k_norm", 1.0),
-        lambda m: set_eps(m, "layers.0.self_attn.k_norm", 1.0),
         "layers.0.self_attn.k_norm",
-        "layers.0.self_attn.k_norm",
+        partial(set_eps, eps=1.0),
     ),
 )
 
 MOE_BUGS = (
-    Bug(
+    alike(
         "relu-for-silu",
         "layer 1's routed expert 2 uses ReLU instead of SiLU",
-        lambda m: replace(m, "layers.1.mlp.experts.2.act_fn", torch.nn.ReLU()),
-        lambda m: replace(m, "layers.1.mlp.experts.2.act_fn", paddle.nn.ReLU()),
         "layers.1.mlp.experts.2.act_fn",
-        "layers.1.mlp.experts.2.act_fn",
+        swap_activation("ReLU"),
     ),
 )
 

@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 import types
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 import paddle
 import torch
 
-from realworld.common import Bug, Family, layer_at, replace, set_eps
+from realworld.common import Bug, Family, alike, layer_at, set_eps, swap_activation
 
 #: the unpacked torchvision wheel (``make realworld`` puts it there)
 TORCHVISION = Path(
@@ -102,22 +103,10 @@ def _family(name: str, depth: int, blocks: tuple[int, ...], bugs: tuple[Bug, ...
 
 
 BUGS_18 = (
-    Bug(
-        "gelu-for-relu",
-        "layer2.0's activation layer is GELU instead of ReLU",
-        lambda m: replace(m, "layer2.0.relu", torch.nn.GELU()),
-        lambda m: replace(m, "layer2.0.relu", paddle.nn.GELU()),
-        "layer2.0.relu",
-        "layer2.0.relu",
+    alike(
+        "gelu-for-relu", "layer2.0's activation layer is GELU instead of ReLU", "layer2.0.relu", swap_activation("GELU")
     ),
-    Bug(
-        "eps",
-        "layer1.1.bn2 has eps 0.5 instead of 1e-5",
-        lambda m: set_eps(m, "layer1.1.bn2", 0.5),
-        lambda m: set_eps(m, "layer1.1.bn2", 0.5),
-        "layer1.1.bn2",
-        "layer1.1.bn2",
-    ),
+    alike("eps", "layer1.1.bn2 has eps 0.5 instead of 1e-5", "layer1.1.bn2", partial(set_eps, eps=0.5)),
     Bug(
         "missing-residual",
         "block layer3.1 leaves out its identity shortcut",
@@ -127,16 +116,7 @@ BUGS_18 = (
         "layer3.1",
     ),
 )
-BUGS_50 = (
-    Bug(
-        "eps",
-        "layer4.2.bn3 has eps 0.5 instead of 1e-5",
-        lambda m: set_eps(m, "layer4.2.bn3", 0.5),
-        lambda m: set_eps(m, "layer4.2.bn3", 0.5),
-        "layer4.2.bn3",
-        "layer4.2.bn3",
-    ),
-)
+BUGS_50 = (alike("eps", "layer4.2.bn3 has eps 0.5 instead of 1e-5", "layer4.2.bn3", partial(set_eps, eps=0.5)),)
 
 RESNET18 = _family("resnet18", 18, (2, 2, 2, 2), BUGS_18)
 RESNET50 = _family("resnet50", 50, (3, 4, 6, 3), BUGS_50)
