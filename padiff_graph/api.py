@@ -48,7 +48,7 @@ from padiff_graph.run.confirm import confirmed, noise_flip, rechecked, rescued, 
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
-from padiff_graph.run.numerics import Mode, least_precise
+from padiff_graph.run.numerics import LOW_PRECISION, Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
@@ -311,7 +311,7 @@ def _diff(
     if not replayable:
         return report
     if options.single_step:
-        lower = {"bfloat16", "float16"} & ({*precision.values()} | options.amp_dtypes())
+        lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
         return settled_flips(report, replays) if lower else report
     report = confirmed(report, replays)  # a replay runs the base model again
     flip = noise_flip(report)

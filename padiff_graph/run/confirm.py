@@ -39,7 +39,7 @@ import numpy as np
 from padiff_graph.core.findings import Code, Finding, Severity
 from padiff_graph.core.records import quoted_path
 from padiff_graph.layermap import LayerMap
-from padiff_graph.run.numerics import Tolerance, Verdict
+from padiff_graph.run.numerics import LOW_PRECISION, Tolerance, Verdict
 from padiff_graph.run.replay import NOISE_GROWTH, Replays
 from padiff_graph.run.results import (
     Comparison,
@@ -171,8 +171,7 @@ _ROUTED = (
 def _routed_under_noise(failing: Comparison, tolerance: Tolerance) -> bool:
     """Whether ``failing`` received other tokens than the base's layer (:data:`~padiff_graph.run.rows.OTHER_TOKENS`)
     in a run where one side computes in a lower precision, whose noise can flip a routing choice."""
-    low = {"bfloat16", "float16"} & set(tolerance.context)
-    return bool(low) and OTHER_TOKENS in (failing.verdict.note or "")
+    return bool(LOW_PRECISION.intersection(tolerance.context)) and OTHER_TOKENS in (failing.verdict.note or "")
 
 
 def _input_grown(report: DiffReport) -> DiffReport:

@@ -44,6 +44,8 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "bfloat16": (3e-2, 3e-2),
 }
 _PRECISION_ORDER = ("bfloat16", "float16", "float32", "float64")
+#: The floating dtypes below float32, whose rounding can flip a discrete choice float32's would not.
+LOW_PRECISION = frozenset(_PRECISION_ORDER[:2])
 
 #: The scaled error (``max|raw - base|`` over the tensor's largest magnitude) one layer can
 #: produce in each dtype from rounding and kernel differences alone. Measured on correct

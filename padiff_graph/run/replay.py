@@ -29,7 +29,7 @@ from padiff_graph.knowledge.families import stateful_in_training
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.feeding import corresponding_input, fed_value
-from padiff_graph.run.numerics import Tolerance, Verdict
+from padiff_graph.run.numerics import LOW_PRECISION, Tolerance, Verdict
 from padiff_graph.run.results import Comparison
 
 
@@ -76,7 +76,7 @@ class Replays:
             return None
         widened = _alone(self.base, failing.base, call.inputs, failing.index, widen=True)
         alone = _raw_alone(self.raw, failing.raw, call, failing.index, widen=True)
-        if widened is None or alone is None or not {call.dtype, alone[1]} & _LOW_PRECISION:
+        if widened is None or alone is None or not {call.dtype, alone[1]} & LOW_PRECISION:
             return None
         if strict:
             return self._judged(failing, replace(self.tolerance, context=()), widened[0], alone, widened[1])
@@ -155,9 +155,6 @@ def _call(
 
     fed = map_tensors(raw_call[0], _is_array, feed)
     return _Call(inputs, output, dtype, fed, max(errors, default=0.0))
-
-
-_LOW_PRECISION = {"bfloat16", "float16"}
 
 
 def _raw_alone(raw: Side, path: str, call: _Call, index: int, widen: bool = False) -> tuple[np.ndarray, str] | None:
