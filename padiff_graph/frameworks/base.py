@@ -8,7 +8,7 @@ layer-map files, dumps and reports) with neither torch nor paddle installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType
@@ -176,6 +176,21 @@ class FrameworkAdapter(Protocol):
 
     def host_memory(self, tensor: Any) -> np.ndarray | None:
         """The tensor's own host memory as a writable C-ordered array, where numpy can hold its dtype."""
+
+
+@contextmanager
+def widened(tensors: Iterable[Any], low: Collection[Any], widen: Callable[[Any], Any]) -> Iterator[None]:
+    """While active, each of ``tensors`` of a dtype in ``low`` holds ``widen`` of its values (its ``data``
+    swapped, a lossless widening); each gets its own memory back after: :meth:`FrameworkAdapter.full_precision`."""
+    narrow = [tensor for tensor in tensors if tensor.dtype in low]
+    kept = [tensor.data for tensor in narrow]
+    for tensor in narrow:
+        tensor.data = widen(tensor.data)
+    try:
+        yield
+    finally:
+        for tensor, data in zip(narrow, kept, strict=True):
+            tensor.data = data
 
 
 def iter_tensors(value: Any, is_tensor: Callable[[object], bool]) -> Iterator[Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from padiff_graph.frameworks.base import (
     aliases,
     export_layers,
     iter_tensors,
+    widened,
 )
 
 #: The only callables a ``.pdparams`` pickle may name: rebuilding numpy arrays.
@@ -202,18 +203,13 @@ class PaddleAdapter:
             return nullcontext()
         return _paddle().amp.auto_cast(enable=True, level="O1", dtype=dtype)
 
-    @contextmanager
-    def full_precision(self, layer: Any) -> Iterator[None]:
+    def full_precision(self, layer: Any) -> AbstractContextManager[Any]:
         paddle = _paddle()
-        low = [t for t in [*layer.parameters(), *layer.buffers()] if t.dtype in (paddle.bfloat16, paddle.float16)]
-        kept = [t.data for t in low]
-        for t in low:
-            t.data = t.data.astype("float32")
-        try:
-            yield
-        finally:
-            for t, data in zip(low, kept, strict=True):
-                t.data = data
+        return widened(
+            [*layer.parameters(), *layer.buffers()],
+            (paddle.bfloat16, paddle.float16),
+            lambda data: data.astype("float32"),
+        )
 
     def rank(self) -> int:
         distributed = _paddle().distributed

@@ -6,8 +6,8 @@ import pickle
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from padiff_graph.frameworks.base import (
     aliases,
     export_layers,
     iter_tensors,
+    widened,
 )
 
 #: Keys under which training scripts commonly nest the state dict.
@@ -162,18 +163,11 @@ class TorchAdapter:
         torch = _torch()
         return torch.autocast(_device(model).type, dtype=getattr(torch, dtype))
 
-    @contextmanager
-    def full_precision(self, layer: Any) -> Iterator[None]:
+    def full_precision(self, layer: Any) -> AbstractContextManager[Any]:
         torch = _torch()
-        low = [t for t in [*layer.parameters(), *layer.buffers()] if t.dtype in (torch.bfloat16, torch.float16)]
-        kept = [t.data for t in low]
-        for t in low:
-            t.data = t.data.float()
-        try:
-            yield
-        finally:
-            for t, data in zip(low, kept, strict=True):
-                t.data = data
+        return widened(
+            [*layer.parameters(), *layer.buffers()], (torch.bfloat16, torch.float16), lambda data: data.float()
+        )
 
     def rank(self) -> int:
         distributed = _torch().distributed
