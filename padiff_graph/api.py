@@ -44,7 +44,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.activations import builtin_activations, records_skipped
-from padiff_graph.run.confirm import confirmed, noise_flip, rechecked, rescued, settled_flips
+from padiff_graph.run.confirm import confirmed, rechecked, rescued, settled_flips, unsure
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
@@ -314,7 +314,7 @@ def _diff(
         lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
         return settled_flips(report, replays) if lower else report
     report = confirmed(report, replays)  # a replay runs the base model again
-    flip = noise_flip(report)
+    flip = unsure(report)
     if flip is None or options.optimizers != (None, None):
         return report
     single_step = replace(options, single_step=True)

@@ -250,11 +250,8 @@ def _flipped(replays: Replays, failing: Comparison, verdict: Verdict, before: fl
     widened = replays.in_float32(failing)
     if widened is None or not widened.ok:
         return None
-    return (
-        f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its magnitude, "
-        f"but run in float32 on those inputs both layers agree ({widened.scaled:.1e}): one side's lower-precision "
-        f"arithmetic turns rounding into another output {_NEAR_TIE}"
-    )
+    alone = f"; given the base layer's inputs the raw layer alone differs by {verdict.scaled:.1e} of its magnitude"
+    return alone + _agree_in_float32(widened)
 
 
 def settled_flips(report: DiffReport, replays: Replays) -> DiffReport:
@@ -276,11 +273,7 @@ def settled_flips(report: DiffReport, replays: Replays) -> DiffReport:
             continue
         before = _ended_before(report.comparisons, failing)
         set_aside = [d for d in report.divergences if d.stage in ("backward", "grad") and d.base in before]
-        message = (
-            f"{divergence.message}; run in float32 on the base layer's inputs both layers agree "
-            f"({widened.scaled:.1e}): one side's lower-precision arithmetic turns rounding into another output "
-            f"{_NEAR_TIE}"
-        )
+        message = divergence.message + _agree_in_float32(widened)
         if set_aside:
             message += (
                 f"; {len(set_aside)} gradient divergence(s) of the layers inside and before it, whose gradients "
@@ -301,6 +294,14 @@ def settled_flips(report: DiffReport, replays: Replays) -> DiffReport:
     first = kept[0] if kept else None
     findings = [*report.findings, *flips]
     return replace(report, ok=first is None, first_divergence=first, divergences=kept, findings=findings)
+
+
+def _agree_in_float32(widened: Verdict) -> str:
+    """The evidence of a choice one side's lower precision flipped: in float32 the two layers agree."""
+    return (
+        f"; run in float32 on the base layer's inputs both layers agree ({widened.scaled:.1e}): one side's "
+        f"lower-precision arithmetic turns rounding into another output {_NEAR_TIE}"
+    )
 
 
 def _largest_before(comparisons: list[Comparison], failing: Comparison) -> float:
@@ -344,15 +345,15 @@ _RERUN = (
 )
 
 
-def noise_flip(report: DiffReport) -> Finding | None:
-    """The ``ambiguous-divergence`` finding :func:`confirmed` left on ``report``: its first divergence is
-    rounding noise that flipped a discrete choice."""
+def unsure(report: DiffReport) -> Finding | None:
+    """The ``ambiguous-divergence`` finding :func:`confirmed` left on ``report``: where its verdict is not
+    sure (a choice noise flipped, other tokens routed, an input grown under noise)."""
     return next((f for f in report.findings if f.code is Code.AMBIGUOUS_DIVERGENCE), None)
 
 
 def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
-    """``single``, the single-step run of a diff whose first divergence was the noise ``flip``, with
-    ``flip`` among its findings: after a flipped choice only single-step comparisons mean anything."""
+    """``single``, the single-step run of a diff whose verdict was not sure (``flip``, its :func:`unsure`
+    finding), with ``flip`` among its findings: each layer given the base's data settles it."""
     note = replace(
         flip,
         hint="nothing: the diff compared the layers again in single-step mode, each raw layer given the base "
