@@ -436,7 +436,7 @@ def print_diff(
     if report.not_compared:
         skipped = report.not_compared[0]
         console.print(
-            f"[yellow]not compared[/]: {len(report.not_compared)} layer pair(s) whose contents do not correspond, "
+            f"[yellow]not compared[/]: {len(report.not_compared)} layer pair(s), "
             f"the first: base {escape(quoted_path(skipped.base))} / raw {escape(quoted_path(skipped.raw))}: "
             f"{escape(skipped.why)}"
         )

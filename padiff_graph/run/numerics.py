@@ -105,6 +105,9 @@ class Verdict:
     floor: float = 0.0
     inherited: bool = False
     magnitude: float = 0.0
+    #: no value was compared: the two tensors' shapes hold other numbers of elements that do not broadcast,
+    #: or one holds complex values and the other real ones
+    other_form: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,19 +117,29 @@ class Summary:
     mean: float
     shape: tuple[int, ...]
     finite: bool
+    complex: bool = False
 
 
 def summarize(array: np.ndarray) -> Summary:
-    """The mean and shape of ``array``."""
-    mean = float(np.mean(array)) if array.size else 0.0  # pairwise summation: accurate in float32
-    return Summary(mean, tuple(array.shape), bool(np.isfinite(mean)))
+    """The mean and shape of ``array`` (complex values: of their real and imaginary parts)."""
+    values = real_pairs(array) if np.iscomplexobj(array) else array
+    mean = float(np.mean(values)) if values.size else 0.0  # pairwise summation: accurate in float32
+    return Summary(mean, tuple(values.shape), bool(np.isfinite(mean)), np.iscomplexobj(array))
+
+
+def real_pairs(array: np.ndarray) -> np.ndarray:
+    """Complex values as (real, imaginary) pairs along a last axis of two, so that both parts are compared."""
+    return np.stack([array.real, array.imag], axis=-1)
 
 
 def compare_summary(base: Summary, raw: Summary | np.ndarray, atol: float, rtol: float) -> Verdict:
     """Mean mode against a stored :class:`Summary` of the base."""
     raw_summary = raw if isinstance(raw, Summary) else summarize(raw)
+    if base.complex != raw_summary.complex:
+        return Verdict(False, float("inf"), float("inf"), _kinds(base.complex, raw_summary.complex), other_form=True)
     if base.shape != raw_summary.shape and not same_elements(base.shape, raw_summary.shape):
-        return Verdict(False, float("inf"), float("inf"), f"shape {list(base.shape)} vs {list(raw_summary.shape)}")
+        note = f"shape {list(base.shape)} vs {list(raw_summary.shape)}"
+        return Verdict(False, float("inf"), float("inf"), note, other_form=True)
     if not (base.finite and raw_summary.finite):
         same = np.isnan(base.mean) == np.isnan(raw_summary.mean) and (
             np.isnan(base.mean) or base.mean == raw_summary.mean
@@ -138,6 +151,11 @@ def compare_summary(base: Summary, raw: Summary | np.ndarray, atol: float, rtol:
     difference = abs(raw_summary.mean - base.mean)
     ok = difference <= atol + rtol * abs(base.mean)
     return Verdict(ok, difference, difference / max(abs(base.mean), atol, 1e-30), "means compared")
+
+
+def _kinds(base_complex: bool, raw_complex: bool) -> str:
+    """The note of a record holding complex values on one side only."""
+    return f"{'complex' if base_complex else 'real'} vs {'complex' if raw_complex else 'real'} values"
 
 
 def same_elements(first: tuple[int, ...], second: tuple[int, ...]) -> bool:
@@ -163,9 +181,15 @@ def compare_arrays(
     """Compare ``raw`` against the reference ``base``: elementwise under ``atol``/``rtol``, or,
     with a ``floor``, by scaled error. ``gradient``: a broadcast tensor's gradient is summed over
     the broadcast axes rather than broadcast."""
+    if np.iscomplexobj(base) != np.iscomplexobj(raw):
+        note = _kinds(np.iscomplexobj(base), np.iscomplexobj(raw))
+        return Verdict(False, float("inf"), float("inf"), note, floor=floor, other_form=True)
+    if np.iscomplexobj(base):
+        base, raw = real_pairs(base), real_pairs(raw)
     aligned = _aligned(base, raw, gradient)
     if aligned is None:
-        return Verdict(False, float("inf"), float("inf"), f"shape {list(base.shape)} vs {list(raw.shape)}", floor=floor)
+        note = f"shape {list(base.shape)} vs {list(raw.shape)}"
+        return Verdict(False, float("inf"), float("inf"), note, floor=floor, other_form=True)
     base, raw, how = aligned
     verdict = _compare_aligned(base, raw, atol, rtol, mode, floor)
     return replace(verdict, note=f"{verdict.note}; {how}" if verdict.note else how) if how else verdict
@@ -322,7 +346,10 @@ def _compare_means(reference: np.ndarray, value: np.ndarray, atol: float, rtol: 
     floor = max(atol, 1e-30, float(np.finfo(reference.dtype).eps) * float(magnitude.max()))
     max_rel = float((difference / np.maximum(magnitude, floor)).max())
     base_mean, raw_mean = float(reference.mean(dtype=np.float64)), float(value.mean(dtype=np.float64))
-    return Verdict(abs(raw_mean - base_mean) <= atol + rtol * abs(base_mean), max_abs, max_rel)
+    largest = float(magnitude.max())
+    scaled = max_abs / largest if largest else float(max_abs > 0)  # the evidence messages quote, as in strict mode
+    ok = abs(raw_mean - base_mean) <= atol + rtol * abs(base_mean)
+    return Verdict(ok, max_abs, max_rel, scaled=scaled, magnitude=largest)
 
 
 @dataclass(frozen=True)

@@ -504,12 +504,13 @@ def build_report(
     before explain are not divergences (:func:`attribute`; off in single-step runs); ``replayed``
     fails the inherited records whose layer, replayed alone, shows an error of its own.
     """
+    comparisons, other_form = in_other_forms(comparisons)
     mismatched = {finding.base for finding in findings if finding.code is Code.CLASS_MISMATCH and finding.base}
     comparisons = attribute(comparisons, mismatched, inherit)
     if replayed is not None:
         comparisons = replayed(comparisons)
     _, contained = _failing(comparisons, contain)
-    divergences = all_divergences(comparisons, descendants, contain)
+    divergences = other_form_named(all_divergences(comparisons, descendants, contain), comparisons, contain)
     divergence = divergences[0] if divergences else None
     replayed_layers = {(c.step, c.base) for c in comparisons if c.replayed is not None}
     if divergence is not None and recorded is not None and (divergence.step, divergence.base) not in replayed_layers:
@@ -531,9 +532,48 @@ def build_report(
         [c for c in comparisons if c.verdict.inherited],
         divergences,
         list(not_comparable),
-        list(not_compared),
+        [*not_compared, *other_form],
         list(not_fed),
     )
+
+
+def other_form_named(divergences: list[Divergence], comparisons: list[Comparison], contain: bool) -> list[Divergence]:
+    """``divergences``, the first one's message naming the first record whose values differ when the first
+    differs in shape alone: another form of the same values, on purpose, would put the divergence there."""
+    failing, _ = _failing(comparisons, contain)
+    if not divergences or not failing or not failing[0].verdict.other_form:
+        return divergences
+    later = next((c for c in failing if not c.verdict.other_form), None)
+    if later is None:
+        return divergences
+    first = divergences[0]
+    where = f"base {quoted_path(later.base)} / raw {quoted_path(later.raw)} ({later.stage})"
+    message = (
+        f"{first.message}; only the shapes differ there: if the two sides return these values in other "
+        f"forms on purpose, the first record whose values differ is at {where}"
+    )
+    return [replace(first, message=message), *divergences[1:]]
+
+
+def in_other_forms(comparisons: list[Comparison]) -> tuple[list[Comparison], list[NotCompared]]:
+    """``comparisons`` less the records whose shapes differ when nothing else fails, and their pairs.
+
+    Two ports may return one quantity in other forms: a rotary table as complex
+    factors against cos and sin. Their records differ in shape alone; when
+    every other record agrees, the models compute the same thing, and the pair
+    is not compared (listed as such). When anything else fails, a shape
+    difference stays a divergence: a convolution padded otherwise is where the
+    models part.
+    """
+    failing = [c for c in comparisons if not c.ok]
+    if not failing or not all(c.verdict.other_form for c in failing):
+        return comparisons, []
+    pairs: dict[tuple[str, str], NotCompared] = {}
+    for c in failing:
+        why = f"the layers return their values in other forms ({c.stage} {c.verdict.note}), "
+        why += "and every other record agrees"
+        pairs.setdefault((c.base, c.raw), NotCompared(c.base, c.raw, why))
+    return [c for c in comparisons if c.ok], list(pairs.values())
 
 
 def stopped_report(
