@@ -539,7 +539,8 @@ def build_report(
 
 def other_form_named(divergences: list[Divergence], comparisons: list[Comparison], contain: bool) -> list[Divergence]:
     """``divergences``, the first one's message naming the first record whose values differ when the first
-    differs in shape alone: another form of the same values, on purpose, would put the divergence there."""
+    differs in form alone (shape, complex against real): another form of the same values, on purpose,
+    would put the divergence there."""
     failing, _ = _failing(comparisons, contain)
     if not divergences or not failing or not failing[0].verdict.other_form:
         return divergences
@@ -549,7 +550,7 @@ def other_form_named(divergences: list[Divergence], comparisons: list[Comparison
     first = divergences[0]
     where = f"base {quoted_path(later.base)} / raw {quoted_path(later.raw)} ({later.stage})"
     message = (
-        f"{first.message}; only the shapes differ there: if the two sides return these values in other "
+        f"{first.message}; only the form differs there: if the two sides return these values in other "
         f"forms on purpose, the first record whose values differ is at {where}"
     )
     return [replace(first, message=message), *divergences[1:]]
