@@ -11,7 +11,10 @@ tied layer sees it (a ``Linear``'s ``[out, in]`` weight, converted as any
 the shared tensor (an entry on the pair enclosing both). Where the raw ties,
 one raw tensor cannot take both the base's embedding and its head: the layers
 pair, so the diff compares them, and no tensor goes to the head; pre-flight
-reports it (``tied-weights``).
+reports it (``tied-weights``). Where both sides tie (HF's and paddleformers'
+``lm_head`` under ``tie_word_embeddings``), the two heads pair when the raw one
+is tied to the very tensor the base's shared one is copied into: the diff
+compares them, and the tensor is copied once, through the embeddings.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def pair_tied_layers(base: ModelTree, raw: ModelTree, layer_map: LayerMap, regis
         found = _untied_partner(raw, base, layer_map, tie, registry, tied_is_base=False)
         if found is not None:
             layer_map = _with_pair(layer_map, LayerPair(found[0], tie.layer, 0.5, stage=TIED_STAGE))
+    for base_tie in _ties(base):
+        raw_tie = _tied_partner(base, _ties(raw), layer_map, base_tie)
+        if raw_tie is not None:
+            layer_map = _with_pair(layer_map, LayerPair(base_tie.layer, raw_tie.layer, 0.5, stage=TIED_STAGE))
     position = {path: rank for rank, path in enumerate(preorder(base))}
     return layer_map.with_pairs(sorted(layer_map.pairs, key=lambda pair: position[pair.base]))
 
@@ -88,6 +95,33 @@ def _untied_partner(
         if len(match.pairs) == 1 and not match.leftover_base and not match.leftover_raw:
             found.append((path, match.pairs[0], bool(guessed_layouts(base_side, raw_side, match))))
     return found[0] if len(found) == 1 else None
+
+
+def _tied_partner(base: ModelTree, raw_ties: list[_Tie], layer_map: LayerMap, tie: _Tie) -> _Tie | None:
+    """The one unpaired raw layer, under the partner of ``tie.layer``'s parent, tied to the raw tensor the
+    base's shared tensor is copied into: both heads use the embeddings' one tensor, copied once through them."""
+    parent = next(iter(base.predecessors(tie.layer)), None)
+    if parent is None or layer_map.raw_of(tie.layer) is not None or layer_map.raw_of(parent) is None:
+        return None
+    shared_in_raw = _copied_into(layer_map, tie.shared)
+    found = [
+        other
+        for other in raw_ties
+        if other.shared == shared_in_raw
+        and layer_map.base_of(other.layer) is None
+        and other.layer.rpartition(".")[0] == layer_map.raw_of(parent)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _copied_into(layer_map: LayerMap, base_tensor: str) -> str | None:
+    """The raw tensor the map writes base tensor ``base_tensor`` (a full name) into, if one whole tensor."""
+    for pair in layer_map.active_pairs():
+        for tensor in pair.tensors:
+            full = tensor.prefixed(pair.base, pair.raw)
+            if full.base == base_tensor and full.raw_constant is None:
+                return full.raw
+    return None
 
 
 def _seen_through_tie(tree: ModelTree, tie: _Tie) -> LayerSide:

@@ -1,0 +1,62 @@
+"""Heads tied to the embedding on both sides (HF's and paddleformers' ``lm_head`` under
+``tie_word_embeddings``) pair, so a fault in the head is named there and not at the root.
+Found on ``Qwen2ForCausalLM`` against paddleformers': the two heads were left unpaired."""
+
+import numpy as np
+import paddle
+import torch
+
+import padiff_graph as pg
+
+VOCAB, DIM = 12, 8
+IDS = {"ids": np.random.default_rng(0).integers(1, VOCAB, (2, 5))}
+
+
+class TorchLM(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(VOCAB, DIM)
+        self.norm = torch.nn.LayerNorm(DIM)
+        self.lm_head = torch.nn.Linear(DIM, VOCAB, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.lm_head(self.norm(self.embed(ids)))
+
+
+class PaddleHead(paddle.nn.Layer):
+    """paddleformers' ``LMHead``: a ``[vocab, dim]`` weight multiplied transposed; ``scale`` is a port's fault."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.weight = self.create_parameter([VOCAB, DIM])
+        self.scale = scale
+
+    def forward(self, hidden):
+        return paddle.matmul(hidden, self.weight, transpose_y=True) * self.scale
+
+
+class PaddleLM(paddle.nn.Layer):
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.embed = paddle.nn.Embedding(VOCAB, DIM)
+        self.norm = paddle.nn.LayerNorm(DIM)
+        self.lm_head = PaddleHead(scale)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.lm_head(self.norm(self.embed(ids)))
+
+
+def test_two_tied_heads_pair_and_the_shared_tensor_is_copied_once() -> None:
+    layer_map = pg.suggest_map(TorchLM(), PaddleLM(), IDS)
+    assert layer_map.raw_of("lm_head") == "lm_head"
+    assert [t.base for p in layer_map.active_pairs() for t in p.tensors if p.base == "lm_head"] == []
+    for base, raw in ((TorchLM(), PaddleLM()), (PaddleLM(), TorchLM())):
+        assert pg.diff(base, raw, IDS).ok
+
+
+def test_a_fault_in_a_tied_head_is_named_at_the_head() -> None:
+    for base, raw in ((TorchLM(), PaddleLM(scale=1.5)), (PaddleLM(scale=1.5), TorchLM())):
+        first = pg.diff(base, raw, IDS).first_divergence
+        assert first is not None and (first.base, first.raw) == ("lm_head", "lm_head"), first
