@@ -18,6 +18,8 @@ from transformers import (
     GptOssModel,
     LlamaConfig,
     LlamaModel,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     Qwen2MoeConfig,
     Qwen2MoeModel,
     Qwen3Config,
@@ -30,6 +32,8 @@ from paddleformers.transformers import BertConfig as PaddleBertConfig  # isort: 
 from paddleformers.transformers import BertModel as PaddleBertModel  # isort: skip
 from paddleformers.transformers import LlamaConfig as PaddleLlamaConfig  # isort: skip
 from paddleformers.transformers import LlamaModel as PaddleLlamaModel  # isort: skip
+from paddleformers.transformers import Qwen2Config as PaddleQwen2Config  # isort: skip
+from paddleformers.transformers import Qwen2ForCausalLM as PaddleQwen2ForCausalLM  # isort: skip
 from paddleformers.transformers import Qwen2MoeConfig as PaddleQwen2MoeConfig  # isort: skip
 from paddleformers.transformers import Qwen2MoeModel as PaddleQwen2MoeModel  # isort: skip
 from paddleformers.transformers import Qwen3Config as PaddleQwen3Config  # isort: skip
@@ -70,12 +74,16 @@ __all__ = [
     "PaddleGptOssModel",
     "PaddleLlamaConfig",
     "PaddleLlamaModel",
+    "PaddleQwen2Config",
+    "PaddleQwen2ForCausalLM",
     "PaddleQwen2MoeConfig",
     "PaddleQwen2MoeModel",
     "PaddleQwen3Config",
     "PaddleQwen3Model",
     "PaddleQwen3MoeConfig",
     "PaddleQwen3MoeModel",
+    "Qwen2Config",
+    "Qwen2ForCausalLM",
     "Qwen2MoeConfig",
     "Qwen2MoeModel",
     "Qwen3Config",

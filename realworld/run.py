@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2moe, qwen3, resnet, vision
+from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2, qwen2moe, qwen3, resnet, vision
 from realworld.common import Case, cases, output_error, run_model
 
 import padiff_graph as pg  # isort: skip
@@ -30,6 +30,7 @@ import padiff_graph as pg  # isort: skip
 FAMILIES = (
     bert.FAMILY,
     llama.FAMILY,
+    qwen2.FAMILY,
     qwen2moe.FAMILY,
     qwen3.FAMILY,
     qwen3.MOE_FAMILY,
