@@ -15,7 +15,7 @@ from realworld.common import Family, alike, decoder_pairs, drop_skip, token_ids,
 from realworld.libs import LlamaConfig, LlamaModel, PaddleLlamaConfig, PaddleLlamaModel
 
 VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
-_CONFIG = {
+CONFIG = {
     "vocab_size": VOCAB,
     "hidden_size": HIDDEN,
     "num_hidden_layers": LAYERS,
@@ -28,7 +28,7 @@ _CONFIG = {
     "use_cache": False,
     "tie_word_embeddings": False,
 }
-_LAYER = [
+LAYER = [
     "",
     "self_attn",
     "self_attn.q_proj",
@@ -46,12 +46,12 @@ _LAYER = [
 
 def torch_model() -> torch.nn.Module:
     """HuggingFace's LlamaModel, tiny, eval mode."""
-    return LlamaModel(LlamaConfig(**_CONFIG)).eval()
+    return LlamaModel(LlamaConfig(**CONFIG)).eval()
 
 
 def paddle_model() -> paddle.nn.Layer:
     """paddleformers' LlamaModel, tiny, eval mode."""
-    model = PaddleLlamaModel(PaddleLlamaConfig(**_CONFIG))
+    model = PaddleLlamaModel(PaddleLlamaConfig(**CONFIG))
     model.eval()
     return model
 
@@ -78,6 +78,6 @@ FAMILY = Family(
     torch_model,
     paddle_model,
     inputs,
-    decoder_pairs(["embed_tokens", "layers", "norm"], [_LAYER] * LAYERS),
+    decoder_pairs(["embed_tokens", "layers", "norm"], [LAYER] * LAYERS),
     BUGS,
 )

@@ -15,59 +15,35 @@ import numpy as np
 import paddle
 import torch
 
+from realworld import llama
 from realworld.common import Bug, Family, alike, decoder_pairs, layer_at, token_ids, transpose_linear
 from realworld.libs import PaddleQwen2Config, PaddleQwen2ForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, FFN, POSITIONS, BATCH, SEQUENCE = 64, 32, 2, 4, 2, 64, 32, 2, 16
-_CONFIG = {
-    "vocab_size": VOCAB,
-    "hidden_size": HIDDEN,
-    "num_hidden_layers": LAYERS,
-    "num_attention_heads": HEADS,
-    "num_key_value_heads": KV_HEADS,
-    "intermediate_size": FFN,
-    "max_position_embeddings": POSITIONS,
-    "rms_norm_eps": 1e-6,
-    "initializer_range": 0.2,  # weights of a trained model's size, so a planted bug shows above bfloat16 noise
-    "use_cache": False,
-    "tie_word_embeddings": True,
-}
-_LAYER = [
-    "",
-    "self_attn",
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-    "mlp.act_fn",
-    "input_layernorm",
-    "post_attention_layernorm",
-]
+#: Llama's tiny configuration (the same sizes), the head tied
+CONFIG = {**llama.CONFIG, "tie_word_embeddings": True}
+#: Llama's per-layer pairs, and the MLP's activation layer, which both Qwen2 libraries hold
+LAYER = [*llama.LAYER, "mlp.act_fn"]
 
 
 def torch_model() -> torch.nn.Module:
     """HuggingFace's Qwen2ForCausalLM, tiny, tied head, eval mode."""
-    return Qwen2ForCausalLM(Qwen2Config(**_CONFIG)).eval()
+    return Qwen2ForCausalLM(Qwen2Config(**CONFIG)).eval()
 
 
 def paddle_model() -> paddle.nn.Layer:
     """paddleformers' Qwen2ForCausalLM, tiny, tied head, eval mode."""
-    model = PaddleQwen2ForCausalLM(PaddleQwen2Config(**_CONFIG))
+    model = PaddleQwen2ForCausalLM(PaddleQwen2Config(**CONFIG))
     model.eval()
     return model
 
 
 def inputs() -> dict[str, np.ndarray]:
     """Random token ids."""
-    return token_ids(5, VOCAB, BATCH, SEQUENCE)
+    return token_ids(5, llama.VOCAB, llama.BATCH, llama.SEQUENCE)
 
 
 def _pairs() -> dict[str, str]:
-    decoder = decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [_LAYER] * LAYERS)
+    decoder = decoder_pairs(["embed_tokens", "layers", "norm", "rotary_emb"], [LAYER] * llama.LAYERS)
     return {"": "", "model": "model", "lm_head": "lm_head", **{f"model.{b}": f"model.{r}" for b, r in decoder.items()}}
 
 

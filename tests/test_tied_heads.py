@@ -2,26 +2,18 @@
 ``tie_word_embeddings``) pair, so a fault in the head is named there and not at the root.
 Found on ``Qwen2ForCausalLM`` against paddleformers': the two heads were left unpaired."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import paddle
-import torch
 
 import padiff_graph as pg
 
-VOCAB, DIM = 12, 8
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from tied_head import DIM, VOCAB, TorchLM  # the torch side: examples/tied_head.py's model
+
 IDS = {"ids": np.random.default_rng(0).integers(1, VOCAB, (2, 5))}
-
-
-class TorchLM(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(VOCAB, DIM)
-        self.norm = torch.nn.LayerNorm(DIM)
-        self.lm_head = torch.nn.Linear(DIM, VOCAB, bias=False)
-        self.lm_head.weight = self.embed.weight
-
-    def forward(self, ids):
-        return self.lm_head(self.norm(self.embed(ids)))
 
 
 class PaddleHead(paddle.nn.Layer):
