@@ -98,7 +98,6 @@ def copy_weights(
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
     report = AssignReport(layer_pairs=len(layer_map.active_pairs()))
-    writes: dict[str, list[tuple[str, Transform]]] = defaultdict(list)
     for pair in layer_map.active_pairs():
         if pair.init:
             base_layers = base_adapter.named_layers(base_model)
@@ -111,8 +110,7 @@ def copy_weights(
             if full.raw_constant is not None:
                 _check_constant(base_adapter, base_tensors[full.base], full, pair.raw)
                 report.tensors += 1
-            else:
-                writes[full.raw].append((full.base, tensor.transform))
+    writes = planned_writes(layer_map)
     for raw_name, parts in writes.items():
         target = raw_tensors[raw_name]
         expected = _read(raw_adapter, target, raw_name, "raw", copy=True) if _partial(parts) else None
@@ -125,6 +123,20 @@ def copy_weights(
         report.tensors += len(parts)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
+
+
+def planned_writes(layer_map: LayerMap) -> dict[str, list[tuple[str, Transform]]]:
+    """Raw tensor name -> the base tensors (or constants) written into it, each with its transform
+    (pairs copied by an opaque ``init`` function, and raw tensors the base implies a constant for, aside)."""
+    writes: dict[str, list[tuple[str, Transform]]] = defaultdict(list)
+    for pair in layer_map.active_pairs():
+        if pair.init:
+            continue
+        for tensor in pair.tensors:
+            full = tensor.prefixed(pair.base, pair.raw)
+            if full.raw_constant is None:
+                writes[full.raw].append((full.base, tensor.transform))
+    return writes
 
 
 def _source(

@@ -64,6 +64,9 @@ class FrameworkAdapter(Protocol):
         """The tensor's accumulated gradient, if any: a host copy, or (``copy=False``) a view where the
         framework allows, only valid until the gradient changes."""
 
+    def write_grad(self, tensor: Any, value: np.ndarray) -> bool:
+        """Overwrite the tensor's accumulated gradient in place; ``False`` where it has none."""
+
     def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         """Numpy arrays or this framework's tensors as tensors on the model's device.
 

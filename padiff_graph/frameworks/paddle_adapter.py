@@ -133,6 +133,12 @@ class PaddleAdapter:
     def grad(self, tensor: Any, copy: bool = True) -> np.ndarray | None:
         return None if tensor.grad is None else self.to_numpy(tensor.grad, copy=copy)
 
+    def write_grad(self, tensor: Any, value: np.ndarray) -> bool:
+        if tensor.grad is None:
+            return False
+        self.write(tensor.grad, value)
+        return True
+
     def to_inputs(self, model: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
         paddle = _paddle()
         place = next((p.place for p in model.parameters()), None)

@@ -42,6 +42,7 @@ from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.containers import NotCompared
 from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
+from padiff_graph.run.gradient_feed import feed_base_gradients
 from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     CHUNK,
@@ -256,7 +257,7 @@ def run_diff(
                     raw_sink,
                     backward=plan.backward,
                     ops=op_names[1] if op_names else None,
-                    after_backward=partial(checker.compare_tensors, "grad", raw_recorder.tracker.order),
+                    after_backward=partial(checker.gradients_done, raw_recorder.tracker.order),
                     after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
                 )
             checker.settle()
@@ -557,6 +558,13 @@ class RawChecker:
             return _now(compare)
         self._queued = _comparer().submit(compare)
         return self._queued
+
+    def gradients_done(self, raw_call_order: list[str]) -> None:
+        """Compare the parameter gradients; then, before the raw optimizer steps, give it the base's
+        (:mod:`padiff_graph.run.gradient_feed`): the weights after the step compare the optimizers."""
+        self.compare_tensors("grad", raw_call_order)
+        if self.raw.optimizer is not None and self.store.grads is not None:
+            feed_base_gradients(self.layer_map, self.store.grads, self.raw.adapter, self.raw.model)
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
         """Parameter gradients (``grad``) or weights after the step (``weights``), last-called layer first."""
