@@ -56,6 +56,7 @@ from padiff_graph.run.replay import Replays
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
+from padiff_graph.run.statistics import unlike_running_variances
 
 
 def export_tree(model: Any, inputs: Any = None) -> ModelTree:
@@ -270,7 +271,13 @@ def _diff(
     raw_side = Side(raw_adapter, raw, "raw", raw_loss, raw_optimizer, options.amp[1], watch)
     containers = frozenset(path for path, below in descendants_of(base_tree).items() if path and below)
     plan = Plan(
-        options.forward, options.backward, options.single_step, options.memory_budget_mib, activations, containers
+        options.forward,
+        options.backward,
+        options.single_step,
+        options.memory_budget_mib,
+        activations,
+        containers,
+        unlike_running_variances(run_map),
     )
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None

@@ -26,6 +26,7 @@ from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, fused_pairs, j
 from padiff_graph.run.numerics import Tolerance, compare_tensor_pair
 from padiff_graph.run.options import parse_mode, parse_tolerance
 from padiff_graph.run.results import Comparison, DiffReport, build_report
+from padiff_graph.run.statistics import compare_running_variance, unlike_running_variances
 
 
 def compare_dumps(
@@ -195,6 +196,12 @@ def _compare_step(
     not_comparable: list[str] = []
     used: set[str] = set()
     where = f"step {step}, " if step else ""
+    variances = unlike_running_variances(layer_map)
+    sizes = {  # raw path -> elements of its first output: the batch its statistics come from
+        e["path"]: int(np.prod(e["shape"]))
+        for e in raw.records
+        if (e["stage"], e["call"], e["index"]) == ("forward", 0, 0)
+    }
     for entry, link in _through(raw.records, layer_map.active_pairs()):  # as the live diff: no ignored subtree
         stage, path, call, index = entry["stage"], entry["path"], entry["call"], entry["index"]
         tensor: TensorPair | None = None
@@ -229,6 +236,9 @@ def _compare_step(
                 base_value = base.array(name, _base_shape(tensor.transform, raw.shape(entry["name"])))
                 raw_value = raw.array(entry["name"], _raw_shape(tensor.transform, base_value.shape))
                 verdict = compare_tensor_pair(tensor, base_value, raw_value, tolerance, *dtypes)
+                if stage == "weights" and (pair.base, tensor.base) in variances and pair.raw in sizes:
+                    per_channel = sizes[pair.raw] // max(base_value.size, 1)
+                    verdict = compare_running_variance(tensor, base_value, raw_value, per_channel, tolerance, *dtypes)
             else:
                 base_value = base.array(name, raw.shape(entry["name"]))
                 raw_value = raw.array(entry["name"], base_value.shape)

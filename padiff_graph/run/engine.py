@@ -60,6 +60,7 @@ from padiff_graph.run.randomness import RandomWatch
 from padiff_graph.run.results import Comparison
 from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
+from padiff_graph.run.statistics import compare_running_variance
 from padiff_graph.run.tied import TiedCopies
 
 
@@ -96,6 +97,8 @@ class Plan:
             another number of elements than their partners', the two return different tensors
             (paddle's DenseNet layer concatenates its input inside, torchvision's block does it
             outside): not compared, listed in ``DiffOutcome.other_outputs``.
+        variances: (base layer, base tensor) of BatchNorm running variances a training step updates
+            otherwise on the raw side (:mod:`padiff_graph.run.statistics`).
     """
 
     forward: bool = True
@@ -104,6 +107,7 @@ class Plan:
     memory_budget_mib: float = DEFAULT_BUDGET_MIB
     activations: Mapping[str, BuiltinActivation] = field(default_factory=dict)
     containers: frozenset[str] = frozenset()
+    variances: frozenset[tuple[str, str]] = frozenset()
 
 
 def run_step(
@@ -471,6 +475,8 @@ class RawChecker:
         # (base path, raw path, stage, call, index), its verdict to come, bytes of the raw copy
         self._pending: deque[tuple[tuple[str, str, str, int, int], Future[Verdict], int]] = deque()
         self._pending_bytes = 0
+        self._normalized = {path for path, _ in plan.variances}
+        self.sizes: dict[str, int] = {}  # base path -> elements of its last output (layers in plan.variances)
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
@@ -480,6 +486,8 @@ class RawChecker:
         activation = self.plan.activations.get(key.path) if key.stage in ("forward", "backward") else None
         if activation is not None and (key.stage == "backward" or isinstance(base_value, Summary)):
             return None  # not the same quantity (padiff_graph.run.activations): neither compared nor fed
+        if key.stage == "forward" and key.index == 0 and key.path in self._normalized:
+            self.sizes[key.path] = int(np.prod(value.shape))  # the batch the layer's statistics come from
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
@@ -595,6 +603,12 @@ class RawChecker:
                     raw_value = raw_adapter.to_numpy(raw_tensor, copy=False)
                 dtypes = (base_adapter.dtype_name(base_tensor), raw_adapter.dtype_name(raw_tensor))
                 compare = partial(compare_tensor_pair, tensor, base_value, raw_value, self.tolerance, *dtypes)
+                variance = (pair.base, tensor.base) in self.plan.variances and pair.base in self.sizes
+                if variance and base_value is not None and raw_value is not None:  # weights after the step
+                    per_channel = self.sizes[pair.base] // max(base_value.size, 1)
+                    compare = partial(
+                        compare_running_variance, tensor, base_value, raw_value, per_channel, self.tolerance, *dtypes
+                    )
                 place = pair, tensor
                 if base_name in tied.copies:  # one tensor held as untied raw copies: compared once, as a whole
                     if not tied.first(stage, base_name):
