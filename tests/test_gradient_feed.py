@@ -63,3 +63,17 @@ def test_an_optimizer_with_another_learning_rate_is_still_named() -> None:
         report = pg.diff(base, raw, {"x": X}, optimizers=(adamw(base), adamw(raw, lr=1.2e-3)), steps=2)
         first = report.first_divergence
         assert first is not None and (first.stage, first.step) == ("weights", 0), first
+
+
+def test_offline_each_model_steps_on_its_own_gradients_and_the_report_says_it_is_unsure(tmp_path) -> None:
+    base, raw = _pair(base_is_torch=True)
+    pg.assign_weights(base, raw)
+    pg.dump(base, {"x": X}, tmp_path / "base", optimizer=adamw(base), steps=2)
+    pg.dump(raw, {"x": X}, tmp_path / "raw", optimizer=adamw(raw), steps=2)
+    report = pg.compare_dumps(tmp_path / "base", tmp_path / "raw")
+    first = report.first_divergence
+    assert first is not None and (first.base, first.stage) == ("key", "weights"), first
+    unsure = [f for f in report.findings if f.code.value == "ambiguous-divergence"]
+    assert unsure and unsure[0].base == "key" and "live diff" in unsure[0].hint
+    models_alone = {"steps": [0], "stages": ("forward", "backward", "loss", "grad")}
+    assert pg.compare_dumps(tmp_path / "base", tmp_path / "raw", **models_alone).ok

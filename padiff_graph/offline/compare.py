@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from padiff_graph.checks import preflight_trees
-from padiff_graph.core.records import join_path
+from padiff_graph.core.findings import Code, Finding
+from padiff_graph.core.records import Severity, join_path
 from padiff_graph.core.transforms import Shape, TensorPair, Transform
 from padiff_graph.core.tree import descendants_of, tensor_dtypes
 from padiff_graph.errors import DumpError, InputError, NotComparableError
@@ -106,7 +108,7 @@ def compare_dumps(
         settings["merged"] = {"base": sorted(base.ranks), "raw": sorted(raw.ranks)}
     else:
         settings["ranks"] = sorted({rank for rank, _, _, _ in units if rank is not None})
-    return build_report(
+    report = build_report(
         comparisons,
         findings,
         layer_map,
@@ -115,6 +117,39 @@ def compare_dumps(
         unproduced=unproduced,
         not_comparable=not_comparable,
         not_compared=not_compared,
+    )
+    return _stepped_on_own_gradients(report)
+
+
+def _stepped_on_own_gradients(report: DiffReport) -> DiffReport:
+    """``report``, its first divergence, when in the weights after a step of a tensor whose gradient agrees,
+    saying what each optimizer, stepping on its own model's gradients, can make of their rounding noise."""
+    first = report.first_divergence
+    if first is None or first.stage != "weights":
+        return report
+    where = (first.step, first.base)
+    failing = next(c for c in report.comparisons if not c.ok and c.kind == "weights" and (c.step, c.base) == where)
+    tensor = failing.stage.partition(":")[2]
+    same = [c.ok for c in report.comparisons if (c.step, c.base, c.stage) == (first.step, first.base, f"grad:{tensor}")]
+    if not same or not all(same):
+        return report
+    why = (
+        f"{tensor!r} differs after step {first.step} while its gradient agrees, and each dumped model stepped on "
+        "its own gradients: an optimizer that scales each element (Adam) turns their rounding noise into steps up "
+        "to its learning rate, so the optimizers may or may not differ"
+    )
+    hint = (
+        "run the live diff (padiff_graph.diff with both optimizers), which steps both on the base's gradients; "
+        "offline, only the first step before the optimizers compares the models alone "
+        "(steps=[0], stages=('forward', 'backward', 'loss', 'grad'))"
+    )
+    divergence = replace(first, message=f"{first.message}; {why}")
+    unsure = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, first.base, first.raw, why, hint)
+    return replace(
+        report,
+        first_divergence=divergence,
+        divergences=[divergence, *report.divergences[1:]],
+        findings=[*report.findings, unsure],
     )
 
 
