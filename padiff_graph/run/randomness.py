@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,7 +25,7 @@ from padiff_graph.core.records import Severity, quoted_path
 from padiff_graph.core.tree import ModelTree, layer_info
 from padiff_graph.errors import PadiffGraphError
 from padiff_graph.frameworks.base import FrameworkAdapter
-from padiff_graph.knowledge.apis import DROPOUT_APIS, RANDOM_APIS
+from padiff_graph.knowledge.apis import ATTENTION_DROPOUT_APIS, DROPOUT_APIS, RANDOM_APIS
 from padiff_graph.knowledge.families import is_random
 from padiff_graph.run.hooks import Recorder
 
@@ -68,16 +68,20 @@ class RandomWatch:
     def overrides(self, side: str, adapter: FrameworkAdapter, recorder: Recorder) -> dict[str, Callable[..., Any]]:
         """Replacements for this framework's random APIs, for ``adapter.op_overrides``."""
         prefix = adapter.name + "."
-        return {name: self._override(side, name, recorder) for name in RANDOM_APIS if name.startswith(prefix)}
+        watched = RANDOM_APIS | ATTENTION_DROPOUT_APIS
+        return {name: self._override(side, name, recorder) for name in watched if name.startswith(prefix)}
 
     def _override(self, side: str, api: str, recorder: Recorder) -> Callable[..., Any]:
         def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if not _is_random_call(api, original, args, kwargs):
                 return original(*args, **kwargs)
             path = recorder.running() or ""
-            switch_off = self.disable and api in DROPOUT_APIS
+            switch_off = self.disable and (api in DROPOUT_APIS or api in ATTENTION_DROPOUT_APIS)
             if not any(c.side == side and c.path == path and c.api == api for c in self.found):
                 self.found.append(RandomCall(side, path, api, switch_off))
+            if switch_off and api in ATTENTION_DROPOUT_APIS:
+                positional, named = _without_dropout(args, kwargs)
+                return original(*positional, **named)
             if switch_off:
                 return args[0] if args else next(iter(kwargs.values()))
             if not self.disable:
@@ -113,8 +117,15 @@ class RandomWatch:
         return findings
 
 
+#: Where an attention function takes ``dropout_p`` (after query, key, value and the mask): torch's and paddle's.
+ATTENTION_DROPOUT_AT = 4
+
+
 def _is_random_call(api: str, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Dropout-like calls are random only with ``training`` and ``p > 0``; sampling always is."""
+    """Dropout-like calls are random only with ``training`` and ``p > 0``, attention only with ``dropout_p > 0``
+    (and paddle's ``training``); sampling always is."""
+    if api in ATTENTION_DROPOUT_APIS:
+        return _attention_dropout(original, args, kwargs) > 0.0
     if api not in DROPOUT_APIS and not api.endswith("rrelu"):
         return True
     signature = _signature(original)
@@ -132,6 +143,31 @@ def _is_random_call(api: str, original: Callable[..., Any], args: tuple[Any, ...
         return training and float(probability) > 0.0
     except (TypeError, ValueError):
         return training
+
+
+def _attention_dropout(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
+    """The dropout rate an attention call applies (torch's builtin has no signature to bind: its arguments
+    by position)."""
+    arguments = dict(kwargs)
+    signature = _signature(original)
+    if signature is not None:
+        with suppress(TypeError):
+            arguments = dict(signature.bind(*args, **kwargs).arguments)
+    elif len(args) > ATTENTION_DROPOUT_AT:
+        arguments.setdefault("dropout_p", args[ATTENTION_DROPOUT_AT])
+    if not arguments.get("training", True):
+        return 0.0
+    try:
+        return float(arguments.get("dropout_p", 0.0))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _without_dropout(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """An attention call's arguments with ``dropout_p`` 0, wherever it was given."""
+    if len(args) > ATTENTION_DROPOUT_AT:
+        return (*args[:ATTENTION_DROPOUT_AT], 0.0, *args[ATTENTION_DROPOUT_AT + 1 :]), kwargs
+    return args, {**kwargs, "dropout_p": 0.0}
 
 
 @cache
