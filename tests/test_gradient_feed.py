@@ -77,3 +77,40 @@ def test_offline_each_model_steps_on_its_own_gradients_and_the_report_says_it_is
     assert unsure and unsure[0].base == "key" and "live diff" in unsure[0].hint
     models_alone = {"steps": [0], "stages": ("forward", "backward", "loss", "grad")}
     assert pg.compare_dumps(tmp_path / "base", tmp_path / "raw", **models_alone).ok
+
+
+class TorchEncoder(torch.nn.Module):
+    """torch's MultiheadAttention: one fused ``in_proj`` for query, key and value, dropout inside its function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = torch.nn.TransformerEncoderLayer(WIDTH, 2, 16, dropout=0.1, batch_first=True)
+        self.head = torch.nn.Linear(WIDTH, 2)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+class PaddleEncoder(paddle.nn.Layer):
+    """paddle's MultiHeadAttention: separate ``q_proj``, ``k_proj`` and ``v_proj``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = paddle.nn.TransformerEncoderLayer(WIDTH, 2, 16, dropout=0.1)
+        self.head = paddle.nn.Linear(WIDTH, 2)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+def test_a_fused_tensor_cut_into_parts_is_fed_through_its_regions() -> None:
+    """The fused ``in_proj_bias`` was taken for a tie and kept its own gradient: its key part moved by noise."""
+    for base_is_torch in (True, False):
+        torch.manual_seed(0)
+        paddle.seed(0)
+        base, raw = (TorchEncoder(), PaddleEncoder()) if base_is_torch else (PaddleEncoder(), TorchEncoder())
+        optimizers = (adamw(base), adamw(raw))
+        report = pg.diff(base, raw, {"x": X}, optimizers=optimizers, steps=2, random_ops="disable")
+        assert report.ok, report.first_divergence
+        random_calls = [f.message for f in report.findings if f.code.value == "random-op"]
+        assert not base_is_torch or any("multi_head_attention_forward" in m for m in random_calls)

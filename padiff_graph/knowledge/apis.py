@@ -166,10 +166,14 @@ RANDOM_APIS: frozenset[str] = frozenset(
     + [f"paddle.{n}" for n in ("rand", "randn", "uniform", "normal", "randint", "bernoulli", "multinomial")]
 )
 
-#: Attention functions that apply dropout to their weights when ``dropout_p > 0`` (and, paddle's, ``training``):
+#: Attention functions that apply dropout to their weights when ``dropout_p > 0`` and ``training`` (where taken):
 #: HF's and paddleformers' attention layers pass their dropout rate in training mode, with no dropout layer run.
 ATTENTION_DROPOUT_APIS: frozenset[str] = frozenset(
-    {_F_TORCH + "scaled_dot_product_attention", _F_PADDLE + "scaled_dot_product_attention"}
+    {
+        _F_TORCH + "scaled_dot_product_attention",
+        _F_TORCH + "multi_head_attention_forward",  # torch.nn.MultiheadAttention's, in training mode
+        _F_PADDLE + "scaled_dot_product_attention",
+    }
 )
 
 #: Random APIs that act as the identity on their first argument once switched off (dropout).

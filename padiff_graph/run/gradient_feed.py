@@ -10,8 +10,8 @@ is compared first (its own difference is judged there); then the raw
 optimizer steps on the base's gradients, written through the layer map, as
 single-step mode feeds each layer the base's inputs. A raw tensor keeps its
 own gradient where the base's cannot stand for it: a pair copied by an opaque
-``init`` function, a base tensor written into several raw copies (a tie: each
-copy's gradient is its own share), a part the base fills with a constant.
+``init`` function, a base tensor written whole into several raw copies (a tie:
+each copy's gradient is its own share), a part the base fills with a constant.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ def feed_base_gradients(
     tensors fed."""
     raw_tensors = raw_adapter.named_tensors(raw_model)
     writes = planned_writes(layer_map)
-    uses = Counter(base for parts in writes.values() for base, _ in parts)
+    # a base tensor written whole into several raw tensors is a tie (a fused one cut into regions is not)
+    copies = Counter(base for parts in writes.values() for base, transform in parts if transform.base_index is None)
     fed = []
     for raw_name, parts in writes.items():
-        if any(uses[base] > 1 or base not in base_grads for base, _ in parts):
+        if any(copies[base] > 1 or base not in base_grads for base, _ in parts):
             continue
         target = raw_tensors[raw_name]
         value = raw_adapter.grad(target)  # a copy: a region the base does not write keeps the raw's own

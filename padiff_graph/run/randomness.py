@@ -80,7 +80,7 @@ class RandomWatch:
             if not any(c.side == side and c.path == path and c.api == api for c in self.found):
                 self.found.append(RandomCall(side, path, api, switch_off))
             if switch_off and api in ATTENTION_DROPOUT_APIS:
-                positional, named = _without_dropout(args, kwargs)
+                positional, named = _without_dropout(original, args, kwargs)
                 return original(*positional, **named)
             if switch_off:
                 return args[0] if args else next(iter(kwargs.values()))
@@ -117,13 +117,14 @@ class RandomWatch:
         return findings
 
 
-#: Where an attention function takes ``dropout_p`` (after query, key, value and the mask): torch's and paddle's.
-ATTENTION_DROPOUT_AT = 4
+#: Where torch's builtin ``scaled_dot_product_attention`` (no signature to bind) takes ``dropout_p``: after
+#: query, key, value and the mask.
+SDPA_DROPOUT_AT = 4
 
 
 def _is_random_call(api: str, original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Dropout-like calls are random only with ``training`` and ``p > 0``, attention only with ``dropout_p > 0``
-    (and paddle's ``training``); sampling always is."""
+    and ``training`` where taken; sampling always is."""
     if api in ATTENTION_DROPOUT_APIS:
         return _attention_dropout(original, args, kwargs) > 0.0
     if api not in DROPOUT_APIS and not api.endswith("rrelu"):
@@ -146,15 +147,8 @@ def _is_random_call(api: str, original: Callable[..., Any], args: tuple[Any, ...
 
 
 def _attention_dropout(original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> float:
-    """The dropout rate an attention call applies (torch's builtin has no signature to bind: its arguments
-    by position)."""
-    arguments = dict(kwargs)
-    signature = _signature(original)
-    if signature is not None:
-        with suppress(TypeError):
-            arguments = dict(signature.bind(*args, **kwargs).arguments)
-    elif len(args) > ATTENTION_DROPOUT_AT:
-        arguments.setdefault("dropout_p", args[ATTENTION_DROPOUT_AT])
+    """The dropout rate an attention call applies (0 with ``training=False``)."""
+    arguments = _attention_arguments(original, args, kwargs)[2]
     if not arguments.get("training", True):
         return 0.0
     try:
@@ -163,11 +157,32 @@ def _attention_dropout(original: Callable[..., Any], args: tuple[Any, ...], kwar
         return 1.0
 
 
-def _without_dropout(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _without_dropout(
+    original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """An attention call's arguments with ``dropout_p`` 0, wherever it was given."""
-    if len(args) > ATTENTION_DROPOUT_AT:
-        return (*args[:ATTENTION_DROPOUT_AT], 0.0, *args[ATTENTION_DROPOUT_AT + 1 :]), kwargs
-    return args, {**kwargs, "dropout_p": 0.0}
+    positional, named, _ = _attention_arguments(original, args, kwargs, dropout=0.0)
+    return positional, named
+
+
+def _attention_arguments(
+    original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], dropout: float | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    """The call's arguments (positional, named, and all by name), ``dropout_p`` set to ``dropout`` if given;
+    torch's builtin ``scaled_dot_product_attention`` has no signature: its arguments go by position."""
+    signature = _signature(original)
+    if signature is not None:
+        with suppress(TypeError):
+            bound = signature.bind(*args, **kwargs)
+            if dropout is not None:
+                bound.arguments["dropout_p"] = dropout
+            return bound.args, bound.kwargs, dict(bound.arguments)
+    if len(args) > SDPA_DROPOUT_AT:
+        if dropout is not None:
+            args = (*args[:SDPA_DROPOUT_AT], dropout, *args[SDPA_DROPOUT_AT + 1 :])
+        return args, kwargs, {**kwargs, "dropout_p": args[SDPA_DROPOUT_AT]}
+    named = kwargs if dropout is None else {**kwargs, "dropout_p": dropout}
+    return args, named, named
 
 
 @cache
