@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+import torch
 
 import padiff_graph as pg
 
@@ -52,3 +53,34 @@ def test_a_fault_in_a_tied_head_is_named_at_the_head() -> None:
     for base, raw in ((TorchLM(), PaddleLM(scale=1.5)), (PaddleLM(scale=1.5), TorchLM())):
         first = pg.diff(base, raw, IDS).first_divergence
         assert first is not None and (first.base, first.raw) == ("lm_head", "lm_head"), first
+
+
+class TorchLMWithLoss(TorchLM):
+    """HF's way: the loss computed by a function in the model's own forward."""
+
+    def forward(self, ids, labels):
+        logits = super().forward(ids)
+        return logits, torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), labels.reshape(-1))
+
+
+class PaddleLMWithLoss(PaddleLM):
+    """paddleformers' way: the loss in a layer of its own, called after the head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.criterion = paddle.nn.CrossEntropyLoss()
+
+    def forward(self, ids, labels):
+        logits = super().forward(ids)
+        return logits, self.criterion(logits.reshape([-1, VOCAB]), labels.reshape([-1]))
+
+
+def test_a_tied_head_is_not_paired_with_a_loss_layer_called_after_it() -> None:
+    """A tied head looks parameter-less: it was paired with paddleformers' loss layer as a class mismatch,
+    and the loss's difference blamed on the head."""
+    inputs = {**IDS, "labels": np.random.default_rng(1).integers(0, VOCAB, (2, 5))}
+    layer_map = pg.suggest_map(TorchLMWithLoss(), PaddleLMWithLoss(), inputs)
+    assert layer_map.raw_of("lm_head") == "lm_head"
+    assert layer_map.base_of("criterion") is None
+    report = pg.diff(TorchLMWithLoss(), PaddleLMWithLoss(), inputs)
+    assert report.ok, report.first_divergence

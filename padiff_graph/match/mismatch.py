@@ -114,8 +114,16 @@ def _neighbour_slots(
 
 
 def _candidate(features: TreeFeatures, path: str) -> bool:
-    """A builtin parameter-less leaf that computes something (not a dropout or identity)."""
+    """A builtin parameter-less leaf that computes something (not a dropout or identity, nor a tied head)."""
     if features.is_wrapper.get(path, True):
         return False
     family = features.family[path]
-    return features.is_leaf(path) and not features.own[path] and family != CONTAINER and family not in _PASS_THROUGH
+    if not features.is_leaf(path) or features.own[path] or family == CONTAINER or family in _PASS_THROUGH:
+        return False
+    return path not in _tied_layers(features)  # a head computing with the embedding's tensor holds parameters
+
+
+def _tied_layers(features: TreeFeatures) -> set[str]:
+    """Layers holding another layer's tensor as their own (``lm_head`` tied to the embedding): exported
+    without it (:mod:`padiff_graph.match.ties` pairs them)."""
+    return {alias.rpartition(".")[0] for alias in features.tree.graph.get("tied", {})}
