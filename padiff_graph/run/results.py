@@ -557,13 +557,14 @@ def other_form_named(divergences: list[Divergence], comparisons: list[Comparison
 
 
 def in_other_forms(comparisons: list[Comparison]) -> tuple[list[Comparison], list[NotCompared]]:
-    """``comparisons`` less the records whose shapes differ when nothing else fails, and their pairs.
+    """``comparisons`` less the records that differ in form alone when nothing else fails, and their pairs.
 
     Two ports may return one quantity in other forms: a rotary table as complex
-    factors against cos and sin. Their records differ in shape alone; when
+    factors against cos and sin. Their records differ in form alone (shapes, or
+    complex against real values: :attr:`Verdict.other_form`); when
     every other record agrees, the models compute the same thing, and the pair
-    is not compared (listed as such). When anything else fails, a shape
-    difference stays a divergence: a convolution padded otherwise is where the
+    is not compared (listed as such). When anything else fails, a difference
+    in form stays a divergence: a convolution padded otherwise is where the
     models part.
     """
     failing = [c for c in comparisons if not c.ok]
