@@ -44,7 +44,7 @@ from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.activations import builtin_activations, records_skipped
-from padiff_graph.run.confirm import confirmed, rechecked, rescued, settled_flips, unsure
+from padiff_graph.run.confirm import confirmed, rechecked, rescued, settled_flips, unreplayed, unsure
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
@@ -316,7 +316,7 @@ def _diff(
         replayed=partial(rescued, replays, unlike=_unlike_classes(findings)) if rescuing else None,
     )
     if not replayable:
-        return report
+        return report if options.single_step else unreplayed(report, recorded, raw_tree)
     if options.single_step:
         lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
         return settled_flips(report, replays) if lower else report

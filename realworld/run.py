@@ -1,11 +1,14 @@
 """Run every real-model case in both directions and print the table; exit 1 if any row is wrong.
 
-Usage: ``python -m realworld.run [--only TEXT] [--json PATH] [--single-step]`` (``make realworld``).
+Usage: ``python -m realworld.run [--only TEXT] [--json PATH] [--single-step] [--train] [--seed N]``
+(``make realworld``).
 Each row: suggest_map's pairs against the hand-written ones, both models' final
 outputs after ``pg.assign_weights`` (compared here, with numpy), and ``pg.diff``
 with default settings: ``report.ok`` for a correct port, the first divergence at
 the planted bug's layer for a bug. A tool error is recorded in the row, never raised.
 ``--single-step`` runs the diff in single-step mode instead (each raw layer fed the base's inputs).
+``--train`` runs it on both models in training mode for two AdamW steps, dropout switched off
+(``random_ops="disable"``): what a user aligning a fine-tuning run does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import paddle
 import torch
 
 from realworld import bert, deepseek, ernie45, glm4moe, gptoss, llama, qwen2, qwen2moe, qwen3, resnet, vision
@@ -107,7 +111,14 @@ def _upcast(base: Any, base_inputs: dict[str, Any], raw_inputs: dict[str, Any]) 
     return full, upcast, rounded
 
 
-def run_case(case: Case, single_step: bool = False) -> Row:
+def adamw(model: Any) -> Any:
+    """AdamW (learning rate 1e-3, weight decay 0.01) over the model's parameters, in its framework."""
+    if isinstance(model, torch.nn.Module):
+        return torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    return paddle.optimizer.AdamW(1e-3, parameters=model.parameters(), weight_decay=0.01)
+
+
+def run_case(case: Case, single_step: bool = False, train: bool = False) -> Row:
     """Measure one case; every stage's exception is recorded and the next stage still runs where it can."""
     expected = list(case.expected) if case.expected else None
     row = Row(case.model, case.variant, case.direction, case.precision, expected, case.description)
@@ -136,7 +147,12 @@ def run_case(case: Case, single_step: bool = False) -> Row:
     except Exception as error:
         row.errors.append(_error("assign/run", error))
     try:
-        report = pg.diff(base, raw, inputs, single_step=single_step)
+        options: dict[str, Any] = {"single_step": single_step}
+        if train:
+            base.train()
+            raw.train()
+            options |= {"optimizers": (adamw(base), adamw(raw)), "steps": 2, "random_ops": "disable"}
+        report = pg.diff(base, raw, inputs, **options)
         row.not_fed = report.not_fed
         row.report_ok = report.ok
         first = report.first_divergence
@@ -224,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write every row's measurements to this file")
     parser.add_argument("--single-step", action="store_true", help="diff in single-step mode")
     parser.add_argument("--seed", type=int, default=0, help="draw other weights for every model (default 0)")
+    parser.add_argument("--train", action="store_true", help="diff in training mode, two AdamW steps")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     selected = [
@@ -234,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = []
     for case in selected:
-        row = run_case(case, args.single_step)
+        row = run_case(case, args.single_step, args.train)
         print(
             f"[{row.seconds:5.1f}s] {'ok   ' if row.right else 'WRONG'} {case.model} {case.variant} "
             f"{case.direction} {case.precision}",

@@ -217,6 +217,51 @@ def test_a_fault_in_the_code_between_layers_is_named_at_its_caller(torch_is_base
     assert "the code in the forward of base '1'" in report.first_divergence.message
 
 
+def _sgd(model):
+    if isinstance(model, torch.nn.Module):
+        return torch.optim.SGD(model.parameters(), lr=0.1)
+    return paddle.optimizer.SGD(0.1, parameters=model.parameters())
+
+
+def test_in_a_training_run_a_fault_between_layers_is_named_at_its_caller_without_a_replay() -> None:
+    """Several steps and an optimizer leave nothing to replay: the first layer whose output differs, a layer of
+    one input that already differed, was named with only a note pointing at its caller."""
+    base, raw = two_blocks(TorchPostBlock), two_blocks(PaddlePostBlock, False)
+    report = diff(base, raw, [TOKENS["x"]], optimizers=(_sgd(base), _sgd(raw)), steps=2)
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "every layer before it agrees (the layer is not run alone" in report.first_divergence.message
+
+
+class TorchExperts(torch.nn.Module):
+    """An expert that got no token is left out: its parameters have no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.used, self.idle = torch.nn.Linear(DIM, DIM), torch.nn.Linear(DIM, DIM)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+class PaddleExperts(paddle.nn.Layer):
+    """The same expert run with its output weighed 0 (no token routed to it): a zero gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.used, self.idle = paddle.nn.Linear(DIM, DIM), paddle.nn.Linear(DIM, DIM)
+
+    def forward(self, x):
+        return self.used(x) + self.idle(x) * 0.0
+
+
+def test_no_gradient_against_a_zero_one_agrees() -> None:
+    for base, raw in ((TorchExperts(), PaddleExperts()), (PaddleExperts(), TorchExperts())):
+        report = diff(base, raw, [TOKENS["x"]])
+        assert report.ok, report.first_divergence
+        idle = [c for c in report.comparisons if c.base == "idle" and c.kind == "grad"]
+        assert idle and all("a zero one on the other" in c.verdict.note for c in idle)
+
+
 def test_a_layer_that_differs_on_the_base_inputs_keeps_the_divergence_with_its_own_error() -> None:
     base = torch.nn.Sequential(torch.nn.Linear(DIM, DIM), torch.nn.GELU()).eval()
     raw = paddle.nn.Sequential(paddle.nn.Linear(DIM, DIM), paddle.nn.GELU(approximate=True))

@@ -38,6 +38,7 @@ import numpy as np
 
 from padiff_graph.core.findings import Code, Finding, Severity
 from padiff_graph.core.records import quoted_path
+from padiff_graph.core.tree import ModelTree
 from padiff_graph.layermap import LayerMap
 from padiff_graph.run.numerics import LOW_PRECISION, Tolerance, Verdict
 from padiff_graph.run.replay import NOISE_GROWTH, Replays
@@ -45,6 +46,8 @@ from padiff_graph.run.results import (
     Comparison,
     DiffReport,
     Divergence,
+    attribute,
+    differing_input,
     divergence_of,
     own_by_replay,
     suspects,
@@ -145,7 +148,7 @@ def confirmed(report: DiffReport, replays: Replays) -> DiffReport:
     callers = partial(
         _caller, layer_map=report.layer_map, unlike=unlike, called=None if called is None else set(called)
     )
-    found = callers(first, failing, verdict)
+    found = callers(first, failing, _agrees_alone(verdict))
     while (caller := _forward_record(report, found.base)) is not None and replays.replayable(found.raw):
         caller_verdict = replays.replay(caller)
         if caller_verdict is None:
@@ -158,8 +161,38 @@ def confirmed(report: DiffReport, replays: Replays) -> DiffReport:
             return _with_flip(report, found, found.message + _ROUTED.format(caller_verdict.scaled))
         if not caller_verdict.ok or not found.base:
             break  # the caller alone differs: the code in its forward computes the input
-        found = callers(found, caller, caller_verdict)  # it agrees alone too: its own input was computed above
+        found = callers(found, caller, _agrees_alone(caller_verdict))  # it agrees alone too: its input came from above
     return _first(report, found)
+
+
+def _agrees_alone(verdict: Verdict) -> str:
+    return f"given the base layer's inputs the raw layer agrees ({verdict.scaled:.1e} of its magnitude)"
+
+
+def unreplayed(report: DiffReport, recorded: list[Comparison], raw_tree: ModelTree) -> DiffReport:
+    """``report`` of a run whose layers cannot be replayed (several steps, an optimizer, training-mode
+    statistics): a first forward divergence of a layer of one input that already differed, every layer
+    before it agreeing, is named at its caller, whose forward computed that input (as :func:`confirmed`
+    does after a replay; the layer itself is not run alone)."""
+    first = report.first_divergence
+    if first is None or not first.base or differing_input(first, attribute(recorded)) is None:
+        return report  # an input over the noise floor that the errors before it explain is no cause
+    failing = next(
+        (c for c in report.comparisons if (c.kind, c.step, c.base, c.ok) == ("forward", first.step, first.base, False)),
+        None,
+    )
+    if failing is None or len(_inputs(recorded, failing)) != 1:
+        return report  # of several inputs, one may differ only in form (a mask, HF's cache_position)
+    unlike = {pair.base for pair in report.not_compared}
+    called = raw_tree.graph.get("call_order")
+    evidence = "every layer before it agrees (the layer is not run alone in a run of several steps or an optimizer)"
+    found = _caller(first, failing, evidence, report.layer_map, unlike, None if called is None else set(called))
+    return _first(report, found)
+
+
+def _inputs(recorded: list[Comparison], call: Comparison) -> list[Comparison]:
+    """The input records of the layer call that ``call`` (one of its records) belongs to."""
+    return [c for c in recorded if (c.kind, c.step, c.base, c.call) == ("input", call.step, call.base, call.call)]
 
 
 _ROUTED = (
@@ -368,14 +401,15 @@ def rechecked(flip: Finding, single: DiffReport) -> DiffReport:
 def _caller(
     first: Divergence,
     failing: Comparison,
-    verdict: Verdict,
+    evidence: str,
     layer_map: LayerMap,
     unlike: set[str],
     called: set[str] | None,
 ) -> Divergence:
     """The divergence moved to the nearest paired layer above ``first`` whose contents correspond (not in
     ``unlike``, base paths) and whose raw partner runs a forward (in ``called``, raw paths, where known:
-    not a ``ModuleList``): the code there computed its input."""
+    not a ``ModuleList``): the code there computed its input. ``evidence``: why the layer itself is not
+    at fault."""
 
     def caller(base_path: str) -> bool:
         raw_path = layer_map.raw_of(base_path)
@@ -387,8 +421,7 @@ def _caller(
     raw_path = layer_map.raw_of(base_path) or ""
     message = (
         f"the input of base {quoted_path(first.base)} / raw {quoted_path(first.raw)} (call {failing.call}) differs, "
-        f"and given the base layer's inputs the raw layer agrees ({verdict.scaled:.1e} of its magnitude): the code "
-        f"in the forward of base {quoted_path(base_path)} / raw {quoted_path(raw_path)} that computes that input "
-        f"differs ({failing.verdict.note})"
+        f"and {evidence}: the code in the forward of base {quoted_path(base_path)} / raw {quoted_path(raw_path)} "
+        f"that computes that input differs ({failing.verdict.note})"
     )
     return Divergence(base_path, raw_path, "forward", message, first.step)

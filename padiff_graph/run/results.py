@@ -455,27 +455,37 @@ def input_explained(divergence: Divergence, recorded: list[Comparison]) -> Diver
     cause is in the code of its caller's forward that runs between the last
     of those layers and this one (a missing residual add, a wrong reshape).
     """
-    if divergence.stage != "forward":
+    found = differing_input(divergence, recorded)
+    if found is None:
         return divergence
+    comparison, previous = found
+    verdict = comparison.verdict
+    what = verdict.note or f"max abs diff {verdict.max_abs:.3g}"
+    caller = quoted_path(divergence.base.rpartition(".")[0]) if divergence.base else "the caller"
+    between = f"between {quoted_path(previous)} and" if previous is not None else "before"
+    note = (
+        f"; its input {comparison.index} already differs ({what}) and every layer before it agrees, "
+        f"so the cause is in the forward of its caller {caller}, {between} {quoted_path(divergence.base)}"
+    )
+    return replace(divergence, message=divergence.message + note)
+
+
+def differing_input(divergence: Divergence, recorded: list[Comparison]) -> tuple[Comparison, str | None] | None:
+    """The input record of a forward divergence's layer that differed before its output did (every layer
+    that finished before it agreeing), and the last of those layers; ``None`` if there is none."""
+    if divergence.stage != "forward":
+        return None
     previous: str | None = None
     for comparison in recorded:
         if comparison.step != divergence.step:
             continue
         if comparison.kind == "forward":
             if comparison.base == divergence.base and not comparison.ok:
-                return divergence
+                return None
             previous = comparison.base
         elif comparison.kind == "input" and comparison.base == divergence.base and not comparison.ok:
-            verdict = comparison.verdict
-            what = verdict.note or f"max abs diff {verdict.max_abs:.3g}"
-            caller = quoted_path(divergence.base.rpartition(".")[0]) if divergence.base else "the caller"
-            between = f"between {quoted_path(previous)} and" if previous is not None else "before"
-            note = (
-                f"; its input {comparison.index} already differs ({what}) and every layer before it agrees, "
-                f"so the cause is in the forward of its caller {caller}, {between} {quoted_path(divergence.base)}"
-            )
-            return replace(divergence, message=divergence.message + note)
-    return divergence
+            return comparison, previous
+    return None
 
 
 def build_report(
