@@ -133,6 +133,15 @@ _LAYOUT = "the pair's inputs and outputs are laid out differently; transpose aro
 _EPS = ConfigRule("eps", _first("eps", "epsilon"))
 _DROPOUT = ConfigRule("dropout", _first("dropout"))
 _BATCH_FIRST = ConfigRule("batch_first", _batch_first, Severity.WARNING, _LAYOUT)
+#: HF's BERT (padding_idx=0) against paddleformers' (none) is a correct port whose forward passes agree.
+_PADDING_IDX = ConfigRule(
+    "padding_idx",
+    _optional("padding_idx"),
+    Severity.WARNING,
+    "torch's padding_idx keeps that row's gradient at zero and still returns its values, paddle's also returns "
+    "zeros for it: where the inputs hold that id, the row's gradient differs (and the output, where only the "
+    "paddle layer has it and the row is not zero)",
+)
 
 
 def _convolution(dims: int) -> tuple[ConfigRule, ...]:
@@ -184,7 +193,7 @@ CONFIG_RULES: dict[str, tuple[ConfigRule, ...]] = {
         ConfigRule("scale_factor", _first("scale_factor")),
         ConfigRule("size", _first("size")),
     ),
-    "embedding": (ConfigRule("padding_idx", _optional("padding_idx")), ConfigRule("max_norm", _optional("max_norm"))),
+    "embedding": (_PADDING_IDX, ConfigRule("max_norm", _optional("max_norm"))),
     "multiheadattention": (
         ConfigRule("num_heads", _first("num_heads")),
         _DROPOUT,
