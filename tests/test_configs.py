@@ -144,6 +144,15 @@ def test_batch_first_against_time_major_is_a_layout_warning(torch_layer, paddle_
     assert "laid out differently" in finding.hint
 
 
+def test_count_include_pad_of_a_pool_without_padding_changes_nothing() -> None:
+    """torchvision's and paddle.vision's DenseNet transitions (AvgPool 2, no padding): a correct port that
+    pre-flight called a config-mismatch error."""
+    assert mismatches(torch.nn.AvgPool2d(2, 2), paddle.nn.AvgPool2D(2, 2)) == {}
+    assert "count_include_pad" in mismatches(
+        torch.nn.AvgPool2d(2, 2, ceil_mode=True), paddle.nn.AvgPool2D(2, 2, ceil_mode=True)
+    )
+
+
 def test_padding_idx_is_a_warning_that_says_what_differs() -> None:
     """HF's BERT has padding_idx=0, paddleformers' none: a correct port, whose diff exited 1 on this error."""
     finding = mismatches(torch.nn.Embedding(5, 3, padding_idx=0), paddle.nn.Embedding(5, 3))["padding_idx"]

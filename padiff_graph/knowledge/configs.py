@@ -89,7 +89,16 @@ def _bidirectional(framework: str, config: Mapping[str, Any]) -> Any:
 
 
 def _count_include_pad(framework: str, config: Mapping[str, Any]) -> Any:
-    """torch counts padding in the average by default; paddle's ``exclusive`` (default True) does not."""
+    """torch counts padding in the average by default; paddle's ``exclusive`` (default True) does not.
+
+    A pool without padding (nor ``ceil_mode``'s windows past the edge) averages no padding: the setting
+    changes nothing there (torchvision's and paddle.vision's DenseNet transitions), so it is not read.
+    """
+    padding = config.get("padding", 0)
+    paddings = padding if isinstance(padding, (list, tuple)) else [padding]
+    unpadded = all(p == 0 or (isinstance(p, str) and p.upper() == "VALID") for p in paddings)
+    if unpadded and not config.get("ceil_mode"):
+        return None
     if "count_include_pad" in config:
         return bool(config["count_include_pad"])
     if "exclusive" in config:
