@@ -39,12 +39,20 @@ from padiff_graph.frameworks.export import export_model, export_pair, export_pre
 from padiff_graph.frameworks.inputs import InputPair, StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
 from padiff_graph.knowledge.conversions import ConversionRegistry
-from padiff_graph.knowledge.families import stateful_in_training
+from padiff_graph.knowledge.families import random_in_training
 from padiff_graph.knowledge.registry import DEFAULT_REGISTRY
 from padiff_graph.layermap import LayerMap
 from padiff_graph.match import MatchOptions, match_trees
 from padiff_graph.run.activations import builtin_activations, records_skipped
-from padiff_graph.run.confirm import confirmed, rechecked, rescued, settled_flips, unreplayed, unsure
+from padiff_graph.run.confirm import (
+    after_first_step,
+    confirmed,
+    rechecked,
+    rescued,
+    settled_flips,
+    unreplayed,
+    unsure,
+)
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
@@ -52,7 +60,7 @@ from padiff_graph.run.numerics import LOW_PRECISION, Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
 from padiff_graph.run.recurrent import RecurrentPlan
-from padiff_graph.run.replay import Replays
+from padiff_graph.run.replay import Replays, statistics_kept
 from padiff_graph.run.results import DiffReport, build_report, stopped_report
 from padiff_graph.run.selection import compared_fused, compared_pairs
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB
@@ -279,6 +287,15 @@ def _diff(
         containers,
         unlike_running_variances(run_map),
     )
+    training = options.steps > 1 or options.optimizers != (None, None)
+    rerun_differs = random_in_training(base_tree) or random_in_training(raw_tree)  # dropout in training mode
+    sides = ((base_adapter, base, base_tree), (raw_adapter, raw, raw_tree))
+    first: DiffReport | None = None
+    if training and not options.single_step and not rerun_differs:
+        with statistics_kept(*sides):  # the training run starts from the models as they were
+            first = _first_step(base, raw, InputPair(*step_inputs.first), layer_map, options)
+        if not first.ok:
+            return first  # decided with replays and, where unsure, in single-step mode
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
@@ -297,35 +314,49 @@ def _diff(
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
-    replayable = options.steps == 1 and not stateful_in_training(base_tree)
+    replayable = not training and not rerun_differs  # a replay needs the weights and the outputs of the run
     replays = Replays(base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations)
     rescuing = replayable and not options.single_step
-    report = build_report(
-        outcome.comparisons,
-        findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
-        run_map,
-        settings,
-        with_fused(descendants_of(base_tree), fused),
-        unproduced=outcome.unproduced,
-        not_compared=not_compared + skipped + list(outcome.other_outputs.values()),
-        not_fed=outcome.not_fed,
-        contain=not options.single_step,
-        inherit=not options.single_step,
-        explain=None if outcome.ops is None else outcome.ops.explain,
-        recorded=recorded,
-        replayed=partial(rescued, replays, unlike=_unlike_classes(findings)) if rescuing else None,
-    )
-    if not replayable:
-        return report if options.single_step else unreplayed(report, recorded, raw_tree)
-    if options.single_step:
-        lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
-        return settled_flips(report, replays) if lower else report
-    report = confirmed(report, replays)  # a replay runs the base model again
-    flip = unsure(report)
-    if flip is None or options.optimizers != (None, None):
-        return report
-    single_step = replace(options, single_step=True)
-    return rechecked(flip, _diff(base, raw, InputPair(*step_inputs.first), layer_map, single_step, assign=False))
+    with statistics_kept(*sides):  # replays and the recheck run the models again, and leave no trace of it
+        report = build_report(
+            outcome.comparisons,
+            findings + watch.findings() + autocast_findings(outcome.amp_inactive, options.amp),
+            run_map,
+            settings,
+            with_fused(descendants_of(base_tree), fused),
+            unproduced=outcome.unproduced,
+            not_compared=not_compared + skipped + list(outcome.other_outputs.values()),
+            not_fed=outcome.not_fed,
+            contain=not options.single_step,
+            inherit=not options.single_step,
+            explain=None if outcome.ops is None else outcome.ops.explain,
+            recorded=recorded,
+            replayed=partial(rescued, replays, unlike=_unlike_classes(findings)) if rescuing else None,
+        )
+        if not replayable:
+            if options.single_step:
+                return report
+            report = unreplayed(report, recorded, raw_tree, tolerance)
+            return report if first is None else after_first_step(report, first)
+        if options.single_step:
+            lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
+            return settled_flips(report, replays) if lower else report
+        report = confirmed(report, replays)  # a replay runs the base model again
+        flip = unsure(report)
+        if flip is None:
+            return report
+        single_step = replace(options, single_step=True)
+        return rechecked(flip, _diff(base, raw, InputPair(*step_inputs.first), layer_map, single_step, assign=False))
+
+
+def _first_step(base: Any, raw: Any, inputs: InputPair, layer_map: LayerMap, options: DiffOptions) -> DiffReport:
+    """The first step alone, without optimizers, where its layers can be replayed: a training run's step 0
+    judged as a one-step diff is (:func:`padiff_graph.run.confirm.after_first_step`)."""
+    one_step = replace(options, steps=1, optimizers=(None, None))
+    with task("checking the first step alone"):
+        report = _diff(base, raw, inputs, layer_map, one_step, assign=False)
+    settings = {**report.settings, "first_step_only": "the first step already differs: the optimizers did not step"}
+    return replace(report, settings=settings)
 
 
 def _unlike_classes(findings: list[Finding]) -> frozenset[tuple[str, str]]:

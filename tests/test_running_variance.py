@@ -62,3 +62,19 @@ def test_the_offline_compare_allows_the_same_difference(tmp_path) -> None:
     report = pg.compare_dumps(tmp_path / "base", tmp_path / "raw")
     assert report.ok, report.first_divergence
     assert any("unbiased batch variance" in c.verdict.note for c in report.comparisons if c.stage.startswith("weights"))
+
+
+def test_the_checks_that_run_the_models_again_leave_the_statistics_of_the_run() -> None:
+    """A training run checks its first step alone first, and replays run the models again: the running
+    statistics were updated once more each time, on one side (paddle holds them as frozen parameters)."""
+    import copy
+
+    base, raw = TorchNet(), PaddleNet()
+    reference = copy.deepcopy(base)
+    for _ in range(2):  # the two steps of the run, whose optimizers leave the weights as they are
+        reference(torch.from_numpy(IMAGES))
+    still = (torch.optim.SGD(base.parameters(), lr=0.0), paddle.optimizer.SGD(0.0, parameters=raw.parameters()))
+    report = pg.diff(base, raw, {"x": IMAGES}, optimizers=still, steps=2)
+    assert report.ok, report.first_divergence
+    np.testing.assert_allclose(base.norm.running_mean.numpy(), reference.norm.running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(raw.norm._mean.numpy(), reference.norm.running_mean.numpy(), rtol=1e-5)

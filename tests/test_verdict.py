@@ -223,11 +223,30 @@ def _sgd(model):
     return paddle.optimizer.SGD(0.1, parameters=model.parameters())
 
 
-def test_in_a_training_run_a_fault_between_layers_is_named_at_its_caller_without_a_replay() -> None:
-    """Several steps and an optimizer leave nothing to replay: the first layer whose output differs, a layer of
-    one input that already differed, was named with only a note pointing at its caller."""
+def test_a_training_run_decides_its_first_step_alone_first() -> None:
+    """Several steps and an optimizer leave nothing to replay; the first step alone, as a one-step diff, can be:
+    it names the fault, and the optimizers do not step."""
     base, raw = two_blocks(TorchPostBlock), two_blocks(PaddlePostBlock, False)
     report = diff(base, raw, [TOKENS["x"]], optimizers=(_sgd(base), _sgd(raw)), steps=2)
+    assert tuple(report.first_divergence) == ("1", "1", "forward")
+    assert "given the base layer's inputs the raw layer agrees" in report.first_divergence.message
+    assert "first_step_only" in report.settings
+
+
+def with_dropout(model):
+    """``model`` followed by dropout in training mode: run again, it would give other outputs, so nothing is
+    replayed (the diff switches it off for its own run only)."""
+    framework = torch.nn if isinstance(model, torch.nn.Module) else paddle.nn
+    stacked = framework.Sequential(*model, framework.Dropout(0.5))
+    stacked.train()
+    return stacked
+
+
+def test_in_a_training_run_that_cannot_replay_a_fault_between_layers_is_named_at_its_caller() -> None:
+    """The first layer whose output differs, a layer of one input that already differed, was named with only a
+    note pointing at its caller."""
+    base, raw = with_dropout(two_blocks(TorchPostBlock)), with_dropout(two_blocks(PaddlePostBlock, False))
+    report = diff(base, raw, [TOKENS["x"]], optimizers=(_sgd(base), _sgd(raw)), steps=2, random_ops="disable")
     assert tuple(report.first_divergence) == ("1", "1", "forward")
     assert "every layer before it agrees (the layer is not run alone" in report.first_divergence.message
 
@@ -351,7 +370,9 @@ def test_a_bug_after_a_flipped_choice_is_named_at_its_layer() -> None:
     assert [f.base for f in report.findings if f.code.value == "ambiguous-divergence"] == ["1"]
 
 
-def test_a_flipped_choice_with_an_optimizer_stays_the_divergence_with_the_way_out() -> None:
+def test_a_flipped_choice_in_a_training_run_is_found_by_the_first_step_alone_and_said() -> None:
+    """With an optimizer nothing can be replayed after the run; the first step, checked alone first, finds the
+    flip, and the training run's divergence there says the runs part at that choice."""
     base, raw = routed(torch), routed(paddle)
     optimizers = (
         torch.optim.SGD(base.parameters(), lr=0.0),
@@ -359,9 +380,9 @@ def test_a_flipped_choice_with_an_optimizer_stays_the_divergence_with_the_way_ou
     )
     report = diff(base, raw, NEAR_TIE, optimizers=optimizers)
     assert tuple(report.first_divergence) == ("1", "1", "forward")
-    assert "its input agrees" in report.first_divergence.message
+    assert "the training runs take other paths from that choice" in report.first_divergence.message
     flip = next(f for f in report.findings if f.code.value == "ambiguous-divergence")
-    assert "--single-step" in flip.hint and "rechecked" not in report.settings
+    assert "the first step alone agrees" in flip.hint and "flipped choice" in report.settings["first_step"]
 
 
 class TorchRouter(torch.nn.Module):

@@ -9,7 +9,7 @@ class name is only a naming hint.
 
 from __future__ import annotations
 
-from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind
+from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind, join_path
 from padiff_graph.core.tree import ROOT, ModelTree, is_within, layer_info
 
 #: Lower-cased builtin class names that differ between frameworks.
@@ -144,14 +144,29 @@ def significant(tensor: TensorInfo) -> bool:
     return tensor.persistent and tensor.name not in IGNORED_TENSOR_NAMES
 
 
-def stateful_in_training(tree: ModelTree, under: str = ROOT) -> bool:
-    """Whether a layer at or below ``under`` that one more run would change or randomise (it holds
-    persistent buffers, model state such as BatchNorm statistics, or is random) was in training mode when
-    the tree was exported. Non-persistent buffers are tables derived from the config (a rotary
-    ``inv_freq``, a causal mask), which no run changes."""
+def random_in_training(tree: ModelTree, under: str = ROOT) -> bool:
+    """Whether a layer at or below ``under`` is random as exported (dropout in training mode): run again,
+    it gives other outputs."""
+    return any(is_random(layer_info(tree, path)) and is_within(path, under) for path in tree.nodes)
+
+
+#: Families whose frozen parameters are running statistics a training-mode run updates (paddle holds
+#: BatchNorm's ``_mean`` and ``_variance`` as parameters that take no gradient, torch as buffers).
+STATISTICS_FAMILIES = frozenset({"batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm"})
+
+
+def training_statistics(tree: ModelTree) -> list[str]:
+    """Full names of what one more run of the layers in training mode changes: their persistent buffers and
+    a BatchNorm's frozen statistics (running mean and variance). Non-persistent buffers are tables derived
+    from the config (a rotary ``inv_freq``, a causal mask), which no run changes."""
+    found = []
     for path in tree.nodes:
         info = layer_info(tree, path)
-        changes = is_random(info) or any(t.kind is TensorKind.BUFFER and t.persistent for t in info.tensors)
-        if info.training and changes and is_within(path, under):
-            return True
-    return False
+        if not info.training:
+            continue
+        statistics = layer_family(info) in STATISTICS_FAMILIES
+        for tensor in info.tensors:
+            buffer = tensor.kind is TensorKind.BUFFER and tensor.persistent
+            if buffer or (statistics and tensor.kind is TensorKind.FROZEN):
+                found.append(join_path(path, tensor.name))
+    return found

@@ -169,25 +169,63 @@ def _agrees_alone(verdict: Verdict) -> str:
     return f"given the base layer's inputs the raw layer agrees ({verdict.scaled:.1e} of its magnitude)"
 
 
-def unreplayed(report: DiffReport, recorded: list[Comparison], raw_tree: ModelTree) -> DiffReport:
-    """``report`` of a run whose layers cannot be replayed (several steps, an optimizer, training-mode
-    statistics): a first forward divergence of a layer of one input that already differed, every layer
+def unreplayed(report: DiffReport, recorded: list[Comparison], raw_tree: ModelTree, tolerance: Tolerance) -> DiffReport:
+    """``report`` of a run whose layers cannot be replayed (several steps or an optimizer, or a random layer in
+    training mode): a first forward divergence of a layer of one input that already differed, every layer
     before it agreeing, is named at its caller, whose forward computed that input (as :func:`confirmed`
-    does after a replay; the layer itself is not run alone)."""
+    does after a replay; the layer itself is not run alone). A layer given other tokens than the base's,
+    with one side in a lower precision whose rounding can flip the routing, is not sure
+    (``ambiguous-divergence``): only a replay could tell."""
     first = report.first_divergence
-    if first is None or not first.base or differing_input(first, attribute(recorded)) is None:
-        return report  # an input over the noise floor that the errors before it explain is no cause
+    if first is None or not first.base:
+        return report
     failing = next(
         (c for c in report.comparisons if (c.kind, c.step, c.base, c.ok) == ("forward", first.step, first.base, False)),
         None,
     )
-    if failing is None or len(_inputs(recorded, failing)) != 1:
-        return report  # of several inputs, one may differ only in form (a mask, HF's cache_position)
+    if failing is None:
+        return report
+    inputs = _inputs(recorded, failing)
+    other_tokens = _routed(failing) or any(c.verdict.other_form for c in inputs)  # rows picked otherwise
+    if LOW_PRECISION.intersection(tolerance.context) and other_tokens:
+        message = (
+            f"{first.message}; it got other tokens than the base's layer, and with one side in a lower precision "
+            "rounding may have flipped the routing that chose them: a run of several steps or an optimizer "
+            "cannot replay the layer to tell"
+        )
+        unsure = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, first.base, first.raw, message, _RERUN)
+        return replace(_first(report, replace(first, message=message)), findings=[*report.findings, unsure])
+    if len(inputs) != 1 or other_tokens or differing_input(first, attribute(recorded)) is None:
+        return report  # of several inputs one may differ in form only (a mask); an inherited input is no cause
     unlike = {pair.base for pair in report.not_compared}
     called = raw_tree.graph.get("call_order")
     evidence = "every layer before it agrees (the layer is not run alone in a run of several steps or an optimizer)"
     found = _caller(first, failing, evidence, report.layer_map, unlike, None if called is None else set(called))
     return _first(report, found)
+
+
+def after_first_step(report: DiffReport, first: DiffReport) -> DiffReport:
+    """A training run's ``report``, given ``first``: its first step checked alone as a one-step diff (replays,
+    and the single-step recheck), which agreed. Where that check agreed only once a choice rounding flipped
+    was set aside (its ``ambiguous-divergence`` finding), a divergence of the training run in that step follows
+    from the flip: the two runs take other paths from that choice, and the divergence says so."""
+    flip = unsure(first)
+    divergence = report.first_divergence
+    if flip is None or divergence is None or divergence.step != 0:
+        return report
+    where = f"base {quoted_path(flip.base or '')} / raw {quoted_path(flip.raw or '')}"
+    said = (
+        f"; the first step checked alone agrees once a choice that rounding flipped at {where} is set aside, so "
+        "the training runs take other paths from that choice"
+    )
+    hint = (
+        "nothing if step 0 is what you check: the first step alone agrees (a one-step diff); a run of several "
+        "steps with a lower-precision side follows the flipped choice, so its later steps cannot be compared"
+    )
+    found = replace(flip, hint=hint)
+    settings = {**report.settings, "first_step": f"agrees apart from a flipped choice at {where}"}
+    flipped = replace(_first(report, replace(divergence, message=divergence.message + said)), settings=settings)
+    return replace(flipped, findings=[*report.findings, found])
 
 
 def _inputs(recorded: list[Comparison], call: Comparison) -> list[Comparison]:
@@ -204,7 +242,11 @@ _ROUTED = (
 def _routed_under_noise(failing: Comparison, tolerance: Tolerance) -> bool:
     """Whether ``failing`` received other tokens than the base's layer (:data:`~padiff_graph.run.rows.OTHER_TOKENS`)
     in a run where one side computes in a lower precision, whose noise can flip a routing choice."""
-    return bool(LOW_PRECISION.intersection(tolerance.context)) and OTHER_TOKENS in (failing.verdict.note or "")
+    return bool(LOW_PRECISION.intersection(tolerance.context)) and _routed(failing)
+
+
+def _routed(failing: Comparison) -> bool:
+    return OTHER_TOKENS in (failing.verdict.note or "")
 
 
 def _input_grown(report: DiffReport) -> DiffReport:

@@ -13,8 +13,8 @@ up to noise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
@@ -22,15 +22,33 @@ from typing import Any
 import numpy as np
 
 from padiff_graph.core.tree import ModelTree
-from padiff_graph.frameworks.base import iter_tensors, map_tensors
+from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks
-from padiff_graph.knowledge.families import stateful_in_training
+from padiff_graph.knowledge.families import random_in_training, training_statistics
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.feeding import corresponding_input, fed_value
 from padiff_graph.run.numerics import LOW_PRECISION, Tolerance, Verdict
 from padiff_graph.run.results import Comparison
+
+
+@contextmanager
+def statistics_kept(*sides: tuple[FrameworkAdapter, Any, ModelTree]) -> Iterator[None]:
+    """Each model's training-mode statistics (persistent buffers: BatchNorm's running mean and variance) as they
+    were, put back when the block ends: the replays and checks inside it run the models again, and leave no
+    trace of it. In training mode the outputs come from the batch, so a rerun's are the run's."""
+    kept = []
+    for adapter, model, tree in sides:
+        tensors = adapter.named_tensors(model)
+        kept.append((adapter, model, {name: adapter.to_numpy(tensors[name]) for name in training_statistics(tree)}))
+    try:
+        yield
+    finally:
+        for adapter, model, values in kept:
+            tensors = adapter.named_tensors(model)  # looked up again: a run may have put new tensors in their place
+            for name, value in values.items():
+                adapter.write(tensors[name], value)
 
 
 class Replays:
@@ -51,9 +69,10 @@ class Replays:
         self._calls: dict[tuple[str, str, int, int, int], _Call | None] = {}
 
     def replayable(self, raw_path: str) -> bool:
-        """Whether the raw layer can run alone and unchanged: one layer of the tree (a fused layer's parts
-        are not), whose statistics or randomness a training-mode run would not move."""
-        return raw_path in self.raw_tree and not stateful_in_training(self.raw_tree, raw_path)
+        """Whether the raw layer can run alone and give the run's output again: one layer of the tree (a fused
+        layer's parts are not), not random (dropout in training mode). Training-mode statistics a replay
+        moves are put back after (:func:`statistics_kept`)."""
+        return raw_path in self.raw_tree and not random_in_training(self.raw_tree, raw_path)
 
     def replay(self, failing: Comparison) -> Verdict | None:
         """The raw layer run alone on the base layer's inputs of the failing call, against the base output
