@@ -337,7 +337,7 @@ def _diff(
             if options.single_step:
                 return report
             report = unreplayed(report, recorded, raw_tree, tolerance)
-            return report if first is None else after_first_step(report, first)
+            return report if first is None else after_first_step(report, first, step_inputs.reused)
         if options.single_step:
             lower = LOW_PRECISION.intersection({*precision.values(), *options.amp_dtypes()})
             return settled_flips(report, replays) if lower else report

@@ -269,3 +269,33 @@ def test_a_probe_of_layers_together_cut_by_its_limit_says_so() -> None:
     assert cut == {f"convs.{index}": 2**CHAIN for index in range(CHAIN)}  # probed together under 'convs': 128
     unsure = [f for f in preflight(base, raw, inputs=inputs) if f.code.value == "ambiguous-transform"]
     assert len(unsure) == CHAIN and all("stopped at its limit" in f.message for f in unsure)
+
+
+def _training_report(step: int, stage: str, weights_differ: bool = False):
+    """A training run's report whose first divergence is at ``step``/``stage``; the weights after step 0
+    differ or agree."""
+    from padiff_graph.layermap import LayerMap
+    from padiff_graph.run.numerics import Verdict
+    from padiff_graph.run.results import Comparison, DiffReport, Divergence
+
+    weights = Comparison("gate", "gate", "weights:weight", 0, 0, Verdict(not weights_differ, 0.0, 0.0), 0)
+    failing = Comparison("gate", "gate", stage, 0, 0, Verdict(False, 1.0, 1.0), step)
+    first = Divergence("gate", "gate", stage, f"{stage} differs at base 'gate'", step)
+    return DiffReport(False, first, [weights, failing], [], LayerMap([]), {}, divergences=[first])
+
+
+def test_a_later_step_parting_after_an_agreeing_first_step_is_not_sure() -> None:
+    """A router that a step moved to a tie flips under bf16 in step 1 (GLM-4-MoE trained with AdamW): the first
+    step alone agreed and the weights agreed after it, so the same code differs only through rounding."""
+    from dataclasses import replace as changed
+
+    from padiff_graph.run.confirm import after_first_step
+
+    agreeing = changed(_training_report(0, "forward"), ok=True, first_divergence=None, divergences=[])
+    parted = after_first_step(_training_report(1, "forward"), agreeing, same_inputs=True)
+    assert [f.code.value for f in parted.findings] == ["ambiguous-divergence"]
+    assert "rounding carried into a choice" in parted.first_divergence.message
+    # other inputs in step 1, or weights that differed after step 0 (an optimizer's doing): a verdict
+    assert not after_first_step(_training_report(1, "forward"), agreeing, same_inputs=False).findings
+    assert not after_first_step(_training_report(1, "forward", True), agreeing, same_inputs=True).findings
+    assert not after_first_step(_training_report(1, "weights"), agreeing, same_inputs=True).findings

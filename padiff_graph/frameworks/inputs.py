@@ -116,6 +116,11 @@ class StepInputs:
         self._later = inputs if isinstance(inputs, Iterator) else None
         self.first = self._prepare(self._next(0) if self._later is not None else inputs)
 
+    @property
+    def reused(self) -> bool:
+        """Whether every step runs the same inputs (not an iterator of batches)."""
+        return self._later is None
+
     def batches(self, steps: int) -> Iterator[tuple[CallArguments, ...]]:
         """The prepared arguments of each model, step after step."""
         yield self.first

@@ -204,28 +204,55 @@ def unreplayed(report: DiffReport, recorded: list[Comparison], raw_tree: ModelTr
     return _first(report, found)
 
 
-def after_first_step(report: DiffReport, first: DiffReport) -> DiffReport:
+def after_first_step(report: DiffReport, first: DiffReport, same_inputs: bool) -> DiffReport:
     """A training run's ``report``, given ``first``: its first step checked alone as a one-step diff (replays,
-    and the single-step recheck), which agreed. Where that check agreed only once a choice rounding flipped
-    was set aside (its ``ambiguous-divergence`` finding), a divergence of the training run in that step follows
-    from the flip: the two runs take other paths from that choice, and the divergence says so."""
+    and the single-step recheck), which agreed.
+
+    Where that check agreed only once a choice rounding flipped was set aside (its ``ambiguous-divergence``
+    finding), a divergence of the training run in that step follows from the flip. And where every step runs
+    ``same_inputs``, a divergence in a later step (not in the weights after it) follows from the weights,
+    which agreed after every step before: the same code agreed on the first step, so what differs is
+    rounding carried through a choice the steps moved to a tie. Either way the runs part there, and the
+    divergence and an ``ambiguous-divergence`` finding say so.
+    """
     flip = unsure(first)
     divergence = report.first_divergence
-    if flip is None or divergence is None or divergence.step != 0:
+    if divergence is None:
         return report
-    where = f"base {quoted_path(flip.base or '')} / raw {quoted_path(flip.raw or '')}"
-    said = (
-        f"; the first step checked alone agrees once a choice that rounding flipped at {where} is set aside, so "
-        "the training runs take other paths from that choice"
-    )
-    hint = (
-        "nothing if step 0 is what you check: the first step alone agrees (a one-step diff); a run of several "
-        "steps with a lower-precision side follows the flipped choice, so its later steps cannot be compared"
-    )
-    found = replace(flip, hint=hint)
-    settings = {**report.settings, "first_step": f"agrees apart from a flipped choice at {where}"}
-    flipped = replace(_first(report, replace(divergence, message=divergence.message + said)), settings=settings)
-    return replace(flipped, findings=[*report.findings, found])
+    if flip is not None and divergence.step == 0:
+        where = f"base {quoted_path(flip.base or '')} / raw {quoted_path(flip.raw or '')}"
+        said = (
+            f"; the first step checked alone agrees once a choice that rounding flipped at {where} is set "
+            "aside, so the training runs take other paths from that choice"
+        )
+        settings = {**report.settings, "first_step": f"agrees apart from a flipped choice at {where}"}
+        found = replace(flip, hint=_PARTED)
+    elif same_inputs and divergence.stage != "weights" and divergence.step > 0 and not _weights_differ(report):
+        said = (
+            "; the first step checked alone agrees, the weights agreed after every step before and each step runs "
+            "the same inputs: the same code gives another result only through rounding carried into a choice "
+            "(a router's top-k) that the steps moved to a tie"
+        )
+        settings = {**report.settings, "first_step": "agrees"}
+        message = divergence.message + said
+        found = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, divergence.base, divergence.raw, message, _PARTED)
+    else:
+        return report
+    parted = replace(_first(report, replace(divergence, message=divergence.message + said)), settings=settings)
+    return replace(parted, findings=[*report.findings, found])
+
+
+def _weights_differ(report: DiffReport) -> bool:
+    """Whether the weights after a step before the first divergence's differ (an optimizer's doing)."""
+    first = report.first_divergence
+    step = 0 if first is None else first.step
+    return any(not c.ok and c.kind == "weights" and c.step < step for c in report.comparisons)
+
+
+_PARTED = (
+    "nothing if step 0 is what you check: the first step alone agrees (a one-step diff); a run of several "
+    "steps follows such a choice, so its later steps cannot be compared"
+)
 
 
 def _inputs(recorded: list[Comparison], call: Comparison) -> list[Comparison]:
