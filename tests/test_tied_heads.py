@@ -84,3 +84,16 @@ def test_a_tied_head_is_not_paired_with_a_loss_layer_called_after_it() -> None:
     assert layer_map.base_of("criterion") is None
     report = pg.diff(TorchLMWithLoss(), PaddleLMWithLoss(), inputs)
     assert report.ok, report.first_divergence
+
+
+def test_dumps_keep_the_ties_so_the_offline_compare_pairs_the_heads(tmp_path) -> None:
+    """A dump's header had no ties: offline, the two tied heads stayed unpaired and a fault in one was named
+    at the root."""
+    base, raw = TorchLM(), PaddleLM(scale=1.5)
+    pg.assign_weights(base, raw)
+    pg.dump(base, IDS, tmp_path / "base")
+    pg.dump(raw, IDS, tmp_path / "raw")
+    report = pg.compare_dumps(tmp_path / "base", tmp_path / "raw")
+    assert report.layer_map.raw_of("lm_head") == "lm_head"
+    first = report.first_divergence
+    assert first is not None and (first.base, first.raw) == ("lm_head", "lm_head"), first

@@ -33,10 +33,16 @@ def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> M
     with task(f"exporting the {side} model"), paused_gc():
         shared = adapter.shared_layers(model)
         tree = build_tree(adapter.export(model), call_order, shared)
-    tree.graph["tied"] = {
-        key: name for key, name in adapter.state_dict_names(model).items() if _tied(key, name, shared)
-    }
+    tree.graph["tied"] = tied_tensors(model)
     return tree
+
+
+def tied_tensors(model: Any) -> dict[str, str]:
+    """State-dict name -> the name of the tensor it is another layer's name for (an ``lm_head`` tied to the
+    embedding): what ``tree.graph["tied"]`` holds, and a dump's header keeps."""
+    adapter = adapter_for(model)
+    shared = adapter.shared_layers(model)
+    return {key: name for key, name in adapter.state_dict_names(model).items() if _tied(key, name, shared)}
 
 
 def _tied(key: str, name: str, shared: dict[str, str]) -> bool:

@@ -179,6 +179,9 @@ def check_header(header: dict[str, Any], path: Path, rank: int) -> list[LayerInf
     listed = isinstance(steps, list) and all(map(_count, steps)) and len(set(steps)) == len(steps)
     if not _count(steps) and not listed:
         raise damaged(path, "'steps' is neither a count nor a list of distinct step numbers")
+    tied = header.get("tied", {})
+    if not isinstance(tied, dict) or not all(_text(key) and _text(name) for key, name in tied.items()):
+        raise damaged(path, "'tied' is not a map of tensor names")
     if not isinstance(header.get("layers"), list) or not header["layers"]:
         raise damaged(path, "it lists no layers")
     layers = [_layer(entry, path, number) for number, entry in enumerate(header["layers"])]

@@ -55,7 +55,9 @@ class Dump:
             stray = next((path for path in call_order if path not in known), None)
             if stray is not None:
                 raise damaged(folder / "manifest.json", f"'call_order' names {stray!r}, a layer the header lacks")
-        return build_tree(first.layers, call_order)
+        tree = build_tree(first.layers, call_order)
+        tree.graph["tied"] = dict(first.header.get("tied", {}))  # dumps written before it kept none
+        return tree
 
 
 def load_dump(directory: str | os.PathLike[str]) -> Dump:

@@ -16,6 +16,7 @@ from padiff_graph.core.tree import build_tree
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import iter_tensors
+from padiff_graph.frameworks.export import tied_tensors
 from padiff_graph.frameworks.tracing import hooks
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, layer_dict
 from padiff_graph.offline.integrity import file_entry, sealed_json
@@ -178,6 +179,7 @@ class Recording:
             "steps": sorted(saved),
             "diff_phase": "both",
             "layers": [layer_dict(record) for record in self._layers],
+            "tied": tied_tensors(self.model),
             "metadata": self.metadata,
         }
         write_atomically(root / f"rank_{rank}.json", sealed_json(header))

@@ -26,6 +26,7 @@ from padiff_graph.core.tree import build_tree, layer_info
 from padiff_graph.errors import InputError
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.export import tied_tensors
 from padiff_graph.frameworks.inputs import StepInputs
 from padiff_graph.frameworks.tracing import trace_call_order
 from padiff_graph.knowledge.families import is_random
@@ -175,6 +176,7 @@ def dump(
         "steps": steps,
         "diff_phase": diff_phase,
         "layers": [layer_dict(record) for record in adapter.export(model)],
+        "tied": tied_tensors(model),
     }
     write_atomically(marker, sealed_json(header))
     return root
