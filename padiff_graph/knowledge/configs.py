@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from padiff_graph.core.records import Severity
+from padiff_graph.knowledge.families import BATCHNORM_FAMILIES
 
 Reader = Callable[[str, Mapping[str, Any]], Any]
 
@@ -220,10 +221,7 @@ CONFIG_RULES: dict[str, tuple[ConfigRule, ...]] = {
     **{
         f"instancenorm{n}d": (_EPS, ConfigRule("track_running_stats", _first("track_running_stats"))) for n in (1, 2, 3)
     },
-    **{
-        family: (_EPS, ConfigRule("momentum", _batchnorm_momentum))
-        for family in ("batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm")
-    },
+    **{family: (_EPS, ConfigRule("momentum", _batchnorm_momentum)) for family in BATCHNORM_FAMILIES},
     **{f"conv{n}d": _convolution(n) for n in (1, 2, 3)},
     **{f"convtranspose{n}d": _convolution(n) for n in (1, 2, 3)},
     **{f"avgpool{n}d": _pooling(n, average=True) for n in (1, 2, 3)},

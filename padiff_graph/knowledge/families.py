@@ -41,6 +41,11 @@ FAMILY_ALIASES: dict[str, str] = {
 #: already pair them), so what a container holds is compared under the dimension-free family.
 CONTENT_FAMILIES: dict[str, str] = {f"batchnorm{n}d": "batchnorm" for n in (1, 2, 3)}
 
+#: The BatchNorm families: paddle's dimension-free ``BatchNorm`` first. A training-mode run updates their
+#: running statistics (paddle holds ``_mean`` and ``_variance`` as parameters that take no gradient, torch
+#: as buffers).
+BATCHNORM_FAMILIES = ("batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm")
+
 #: Families that only group other layers.
 CONTAINER_FAMILIES = frozenset({"sequential", "list", "dict"})
 
@@ -150,11 +155,6 @@ def random_in_training(tree: ModelTree, under: str = ROOT) -> bool:
     return any(is_random(layer_info(tree, path)) and is_within(path, under) for path in tree.nodes)
 
 
-#: Families whose frozen parameters are running statistics a training-mode run updates (paddle holds
-#: BatchNorm's ``_mean`` and ``_variance`` as parameters that take no gradient, torch as buffers).
-STATISTICS_FAMILIES = frozenset({"batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm"})
-
-
 def training_statistics(tree: ModelTree) -> list[str]:
     """Full names of what one more run of the layers in training mode changes: their persistent buffers and
     a BatchNorm's frozen statistics (running mean and variance). Non-persistent buffers are tables derived
@@ -164,7 +164,7 @@ def training_statistics(tree: ModelTree) -> list[str]:
         info = layer_info(tree, path)
         if not info.training:
             continue
-        statistics = layer_family(info) in STATISTICS_FAMILIES
+        statistics = layer_family(info) in BATCHNORM_FAMILIES
         for tensor in info.tensors:
             buffer = tensor.kind is TensorKind.BUFFER and tensor.persistent
             if buffer or (statistics and tensor.kind is TensorKind.FROZEN):

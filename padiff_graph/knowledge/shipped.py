@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from padiff_graph.core.transforms import IDENTITY, TRANSPOSE, TensorPair, Transform
 from padiff_graph.knowledge.conversions import Conversion, ConversionRegistry, LayerSide, linked, renamed
+from padiff_graph.knowledge.families import BATCHNORM_FAMILIES
 
 _WEIGHT_BIAS_NEUTRAL = {"weight": 1.0, "bias": 0.0}
 _BIAS_NEUTRAL = {"bias": 0.0}
@@ -80,9 +81,9 @@ def register_shipped(registry: ConversionRegistry) -> None:
             _WEIGHT_BIAS_NEUTRAL,
         ),
     )
-    for family in ("batchnorm", "batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm"):
+    for family in BATCHNORM_FAMILIES:
         both(family, batchnorm)
-    for family in ("batchnorm1d", "batchnorm2d", "batchnorm3d", "syncbatchnorm"):
+    for family in BATCHNORM_FAMILIES[1:]:
         both(family, batchnorm, "batchnorm")  # paddle's generic BatchNorm may face any of them
     convolution = renamed({"weight": "weight", "bias": "bias"}, _BIAS_NEUTRAL)
     for family in ("conv1d", "conv2d", "conv3d", "convtranspose1d", "convtranspose2d", "convtranspose3d"):
