@@ -59,6 +59,8 @@ class TreeFeatures:
             path: tuple(sorted(layout_key(self.framework, self.family[path], t) for t in self.own[path]))
             for path in self.order
         }
+        #: layers holding another layer's tensor as their own (``lm_head`` tied to the embedding), exported without it
+        self.tied = {alias.rpartition(".")[0] for alias in tree.graph.get("tied", {})}
         self.children = {path: children(tree, path) for path in self.order}
         self.parent = {path: next(iter(tree.predecessors(path)), None) for path in self.order}
         self.is_wrapper = {

@@ -120,10 +120,4 @@ def _candidate(features: TreeFeatures, path: str) -> bool:
     family = features.family[path]
     if not features.is_leaf(path) or features.own[path] or family == CONTAINER or family in _PASS_THROUGH:
         return False
-    return path not in _tied_layers(features)  # a head computing with the embedding's tensor holds parameters
-
-
-def _tied_layers(features: TreeFeatures) -> set[str]:
-    """Layers holding another layer's tensor as their own (``lm_head`` tied to the embedding): exported
-    without it (:mod:`padiff_graph.match.ties` pairs them)."""
-    return {alias.rpartition(".")[0] for alias in features.tree.graph.get("tied", {})}
+    return path not in features.tied  # a head computing with the embedding's tensor (match.ties pairs it)
