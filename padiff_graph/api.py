@@ -294,8 +294,9 @@ def _diff(
     if training and not options.single_step and not rerun_differs:
         with statistics_kept(*sides):  # the training run starts from the models as they were
             first = _first_step(base, raw, InputPair(*step_inputs.first), layer_map, options)
-        if not first.ok:
-            return first  # decided with replays and, where unsure, in single-step mode
+        if not first.ok:  # decided with replays and, where unsure, in single-step mode
+            said = "the first step already differs: the optimizers did not step"
+            return replace(first, settings={**first.settings, "first_step_only": said})
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
@@ -354,9 +355,7 @@ def _first_step(base: Any, raw: Any, inputs: InputPair, layer_map: LayerMap, opt
     judged as a one-step diff is (:func:`padiff_graph.run.confirm.after_first_step`)."""
     one_step = replace(options, steps=1, optimizers=(None, None))
     with task("checking the first step alone"):
-        report = _diff(base, raw, inputs, layer_map, one_step, assign=False)
-    settings = {**report.settings, "first_step_only": "the first step already differs: the optimizers did not step"}
-    return replace(report, settings=settings)
+        return _diff(base, raw, inputs, layer_map, one_step, assign=False)
 
 
 def _unlike_classes(findings: list[Finding]) -> frozenset[tuple[str, str]]:

@@ -193,8 +193,7 @@ def unreplayed(report: DiffReport, recorded: list[Comparison], raw_tree: ModelTr
             "rounding may have flipped the routing that chose them: a run of several steps or an optimizer "
             "cannot replay the layer to tell"
         )
-        unsure = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, first.base, first.raw, message, _RERUN)
-        return replace(_first(report, replace(first, message=message)), findings=[*report.findings, unsure])
+        return _with_flip(report, first, message)
     if len(inputs) != 1 or other_tokens or differing_input(first, attribute(recorded)) is None:
         return report  # of several inputs one may differ in form only (a mask); an inherited input is no cause
     unlike = {pair.base for pair in report.not_compared}
@@ -225,21 +224,18 @@ def after_first_step(report: DiffReport, first: DiffReport, same_inputs: bool) -
             f"; the first step checked alone agrees once a choice that rounding flipped at {where} is set "
             "aside, so the training runs take other paths from that choice"
         )
+        parted = _first(report, replace(divergence, message=divergence.message + said))
         settings = {**report.settings, "first_step": f"agrees apart from a flipped choice at {where}"}
-        found = replace(flip, hint=_PARTED)
-    elif same_inputs and divergence.stage != "weights" and divergence.step > 0 and not _weights_differ(report):
+        return replace(parted, findings=[*report.findings, replace(flip, hint=_PARTED)], settings=settings)
+    if same_inputs and divergence.stage != "weights" and divergence.step > 0 and not _weights_differ(report):
         said = (
             "; the first step checked alone agrees, the weights agreed after every step before and each step runs "
             "the same inputs: the same code gives another result only through rounding carried into a choice "
             "(a router's top-k) that the steps moved to a tie"
         )
-        settings = {**report.settings, "first_step": "agrees"}
-        message = divergence.message + said
-        found = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, divergence.base, divergence.raw, message, _PARTED)
-    else:
-        return report
-    parted = replace(_first(report, replace(divergence, message=divergence.message + said)), settings=settings)
-    return replace(parted, findings=[*report.findings, found])
+        parted = _with_flip(report, divergence, divergence.message + said, _PARTED)
+        return replace(parted, settings={**report.settings, "first_step": "agrees"})
+    return report
 
 
 def _weights_differ(report: DiffReport) -> bool:
@@ -324,11 +320,11 @@ def _first(report: DiffReport, found: Divergence) -> DiffReport:
     return replace(report, first_divergence=found, divergences=[found, *rest])
 
 
-def _with_flip(report: DiffReport, divergence: Divergence, message: str) -> DiffReport:
-    """``report`` whose first divergence, ``divergence`` with ``message``, is a choice noise flipped: the
-    ``ambiguous-divergence`` finding names it."""
+def _with_flip(report: DiffReport, divergence: Divergence, message: str, hint: str = "") -> DiffReport:
+    """``report`` whose first divergence, ``divergence`` with ``message``, may be a choice noise flipped: the
+    ``ambiguous-divergence`` finding names it (``hint``: the way out, by default ``--single-step``)."""
     found = replace(divergence, message=message)
-    flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, found.base, found.raw, message, _RERUN)
+    flip = Finding(Code.AMBIGUOUS_DIVERGENCE, Severity.WARNING, found.base, found.raw, message, hint or _RERUN)
     return replace(_first(report, found), findings=[*report.findings, flip])
 
 
