@@ -410,6 +410,10 @@ def compare_tensor_pair(
             note = f"no gradient on the {missing} side, and a zero one on the other: nothing reached the loss"
             return Verdict(True, 0.0, 0.0, note)
         return Verdict(False, float("inf"), float("inf"), f"no gradient on the {missing} side")
-    expected = tensor.transform.apply(base_value)
+    return tolerance.verdict(*through_map(tensor, base_value, raw_value), *dtypes)
+
+
+def through_map(tensor: TensorPair, base_value: np.ndarray, raw_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The base value transformed as the map writes it, and the raw region it is written into."""
     region = raw_value[tensor.transform.raw_index] if tensor.transform.raw_index else raw_value
-    return tolerance.verdict(expected, region, *dtypes)
+    return tensor.transform.apply(base_value), region

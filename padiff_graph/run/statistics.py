@@ -19,7 +19,7 @@ import numpy as np
 
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.layermap import LayerMap
-from padiff_graph.run.numerics import Tolerance, Verdict, compare_tensor_pair
+from padiff_graph.run.numerics import Tolerance, Verdict, compare_tensor_pair, through_map
 
 #: A BatchNorm's running-variance buffer, as each framework names it, and whether a training step blends in
 #: the unbiased batch variance (torch) rather than the biased one (paddle).
@@ -47,8 +47,7 @@ def compare_running_variance(
     verdict = compare_tensor_pair(tensor, base, raw, tolerance, *dtypes)
     if verdict.ok or per_channel < 2:
         return verdict
-    expected = tensor.transform.apply(base).astype(np.float64)
-    region = (raw[tensor.transform.raw_index] if tensor.transform.raw_index else raw).astype(np.float64)
+    expected, region = (value.astype(np.float64) for value in through_map(tensor, base, raw))
     share = 1.0 / (per_channel - 1)
     excess = np.abs(region - expected) - share * np.abs(expected)
     why = (
