@@ -33,15 +33,16 @@ def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> M
     with task(f"exporting the {side} model"), paused_gc():
         shared = adapter.shared_layers(model)
         tree = build_tree(adapter.export(model), call_order, shared)
-    tree.graph["tied"] = tied_tensors(model)
+    tree.graph["tied"] = tied_tensors(model, shared)
     return tree
 
 
-def tied_tensors(model: Any) -> dict[str, str]:
+def tied_tensors(model: Any, shared: dict[str, str] | None = None) -> dict[str, str]:
     """State-dict name -> the name of the tensor it is another layer's name for (an ``lm_head`` tied to the
-    embedding): what ``tree.graph["tied"]`` holds, and a dump's header keeps."""
+    embedding): what ``tree.graph["tied"]`` holds, and a dump's header keeps. ``shared``: the model's
+    :meth:`~padiff_graph.frameworks.base.FrameworkAdapter.shared_layers`, where already known."""
     adapter = adapter_for(model)
-    shared = adapter.shared_layers(model)
+    shared = adapter.shared_layers(model) if shared is None else shared
     return {key: name for key, name in adapter.state_dict_names(model).items() if _tied(key, name, shared)}
 
 

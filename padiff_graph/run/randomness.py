@@ -80,7 +80,7 @@ class RandomWatch:
             if not any(c.side == side and c.path == path and c.api == api for c in self.found):
                 self.found.append(RandomCall(side, path, api, switch_off))
             if switch_off and api in ATTENTION_DROPOUT_APIS:
-                positional, named = _without_dropout(original, args, kwargs)
+                positional, named, _ = _attention_arguments(original, args, kwargs, dropout=0.0)
                 return original(*positional, **named)
             if switch_off:
                 return args[0] if args else next(iter(kwargs.values()))
@@ -155,14 +155,6 @@ def _attention_dropout(original: Callable[..., Any], args: tuple[Any, ...], kwar
         return float(arguments.get("dropout_p", 0.0))
     except (TypeError, ValueError):
         return 1.0
-
-
-def _without_dropout(
-    original: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """An attention call's arguments with ``dropout_p`` 0, wherever it was given."""
-    positional, named, _ = _attention_arguments(original, args, kwargs, dropout=0.0)
-    return positional, named
 
 
 def _attention_arguments(
