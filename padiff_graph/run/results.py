@@ -519,8 +519,8 @@ def build_report(
     comparisons = attribute(comparisons, mismatched, inherit)
     if replayed is not None:
         comparisons = replayed(comparisons)
-    _, contained = _failing(comparisons, contain)
-    divergences = other_form_named(all_divergences(comparisons, descendants, contain), comparisons, contain)
+    failing, contained = _failing(comparisons, contain)
+    divergences = other_form_named(all_divergences(comparisons, descendants, contain), failing)
     divergence = divergences[0] if divergences else None
     replayed_layers = {(c.step, c.base) for c in comparisons if c.replayed is not None}
     if divergence is not None and recorded is not None and (divergence.step, divergence.base) not in replayed_layers:
@@ -547,11 +547,10 @@ def build_report(
     )
 
 
-def other_form_named(divergences: list[Divergence], comparisons: list[Comparison], contain: bool) -> list[Divergence]:
+def other_form_named(divergences: list[Divergence], failing: list[Comparison]) -> list[Divergence]:
     """``divergences``, the first one's message naming the first record whose values differ when the first
     differs in form alone (shape, complex against real): another form of the same values, on purpose,
-    would put the divergence there."""
-    failing, _ = _failing(comparisons, contain)
+    would put the divergence there. ``failing``: the failing records in divergence order (:func:`_failing`)."""
     if not divergences or not failing or not failing[0].verdict.other_form:
         return divergences
     later = next((c for c in failing if not c.verdict.other_form), None)
