@@ -75,6 +75,10 @@ class FrameworkAdapter(Protocol):
 
     def is_tensor(self, value: object) -> bool: ...
 
+    def runs_beside(self, model: Any) -> bool:
+        """Whether a step of ``model`` keeps its speed on a worker thread while another framework's model
+        steps on the main thread (:func:`padiff_graph.run.engine.side_beside`)."""
+
     def add_forward_hook(self, layer: Any, hook: Callable[[Any], None]) -> RemovableHandle:
         """Call ``hook(output)`` after each call of ``layer``."""
 

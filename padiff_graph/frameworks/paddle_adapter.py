@@ -155,6 +155,9 @@ class PaddleAdapter:
             converted[name] = tensor
         return converted
 
+    def runs_beside(self, model: Any) -> bool:
+        return False  # measured: on a worker thread beside torch's step, its CPU step waits instead of overlapping
+
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _paddle().Tensor)
 

@@ -121,6 +121,11 @@ class TorchAdapter:
             converted[name] = tensor.to(device)
         return converted
 
+    def runs_beside(self, model: Any) -> bool:
+        # on the CPU its intra-op threads take the cores the other step leaves idle; a GPU's current
+        # device is the thread's own, and its launches return at once anyway
+        return bool(_device(model).type == "cpu")
+
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _torch().Tensor)
 

@@ -9,7 +9,10 @@ into the raw model). The raw model then runs under the same hooks, keyed by
 the base paths it is matched to; every raw record is copied as soon as it
 appears and compared with its base record on a helper thread while the raw
 model runs on (a small one on the spot, when nothing waits on the helper thread), and
-both are released. A fused layer and its parts in the other model
+both are released. Where one model's framework keeps its speed on a worker thread and the
+other's does not (a torch model on the CPU beside a paddle one, whose CPU step uses one core),
+the two steps run at once (:func:`run_sides`): each raw record then waits for its base record
+to come. A fused layer and its parts in the other model
 (:mod:`padiff_graph.run.fused_pairs`) are compared as one record: the parts'
 records joined as the fused layer's. Parameter gradients (before the optimizer
 step) and weights (after it) are compared through the layer map's tensor pairs,
@@ -23,9 +26,11 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from contextvars import copy_context
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
-from typing import Any
+from threading import Condition, Lock
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -43,7 +48,7 @@ from padiff_graph.run.containers import NotCompared
 from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value, not_fed
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.gradient_feed import feed_base_gradients
-from padiff_graph.run.hooks import HostCache, Recorder, RecordKey, Sink
+from padiff_graph.run.hooks import HostCache, OpSink, Recorder, RecordKey, Sink
 from padiff_graph.run.numerics import (
     CHUNK,
     Mode,
@@ -62,6 +67,8 @@ from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
 from padiff_graph.run.statistics import compare_running_variance
 from padiff_graph.run.tied import TiedCopies
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -204,6 +211,7 @@ def run_diff(
     whole_parts = {path for group in fused if not group.base_fused for path in group.base}
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
+    beside = side_beside(base, raw) if not (plan.single_step or op_names) else None
     for step, (base_arguments, raw_arguments) in enumerate(batches):
         with Spill(plan.memory_budget_mib * 2**20) as spill:
             store = BaseStore(
@@ -215,62 +223,81 @@ def run_diff(
                 whole=whole_parts,
             )
             op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
-            base_recorder = Recorder(
-                base.adapter,
-                base.model,
-                base_layers,
-                store.keep,
-                step=step,
-                inputs=plan.forward or plan.single_step,
-                outputs=plan.forward,
-                grads=plan.backward,
-                ops=op_store,
-            )
-            with task("running the base model"):
-                run_step(
-                    base,
-                    base_arguments,
-                    base_recorder,
-                    store.keep,
-                    backward=plan.backward,
-                    ops=op_names[0] if op_names else None,
-                    after_backward=partial(store.snapshot_grads, base.model),
-                )
-            store.base_done()
-            outcome.note_autocast(base, base_recorder)
             checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused)
-            if outcome.ops is not None and op_store is not None:
-                outcome.ops.begin(op_store, raw.adapter)
-            with task("running the raw model, comparing layer by layer", total=len(store.records)) as advance:
-                raw_sink = _advancing(FusedChecker(fused, store, checker).check, advance)
-                raw_recorder = Recorder(
-                    raw.adapter,
-                    raw.model,
-                    raw_layers,
-                    raw_sink,
-                    step=step,
-                    inputs=plan.forward or plan.single_step,
-                    outputs=plan.forward,
-                    grads=plan.backward,
-                    ops=outcome.ops,
-                )
-                run_step(
-                    raw,
-                    raw_arguments,
-                    raw_recorder,
-                    raw_sink,
-                    backward=plan.backward,
-                    ops=op_names[1] if op_names else None,
-                    after_backward=partial(checker.gradients_done, raw_recorder.tracker.order),
-                    after_optimizer=partial(checker.compare_tensors, "weights", raw_recorder.tracker.order),
-                )
-            checker.settle()
+            base_ops, raw_ops = op_names or (None, None)
+            record_base = _recorder(base, base_layers, store.keep, step, plan, op_store)
+            run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops)
+            compare = FusedChecker(fused, store, checker)
+            run_raw = partial(_raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store)
+            base_recorder, raw_recorder = run_sides(run_base, run_raw, beside)
+            outcome.note_autocast(base, base_recorder)
             outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
             outcome.not_fed += checker.not_fed
             outcome.other_outputs |= checker.other_outputs
             outcome.unproduced += store.leftovers(step, inputs=plan.single_step)
     return outcome
+
+
+def _base_step(
+    base: Side,
+    arguments: CallArguments,
+    recorder: Recorder,
+    store: BaseStore,
+    plan: Plan,
+    ops: Mapping[str, str] | None,
+) -> Recorder:
+    """The base model's step, its records kept in ``store``, which learns when it is over (or failed)."""
+    try:
+        with task("running the base model"):
+            after_backward = partial(store.snapshot_grads, base.model)
+            run_step(
+                base, arguments, recorder, store.keep, backward=plan.backward, ops=ops, after_backward=after_backward
+            )
+    finally:
+        store.base_done()  # also when it failed: the raw side waits for no more records
+    return recorder
+
+
+def _raw_step(
+    raw: Side,
+    arguments: CallArguments,
+    layers: dict[str, str],
+    fused: FusedChecker,
+    plan: Plan,
+    ops: Mapping[str, str] | None,
+    comparer: OpComparer | None,
+    op_store: OpStore | None,
+) -> Recorder:
+    """The raw model's step, each record compared with its base one as it comes (op-level: ``comparer``
+    against the base's ``op_store``)."""
+    checker, store = fused.checker, fused.store
+    if comparer is not None and op_store is not None:
+        comparer.begin(op_store, raw.adapter)
+    total = len(store.records) if store.done else None  # a base step still running: more records to come
+    with task("running the raw model, comparing layer by layer", total=total) as advance:
+        sink = _advancing(fused.check, advance)
+        recorder = _recorder(raw, layers, sink, checker.step, plan, comparer)
+        run_step(
+            raw,
+            arguments,
+            recorder,
+            sink,
+            backward=plan.backward,
+            ops=ops,
+            after_backward=partial(checker.gradients_done, recorder.tracker.order),
+            after_optimizer=partial(checker.compare_tensors, "weights", recorder.tracker.order),
+        )
+    checker.settle()
+    return recorder
+
+
+def _recorder(side: Side, layers: dict[str, str], sink: Sink, step: int, plan: Plan, ops: OpSink | None) -> Recorder:
+    """The recorder of one side's step: what ``plan`` compares, of the ``layers`` hooked."""
+    inputs, outputs, grads = plan.forward or plan.single_step, plan.forward, plan.backward
+    return Recorder(
+        side.adapter, side.model, layers, sink, step=step, inputs=inputs, outputs=outputs, grads=grads, ops=ops
+    )
 
 
 def _record_keys(
@@ -289,6 +316,51 @@ def _record_keys(
         else:
             raw_layers[group.raw[0]] = group.base_name
     return base_layers, raw_layers, raw_of
+
+
+def side_beside(base: Side, raw: Side) -> str | None:
+    """The side (``"base"`` or ``"raw"``) whose step runs on a worker thread while the other's runs here, or
+    ``None``: one after the other. A side goes beside when its framework keeps its speed there and the
+    other's does not leave this thread (torch beside paddle, whose CPU step uses one core: the two steps
+    take little more than the longer one). Single-step and op-level runs need the whole base step first."""
+    base_beside, raw_beside = base.adapter.runs_beside(base.model), raw.adapter.runs_beside(raw.model)
+    if base_beside != raw_beside:
+        return "base" if base_beside else "raw"
+    return None
+
+
+def run_sides(run_base: Callable[[], T], run_raw: Callable[[], T], beside: str | None) -> tuple[T, T]:
+    """``run_base()`` then ``run_raw()``; with ``beside``, that one on the worker thread while the other runs
+    here (the raw side's records wait for their base records: :meth:`BaseStore.pop`).
+
+    Either way the base side's error is the one raised when both fail, as if they ran one after the other;
+    neither is left running when this returns.
+    """
+    if beside is None:
+        return run_base(), run_raw()
+    worker, here = (run_base, run_raw) if beside == "base" else (run_raw, run_base)
+    elsewhere = _side_runner().submit(copy_context().run, worker)  # the progress reporter goes along
+    errors: dict[str, BaseException] = {}
+    results: dict[str, T] = {}
+    here_side = "raw" if beside == "base" else "base"
+    try:
+        results[here_side] = here()
+    except BaseException as error:  # re-raised below, once the worker is done too
+        errors[here_side] = error
+    try:
+        results[beside] = elsewhere.result()
+    except BaseException as error:
+        errors[beside] = error
+    for side in ("base", "raw"):
+        if side in errors:
+            raise errors[side]
+    return results["base"], results["raw"]
+
+
+@cache
+def _side_runner() -> ThreadPoolExecutor:
+    """The worker thread a model's step runs on beside the other's (:func:`run_sides`)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_side")
 
 
 def autocast_findings(inactive: Iterable[str], amp: tuple[str | None, str | None]) -> list[Finding]:
@@ -327,7 +399,11 @@ Stored = tuple["Held | Summary", str]
 
 
 class BaseStore:
-    """The base side's sink: keeps what the raw side will be compared against."""
+    """The base side's sink: keeps what the raw side will be compared against.
+
+    The raw side may run while the base side still does (:func:`run_sides`): until :meth:`base_done`,
+    asking for a record that is not there yet waits for it.
+    """
 
     def __init__(
         self,
@@ -347,6 +423,9 @@ class BaseStore:
         self.whole = whole
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
+        self.done = False  # the base step is over (or failed): no record is coming any more
+        self._arrival = Condition()
+        self._keeping = Lock()
         self._input_positions: dict[tuple[str, int], list[int]] = {}  # (path, call) -> its inputs' positions
         # few entries: a cached array may hold a tensor's memory (a view)
         self._views = HostCache(adapter, copy=False, size=3)
@@ -358,12 +437,24 @@ class BaseStore:
             or (self.plan.single_step and key.stage in ("input", "backward"))
             or key.path in self.whole
         )
-        if full:
-            self.records[key] = (self.spill.hold(self._views.array(value)), dtype)
-        else:
-            self.records[key] = (self._summaries.array(value), dtype)
+        with self._keeping:  # a fused layer's joined parts are kept from the raw side's thread
+            held = self.spill.hold(self._views.array(value)) if full else self._summaries.array(value)
+        with self._arrival:
+            self.records[key] = (held, dtype)
+            self._arrival.notify_all()
         if key.stage == "input":
             self._input_positions.setdefault((key.path, key.call), []).append(key.index)
+
+    def arrived(self, key: RecordKey) -> bool:
+        """Whether the base side kept a record under ``key``: once it has, or once it is done."""
+        with self._arrival:
+            self._arrival.wait_for(lambda: self.done or key in self.records)
+            return key in self.records
+
+    def wait_done(self) -> None:
+        """Return once the base step is over (its gradients and weights are final)."""
+        with self._arrival:
+            self._arrival.wait_for(lambda: self.done)
 
     def pop_inputs(self, step: int, path: str, call: int) -> BaseInputs:
         """Every input of one base layer call, by position (single-step mode: full arrays)."""
@@ -375,15 +466,18 @@ class BaseStore:
         return inputs
 
     def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
-        stored = self.records.pop(key, None)
-        if stored is None:
+        if not self.arrived(key):
             return None
+        stored = self.records.pop(key)
         value, dtype = stored
         return (value if isinstance(value, Summary) else self.spill.take(value)), dtype
 
     def base_done(self) -> None:
         """The base run is over: let go of the views into its tensors (their values are held),
         and start reading back the first spilled records."""
+        with self._arrival:
+            self.done = True
+            self._arrival.notify_all()
         self._views.clear()
         self.spill.read_ahead()
 
@@ -579,6 +673,7 @@ class RawChecker:
         self.settle()
         if not self.plan.backward:
             return
+        self.store.wait_done()
         base_adapter, raw_adapter = self.base.adapter, self.raw.adapter
         base_tensors = base_adapter.named_tensors(self.base.model)
         raw_tensors = raw_adapter.named_tensors(self.raw.model)
@@ -680,7 +775,7 @@ class FusedChecker:
     def _join_base_parts(self, key: RecordKey, group: FusedPair, shape: tuple[int, ...]) -> None:
         """Store the base parts' records, joined, as the base record of ``key`` (left alone unless all are there)."""
         part_keys = [replace(key, path=path) for path in group.base]
-        if not all(part in self.store.records for part in part_keys):
+        if not all(self.store.arrived(part) for part in part_keys):
             return
         values, dtypes = [], []
         for part in part_keys:
@@ -707,7 +802,7 @@ class FusedChecker:
         if len(waiting) < len(group.raw):
             return None
         del self._waiting[fused_key]
-        stored = self.store.records.get(fused_key)
+        stored = self.store.records.get(fused_key) if self.store.arrived(fused_key) else None
         if stored is not None:
             self.checker.check(fused_key, joined(stored[0].shape, [waiting[i] for i in range(len(group.raw))]), dtype)
         return None

@@ -93,7 +93,7 @@ class RandomWatch:
     def findings(self) -> list[Finding]:
         """One ``random-op`` finding per call site found."""
         findings = []
-        for call in self.found:
+        for call in sorted(self.found, key=lambda call: call.side != "base"):  # the sides may run at once
             base, raw = (call.path, None) if call.side == "base" else (None, call.path)
             if call.disabled:
                 hint = "switched off for this run (random_ops='disable'); nothing to do"

@@ -31,6 +31,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from queue import SimpleQueue
+from threading import RLock
 from types import TracebackType
 from typing import TypeVar
 
@@ -82,6 +83,7 @@ class Spill:
         self._failed: OSError | None = None  # the first write that failed
         self._on_disk: deque[Held] = deque()  # not yet taken, in file order: what to read ahead
         self._recent: deque[tuple[weakref.ref[np.ndarray], Held]] = deque(maxlen=8)
+        self._lock = RLock()  # the base side may hold while the raw side takes (padiff_graph.run.engine.run_sides)
 
     def __enter__(self) -> Spill:
         return self
@@ -96,8 +98,12 @@ class Spill:
         Passing the same array object again (the same tensor under another key) adds a
         reader, nothing more.
         """
+        with self._lock:
+            return self._hold(array)
+
+    def _hold(self, array: np.ndarray) -> Held:
         for reference, seen in self._recent:
-            if reference() is array:
+            if reference() is array and seen.readers > 0:  # not yet taken by all its readers (they may overlap)
                 seen.readers += 1
                 return seen
         held = Held(array.shape, array.dtype, array.nbytes)
@@ -111,6 +117,10 @@ class Spill:
 
     def take(self, held: Held) -> np.ndarray:
         """The array back (read once, whatever the number of readers); after the last reader, let go."""
+        with self._lock:
+            return self._take(held)
+
+    def _take(self, held: Held) -> np.ndarray:
         if held.array is None:
             if held.read is None:
                 held.read = self._io.submit(self._read, held)
@@ -157,13 +167,14 @@ class Spill:
 
     def read_ahead(self) -> None:
         """Have the helper thread read the next records in file order, up to :data:`READ_AHEAD` bytes."""
-        ahead = 0
-        for held in self._on_disk:
-            if ahead + held.nbytes > READ_AHEAD:
-                return
-            if held.read is None:
-                held.read = self._io.submit(self._read, held)
-            ahead += held.nbytes
+        with self._lock:
+            ahead = 0
+            for held in self._on_disk:
+                if ahead + held.nbytes > READ_AHEAD:
+                    return
+                if held.read is None:
+                    held.read = self._io.submit(self._read, held)
+                ahead += held.nbytes
 
     def _drop_file(self) -> None:
         if self._fd is not None:

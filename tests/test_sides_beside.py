@@ -1,0 +1,104 @@
+"""A torch model's step runs on a worker thread beside a paddle model's (run.engine.run_sides): the
+verdicts are those of one step after the other, whichever side gets ahead, and errors are the same."""
+
+import threading
+import time
+
+import numpy as np
+import paddle
+import pytest
+import torch
+from conftest import load_example
+
+import padiff_graph as pg
+from padiff_graph.errors import ModelRunError
+from padiff_graph.run.randomness import RandomCall, RandomWatch
+from padiff_graph.run.spill import Spill
+
+
+class TorchNet(torch.nn.Module):
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        super().__init__()
+        self.first = torch.nn.Linear(8, 16)
+        self.second = torch.nn.Linear(16, 4)
+        self.delay, self.fail = delay, fail
+        self.threads: set[str] = set()
+
+    def forward(self, x):
+        self.threads.add(threading.current_thread().name)
+        hidden = torch.relu(self.first(x))
+        time.sleep(self.delay)  # the raw side runs ahead: its records wait for the base's
+        if self.fail and torch.is_grad_enabled():  # the run's step, not the trace
+            raise RuntimeError("a bug in the base forward")
+        return self.second(hidden)
+
+
+class PaddleNet(paddle.nn.Layer):
+    def __init__(self, planted: bool = False) -> None:
+        super().__init__()
+        self.first = paddle.nn.Linear(8, 16)
+        self.second = paddle.nn.Linear(16, 4)
+        self.planted = planted
+        self.threads: set[str] = set()
+
+    def forward(self, x):
+        self.threads.add(threading.current_thread().name)
+        hidden = paddle.nn.functional.relu(self.first(x))
+        return self.second(hidden * 1.01 if self.planted else hidden)
+
+
+INPUTS = {"x": np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)}
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_base_step_behind_the_raw_one_gives_the_same_verdict(planted: bool) -> None:
+    """The raw side's records come first; each waits for its base record instead of going uncompared."""
+    base, raw = TorchNet(delay=0.05), PaddleNet(planted)
+    report = pg.diff(base, raw, INPUTS)
+    # the trace and the replays run both models here; the diff's step runs the base beside
+    assert "padiff_graph_side_0" in base.threads and raw.threads == {threading.current_thread().name}
+    compared = {(c.base, c.stage) for c in report.comparisons}
+    assert {("first", "forward"), ("second", "forward"), ("first", "backward")} <= compared
+    assert not report.unproduced
+    if planted:
+        # the scaling sits in the root's own forward, between the layers: the root is named
+        assert (report.first_divergence.base, report.first_divergence.stage) == ("", "forward")
+    else:
+        assert report.ok
+
+
+def test_two_torch_models_run_one_after_the_other() -> None:
+    base, raw = TorchNet(), TorchNet()
+    assert pg.diff(base, raw, INPUTS).ok
+    assert base.threads == raw.threads == {threading.current_thread().name}
+
+
+def test_a_base_forward_that_fails_beside_the_raw_run_is_named_as_before() -> None:
+    base, raw = TorchNet(fail=True), PaddleNet()
+    with pytest.raises(ModelRunError, match=r"the base model's forward failed in layer <root>: .*a bug in the base"):
+        pg.diff(base, raw, INPUTS)
+
+
+def test_a_paddle_base_and_a_torch_raw_run_beside_too() -> None:
+    example = load_example("gelu_fault")
+    torch_model, inputs = example.base()
+    paddle_model, _ = example.raw()
+    report = pg.diff(paddle_model, torch_model, inputs)
+    assert (report.first_divergence.base, report.first_divergence.stage) == ("mlp.act", "forward")
+
+
+def test_an_array_held_again_after_its_reader_took_it_is_kept_again() -> None:
+    """The raw side may take a record before the base side holds the same tensor under its next key."""
+    with Spill(budget=float("inf")) as spill:
+        array = np.arange(6.0)
+        first = spill.hold(array)
+        assert spill.take(first) is array
+        second = spill.hold(array)  # the same object, after its only reader let go
+        assert second is not first and spill.take(second) is array
+
+
+def test_random_calls_are_listed_base_first_whichever_side_ran_into_one_first() -> None:
+    watch = RandomWatch(disable=True)
+    watch.found += [RandomCall("raw", "drop", "paddle.nn.functional.dropout", True)]
+    watch.found += [RandomCall("base", "drop", "torch.nn.functional.dropout", True)]
+    assert [(f.base, f.raw) for f in watch.findings()] == [("drop", None), (None, "drop")]
