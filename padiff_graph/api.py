@@ -262,10 +262,12 @@ def _diff(
     random = [finding for finding in findings if finding.code is Code.RANDOM_OP]
     if random and options.random_ops == "error":
         return stopped_report(random[0], findings, layer_map, settings)
+    training = options.steps > 1 or options.optimizers != (None, None)
+    copied = AssignReport()
     if assign:
         raise_for_blocking(findings)
-        with task("copying weights base -> raw"):
-            copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
+        with task("copying weights base -> raw"):  # a one-step run verifies the trainable tensors beside it
+            copied = copy_weights(base, raw, layer_map, base_adapter, raw_adapter, verify_trainable=training)
     run_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
     findings = [finding for finding in findings if not _paired_wrapper(finding, run_map)]
     activations, unapplied = builtin_activations(run_map, base_tree, raw_tree)
@@ -287,7 +289,6 @@ def _diff(
         containers,
         unlike_running_variances(run_map),
     )
-    training = options.steps > 1 or options.optimizers != (None, None)
     rerun_differs = random_in_training(base_tree) or random_in_training(raw_tree)  # dropout in training mode
     sides = ((base_adapter, base, base_tree), (raw_adapter, raw, raw_tree))
     first: DiffReport | None = None
@@ -306,7 +307,9 @@ def _diff(
             recurrent.applied((base_adapter, base), (raw_adapter, raw)),
         ):
             batches = step_inputs.batches(options.steps)
-            outcome = run_diff(base_side, raw_side, batches, run_map, pairs, tolerance, plan, op_names, fused)
+            outcome = run_diff(
+                base_side, raw_side, batches, run_map, pairs, tolerance, plan, op_names, fused, copied.verify_rest
+            )
     except RandomOpFound:
         found = watch.findings()
         return stopped_report(found[0], findings + found, layer_map, settings)

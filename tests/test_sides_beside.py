@@ -1,5 +1,6 @@
 """A torch model's step runs on a worker thread beside a paddle model's (run.engine.run_sides): the
-verdicts are those of one step after the other, whichever side gets ahead, and errors are the same."""
+verdicts are those of one step after the other, whichever side gets ahead, and errors are the same;
+the weight copy's verification of trainable tensors runs there too, before the base step."""
 
 import threading
 import time
@@ -11,7 +12,10 @@ import torch
 from conftest import load_example
 
 import padiff_graph as pg
-from padiff_graph.errors import ModelRunError
+from padiff_graph.assign.weights import copy_weights
+from padiff_graph.errors import AssignError, ModelRunError
+from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
 from padiff_graph.run.randomness import RandomCall, RandomWatch
 from padiff_graph.run.spill import Spill
 
@@ -102,3 +106,31 @@ def test_random_calls_are_listed_base_first_whichever_side_ran_into_one_first() 
     watch.found += [RandomCall("raw", "drop", "paddle.nn.functional.dropout", True)]
     watch.found += [RandomCall("base", "drop", "torch.nn.functional.dropout", True)]
     assert [(f.base, f.raw) for f in watch.findings()] == [("drop", None), (None, "drop")]
+
+
+def test_a_one_step_diff_verifies_the_trainable_copies_beside_the_raw_step() -> None:
+    """The read-back of trainable raw tensors waits for the run; the others are checked at once."""
+    base, raw = (
+        torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)),
+        paddle.nn.Sequential(paddle.nn.Linear(4, 3), paddle.nn.BatchNorm1D(3)),
+    )
+    layer_map = pg.suggest_map(base, raw)
+    adapters = adapter_for(base), adapter_for(raw)
+    report = copy_weights(base, raw, layer_map, *adapters, verify_trainable=False)
+    assert len(report.unverified) == 4  # weight and bias of each layer; BatchNorm's statistics were checked
+    report.verify_rest()
+    assert report.unverified == []
+
+
+def test_a_copy_that_did_not_take_stops_the_one_step_diff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our paddle adapter's write made to leave one tensor as it was: what the verification is there to catch."""
+    base, raw = TorchNet(), PaddleNet()
+    write = PaddleAdapter.write
+
+    def broken_write(adapter: PaddleAdapter, tensor: paddle.Tensor, value: np.ndarray) -> None:
+        if tuple(tensor.shape) != (16, 4):
+            write(adapter, tensor, value)
+
+    monkeypatch.setattr(PaddleAdapter, "write", broken_write)
+    with pytest.raises(AssignError, match=r"raw tensor 'second.weight' does not hold the copied values"):
+        pg.diff(base, raw, INPUTS)

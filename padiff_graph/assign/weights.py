@@ -12,7 +12,9 @@ compares the tensor's memory with the view, tile by tile (``core.arrays``).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,13 @@ class AssignReport:
     custom_inits: list[str] = field(default_factory=list)
     untouched_raw: list[str] = field(default_factory=list)
     outputs: OutputCheck | None = None
+    unverified: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def verify_rest(self) -> None:
+        """Compare the raw tensors :func:`copy_weights` left unverified (``verify_trainable=False``) with what
+        was copied into them; raises :class:`AssignError` like the copy would have."""
+        while self.unverified:
+            self.unverified.pop(0)()
 
 
 GUESS_CODES = (Code.AMBIGUOUS_MATCH, Code.AMBIGUOUS_TRANSFORM)
@@ -88,12 +97,18 @@ def copy_weights(
     base_adapter: FrameworkAdapter,
     raw_adapter: FrameworkAdapter,
     registry: ConversionRegistry = DEFAULT_REGISTRY,
+    verify_trainable: bool = True,
 ) -> AssignReport:
     """Copy every tensor pair of ``layer_map`` and verify the result.
 
     ``const(...)`` sides fill a raw tensor with a neutral value, or require
     the base tensor to hold it; opaque ``init`` functions copy their pair
     themselves (run backwards when registered the other way round).
+
+    ``verify_trainable=False`` leaves the comparison of the raw tensors that train (no forward or backward
+    writes them, only an optimizer) to :meth:`AssignReport.verify_rest`, so that it can run beside the
+    models' step; it must run before an optimizer changes either side's tensors, and before any result counts.
+    Only tensors read back as views of their memory wait (on a GPU every one is checked at once).
     """
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
@@ -119,7 +134,14 @@ def copy_weights(
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
         assert expected is not None
         raw_adapter.write(target, expected)
-        _verify(raw_adapter, target, raw_name, expected)
+        written = raw_adapter.to_numpy(target, copy=False)
+        check = partial(_verify, raw_name, written, raw_adapter.dtype_name(target), expected)
+        # kept for later only as views: a copy (a GPU tensor read back, assembled parts) is checked and let go
+        views = not written.flags.owndata and not expected.flags.owndata
+        if verify_trainable or not views or not raw_adapter.requires_grad(target):
+            check()
+        else:
+            report.unverified.append(check)
         report.tensors += len(parts)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
@@ -197,9 +219,8 @@ def _place(
     return current
 
 
-def _verify(adapter: FrameworkAdapter, tensor: Any, name: str, expected: np.ndarray) -> None:
-    written = adapter.to_numpy(tensor, copy=False)
-    dtype = adapter.dtype_name(tensor)
+def _verify(name: str, written: np.ndarray, dtype: str, expected: np.ndarray) -> None:
+    """Raw tensor ``name``, read back as ``written`` and stored in ``dtype``, holds ``expected`` bit for bit."""
     wanted = expected if expected.dtype.name == dtype else _as_stored(expected, dtype)
     if not arrays.equal(written, wanted):
         raise AssignError(f"raw tensor {name!r} does not hold the copied values after the copy (verification failed)")

@@ -203,9 +203,13 @@ def run_diff(
     plan: Plan,
     op_names: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
     fused: Sequence[FusedPair] = (),
+    after_base: Callable[[], None] | None = None,
 ) -> DiffOutcome:
     """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
-    ``fused`` the fused layers to compare against their parts."""
+    ``fused`` the fused layers to compare against their parts. ``after_base`` runs on the base side's
+    thread after its first step, while the raw side may still run, and before the raw side compares
+    gradients (the weight copy's verification of a one-step run:
+    :meth:`padiff_graph.assign.weights.AssignReport.verify_rest`)."""
     outcome = DiffOutcome()
     base_layers, raw_layers, raw_of = _record_keys(pairs, fused)
     whole_parts = {path for group in fused if not group.base_fused for path in group.base}
@@ -226,7 +230,8 @@ def run_diff(
             checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused)
             base_ops, raw_ops = op_names or (None, None)
             record_base = _recorder(base, base_layers, store.keep, step, plan, op_store)
-            run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops)
+            after = after_base if step == 0 else None
+            run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops, after)
             compare = FusedChecker(fused, store, checker)
             run_raw = partial(_raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store)
             base_recorder, raw_recorder = run_sides(run_base, run_raw, beside)
@@ -246,16 +251,19 @@ def _base_step(
     store: BaseStore,
     plan: Plan,
     ops: Mapping[str, str] | None,
+    after: Callable[[], None] | None,
 ) -> Recorder:
-    """The base model's step, its records kept in ``store``, which learns when it is over (or failed)."""
-    try:
+    """The base model's step, its records kept in ``store``, then ``after``; ``store`` learns when both are
+    over, also when they failed (the raw side waits for no more records)."""
+    with ExitStack() as stack:
+        stack.callback(store.base_done)
+        if after is not None:
+            stack.callback(after)  # also after a failed step: a copy that did not take is the error to raise
         with task("running the base model"):
             after_backward = partial(store.snapshot_grads, base.model)
             run_step(
                 base, arguments, recorder, store.keep, backward=plan.backward, ops=ops, after_backward=after_backward
             )
-    finally:
-        store.base_done()  # also when it failed: the raw side waits for no more records
     return recorder
 
 
