@@ -189,6 +189,9 @@ def run_variant(model: str, variant: str) -> dict[str, float]:
         sys.path.insert(0, str(ROOT))
         import padiff_graph
         import padiff_graph.api  # the package re-exports lazily: import what diff runs now, not inside the timing
+        from padiff_graph.frameworks import adapter_named
+
+        adapter_named("torch"), adapter_named("paddle")  # their modules too: a first call imports them
     elif variant == "padiff 0.2":
         from padiff import auto_diff
     import_seconds = time.perf_counter() - imported

@@ -1,6 +1,7 @@
-"""A torch model's step runs on a worker thread beside a paddle model's (run.engine.run_sides): the
+"""A torch model's step runs on a worker thread beside a paddle model's (core.runtime.run_sides): the
 verdicts are those of one step after the other, whichever side gets ahead, and errors are the same;
-the weight copy's verification of trainable tensors runs there too, before the base step."""
+the weight copy's verification of trainable tensors runs there too, after the base step. Replays capture
+every suspect's call in one run of each model."""
 
 import threading
 import time
@@ -14,9 +15,15 @@ from conftest import load_example
 import padiff_graph as pg
 from padiff_graph.assign.weights import copy_weights
 from padiff_graph.errors import AssignError, ModelRunError
-from padiff_graph.frameworks import adapter_for
+from padiff_graph.frameworks import adapter_for, side_beside
+from padiff_graph.frameworks.export import export_model
+from padiff_graph.frameworks.inputs import prepare
 from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
+from padiff_graph.run.engine import Side
+from padiff_graph.run.numerics import Mode, Tolerance, Verdict
 from padiff_graph.run.randomness import RandomCall, RandomWatch
+from padiff_graph.run.replay import Replays
+from padiff_graph.run.results import Comparison
 from padiff_graph.run.spill import Spill
 
 
@@ -134,3 +141,44 @@ def test_a_copy_that_did_not_take_stops_the_one_step_diff(monkeypatch: pytest.Mo
     monkeypatch.setattr(PaddleAdapter, "write", broken_write)
     with pytest.raises(AssignError, match=r"raw tensor 'second.weight' does not hold the copied values"):
         pg.diff(base, raw, INPUTS)
+
+
+def test_a_torch_model_goes_beside_a_paddle_one_only_where_its_trace_kept_one_core_busy() -> None:
+    """Paddle's convolutions use every core: a torch step beside them would fight for the cores."""
+    torch_model, paddle_model = TorchNet(), PaddleNet()
+    torch_side, paddle_side = (adapter_for(torch_model), torch_model), (adapter_for(paddle_model), paddle_model)
+    assert side_beside(*torch_side, *paddle_side, (1.9, 1.0)) == "base"
+    assert side_beside(*paddle_side, *torch_side, (1.0, 1.9)) == "raw"
+    assert side_beside(*torch_side, *paddle_side, (1.0, 1.9)) is None
+    assert side_beside(*torch_side, *(adapter_for(TorchNet()), TorchNet()), (1.0, 1.0)) is None
+
+
+class Counting(torch.nn.Module):
+    """A model whose forward runs are counted."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.runs = model, 0
+
+    def forward(self, x):
+        self.runs += 1
+        return self.model(x)
+
+
+def test_replays_of_several_layers_capture_them_in_one_run_of_each_model() -> None:
+    """A check that replays several suspects captures all their calls in one run per model, not one each."""
+    base, raw = Counting(TorchNet()), PaddleNet()
+    raw_calls = []
+    raw.register_forward_pre_hook(lambda layer, args: raw_calls.append(1))
+    pg.assign_weights(base, raw)
+    sides = [Side(adapter_for(model), model, name) for model, name in ((base, "base"), (raw, "raw"))]
+    arguments = tuple(prepare(side.adapter, side.model, INPUTS) for side in sides)
+    tolerance = Tolerance.chosen(None, None, Mode.STRICT, ["float32"])
+    replays = Replays(*sides, arguments, tolerance, export_model(raw), {})
+    failing = [
+        Comparison(f"model.{path}", path, "forward", 0, 0, Verdict(False, 1.0, 1.0)) for path in ("first", "second")
+    ]
+    replays.capture(failing)
+    assert base.runs == 1 and len(raw_calls) == 1
+    assert all(replays.replay(comparison).ok for comparison in failing)  # the weights agree: each layer alone too
+    assert base.runs == 1 and len(raw_calls) == 1  # nothing captured again

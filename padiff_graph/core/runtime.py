@@ -1,10 +1,18 @@
-"""Process-level helpers for large models."""
+"""Process-level helpers: the garbage collector paused for large models, two models' work run at once."""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import copy_context
+from functools import cache
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -23,3 +31,47 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def cores_used(work: Callable[[], T]) -> tuple[T, float]:
+    """``work()`` and the cores it kept busy on average: the process's CPU time over the wall time."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return result, (time.process_time() - cpu) / max(time.perf_counter() - started, 1e-9)
+
+
+def run_sides(run_base: Callable[[], T], run_raw: Callable[[], T], beside: str | None) -> tuple[T, T]:
+    """``run_base()`` then ``run_raw()``; with ``beside`` (``"base"`` or ``"raw"``), that one on a worker thread
+    while the other runs here (:func:`padiff_graph.frameworks.side_beside` says which).
+
+    Either way the base side's error is the one raised when both fail, as if they ran one after the other;
+    neither is left running when this returns. Called on the worker thread itself, it runs one after the other.
+    """
+    if beside is None or threading.current_thread().name.startswith(_WORKER):
+        return run_base(), run_raw()
+    worker, here = (run_base, run_raw) if beside == "base" else (run_raw, run_base)
+    elsewhere = _side_runner().submit(copy_context().run, worker)  # the progress reporter goes along
+    here_side = "raw" if beside == "base" else "base"
+    errors: dict[str, BaseException] = {}
+    results: dict[str, T] = {}
+    try:
+        results[here_side] = here()
+    except BaseException as error:  # re-raised below, once the worker is done too
+        errors[here_side] = error
+    try:
+        results[beside] = elsewhere.result()
+    except BaseException as error:
+        errors[beside] = error
+    for side in ("base", "raw"):
+        if side in errors:
+            raise errors[side]
+    return results["base"], results["raw"]
+
+
+_WORKER = "padiff_graph_side"
+
+
+@cache
+def _side_runner() -> ThreadPoolExecutor:
+    """The worker thread one model's work runs on beside the other's (:func:`run_sides`)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=_WORKER)

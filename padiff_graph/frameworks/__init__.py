@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
 from padiff_graph.errors import UnsupportedModelError
 from padiff_graph.frameworks.base import FrameworkAdapter
@@ -64,3 +65,26 @@ def adapter_for(model: object) -> FrameworkAdapter:
         f"{type(model).__name__} is neither a torch.nn.Module nor a paddle.nn.Layer; "
         "pass the model object itself (a factory may return (model, inputs))"
     )
+
+
+#: The most cores the other model's trace may have kept busy for a model to run beside it: it left one idle.
+ONE_CORE = 1.3
+
+
+def side_beside(
+    base_adapter: FrameworkAdapter, base: Any, raw_adapter: FrameworkAdapter, raw: Any, cores: tuple[float, float]
+) -> str | None:
+    """The side (``"base"`` or ``"raw"``) whose step runs on a worker thread while the other's runs on this
+    one (:func:`padiff_graph.core.runtime.run_sides`), or ``None``: one after the other.
+
+    A side goes beside when its framework keeps its speed there, the other's does not leave this thread,
+    and the other model's trace kept about one core busy (``cores``: each trace's, measured): a torch model
+    beside a paddle one whose CPU kernels run on one thread (matmuls), where the two steps take little more
+    than the longer one. Paddle's convolutions use every core: beside them, both steps would fight for the
+    cores, and hold both models' activations at once, for nothing."""
+    base_beside, raw_beside = base_adapter.runs_beside(base), raw_adapter.runs_beside(raw)
+    if base_beside and not raw_beside and cores[1] <= ONE_CORE:
+        return "base"
+    if raw_beside and not base_beside and cores[0] <= ONE_CORE:
+        return "raw"
+    return None

@@ -68,9 +68,9 @@ def rescued(
     found of different classes (``unlike``: ``class-mismatch``) that passed under a lower precision's
     floor fails where its two layers, run in float32 on the base layer's inputs, differ over float32's."""
     found: dict[int, Comparison] = {}
-    for comparison, before in suspects(comparisons):
-        if not replays.replayable(comparison.raw):
-            continue
+    suspected = [(c, before) for c, before in suspects(comparisons) if replays.replayable(c.raw)]
+    replays.capture(comparison for comparison, _ in suspected)  # one run of each model for all of them
+    for comparison, before in suspected:
         verdict = replays.replay(comparison)
         if verdict is None:
             continue

@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from contextvars import copy_context
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from threading import Condition, Lock
@@ -37,6 +36,7 @@ import numpy as np
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
 from padiff_graph.core.records import Severity, join_path
+from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks.base import FrameworkAdapter
@@ -106,6 +106,8 @@ class Plan:
             outside): not compared, listed in ``DiffOutcome.other_outputs``.
         variances: (base layer, base tensor) of BatchNorm running variances a training step updates
             otherwise on the raw side (:mod:`padiff_graph.run.statistics`).
+        beside: the side whose step runs on a worker thread while the other's runs
+            (:func:`padiff_graph.frameworks.side_beside`), or ``None``: one after the other.
     """
 
     forward: bool = True
@@ -115,6 +117,7 @@ class Plan:
     activations: Mapping[str, BuiltinActivation] = field(default_factory=dict)
     containers: frozenset[str] = frozenset()
     variances: frozenset[tuple[str, str]] = frozenset()
+    beside: str | None = None
 
 
 def run_step(
@@ -215,7 +218,7 @@ def run_diff(
     whole_parts = {path for group in fused if not group.base_fused for path in group.base}
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
-    beside = side_beside(base, raw) if not (plan.single_step or op_names) else None
+    beside = None if plan.single_step or op_names else plan.beside  # they need the whole base step first
     for step, (base_arguments, raw_arguments) in enumerate(batches):
         with Spill(plan.memory_budget_mib * 2**20) as spill:
             store = BaseStore(
@@ -324,51 +327,6 @@ def _record_keys(
         else:
             raw_layers[group.raw[0]] = group.base_name
     return base_layers, raw_layers, raw_of
-
-
-def side_beside(base: Side, raw: Side) -> str | None:
-    """The side (``"base"`` or ``"raw"``) whose step runs on a worker thread while the other's runs here, or
-    ``None``: one after the other. A side goes beside when its framework keeps its speed there and the
-    other's does not leave this thread (torch beside paddle, whose CPU step uses one core: the two steps
-    take little more than the longer one). Single-step and op-level runs need the whole base step first."""
-    base_beside, raw_beside = base.adapter.runs_beside(base.model), raw.adapter.runs_beside(raw.model)
-    if base_beside != raw_beside:
-        return "base" if base_beside else "raw"
-    return None
-
-
-def run_sides(run_base: Callable[[], T], run_raw: Callable[[], T], beside: str | None) -> tuple[T, T]:
-    """``run_base()`` then ``run_raw()``; with ``beside``, that one on the worker thread while the other runs
-    here (the raw side's records wait for their base records: :meth:`BaseStore.pop`).
-
-    Either way the base side's error is the one raised when both fail, as if they ran one after the other;
-    neither is left running when this returns.
-    """
-    if beside is None:
-        return run_base(), run_raw()
-    worker, here = (run_base, run_raw) if beside == "base" else (run_raw, run_base)
-    elsewhere = _side_runner().submit(copy_context().run, worker)  # the progress reporter goes along
-    errors: dict[str, BaseException] = {}
-    results: dict[str, T] = {}
-    here_side = "raw" if beside == "base" else "base"
-    try:
-        results[here_side] = here()
-    except BaseException as error:  # re-raised below, once the worker is done too
-        errors[here_side] = error
-    try:
-        results[beside] = elsewhere.result()
-    except BaseException as error:
-        errors[beside] = error
-    for side in ("base", "raw"):
-        if side in errors:
-            raise errors[side]
-    return results["base"], results["raw"]
-
-
-@cache
-def _side_runner() -> ThreadPoolExecutor:
-    """The worker thread a model's step runs on beside the other's (:func:`run_sides`)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_side")
 
 
 def autocast_findings(inactive: Iterable[str], amp: tuple[str | None, str | None]) -> list[Finding]:

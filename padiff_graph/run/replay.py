@@ -13,14 +13,16 @@ up to noise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import count
 from typing import Any
 
 import numpy as np
 
+from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.tree import ModelTree
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments
@@ -63,9 +65,11 @@ class Replays:
         tolerance: Tolerance,
         raw_tree: ModelTree,
         activations: Mapping[str, BuiltinActivation],
+        beside: str | None = None,
     ) -> None:
+        """``beside``: the side whose captures run on a worker thread beside the other's (``Plan.beside``)."""
         self.base, self.raw, self.arguments, self.tolerance = base, raw, arguments, tolerance
-        self.raw_tree, self.activations = raw_tree, activations
+        self.raw_tree, self.activations, self.beside = raw_tree, activations, beside
         self._calls: dict[tuple[str, str, int, int, int], _Call | None] = {}
 
     def replayable(self, raw_path: str) -> bool:
@@ -109,11 +113,26 @@ class Replays:
         call = self._call(failing)
         return call is not None and call.input_error <= max(NOISE_GROWTH * before, failing.verdict.floor)
 
+    def capture(self, failing: Iterable[Comparison]) -> None:
+        """Capture the calls of every record in ``failing`` not captured yet, in one run of each model: the
+        records a check will replay one after the other, known up front."""
+        wanted = {_key(comparison): comparison for comparison in failing if _key(comparison) not in self._calls}
+        if not wanted:
+            return
+        base, raw = run_sides(
+            partial(_capture, self.base, self.arguments[0], [(c.base, c.call, c.index) for c in wanted.values()]),
+            partial(_capture, self.raw, self.arguments[1], [(c.raw, c.call, c.index) for c in wanted.values()]),
+            self.beside,
+        )
+        for key, comparison in wanted.items():
+            base_call, raw_call = base.get((comparison.base, comparison.call, comparison.index)), None
+            if base_call is not None:
+                raw_call = raw.get((comparison.raw, comparison.call, comparison.index))
+            self._calls[key] = None if base_call is None else _call(base_call, raw_call, self.tolerance)
+
     def _call(self, failing: Comparison) -> _Call | None:
-        key = (failing.base, failing.raw, failing.step, failing.call, failing.index)
-        if key not in self._calls:
-            self._calls[key] = _call(self.base, self.raw, self.arguments, failing, self.tolerance)
-        return self._calls[key]
+        self.capture([failing])
+        return self._calls[_key(failing)]
 
     def _judged(
         self, failing: Comparison, tolerance: Tolerance, expected: np.ndarray, alone: tuple[np.ndarray, str], dtype: str
@@ -142,18 +161,21 @@ class _Call:
     input_error: float
 
 
-def _call(
-    base: Side, raw: Side, arguments: tuple[CallArguments, ...], failing: Comparison, tolerance: Tolerance
-) -> _Call | None:
-    """The failing call of both layers, from a run of each model without gradients; the raw layer's inputs
-    fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`: HF's and paddleformers' decoder
-    layers take their tensors in other orders and forms), or the base's as they are where the raw model
-    does not reach that call (a raw input no base input fits keeps its own value, as in single-step mode)."""
-    captured = _capture(base, arguments[0], failing.base, failing)
-    if captured is None:
-        return None
+def _key(failing: Comparison) -> tuple[str, str, int, int, int]:
+    return failing.base, failing.raw, failing.step, failing.call, failing.index
+
+
+#: A captured call: the layer's inputs (tensors as arrays), its output at the record's index, and its dtype.
+Captured = tuple[Any, np.ndarray, str]
+
+
+def _call(captured: Captured, raw_call: Captured | None, tolerance: Tolerance) -> _Call:
+    """The failing call of both layers, as captured from a run of each model without gradients; the raw
+    layer's inputs fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`: HF's and
+    paddleformers' decoder layers take their tensors in other orders and forms), or the base's as they are
+    where the raw model does not reach that call (a raw input no base input fits keeps its own value, as in
+    single-step mode)."""
     inputs, output, dtype = captured
-    raw_call = _capture(raw, arguments[1], failing.raw, failing)
     if raw_call is None:
         return _Call(inputs, output, dtype, inputs, float("inf"))
     candidates = {i: (array, str(array.dtype)) for i, array in enumerate(iter_tensors(inputs, _is_array))}
@@ -219,34 +241,54 @@ def _is_array(value: object) -> bool:
 
 
 def _capture(
-    side: Side, arguments: CallArguments, path: str, failing: Comparison
-) -> tuple[Any, np.ndarray, str] | None:
-    """The layer's inputs (tensors as arrays) and output at the failing call, from a run without gradients."""
+    side: Side, arguments: CallArguments, wanted: list[tuple[str, int, int]]
+) -> dict[tuple[str, int, int], Captured]:
+    """Each wanted (layer, call, output index): the layer's inputs (tensors as arrays) and output at that call,
+    from one run without gradients; missing where the layer is not one of the model (a fused layer's parts),
+    that call does not come, or the run fails."""
     adapter = side.adapter
-    layer = adapter.named_layers(side.model).get(path)
-    if layer is None:  # a fused layer's parts
-        return None
-    calls = [0]
-    found: dict[str, Any] = {}
-
-    def enter(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if calls[0] == failing.call:
-            found["inputs"] = map_tensors((args, kwargs), adapter.is_tensor, adapter.to_numpy)
-
-    def leave(output: Any) -> None:
-        if calls[0] == failing.call:
-            outputs = list(iter_tensors(output, adapter.is_tensor))
-            if failing.index < len(outputs):
-                found["output"] = adapter.to_numpy(outputs[failing.index])
-                found["dtype"] = adapter.dtype_name(outputs[failing.index])
-        calls[0] += 1
-
-    handles = [adapter.add_input_hook(layer, enter), adapter.add_forward_hook(layer, leave)]
+    layers = adapter.named_layers(side.model)
+    calls: dict[str, dict[int, list[int]]] = {}  # layer -> call -> output indices
+    for path, call, index in wanted:
+        if path in layers:
+            calls.setdefault(path, {}).setdefault(call, []).append(index)
+    found: dict[tuple[str, int, int], Captured] = {}
+    handles = []
+    for path, indices in calls.items():
+        layer, capture = layers[path], _LayerCalls(adapter, path, indices, found)
+        handles += [adapter.add_input_hook(layer, capture.enter), adapter.add_forward_hook(layer, capture.leave)]
     try:
         with hooks(handles), adapter.no_grad(), adapter.autocast(side.model, side.amp):
             side.model(*arguments.args, **arguments.kwargs)
     except Exception:  # the model ran this forward before: a failure now only means no replay
-        return None
-    if "inputs" not in found or "output" not in found:
-        return None
-    return found["inputs"], found["output"], found["dtype"]
+        return {}
+    return found
+
+
+class _LayerCalls:
+    """Hooks on one layer keeping its inputs and the wanted outputs at the wanted calls (:func:`_capture`)."""
+
+    def __init__(
+        self,
+        adapter: FrameworkAdapter,
+        path: str,
+        indices: Mapping[int, list[int]],
+        found: dict[tuple[str, int, int], Captured],
+    ) -> None:
+        self.adapter, self.path, self.indices, self.found = adapter, path, indices, found
+        self.call = 0
+        self.inputs: Any = None
+
+    def enter(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.call in self.indices:
+            self.inputs = map_tensors((args, kwargs), self.adapter.is_tensor, self.adapter.to_numpy)
+
+    def leave(self, output: Any) -> None:
+        if self.call in self.indices and self.inputs is not None:
+            outputs = list(iter_tensors(output, self.adapter.is_tensor))
+            for index in self.indices[self.call]:
+                if index < len(outputs):
+                    array, dtype = self.adapter.to_numpy(outputs[index]), self.adapter.dtype_name(outputs[index])
+                    self.found[(self.path, self.call, index)] = (self.inputs, array, dtype)
+        self.inputs = None
+        self.call += 1
