@@ -33,7 +33,6 @@ from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_bl
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
-from padiff_graph.core.runtime import cores_used
 from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
 from padiff_graph.frameworks import adapter_for, side_beside
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
@@ -244,8 +243,8 @@ def _diff(
     base_adapter, raw_adapter = adapter_for(base), adapter_for(raw)
     step_inputs = StepInputs([(base_adapter, base), (raw_adapter, raw)], inputs)
     with task("tracing both models"):
-        base_tree, base_cores = cores_used(partial(export_prepared, base, step_inputs.first[0], "base"))
-        raw_tree, raw_cores = cores_used(partial(export_prepared, raw, step_inputs.first[1], "raw"))
+        base_tree = export_prepared(base, step_inputs.first[0], "base")
+        raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
     trees = (base_tree, raw_tree)
     layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0], trees)
@@ -289,7 +288,7 @@ def _diff(
         activations,
         containers,
         unlike_running_variances(run_map),
-        side_beside(base_adapter, base, raw_adapter, raw, (base_cores, raw_cores)),
+        side_beside(base_adapter, base, base_tree, raw_adapter, raw, raw_tree),
     )
     rerun_differs = random_in_training(base_tree) or random_in_training(raw_tree)  # dropout in training mode
     sides = ((base_adapter, base, base_tree), (raw_adapter, raw, raw_tree))

@@ -9,7 +9,8 @@ import padiff_graph as pg
 from padiff_graph.core import arrays
 
 
-@pytest.mark.parametrize("shape", [(300, 70), (5, 130, 33), (7,)])
+# the last two are large enough to be shared with the helper thread, half the rows each (odd sizes, a batch axis)
+@pytest.mark.parametrize("shape", [(300, 70), (5, 130, 33), (7,), (1537, 1029), (3, 777, 600)])
 def test_copy_into_a_transposed_view_gives_numpys_result(shape) -> None:
     value = np.random.default_rng(0).standard_normal(shape[::-1]).T  # float64, strided
     out = np.zeros(shape, np.float32)

@@ -50,9 +50,10 @@ def test_a_diff_reports_export_matching_and_each_comparison() -> None:
     compared = "running the raw model, comparing layer by layer"
     total = dict(recorder.started)[compared]
     forward_and_backward = sum(not c.stage.startswith("grad") for c in report.comparisons)
-    assert recorder.steps[compared] >= forward_and_backward > 0
-    # a torch model runs beside a paddle one: its records are still coming, so the bar has no total
-    assert total is None and "running the base model" in described
+    assert recorder.steps[compared] >= forward_and_backward > 0 and "running the base model" in described
+    # a torch model running beside a paddle one (core.runtime.run_sides) leaves the bar without a total:
+    # the base records are still coming
+    assert total is None or total >= recorder.steps[compared]
     assert recorder.open == 0
 
 

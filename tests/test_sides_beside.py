@@ -5,6 +5,7 @@ every suspect's call in one run of each model."""
 
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import paddle
@@ -14,6 +15,7 @@ from conftest import load_example
 
 import padiff_graph as pg
 from padiff_graph.assign.weights import copy_weights
+from padiff_graph.core.tree import tensor_bytes
 from padiff_graph.errors import AssignError, ModelRunError
 from padiff_graph.frameworks import adapter_for, side_beside
 from padiff_graph.frameworks.export import export_model
@@ -143,14 +145,33 @@ def test_a_copy_that_did_not_take_stops_the_one_step_diff(monkeypatch: pytest.Mo
         pg.diff(base, raw, INPUTS)
 
 
-def test_a_torch_model_goes_beside_a_paddle_one_only_where_its_trace_kept_one_core_busy() -> None:
-    """Paddle's convolutions use every core: a torch step beside them would fight for the cores."""
+def traced(model, cores: float, activation_bytes: int):
+    """The model's tree as a trace that measured ``cores`` and ``activation_bytes`` would leave it."""
+    tree = export_model(model, INPUTS)
+    tree.graph["trace"] = replace(tree.graph["trace"], cores=cores, activation_bytes=activation_bytes)
+    return adapter_for(model), model, tree
+
+
+def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations_are_small() -> None:
+    """Paddle's CPU kernels on one thread leave a core idle for the torch step; activations larger than the
+    model's weights would make both steps' at once cost more memory than the time is worth."""
     torch_model, paddle_model = TorchNet(), PaddleNet()
-    torch_side, paddle_side = (adapter_for(torch_model), torch_model), (adapter_for(paddle_model), paddle_model)
-    assert side_beside(*torch_side, *paddle_side, (1.9, 1.0)) == "base"
-    assert side_beside(*paddle_side, *torch_side, (1.0, 1.9)) == "raw"
-    assert side_beside(*torch_side, *paddle_side, (1.0, 1.9)) is None
-    assert side_beside(*torch_side, *(adapter_for(TorchNet()), TorchNet()), (1.0, 1.0)) is None
+    weights = tensor_bytes(export_model(torch_model))
+    assert side_beside(*traced(torch_model, 1.9, 100), *traced(paddle_model, 1.0, 100)) == "base"
+    assert side_beside(*traced(paddle_model, 1.0, 100), *traced(torch_model, 1.9, 100)) == "raw"
+    assert side_beside(*traced(torch_model, 1.0, 100), *traced(paddle_model, 1.9, 100)) is None
+    assert side_beside(*traced(torch_model, 1.0, weights + 1), *traced(paddle_model, 1.0, 100)) is None
+    assert side_beside(*traced(torch_model, 1.0, 100), *traced(TorchNet(), 1.0, 100)) is None
+    untraced = adapter_for(torch_model), torch_model, export_model(torch_model)
+    assert side_beside(*untraced, *traced(paddle_model, 1.0, 100)) is None
+
+
+def test_the_trace_measures_the_activations_of_the_whole_batch() -> None:
+    """Every innermost layer's output bytes from the one-sample slice, scaled to the batch of 4."""
+    trace = export_model(TorchNet(), INPUTS).graph["trace"]
+    assert trace.order == ["", "first", "second"]
+    assert trace.activation_bytes == 4 * (16 + 4) * 4  # float32 outputs of first (16) and second (4), batch 4
+    assert trace.cores > 0
 
 
 class Counting(torch.nn.Module):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,13 +30,6 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def cores_used(work: Callable[[], T]) -> tuple[T, float]:
-    """``work()`` and the cores it kept busy on average: the process's CPU time over the wall time."""
-    started, cpu = time.perf_counter(), time.process_time()
-    result = work()
-    return result, (time.process_time() - cpu) / max(time.perf_counter() - started, 1e-9)
 
 
 def run_sides(run_base: Callable[[], T], run_raw: Callable[[], T], beside: str | None) -> tuple[T, T]:

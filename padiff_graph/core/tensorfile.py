@@ -88,6 +88,11 @@ def stored_dtype(dtype: str) -> np.dtype:
     return np.dtype(DTYPES[dtype][0])
 
 
+def itemsize(dtype: str) -> int:
+    """Bytes per element of ``dtype`` (4 for one not in :data:`DTYPES`: an estimate, for sizes only)."""
+    return np.dtype(DTYPES[dtype][0]).itemsize if dtype in DTYPES else 4
+
+
 def constant(value: float, shape: tuple[int, ...], dtype: str) -> Stored:
     """A tensor filled with ``value`` in ``dtype``'s stored form."""
     if dtype == "bfloat16":

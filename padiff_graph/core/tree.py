@@ -16,6 +16,7 @@ from typing import TypeAlias
 import networkx as nx
 
 from padiff_graph.core.records import LayerInfo, TensorInfo, TensorKind, join_path
+from padiff_graph.core.tensorfile import itemsize
 
 ModelTree: TypeAlias = nx.DiGraph
 ROOT = ""
@@ -115,6 +116,11 @@ def has_ancestor_in(path: str, ancestors: set[str]) -> bool:
 def tensor_dtypes(tree: ModelTree) -> set[str]:
     """The dtypes of every tensor in the tree."""
     return {tensor.dtype for path in tree.nodes for tensor in tree.nodes[path]["tensors"]}
+
+
+def tensor_bytes(tree: ModelTree) -> int:
+    """The bytes of every tensor in the tree: the model's weights and buffers."""
+    return sum(tensor.numel * itemsize(tensor.dtype) for path in tree.nodes for tensor in tree.nodes[path]["tensors"])
 
 
 def has_trainable(tree: ModelTree) -> bool:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from padiff_graph.core.tree import ModelTree, tensor_bytes
 from padiff_graph.errors import UnsupportedModelError
 from padiff_graph.frameworks.base import FrameworkAdapter
 
@@ -67,24 +68,35 @@ def adapter_for(model: object) -> FrameworkAdapter:
     )
 
 
-#: The most cores the other model's trace may have kept busy for a model to run beside it: it left one idle.
-ONE_CORE = 1.3
+#: The most cores the other model's trace may have kept busy for a model to run beside it, leaving one idle:
+#: paddle's single-threaded CPU kernels measure 1.0-1.25 (its first run at a new shape keeps helper threads
+#: busy a while), two cores 1.8 and more.
+ONE_CORE = 1.5
 
 
 def side_beside(
-    base_adapter: FrameworkAdapter, base: Any, raw_adapter: FrameworkAdapter, raw: Any, cores: tuple[float, float]
+    base_adapter: FrameworkAdapter,
+    base: Any,
+    base_tree: ModelTree,
+    raw_adapter: FrameworkAdapter,
+    raw: Any,
+    raw_tree: ModelTree,
 ) -> str | None:
     """The side (``"base"`` or ``"raw"``) whose step runs on a worker thread while the other's runs on this
     one (:func:`padiff_graph.core.runtime.run_sides`), or ``None``: one after the other.
 
-    A side goes beside when its framework keeps its speed there, the other's does not leave this thread,
-    and the other model's trace kept about one core busy (``cores``: each trace's, measured): a torch model
-    beside a paddle one whose CPU kernels run on one thread (matmuls), where the two steps take little more
-    than the longer one. Paddle's convolutions use every core: beside them, both steps would fight for the
-    cores, and hold both models' activations at once, for nothing."""
-    base_beside, raw_beside = base_adapter.runs_beside(base), raw_adapter.runs_beside(raw)
-    if base_beside and not raw_beside and cores[1] <= ONE_CORE:
-        return "base"
-    if raw_beside and not base_beside and cores[0] <= ONE_CORE:
-        return "raw"
+    From what the traces showed (``tree.graph["trace"]``, :class:`~padiff_graph.frameworks.tracing.Trace`):
+    a side goes beside when its framework keeps its speed there, the other's does not leave this thread and
+    its trace kept about one core busy (a torch model beside a paddle one, whose CPU kernels run on one
+    thread: the two steps take little more than the longer one), and its own activations are no larger than
+    its weights. Both steps then hold their activations at once; a process that holds both models' weights
+    and gradients grows by a quarter at most.
+    """
+    base_trace, raw_trace = base_tree.graph.get("trace"), raw_tree.graph.get("trace")
+    if base_trace is None or raw_trace is None:
+        return None
+    if base_adapter.runs_beside(base) and not raw_adapter.runs_beside(raw) and raw_trace.cores <= ONE_CORE:
+        return "base" if base_trace.activation_bytes <= tensor_bytes(base_tree) else None
+    if raw_adapter.runs_beside(raw) and not base_adapter.runs_beside(base) and base_trace.cores <= ONE_CORE:
+        return "raw" if raw_trace.activation_bytes <= tensor_bytes(raw_tree) else None
     return None

@@ -13,7 +13,7 @@ from padiff_graph.core.runtime import paused_gc
 from padiff_graph.core.tree import ModelTree, build_tree
 from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.inputs import CallArguments, prepare, split_inputs
-from padiff_graph.frameworks.tracing import trace_call_order
+from padiff_graph.frameworks.tracing import trace_forward
 
 
 def export_model(model: Any, inputs: Any = None, side: str = "traced") -> ModelTree:
@@ -26,14 +26,15 @@ def export_model(model: Any, inputs: Any = None, side: str = "traced") -> ModelT
 def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> ModelTree:
     """:func:`export_model` on inputs already prepared for ``model``."""
     adapter = adapter_for(model)
-    call_order = None
+    trace = None
     if arguments is not None:
         with task(f"tracing the {side} model"):
-            call_order = trace_call_order(adapter, model, arguments, side)
+            trace = trace_forward(adapter, model, arguments, side)
     with task(f"exporting the {side} model"), paused_gc():
         shared = adapter.shared_layers(model)
-        tree = build_tree(adapter.export(model), call_order, shared)
+        tree = build_tree(adapter.export(model), None if trace is None else trace.order, shared)
     tree.graph["tied"] = tied_tensors(model, shared)
+    tree.graph["trace"] = trace
     return tree
 
 

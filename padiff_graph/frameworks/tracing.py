@@ -1,19 +1,23 @@
 """Running a model under hooks, and naming the layer that failed.
 
-Shared by export (call order) and diff (activations): a failure inside the
+Shared by export (call order, and what a step will cost: :class:`Trace`) and diff (activations): a failure inside the
 user's forward is re-raised as :class:`ModelRunError` naming the innermost
 layer still running when it was raised, whose own ``forward`` is where to look.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from padiff_graph.core.tensorfile import itemsize
 from padiff_graph.errors import ModelRunError, PadiffGraphError, describe
-from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
+from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle, iter_tensors
 from padiff_graph.frameworks.inputs import CallArguments
 
 #: the first run is where inputs of the wrong shape or dtype show up
@@ -89,10 +93,24 @@ def run_forward(
         raise ModelRunError(f"the {side} model's forward failed {where}: {describe(error)}{advice}") from error
 
 
-def trace_call_order(
-    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced"
-) -> list[str]:
-    """Layer paths in the order their forward first runs on ``arguments``.
+@dataclass(frozen=True)
+class Trace:
+    """What a traced forward run showed.
+
+    Attributes:
+        order: layer paths in the order their forward first ran.
+        activation_bytes: the bytes of every innermost layer's outputs, scaled from the traced slice to the
+            whole batch: about the activations a training step of the model holds.
+        cores: the cores the run kept busy on average (1.0: its framework ran it on one thread).
+    """
+
+    order: list[str]
+    activation_bytes: int
+    cores: float
+
+
+def trace_forward(adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced") -> Trace:
+    """A forward run on ``arguments`` under hooks: the call order, and what the run cost (:class:`Trace`).
 
     The run changes nothing in the model: no gradients, and every layer in
     eval mode (each layer's own mode restored after), so BatchNorm keeps its
@@ -106,19 +124,37 @@ def trace_call_order(
         sample = first_sample(adapter, arguments)
         if sample is not None:
             try:
-                return _trace(adapter, model, layers, sample, side)
+                return _trace(adapter, model, layers, sample, side, scale=_batch_size(arguments))
             except ModelRunError:
                 pass  # e.g. a layer that needs more than one sample: trace the whole batch
-        return _trace(adapter, model, layers, arguments, side)
+        return _trace(adapter, model, layers, arguments, side, scale=1)
 
 
 def _trace(
-    adapter: FrameworkAdapter, model: Any, layers: dict[str, Any], arguments: CallArguments, side: str
-) -> list[str]:
+    adapter: FrameworkAdapter, model: Any, layers: dict[str, Any], arguments: CallArguments, side: str, scale: int
+) -> Trace:
     tracker = CallTracker()
-    with hooks(track_calls(adapter, layers, tracker)), adapter.no_grad():
+    innermost = [layer for path, layer in layers.items() if path and not _has_children(path, layers)]
+    output_bytes = [0]
+
+    def count(output: Any) -> None:
+        output_bytes[0] += sum(_tensor_bytes(adapter, tensor) for tensor in iter_tensors(output, adapter.is_tensor))
+
+    counting = [adapter.add_forward_hook(layer, count) for layer in innermost]
+    started, cpu = time.perf_counter(), time.process_time()
+    with hooks(track_calls(adapter, layers, tracker) + counting), adapter.no_grad():
         run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
-    return tracker.order
+    cores = (time.process_time() - cpu) / max(time.perf_counter() - started, 1e-9)
+    return Trace(tracker.order, output_bytes[0] * scale, cores)
+
+
+def _has_children(path: str, layers: dict[str, Any]) -> bool:
+    prefix = path + "."
+    return any(other.startswith(prefix) for other in layers)
+
+
+def _tensor_bytes(adapter: FrameworkAdapter, tensor: Any) -> int:
+    return math.prod(int(dim) for dim in tensor.shape) * itemsize(adapter.dtype_name(tensor))
 
 
 @contextmanager
@@ -139,9 +175,14 @@ def first_sample(adapter: FrameworkAdapter, arguments: CallArguments) -> CallArg
     values = [*arguments.args, *arguments.kwargs.values()]
     if not values or not all(adapter.is_tensor(value) and len(value.shape) > 0 for value in values):
         return None
-    sizes = {int(value.shape[0]) for value in values}
-    if len(sizes) != 1 or sizes.pop() < 2:
+    if _batch_size(arguments) < 2:
         return None
     return CallArguments(
         tuple(value[:1] for value in arguments.args), {name: value[:1] for name, value in arguments.kwargs.items()}
     )
+
+
+def _batch_size(arguments: CallArguments) -> int:
+    """The one size of the first axis every input (a tensor of one axis or more) shares, else 0."""
+    sizes = {int(value.shape[0]) for value in [*arguments.args, *arguments.kwargs.values()]}
+    return sizes.pop() if len(sizes) == 1 else 0

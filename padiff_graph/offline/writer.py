@@ -28,7 +28,7 @@ from padiff_graph.frameworks import adapter_for
 from padiff_graph.frameworks.base import FrameworkAdapter
 from padiff_graph.frameworks.export import tied_tensors
 from padiff_graph.frameworks.inputs import StepInputs
-from padiff_graph.frameworks.tracing import trace_call_order
+from padiff_graph.frameworks.tracing import trace_forward
 from padiff_graph.knowledge.families import is_random
 from padiff_graph.offline.format import FORMAT, FORMAT_VERSION, TENSORS, layer_dict, record_name
 from padiff_graph.offline.integrity import CHECKSUM, file_entry, sealed_json
@@ -133,7 +133,7 @@ def dump(
     selection = LayerSelection.parse(black_list, white_list, skip_wrap_layers)
     adapter = adapter_for(model)
     step_inputs = StepInputs([(adapter, model)], inputs)
-    tree = build_tree(adapter.export(model), trace_call_order(adapter, model, step_inputs.first[0]))
+    tree = build_tree(adapter.export(model), trace_forward(adapter, model, step_inputs.first[0]).order)
     random_layers = [path for path in tree.nodes if is_random(layer_info(tree, path))]
     if random_layers and random_ops == "error":
         raise InputError(
