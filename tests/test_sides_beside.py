@@ -24,7 +24,7 @@ from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Mode, Tolerance, Verdict
 from padiff_graph.run.randomness import RandomCall, RandomWatch
-from padiff_graph.run.replay import Replays
+from padiff_graph.run.replay import Replays, capture_calls
 from padiff_graph.run.results import Comparison
 from padiff_graph.run.spill import Spill
 
@@ -203,3 +203,15 @@ def test_replays_of_several_layers_capture_them_in_one_run_of_each_model() -> No
     assert base.runs == 1 and len(raw_calls) == 1
     assert all(replays.replay(comparison).ok for comparison in failing)  # the weights agree: each layer alone too
     assert base.runs == 1 and len(raw_calls) == 1  # nothing captured again
+
+
+@pytest.mark.parametrize("framework", ["torch", "paddle"])
+def test_a_capture_stops_the_forward_once_every_wanted_call_is_in(framework: str) -> None:
+    model = TorchNet() if framework == "torch" else PaddleNet()
+    ran = []
+    hook = model.second.register_forward_pre_hook(lambda layer, args: ran.append("second"))
+    side = Side(adapter_for(model), model, "base")
+    found = capture_calls(side, prepare(side.adapter, model, INPUTS), [("first", 0, 0)])
+    hook.remove()
+    (args, _), output, dtype = found[("first", 0, 0)]
+    assert args[0].shape == (4, 8) and output.shape == (4, 16) and dtype == "float32" and ran == []

@@ -9,10 +9,10 @@ into the raw model). The raw model then runs under the same hooks, keyed by
 the base paths it is matched to; every raw record is copied as soon as it
 appears and compared with its base record on a helper thread while the raw
 model runs on (a small one on the spot, when nothing waits on the helper thread), and
-both are released. Where one model's framework keeps its speed on a worker thread and the
-other's does not (a torch model on the CPU beside a paddle one, whose CPU step uses one core),
-the two steps run at once (:func:`run_sides`): each raw record then waits for its base record
-to come. A fused layer and its parts in the other model
+both are released. Where the traces showed it pays (a torch model on the CPU beside a paddle one,
+whose CPU kernels run on one thread: :func:`padiff_graph.frameworks.side_beside`), the two steps
+run at once (:func:`padiff_graph.core.runtime.run_sides`): each raw record then waits for its base
+record to come. A fused layer and its parts in the other model
 (:mod:`padiff_graph.run.fused_pairs`) are compared as one record: the parts'
 records joined as the fused layer's. Parameter gradients (before the optimizer
 step) and weights (after it) are compared through the layer map's tensor pairs,
@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from threading import Condition, Lock
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +67,6 @@ from padiff_graph.run.rows import RowOrders
 from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, Held, Spill
 from padiff_graph.run.statistics import compare_running_variance
 from padiff_graph.run.tied import TiedCopies
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -367,7 +365,7 @@ Stored = tuple["Held | Summary", str]
 class BaseStore:
     """The base side's sink: keeps what the raw side will be compared against.
 
-    The raw side may run while the base side still does (:func:`run_sides`): until :meth:`base_done`,
+    The raw side may run while the base side still does (``Plan.beside``): until :meth:`base_done`,
     asking for a record that is not there yet waits for it.
     """
 

@@ -1,7 +1,7 @@
 """One layer pair run alone on the base layer's inputs of one call: the evidence the verdict checks use.
 
 Both models run once more without gradients, keeping the layer's inputs and output at that call
-(:func:`_capture`). The raw layer then runs alone on its own inputs, each fed the base input that
+(:func:`capture_calls`). The raw layer then runs alone on its own inputs, each fed the base input that
 corresponds to it as single-step mode feeds them (:mod:`padiff_graph.run.feeding`; HF's and
 paddleformers' decoder layers take their tensors in other orders and forms), and its output is
 judged against the base's (:meth:`Replays.replay`). :meth:`Replays.in_float32` runs both layers in
@@ -120,8 +120,8 @@ class Replays:
         if not wanted:
             return
         base, raw = run_sides(
-            partial(_capture, self.base, self.arguments[0], [(c.base, c.call, c.index) for c in wanted.values()]),
-            partial(_capture, self.raw, self.arguments[1], [(c.raw, c.call, c.index) for c in wanted.values()]),
+            partial(capture_calls, self.base, self.arguments[0], [(c.base, c.call, c.index) for c in wanted.values()]),
+            partial(capture_calls, self.raw, self.arguments[1], [(c.raw, c.call, c.index) for c in wanted.values()]),
             self.beside,
         )
         for key, comparison in wanted.items():
@@ -240,42 +240,51 @@ def _is_array(value: object) -> bool:
     return isinstance(value, np.ndarray)
 
 
-def _capture(
+def capture_calls(
     side: Side, arguments: CallArguments, wanted: list[tuple[str, int, int]]
 ) -> dict[tuple[str, int, int], Captured]:
     """Each wanted (layer, call, output index): the layer's inputs (tensors as arrays) and output at that call,
     from one run without gradients; missing where the layer is not one of the model (a fused layer's parts),
-    that call does not come, or the run fails."""
+    that call does not come, or the run fails. The run stops once every wanted call is captured."""
     adapter = side.adapter
     layers = adapter.named_layers(side.model)
-    calls: dict[str, dict[int, list[int]]] = {}  # layer -> call -> output indices
+    calls: dict[str, dict[int, set[int]]] = {}  # layer -> call -> output indices
     for path, call, index in wanted:
         if path in layers:
-            calls.setdefault(path, {}).setdefault(call, []).append(index)
+            calls.setdefault(path, {}).setdefault(call, set()).add(index)
     found: dict[tuple[str, int, int], Captured] = {}
+    count = sum(len(indices) for by_call in calls.values() for indices in by_call.values())
     handles = []
     for path, indices in calls.items():
-        layer, capture = layers[path], _LayerCalls(adapter, path, indices, found)
+        layer, capture = layers[path], _LayerCalls(adapter, path, indices, found, count)
         handles += [adapter.add_input_hook(layer, capture.enter), adapter.add_forward_hook(layer, capture.leave)]
     try:
         with hooks(handles), adapter.no_grad(), adapter.autocast(side.model, side.amp):
             side.model(*arguments.args, **arguments.kwargs)
+    except _AllCaptured:
+        pass  # the rest of the forward is not needed
     except Exception:  # the model ran this forward before: a failure now only means no replay
         return {}
     return found
 
 
+class _AllCaptured(Exception):
+    """Raised by the hook that captured the last wanted call: the rest of the forward is not needed."""
+
+
 class _LayerCalls:
-    """Hooks on one layer keeping its inputs and the wanted outputs at the wanted calls (:func:`_capture`)."""
+    """Hooks on one layer keeping its inputs and the wanted outputs at the wanted calls (:func:`capture_calls`)."""
 
     def __init__(
         self,
         adapter: FrameworkAdapter,
         path: str,
-        indices: Mapping[int, list[int]],
+        indices: Mapping[int, set[int]],
         found: dict[tuple[str, int, int], Captured],
+        count: int,
     ) -> None:
-        self.adapter, self.path, self.indices, self.found = adapter, path, indices, found
+        """``count``: the calls wanted from every hooked layer (all captured: :class:`_AllCaptured`)."""
+        self.adapter, self.path, self.indices, self.found, self.count = adapter, path, indices, found, count
         self.call = 0
         self.inputs: Any = None
 
@@ -292,3 +301,5 @@ class _LayerCalls:
                     self.found[(self.path, self.call, index)] = (self.inputs, array, dtype)
         self.inputs = None
         self.call += 1
+        if len(self.found) == self.count:
+            raise _AllCaptured
