@@ -46,8 +46,9 @@ class AssignReport:
     def verify_rest(self) -> None:
         """Compare the raw tensors :func:`copy_weights` left unverified (``verify_trainable=False``) with what
         was copied into them; raises :class:`AssignError` like the copy would have."""
-        while self.unverified:
-            self.unverified.pop(0)()
+        checks, self.unverified = self.unverified, []
+        for check in checks:
+            check()
 
 
 GUESS_CODES = (Code.AMBIGUOUS_MATCH, Code.AMBIGUOUS_TRANSFORM)

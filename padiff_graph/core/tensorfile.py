@@ -90,7 +90,7 @@ def stored_dtype(dtype: str) -> np.dtype:
 
 def itemsize(dtype: str) -> int:
     """Bytes per element of ``dtype`` (4 for one not in :data:`DTYPES`: an estimate, for sizes only)."""
-    return np.dtype(DTYPES[dtype][0]).itemsize if dtype in DTYPES else 4
+    return stored_dtype(dtype).itemsize if dtype in DTYPES else 4
 
 
 def constant(value: float, shape: tuple[int, ...], dtype: str) -> Stored:

@@ -77,7 +77,7 @@ class FrameworkAdapter(Protocol):
 
     def runs_beside(self, model: Any) -> bool:
         """Whether a step of ``model`` keeps its speed on a worker thread while another framework's model
-        steps on the main thread (:func:`padiff_graph.run.engine.side_beside`)."""
+        steps on the main thread (:func:`padiff_graph.frameworks.side_beside`)."""
 
     def add_forward_hook(self, layer: Any, hook: Callable[[Any], None]) -> RemovableHandle:
         """Call ``hook(output)`` after each call of ``layer``."""

@@ -134,7 +134,8 @@ def _trace(
     adapter: FrameworkAdapter, model: Any, layers: dict[str, Any], arguments: CallArguments, side: str, scale: int
 ) -> Trace:
     tracker = CallTracker()
-    innermost = [layer for path, layer in layers.items() if path and not _has_children(path, layers)]
+    containers = {ancestor for path in layers for ancestor in _ancestors(path)}
+    innermost = [layer for path, layer in layers.items() if path and path not in containers]
     output_bytes = [0]
 
     def count(output: Any) -> None:
@@ -148,9 +149,11 @@ def _trace(
     return Trace(tracker.order, output_bytes[0] * scale, cores)
 
 
-def _has_children(path: str, layers: dict[str, Any]) -> bool:
-    prefix = path + "."
-    return any(other.startswith(prefix) for other in layers)
+def _ancestors(path: str) -> Iterator[str]:
+    """The dotted prefixes of ``path`` (``"a.b.c"``: ``"a.b"``, ``"a"``)."""
+    while "." in path:
+        path = path.rpartition(".")[0]
+        yield path
 
 
 def _tensor_bytes(adapter: FrameworkAdapter, tensor: Any) -> int:

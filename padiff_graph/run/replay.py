@@ -125,9 +125,8 @@ class Replays:
             self.beside,
         )
         for key, comparison in wanted.items():
-            base_call, raw_call = base.get((comparison.base, comparison.call, comparison.index)), None
-            if base_call is not None:
-                raw_call = raw.get((comparison.raw, comparison.call, comparison.index))
+            base_call = base.get((comparison.base, comparison.call, comparison.index))
+            raw_call = raw.get((comparison.raw, comparison.call, comparison.index))
             self._calls[key] = None if base_call is None else _call(base_call, raw_call, self.tolerance)
 
     def _call(self, failing: Comparison) -> _Call | None:
