@@ -56,6 +56,7 @@ from padiff_graph.run.confirm import (
 from padiff_graph.run.containers import unlike_containers, with_corresponding_containers
 from padiff_graph.run.engine import Plan, Side, autocast_findings, run_diff
 from padiff_graph.run.fused_pairs import fused_pairs, with_fused
+from padiff_graph.run.kept_calls import KeptCalls
 from padiff_graph.run.numerics import LOW_PRECISION, Mode, least_precise
 from padiff_graph.run.options import DiffOptions
 from padiff_graph.run.randomness import RandomOpFound, RandomWatch, random_layers_disabled
@@ -299,6 +300,8 @@ def _diff(
         if not first.ok:  # decided with replays and, where unsure, in single-step mode
             said = "the first step already differs: the optimizers did not step"
             return replace(first, settings={**first.settings, "first_step_only": said})
+    replayable = not training and not rerun_differs  # a replay needs the weights and the outputs of the run
+    kept = KeptCalls(base_adapter, raw_adapter) if replayable and not options.single_step else None
     table = API_EQUIVALENTS if options.api_table is None else options.api_table
     op_names = (names_for(base_adapter.name, table), names_for(raw_adapter.name, table)) if options.op_level else None
     try:
@@ -309,7 +312,17 @@ def _diff(
         ):
             batches = step_inputs.batches(options.steps)
             outcome = run_diff(
-                base_side, raw_side, batches, run_map, pairs, tolerance, plan, op_names, fused, copied.verify_rest
+                base_side,
+                raw_side,
+                batches,
+                run_map,
+                pairs,
+                tolerance,
+                plan,
+                op_names,
+                fused,
+                after_base=copied.verify_rest,
+                kept=kept,
             )
     except RandomOpFound:
         found = watch.findings()
@@ -319,8 +332,7 @@ def _diff(
     if not options.single_step:  # layer inputs were recorded only to explain a divergence
         outcome.comparisons = [comparison for comparison in recorded if comparison.kind != "input"]
     skipped = records_skipped(activations, run_map, options.backward, tolerance.mode is Mode.MEAN)
-    replayable = not training and not rerun_differs  # a replay needs the weights and the outputs of the run
-    replays = Replays(base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations, plan.beside)
+    replays = Replays(base_side, raw_side, step_inputs.first, tolerance, raw_tree, activations, plan.beside, kept)
     rescuing = replayable and not options.single_step
     with statistics_kept(*sides):  # replays and the recheck run the models again, and leave no trace of it
         report = build_report(

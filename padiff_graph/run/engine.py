@@ -49,6 +49,7 @@ from padiff_graph.run.feeding import BaseInputs, corresponding_input, fed_value,
 from padiff_graph.run.fused_pairs import FusedPair, TensorPlaces, joined
 from padiff_graph.run.gradient_feed import feed_base_gradients
 from padiff_graph.run.hooks import HostCache, OpSink, Recorder, RecordKey, Sink
+from padiff_graph.run.kept_calls import KeptCalls
 from padiff_graph.run.numerics import (
     CHUNK,
     Mode,
@@ -205,19 +206,23 @@ def run_diff(
     op_names: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
     fused: Sequence[FusedPair] = (),
     after_base: Callable[[], None] | None = None,
+    kept: KeptCalls | None = None,
 ) -> DiffOutcome:
     """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
     ``fused`` the fused layers to compare against their parts. ``after_base`` runs on the base side's
     thread after its first step, while the raw side may still run, and before the raw side compares
     gradients (the weight copy's verification of a one-step run:
-    :meth:`padiff_graph.assign.weights.AssignReport.verify_rest`)."""
+    :meth:`padiff_graph.assign.weights.AssignReport.verify_rest`); ``kept`` keeps the first step's calls its
+    replays will ask for (not in single-step mode, whose raw layers run on the base's inputs)."""
     outcome = DiffOutcome()
     base_layers, raw_layers, raw_of = _record_keys(pairs, fused)
     whole_parts = {path for group in fused if not group.base_fused for path in group.base}
     if op_names is not None:
         outcome.ops = OpComparer(tolerance, op_names[1])
     beside = None if plan.single_step or op_names else plan.beside  # they need the whole base step first
+    kept = None if plan.single_step or tolerance.mode is not Mode.STRICT else kept
     for step, (base_arguments, raw_arguments) in enumerate(batches):
+        keeping = kept if step == 0 else None
         with Spill(plan.memory_budget_mib * 2**20) as spill:
             store = BaseStore(
                 base.adapter,
@@ -228,13 +233,17 @@ def run_diff(
                 whole=whole_parts,
             )
             op_store = OpStore(base.adapter, tolerance.mode, op_names[0]) if op_names is not None else None
-            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused)
+            checker = RawChecker(store, base, raw, layer_map, raw_of, tolerance, plan, step, fused, keeping)
             base_ops, raw_ops = op_names or (None, None)
-            record_base = _recorder(base, base_layers, store.keep, step, plan, op_store)
+            started = None if keeping is None else keeping.started("base")
+            record_base = _recorder(base, base_layers, store.keep, step, plan, op_store, started)
             after = after_base if step == 0 else None
             run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops, after)
             compare = FusedChecker(fused, store, checker)
-            run_raw = partial(_raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store)
+            started = None if keeping is None else keeping.started("raw")
+            run_raw = partial(
+                _raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store, started
+            )
             base_recorder, raw_recorder = run_sides(run_base, run_raw, beside)
             outcome.note_autocast(base, base_recorder)
             outcome.note_autocast(raw, raw_recorder)
@@ -277,16 +286,17 @@ def _raw_step(
     ops: Mapping[str, str] | None,
     comparer: OpComparer | None,
     op_store: OpStore | None,
+    started: Callable[[str, int, tuple[Any, ...], dict[str, Any]], None] | None,
 ) -> Recorder:
     """The raw model's step, each record compared with its base one as it comes (op-level: ``comparer``
-    against the base's ``op_store``)."""
+    against the base's ``op_store``; ``started``: :class:`~padiff_graph.run.hooks.Recorder`'s)."""
     checker, store = fused.checker, fused.store
     if comparer is not None and op_store is not None:
         comparer.begin(op_store, raw.adapter)
     total = len(store.records) if store.done else None  # a base step still running: more records to come
     with task("running the raw model, comparing layer by layer", total=total) as advance:
         sink = _advancing(fused.check, advance)
-        recorder = _recorder(raw, layers, sink, checker.step, plan, comparer)
+        recorder = _recorder(raw, layers, sink, checker.step, plan, comparer, started)
         run_step(
             raw,
             arguments,
@@ -301,11 +311,28 @@ def _raw_step(
     return recorder
 
 
-def _recorder(side: Side, layers: dict[str, str], sink: Sink, step: int, plan: Plan, ops: OpSink | None) -> Recorder:
+def _recorder(
+    side: Side,
+    layers: dict[str, str],
+    sink: Sink,
+    step: int,
+    plan: Plan,
+    ops: OpSink | None,
+    started: Callable[[str, int, tuple[Any, ...], dict[str, Any]], None] | None = None,
+) -> Recorder:
     """The recorder of one side's step: what ``plan`` compares, of the ``layers`` hooked."""
     inputs, outputs, grads = plan.forward or plan.single_step, plan.forward, plan.backward
     return Recorder(
-        side.adapter, side.model, layers, sink, step=step, inputs=inputs, outputs=outputs, grads=grads, ops=ops
+        side.adapter,
+        side.model,
+        layers,
+        sink,
+        step=step,
+        inputs=inputs,
+        outputs=outputs,
+        grads=grads,
+        ops=ops,
+        started=started,
     )
 
 
@@ -507,7 +534,9 @@ class RawChecker:
         plan: Plan,
         step: int,
         fused: Sequence[FusedPair] = (),
+        kept: KeptCalls | None = None,
     ) -> None:
+        """``kept``: told each input and output compared, and each verdict (the first step's)."""
         self.store = store
         self.base = base
         self.raw = raw
@@ -535,6 +564,7 @@ class RawChecker:
         self._pending_bytes = 0
         self._normalized = {path for path, _ in plan.variances}
         self.sizes: dict[str, int] = {}  # base path -> elements of its last output (layers in plan.variances)
+        self.kept = kept
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
@@ -555,6 +585,8 @@ class RawChecker:
                 why += f"{list(raw_value.shape)}): code around their layers sits inside one, outside the other"
                 self.other_outputs.setdefault((key.path, raw_path), NotCompared(key.path, raw_path, why))
                 return None
+            if self.kept is not None and isinstance(base_value, np.ndarray) and isinstance(raw_value, np.ndarray):
+                self.kept.compared(key, base_value, raw_value, base_dtype)
             if activation is not None:
                 base_value, raw_value = _activated(activation, base_value, raw_value)
             verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
@@ -599,6 +631,8 @@ class RawChecker:
             if activation is not None:
                 result = replace(result, note="; ".join(filter(None, (result.note, activation.note))))
             self.comparisons.append(Comparison(base_path, raw_path, stage, call, index, result, self.step))
+            if self.kept is not None:
+                self.kept.settled(self.comparisons[-1])
 
     def _verdict(
         self, key: RecordKey, base_value: np.ndarray | Summary, raw_value: Any, *dtypes: str

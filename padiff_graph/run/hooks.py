@@ -99,6 +99,8 @@ class Recorder:
             a diff, the raw side keys its records by the base path it is matched to).
         inputs, outputs, grads: which records to produce.
         ops: where framework API calls inside the layers go (op-level mode).
+        started: told each layer call's key path, call number and arguments as it starts
+            (:class:`~padiff_graph.run.kept_calls.KeptCalls`).
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Recorder:
         outputs: bool = True,
         grads: bool = True,
         ops: OpSink | None = None,
+        started: Callable[[str, int, tuple[Any, ...], dict[str, Any]], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.model = model
@@ -123,6 +126,7 @@ class Recorder:
         self.record_outputs = outputs
         self.record_grads = grads
         self.ops = ops
+        self.started = started
         self.tracker = CallTracker()
         self.output_dtypes: set[str] = set()  # of every recorded layer's outputs: did autocast take effect?
         self._calls: dict[str, int] = defaultdict(int)
@@ -153,6 +157,8 @@ class Recorder:
             call = self._calls[key_path]
             self._calls[key_path] += 1
             self._stack.append((path, key_path, call))
+            if self.started is not None:
+                self.started(key_path, call, args, kwargs)
             if not self.record_inputs:
                 return None
             return self._inputs(key_path, call, args, kwargs)

@@ -1,13 +1,15 @@
 """One layer pair run alone on the base layer's inputs of one call: the evidence the verdict checks use.
 
-Both models run once more without gradients, keeping the layer's inputs and output at that call
-(:func:`capture_calls`). The raw layer then runs alone on its own inputs, each fed the base input that
-corresponds to it as single-step mode feeds them (:mod:`padiff_graph.run.feeding`; HF's and
-paddleformers' decoder layers take their tensors in other orders and forms), and its output is
-judged against the base's (:meth:`Replays.replay`). :meth:`Replays.in_float32` runs both layers in
-float32 on the same inputs, the base's low-precision parameters widened losslessly for it: what is
-left is not precision. :meth:`Replays.inputs_agree` says whether the raw layer's inputs are the base's
-up to noise.
+The layer's inputs and output at that call come from the run itself where it kept them
+(:mod:`padiff_graph.run.kept_calls`: the suspects and the first failing record); otherwise both
+models run once more without gradients to capture them (:func:`capture_calls`). The raw layer
+then runs alone on its own inputs, each fed the base input that corresponds to it as single-step
+mode feeds them (:mod:`padiff_graph.run.feeding`; HF's and paddleformers' decoder layers take
+their tensors in other orders and forms), and its output is judged against the base's
+(:meth:`Replays.replay`). :meth:`Replays.in_float32` runs both layers in float32 on the same
+inputs, the base's low-precision parameters widened losslessly for it: what is left is not
+precision. :meth:`Replays.inputs_agree` says whether the raw layer's inputs are the base's up to
+noise.
 :mod:`padiff_graph.run.confirm` decides what the evidence means.
 """
 
@@ -31,6 +33,7 @@ from padiff_graph.knowledge.families import random_in_training, training_statist
 from padiff_graph.run.activations import BuiltinActivation
 from padiff_graph.run.engine import Side
 from padiff_graph.run.feeding import corresponding_input, fed_value
+from padiff_graph.run.kept_calls import Captured, KeptCalls
 from padiff_graph.run.numerics import LOW_PRECISION, Tolerance, Verdict
 from padiff_graph.run.results import Comparison
 
@@ -66,10 +69,12 @@ class Replays:
         raw_tree: ModelTree,
         activations: Mapping[str, BuiltinActivation],
         beside: str | None = None,
+        kept: KeptCalls | None = None,
     ) -> None:
-        """``beside``: the side whose captures run on a worker thread beside the other's (``Plan.beside``)."""
+        """``beside``: the side whose captures run on a worker thread beside the other's (``Plan.beside``);
+        ``kept``: the calls the run kept (:mod:`padiff_graph.run.kept_calls`), taken before any rerun."""
         self.base, self.raw, self.arguments, self.tolerance = base, raw, arguments, tolerance
-        self.raw_tree, self.activations, self.beside = raw_tree, activations, beside
+        self.raw_tree, self.activations, self.beside, self.kept = raw_tree, activations, beside, kept
         self._calls: dict[tuple[str, str, int, int, int], _Call | None] = {}
 
     def replayable(self, raw_path: str) -> bool:
@@ -115,8 +120,13 @@ class Replays:
 
     def capture(self, failing: Iterable[Comparison]) -> None:
         """Capture the calls of every record in ``failing`` not captured yet, in one run of each model: the
-        records a check will replay one after the other, known up front."""
+        records a check will replay one after the other, known up front. A call the run kept is taken as it is."""
         wanted = {_key(comparison): comparison for comparison in failing if _key(comparison) not in self._calls}
+        for key, comparison in list(wanted.items()):
+            kept = None if self.kept is None else self.kept.captured(comparison.base, comparison.call, comparison.index)
+            if kept is not None:
+                self._calls[key] = _call(*kept, self.tolerance)
+                del wanted[key]
         if not wanted:
             return
         base, raw = run_sides(
@@ -127,7 +137,8 @@ class Replays:
         for key, comparison in wanted.items():
             base_call = base.get((comparison.base, comparison.call, comparison.index))
             raw_call = raw.get((comparison.raw, comparison.call, comparison.index))
-            self._calls[key] = None if base_call is None else _call(base_call, raw_call, self.tolerance)
+            raw_inputs = None if raw_call is None else raw_call[0]
+            self._calls[key] = None if base_call is None else _call(base_call, raw_inputs, self.tolerance)
 
     def _call(self, failing: Comparison) -> _Call | None:
         self.capture([failing])
@@ -164,18 +175,15 @@ def _key(failing: Comparison) -> tuple[str, str, int, int, int]:
     return failing.base, failing.raw, failing.step, failing.call, failing.index
 
 
-#: A captured call: the layer's inputs (tensors as arrays), its output at the record's index, and its dtype.
-Captured = tuple[Any, np.ndarray, str]
-
-
-def _call(captured: Captured, raw_call: Captured | None, tolerance: Tolerance) -> _Call:
-    """The failing call of both layers, as captured from a run of each model without gradients; the raw
-    layer's inputs fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`: HF's and
-    paddleformers' decoder layers take their tensors in other orders and forms), or the base's as they are
-    where the raw model does not reach that call (a raw input no base input fits keeps its own value, as in
-    single-step mode)."""
+def _call(captured: Captured, raw_inputs: Any, tolerance: Tolerance) -> _Call:
+    """The failing call of both layers, as kept from the run or captured from a rerun of each model
+    (``raw_inputs``: the raw layer's arguments at it, ``None`` where the raw model does not reach that
+    call); the raw layer's inputs fed as single-step mode feeds them (:mod:`padiff_graph.run.feeding`:
+    HF's and paddleformers' decoder layers take their tensors in other orders and forms), or the base's
+    as they are where it has none (a raw input no base input fits keeps its own value, as in single-step
+    mode)."""
     inputs, output, dtype = captured
-    if raw_call is None:
+    if raw_inputs is None:
         return _Call(inputs, output, dtype, inputs, float("inf"))
     candidates = {i: (array, str(array.dtype)) for i, array in enumerate(iter_tensors(inputs, _is_array))}
     positions = count()
@@ -193,7 +201,7 @@ def _call(captured: Captured, raw_call: Captured | None, tolerance: Tolerance) -
         errors.append(agree if floating or np.array_equal(fed, array) else float("inf"))
         return fed
 
-    fed = map_tensors(raw_call[0], _is_array, feed)
+    fed = map_tensors(raw_inputs, _is_array, feed)
     return _Call(inputs, output, dtype, fed, max(errors, default=0.0))
 
 

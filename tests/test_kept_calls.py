@@ -1,0 +1,90 @@
+"""The calls a one-step diff's replays ask for, kept from the run itself (padiff_graph.run.kept_calls)."""
+
+import numpy as np
+import paddle
+import pytest
+import torch
+from test_verdict import residual_mlp_with_norm
+
+import padiff_graph as pg
+import padiff_graph.run.kept_calls as kept_calls
+from padiff_graph.frameworks import adapter_named
+from padiff_graph.run.hooks import RecordKey
+from padiff_graph.run.kept_calls import KeptCalls
+from padiff_graph.run.numerics import Verdict
+from padiff_graph.run.results import Comparison, attribute, suspects
+
+X = [np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32) * 4]
+
+
+def counted_runs(model):
+    """``model`` with a count of its whole forwards (``model.runs``)."""
+    model.runs = 0
+
+    def count(*_):
+        model.runs += 1
+
+    model.register_forward_pre_hook(count)
+    return model
+
+
+def norm_pair(epsilon: float):
+    """A bfloat16 torch base and a paddle raw whose last layer, a batch norm, is judged under twelve layers of
+    noise (eps 0.1 against 1e-5: a fault only a replay tells from that noise)."""
+    torch.manual_seed(0)
+    base = counted_runs(residual_mlp_with_norm(torch, 1e-5).to(torch.bfloat16))
+    return base, counted_runs(residual_mlp_with_norm(paddle, epsilon))
+
+
+def test_a_fault_under_the_noise_is_replayed_on_the_call_the_run_kept_without_running_the_models_again() -> None:
+    correct_base, correct_raw = norm_pair(1e-5)
+    assert pg.diff(correct_base, correct_raw, X).ok
+    base, raw = norm_pair(0.1)
+    report = pg.diff(base, raw, X)
+    assert tuple(report.first_divergence) == ("12", "12", "forward")
+    assert "given the base layer's inputs the raw layer alone differs by" in report.first_divergence.message
+    # the replays took the suspects' calls from the run: each model ran as often as for the correct port
+    assert (base.runs, raw.runs) == (correct_base.runs, correct_raw.runs)
+
+
+def test_past_its_byte_budget_nothing_is_kept_and_the_replays_capture_the_calls_by_a_rerun(monkeypatch) -> None:
+    monkeypatch.setattr(kept_calls, "KEPT_BYTES", 1024)
+    correct_base, correct_raw = norm_pair(1e-5)
+    assert pg.diff(correct_base, correct_raw, X).ok
+    base, raw = norm_pair(0.1)
+    report = pg.diff(base, raw, X)
+    assert tuple(report.first_divergence) == ("12", "12", "forward")
+    assert "given the base layer's inputs the raw layer alone differs by" in report.first_divergence.message
+    assert (base.runs, raw.runs) == (correct_base.runs + 1, correct_raw.runs + 1)  # one capture run each
+
+
+def _record(kept: KeptCalls, path: str, scaled: float) -> Comparison:
+    """One layer call of a run as the raw side's checker hands it over; its verdict (floor 1e-3) settled."""
+    tensor = torch.zeros(2)
+    kept.started("base")(path, 0, (tensor,), {"flag": True})
+    kept.started("raw")(path, 0, (tensor,), {})
+    arrays = np.full(2, len(path), np.float32), np.zeros(2, np.float32)
+    kept.compared(RecordKey(0, "input", path, 0, 0), *arrays, "float32")
+    kept.compared(RecordKey(0, "forward", path, 0, 0), np.full(3, scaled, np.float32), arrays[1], "float32")
+    verdict = Verdict(scaled <= 1e-3, scaled, scaled, scaled=scaled, floor=1e-3)
+    comparison = Comparison(path, path, "forward", 0, 0, verdict)
+    kept.settled(comparison)
+    return comparison
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_calls_kept_as_the_verdicts_come_are_the_suspects_the_report_ranks_after_the_run(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    kept = KeptCalls(adapter_named("torch"), adapter_named("torch"))
+    scaled = np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), 40))  # some under the floor, some failing outright
+    comparisons = [_record(kept, f"layer{i}", float(value)) for i, value in enumerate(scaled)]
+    ranked = suspects(attribute(comparisons))
+    assert ranked
+    for comparison, _ in ranked:
+        (args, kwargs), output, dtype = kept.captured(comparison.base, 0, 0)[0]
+        assert kwargs == {"flag": True} and args[0][0] == len(comparison.base) and dtype == "float32"
+        assert output[0] == np.float32(comparison.verdict.scaled)
+    first_failing = next(c for c in attribute(comparisons) if not c.ok)
+    assert kept.captured(first_failing.base, 0, 0) is not None
+    kept_count = sum(kept.captured(c.base, 0, 0) is not None for c in comparisons)
+    assert kept_count == len(ranked) + 1  # nothing else is held
