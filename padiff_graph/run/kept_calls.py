@@ -46,7 +46,7 @@ _TENSOR = _Tensor()
 
 
 class KeptCalls:
-    """The first step's layer calls a one-step diff's replays will ask for, kept as the run goes.
+    """The layer calls a one-step diff's replays will ask for, kept as its run goes.
 
     The base and raw :class:`~padiff_graph.run.hooks.Recorder` tell it where each call's tensors sit in its
     arguments (:meth:`started`); the raw side's checker hands it each layer input and output it compared
@@ -60,7 +60,8 @@ class KeptCalls:
         self._inputs: dict[Call, tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = {}  # base, raw by position
         self._outputs: dict[Output, tuple[np.ndarray, str]] = {}  # base outputs whose verdicts are to come
         self._kept: dict[Output, tuple[Captured, Any]] = {}  # the base's call, the raw layer's arguments
-        self._ranked: list[tuple[float, Output]] = []  # the suspects so far, by growth
+        self._ranked: list[tuple[float, int, Output]] = []  # the suspects so far: growth, minus arrival, record
+        self._arrivals = count()
         self._failing: Output | None = None  # the first forward record failing outright
         self._largest = 0.0  # the largest scaled error of the records settled so far
         self._bytes = 0
@@ -79,7 +80,7 @@ class KeptCalls:
     def compared(self, key: RecordKey, base: np.ndarray, raw: np.ndarray, base_dtype: str) -> None:
         """A layer input (``base`` and ``raw``) or output (``base``; the raw one is not needed) of the first
         step, as the run compared them."""
-        if self.full or key.step != 0:
+        if self.full:
             return
         call = (key.path, key.call)
         if key.stage == "input":
@@ -92,7 +93,7 @@ class KeptCalls:
 
     def settled(self, comparison: Comparison) -> None:
         """One verdict of the first step, in record order: keep its call if it is a suspect so far."""
-        if comparison.step != 0 or comparison.kind == "input":
+        if comparison.kind == "input":
             return  # the report ranks suspects without the inputs' records
         verdict = comparison.verdict
         output = (comparison.base, comparison.call, comparison.index)
@@ -120,14 +121,14 @@ class KeptCalls:
         """Keep ``output``'s call if it grew more than the least-grown suspect kept (the earlier one wins a tie,
         as :func:`~padiff_graph.run.results.suspects` ranks them)."""
         if len(self._ranked) == self.limit:
-            least = min(self._ranked)
+            least = min(self._ranked)  # of the least-grown, the latest
             if growth <= least[0]:
                 return
             self._ranked.remove(least)
-            dropped = self._kept.pop(least[1], None)
+            dropped = self._kept.pop(least[2], None)
             if dropped is not None:
                 self._drop(dropped)
-        self._ranked.append((growth, output))
+        self._ranked.append((growth, -next(self._arrivals), output))
         self._keep(output, held)
 
     def _keep(self, output: Output, held: tuple[np.ndarray, str]) -> None:
