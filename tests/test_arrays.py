@@ -7,6 +7,7 @@ import torch
 
 import padiff_graph as pg
 from padiff_graph.core import arrays
+from padiff_graph.run.numerics import Mode, Tolerance
 
 
 # the last two are large enough to be shared with the helper thread, half the rows each (odd sizes, a batch axis)
@@ -17,6 +18,28 @@ def test_copy_into_a_transposed_view_gives_numpys_result(shape) -> None:
     arrays.copy_into(out, value)
     assert np.array_equal(out, value.astype(np.float32))
     assert arrays.equal(out, np.ascontiguousarray(value, dtype=np.float32))
+
+
+@pytest.mark.parametrize("shape", [(300, 70), (1537, 1029)])
+def test_copy_into_a_transposed_out_and_a_contiguous_copy_give_numpys_result(shape) -> None:
+    value = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    out = np.zeros(shape[::-1], np.float32).T  # written across its memory order: tiles the other way round
+    arrays.copy_into(out, value)
+    assert np.array_equal(out, value)
+    copied = arrays.contiguous(value.T)
+    assert copied.flags.c_contiguous and np.array_equal(copied, value.T)
+    assert arrays.contiguous(value) is value
+
+
+def test_a_transposed_gradient_is_judged_as_its_contiguous_copy() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((768, 3072), dtype=np.float32)
+    raw = base.T + rng.standard_normal((3072, 768), dtype=np.float32) * 1e-6
+    raw[2000, 700] += 1e-2
+    tolerance = Tolerance.chosen(None, None, Mode.STRICT, ["float32"])
+    strided = tolerance.verdict(base.T, raw, "float32", "float32")
+    assert strided == tolerance.verdict(np.ascontiguousarray(base.T), raw, "float32", "float32")
+    assert not strided.ok and strided.max_abs == pytest.approx(1e-2, rel=1e-3)
 
 
 def test_equal_is_bit_for_bit_within_a_dtype() -> None:
