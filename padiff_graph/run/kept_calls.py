@@ -31,7 +31,8 @@ Captured = tuple[Any, np.ndarray, str]
 
 #: Bytes of copies held for calls whose verdicts have not come yet and for the calls kept: past it,
 #: nothing more is kept and the replays rerun the models (the open layer calls of a large transformer at
-#: a long sequence). A ResNet-50 at batch 8 holds about 60 MiB at most.
+#: a long sequence). A ResNet-50 at batch 8 at 224² holds 190 MiB at most: on both sides, the open blocks' inputs
+#: and those of the few calls whose verdicts the helper thread is still computing.
 KEPT_BYTES = 256 << 20
 
 Call = tuple[str, int]  # (base path, call)
@@ -59,12 +60,14 @@ class KeptCalls:
         self._forms: dict[str, dict[Call, Any]] = {"base": {}, "raw": {}}  # arguments, tensors as _TENSOR
         self._inputs: dict[Call, tuple[dict[int, np.ndarray], dict[int, np.ndarray]]] = {}  # base, raw by position
         self._outputs: dict[Output, tuple[np.ndarray, str]] = {}  # base outputs whose verdicts are to come
-        self._kept: dict[Output, tuple[Captured, Any]] = {}  # the base's call, the raw layer's arguments
+        # the base's call, the raw layer's arguments, and the arrays the two hold
+        self._kept: dict[Output, tuple[Captured, Any, tuple[np.ndarray, ...]]] = {}
         self._ranked: list[tuple[float, int, Output]] = []  # the suspects so far: growth, minus arrival, record
         self._arrivals = count()
         self._failing: Output | None = None  # the first forward record failing outright
         self._largest = 0.0  # the largest scaled error of the records settled so far
-        self._bytes = 0
+        self._holders: dict[int, int] = {}  # id of each array held -> the places holding it
+        self._bytes = 0  # of the arrays held, each counted once (a tensor is often several layers' input)
         self.full = False  # past KEPT_BYTES: nothing kept from here on
 
     def started(self, side: str) -> Callable[[str, int, tuple[Any, ...], dict[str, Any]], None]:
@@ -86,10 +89,10 @@ class KeptCalls:
         if key.stage == "input":
             base_inputs, raw_inputs = self._inputs.setdefault(call, ({}, {}))
             base_inputs[key.index], raw_inputs[key.index] = base, raw
-            self._grow(base.nbytes + raw.nbytes)
+            self._hold(base, raw)
         elif key.stage == "forward" and call in self._inputs:
             self._outputs[(key.path, key.call, key.index)] = (base, base_dtype)
-            self._grow(base.nbytes)
+            self._hold(base)
 
     def settled(self, comparison: Comparison) -> None:
         """One verdict of the first step, in record order: keep its call if it is a suspect so far."""
@@ -98,8 +101,6 @@ class KeptCalls:
         verdict = comparison.verdict
         output = (comparison.base, comparison.call, comparison.index)
         held = self._outputs.pop(output, None)
-        if held is not None:
-            self._bytes -= held[0].nbytes
         if comparison.kind == "forward" and held is not None and comparison.base and not verdict.ok:
             scaled, largest = verdict.scaled, self._largest
             inherited = bool(verdict.floor) and np.isfinite(verdict.max_abs) and scaled <= GROWTH_LIMIT * largest
@@ -108,14 +109,17 @@ class KeptCalls:
             elif not inherited and self._failing is None:
                 self._failing = output
                 self._keep(output, held)
-        if held is not None and not any(key[:2] == output[:2] for key in self._outputs):
-            self._close(output[:2])
+        if held is not None:
+            self._release(held[0])
+            if not any(key[:2] == output[:2] for key in self._outputs):
+                self._close(output[:2])
         if np.isfinite(verdict.scaled):
             self._largest = max(self._largest, verdict.scaled)
 
     def captured(self, base_path: str, call: int, index: int) -> tuple[Captured, Any] | None:
         """The base layer's call and the raw layer's arguments at it, as the run saw them, if kept."""
-        return self._kept.get((base_path, call, index))
+        kept = self._kept.get((base_path, call, index))
+        return None if kept is None else kept[:2]
 
     def _rank(self, output: Output, growth: float, held: tuple[np.ndarray, str]) -> None:
         """Keep ``output``'s call if it grew more than the least-grown suspect kept (the earlier one wins a tie,
@@ -127,7 +131,7 @@ class KeptCalls:
             self._ranked.remove(least)
             dropped = self._kept.pop(least[2], None)
             if dropped is not None:
-                self._drop(dropped)
+                self._release(*dropped[2])
         self._ranked.append((growth, -next(self._arrivals), output))
         self._keep(output, held)
 
@@ -139,27 +143,35 @@ class KeptCalls:
         raw_args = _filled(raw_form, raw_inputs)
         if base_args is None or raw_args is None:
             return  # the sides' tensors were not all compared (other numbers of inputs): a rerun captures it
-        self._kept[output] = ((base_args, *held), raw_args)
-        self._grow(sum(array.nbytes for array in (*base_inputs.values(), *raw_inputs.values(), held[0])))
+        arrays = (*base_inputs.values(), *raw_inputs.values(), held[0])
+        self._kept[output] = ((base_args, *held), raw_args, arrays)
+        self._hold(*arrays)
 
     def _close(self, call: Call) -> None:
         """A call whose outputs' verdicts are all in: let go of what no kept call holds."""
         base_inputs, raw_inputs = self._inputs.pop(call, ({}, {}))
-        self._bytes -= sum(array.nbytes for array in (*base_inputs.values(), *raw_inputs.values()))
+        self._release(*base_inputs.values(), *raw_inputs.values())
         for forms in self._forms.values():
             forms.pop(call, None)
 
-    def _drop(self, kept: tuple[Captured, Any]) -> None:
-        (base_args, output, _), raw_args = kept
-        arrays = [*iter_tensors(base_args, _is_array), *iter_tensors(raw_args, _is_array), output]
-        self._bytes -= sum(array.nbytes for array in arrays)
-
-    def _grow(self, nbytes: int) -> None:
-        self._bytes += nbytes
+    def _hold(self, *arrays: np.ndarray) -> None:
+        for array in arrays:
+            holders = self._holders.get(id(array), 0)
+            self._bytes += 0 if holders else array.nbytes
+            self._holders[id(array)] = holders + 1
         if self._bytes > KEPT_BYTES:
             self.full = True
             self._forms = {"base": {}, "raw": {}}
-            self._inputs, self._outputs, self._kept, self._ranked = {}, {}, {}, []
+            self._inputs, self._outputs, self._kept, self._ranked, self._holders = {}, {}, {}, [], {}
+            self._bytes = 0
+
+    def _release(self, *arrays: np.ndarray) -> None:
+        for array in arrays:
+            holders = self._holders.pop(id(array), 0) - 1  # none after the budget ran out
+            if holders > 0:
+                self._holders[id(array)] = holders
+            elif holders == 0:
+                self._bytes -= array.nbytes
 
 
 def _filled(form: Any, arrays: dict[int, np.ndarray]) -> Any:
