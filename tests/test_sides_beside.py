@@ -21,6 +21,7 @@ from padiff_graph.frameworks import adapter_for, side_beside
 from padiff_graph.frameworks.export import export_model
 from padiff_graph.frameworks.inputs import prepare
 from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
+from padiff_graph.run import engine
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Mode, Tolerance, Verdict
 from padiff_graph.run.randomness import RandomCall, RandomWatch
@@ -215,3 +216,59 @@ def test_a_capture_stops_the_forward_once_every_wanted_call_is_in(framework: str
     hook.remove()
     (args, _), output, dtype = found[("first", 0, 0)]
     assert args[0].shape == (4, 8) and output.shape == (4, 16) and dtype == "float32" and ran == []
+
+
+class SharedTorch(torch.nn.Module):
+    """One linear layer applied twice: its weight's gradient sums two uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.layer(torch.tanh(self.layer(x)))
+
+
+class SharedPaddle(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = paddle.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.layer(paddle.tanh(self.layer(x)))
+
+
+@pytest.mark.parametrize("model", [SharedTorch, SharedPaddle])
+def test_a_parameters_accumulated_gradient_hook_fires_once_with_both_uses_summed(model) -> None:
+    layer = model()
+    adapter = adapter_for(layer)
+    weight = adapter.named_tensors(layer)["layer.weight"]
+    seen = []
+    handle = adapter.watch_accumulated_grad(weight, lambda grad: seen.append(adapter.to_numpy(grad)))
+    x = np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32)
+    adapter.backward(adapter.mean_loss(layer(adapter.to_inputs(layer, {"x": x})["x"])))
+    handle.remove()
+    [grad] = seen  # one call, after both uses
+    assert np.array_equal(grad, adapter.grad(weight))
+    adapter.backward(adapter.mean_loss(layer(adapter.to_inputs(layer, {"x": x})["x"])))
+    assert len(seen) == 1  # removed
+
+
+def test_parameter_gradients_are_compared_while_the_raw_backward_goes_on(monkeypatch) -> None:
+    """Each raw parameter's gradient goes to the helper thread once its backward accumulated it (both uses of
+    the shared layer summed), not compared here after the backward; the verdicts are those of the final
+    gradients."""
+    threads = []
+    compare = engine.compare_tensor_pair
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return compare(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compare_tensor_pair", recorded)
+    torch.manual_seed(0)
+    report = pg.diff(SharedTorch(), SharedPaddle(), {"x": INPUTS["x"]})
+    assert report.ok
+    grads = [c for c in report.comparisons if c.kind == "grad"]
+    assert {c.stage for c in grads} == {"grad:weight", "grad:bias"} and all(c.ok for c in grads)
+    assert threads == ["padiff_graph_compare_0"] * 2  # small: after the backward, they were compared here

@@ -94,6 +94,10 @@ class FrameworkAdapter(Protocol):
         If the hook returns an array, it replaces the gradient flowing on.
         """
 
+    def watch_accumulated_grad(self, tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+        """Call ``hook(grad)`` once a backward has accumulated the gradient of the leaf ``tensor`` (a parameter):
+        one call per backward, every use of the tensor summed, the array its ``.grad`` then holds."""
+
     def version(self, tensor: Any) -> int:
         """The tensor's in-place modification counter."""
 

@@ -190,6 +190,11 @@ class PaddleAdapter:
 
         tensor.register_hook(call)
 
+    def watch_accumulated_grad(self, tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+        # a leaf's hook runs once per backward, on the sum of its uses, and that tensor becomes its .grad
+        handle: RemovableHandle = tensor.register_hook(lambda grad: hook(grad))
+        return handle
+
     def version(self, tensor: Any) -> int:
         return int(tensor.inplace_version)
 

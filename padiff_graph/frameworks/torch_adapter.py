@@ -151,6 +151,9 @@ class TorchAdapter:
 
         tensor.register_hook(call)
 
+    def watch_accumulated_grad(self, tensor: Any, hook: Callable[[Any], None]) -> RemovableHandle:
+        return tensor.register_post_accumulate_grad_hook(lambda parameter: hook(parameter.grad))
+
     def version(self, tensor: Any) -> int:
         return int(tensor._version)
 

@@ -16,7 +16,8 @@ record to come. A fused layer and its parts in the other model
 (:mod:`padiff_graph.run.fused_pairs`) are compared as one record: the parts'
 records joined as the fused layer's. Parameter gradients (before the optimizer
 step) and weights (after it) are compared through the layer map's tensor pairs,
-transforms included.
+transforms included; each gradient on the helper thread the moment the raw
+backward has accumulated it, while the backward goes on.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from padiff_graph.core.records import Severity, join_path
 from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
-from padiff_graph.frameworks.base import FrameworkAdapter
+from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
 from padiff_graph.layermap import LayerMap, LayerPair
@@ -294,7 +295,9 @@ def _raw_step(
     if comparer is not None and op_store is not None:
         comparer.begin(op_store, raw.adapter)
     total = len(store.records) if store.done else None  # a base step still running: more records to come
-    with task("running the raw model, comparing layer by layer", total=total) as advance:
+    cleared = plan.backward and (checker.step == 0 or raw.optimizer is None)  # as run_step clears them
+    with task("running the raw model, comparing layer by layer", total=total) as advance, ExitStack() as stack:
+        stack.enter_context(hooks(checker.watch_gradients() if cleared else []))
         sink = _advancing(fused.check, advance)
         recorder = _recorder(raw, layers, sink, checker.step, plan, comparer, started)
         run_step(
@@ -565,6 +568,9 @@ class RawChecker:
         self._normalized = {path for path, _ in plan.variances}
         self.sizes: dict[str, int] = {}  # base path -> elements of its last output (layers in plan.variances)
         self.kept = kept
+        # (base path, raw path, tensor index) -> the verdict on a parameter gradient compared during the backward
+        self._early: dict[tuple[str, str, int], Future[Verdict]] = {}
+        self._base_tensors: dict[str, Any] | None = None  # looked up once, on the helper thread
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
@@ -659,6 +665,43 @@ class RawChecker:
         self._queued = _comparer().submit(compare)
         return self._queued
 
+    def watch_gradients(self) -> list[RemovableHandle]:
+        """Hooks that hand each parameter gradient to the helper thread as soon as the raw backward has
+        accumulated it, to be compared beside the rest of the backward once the base step is over
+        (:meth:`compare_tensors` takes the verdicts); gradients are cleared before this step, so the accumulated
+        one is the step's.
+        A tied tensor's untied raw copies are compared at the end, as a whole."""
+        tied = TiedCopies(self.layer_map.active_pairs())
+        by_raw: dict[str, list[tuple[LayerPair, int, TensorPair]]] = {}
+        for pair in self.layer_map.active_pairs():
+            for index, tensor in enumerate(pair.tensors):
+                if not tensor.has_constant and join_path(pair.base, tensor.base) not in tied.copies:
+                    by_raw.setdefault(join_path(pair.raw, tensor.raw), []).append((pair, index, tensor))
+        adapter, raw_tensors = self.raw.adapter, self.raw.adapter.named_tensors(self.raw.model)
+        return [
+            adapter.watch_accumulated_grad(raw_tensors[name], partial(self._compare_early, raw_tensors[name], entries))
+            for name, entries in by_raw.items()
+            if name in raw_tensors and adapter.requires_grad(raw_tensors[name])
+        ]
+
+    def _compare_early(self, raw_tensor: Any, entries: list[tuple[LayerPair, int, TensorPair]], grad: Any) -> None:
+        if grad is None:
+            return
+        raw_value = self.raw.adapter.to_numpy(grad, copy=False)  # here: a framework is used on its model's thread
+        raw_dtype = self.raw.adapter.dtype_name(raw_tensor)
+        for pair, index, tensor in entries:
+            compare = partial(self._gradient_verdict, tensor, join_path(pair.base, tensor.base), raw_value, raw_dtype)
+            self._early[(pair.base, pair.raw, index)] = _comparer().submit(compare)
+
+    def _gradient_verdict(self, tensor: TensorPair, base_name: str, raw_value: np.ndarray, raw_dtype: str) -> Verdict:
+        """A parameter gradient's verdict, once the base step is over (it may still run beside)."""
+        self.store.wait_done()
+        if self._base_tensors is None:
+            self._base_tensors = self.base.adapter.named_tensors(self.base.model)
+        base_tensor = self._base_tensors[base_name]
+        dtypes = self.base.adapter.dtype_name(base_tensor), raw_dtype
+        return compare_tensor_pair(tensor, self._base_grad(base_name, base_tensor), raw_value, self.tolerance, *dtypes)
+
     def gradients_done(self, raw_call_order: list[str]) -> None:
         """Compare the parameter gradients; then, before the raw optimizer steps, give it the base's
         (:mod:`padiff_graph.run.gradient_feed`): the weights after the step compare the optimizers."""
@@ -683,6 +726,10 @@ class RawChecker:
             for index, tensor in enumerate(pair.tensors):
                 if tensor.has_constant:
                     continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
+                early = self._early.pop((pair.base, pair.raw, index), None) if stage == "grad" else None
+                if early is not None:  # compared as the backward went on (watch_gradients)
+                    verdicts.append((pair, tensor, index, early))
+                    continue
                 base_name = join_path(pair.base, tensor.base)
                 base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
                 # views, not copies: each pair is compared here and now, before either model moves on
