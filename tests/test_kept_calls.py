@@ -36,26 +36,18 @@ def norm_pair(epsilon: float):
     return base, counted_runs(residual_mlp_with_norm(paddle, epsilon))
 
 
-def test_a_fault_under_the_noise_is_replayed_on_the_call_the_run_kept_without_running_the_models_again() -> None:
+@pytest.mark.parametrize("budget, reruns", [(kept_calls.KEPT_BYTES, 0), (1024, 1)], ids=["kept", "past the budget"])
+def test_a_fault_under_the_noise_is_replayed_on_the_call_the_run_kept(monkeypatch, budget: int, reruns: int) -> None:
+    """The replays take the suspects' calls from the run: each model runs as often as for the correct port.
+    Past the byte budget nothing is kept, and one capture run of each model gets them."""
+    monkeypatch.setattr(kept_calls, "KEPT_BYTES", budget)
     correct_base, correct_raw = norm_pair(1e-5)
     assert pg.diff(correct_base, correct_raw, X).ok
     base, raw = norm_pair(0.1)
     report = pg.diff(base, raw, X)
     assert tuple(report.first_divergence) == ("12", "12", "forward")
     assert "given the base layer's inputs the raw layer alone differs by" in report.first_divergence.message
-    # the replays took the suspects' calls from the run: each model ran as often as for the correct port
-    assert (base.runs, raw.runs) == (correct_base.runs, correct_raw.runs)
-
-
-def test_past_its_byte_budget_nothing_is_kept_and_the_replays_capture_the_calls_by_a_rerun(monkeypatch) -> None:
-    monkeypatch.setattr(kept_calls, "KEPT_BYTES", 1024)
-    correct_base, correct_raw = norm_pair(1e-5)
-    assert pg.diff(correct_base, correct_raw, X).ok
-    base, raw = norm_pair(0.1)
-    report = pg.diff(base, raw, X)
-    assert tuple(report.first_divergence) == ("12", "12", "forward")
-    assert "given the base layer's inputs the raw layer alone differs by" in report.first_divergence.message
-    assert (base.runs, raw.runs) == (correct_base.runs + 1, correct_raw.runs + 1)  # one capture run each
+    assert (base.runs, raw.runs) == (correct_base.runs + reruns, correct_raw.runs + reruns)
 
 
 def _record(kept: KeptCalls, path: str, scaled: float) -> Comparison:
