@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 import pytest
 import torch
-from test_verdict import residual_mlp_with_norm
+from test_verdict import residual_mlp, residual_mlp_scaling_input, residual_mlp_with_norm
 
 import padiff_graph as pg
 import padiff_graph.run.kept_calls as kept_calls
@@ -50,6 +50,20 @@ def test_a_fault_under_the_noise_is_replayed_on_the_call_the_run_kept(monkeypatc
     assert (base.runs, raw.runs) == (correct_base.runs + reruns, correct_raw.runs + reruns)
 
 
+def test_the_callers_of_a_layer_that_agrees_alone_are_replayed_on_the_calls_the_run_kept() -> None:
+    """Block 7 scales its fc's input in its own forward: fc agrees alone, so its caller is replayed too, and
+    named; both calls were kept, so no model runs again."""
+    torch.manual_seed(0)
+    correct_base, correct_raw = counted_runs(residual_mlp(torch, 12)), counted_runs(residual_mlp(paddle, 12))
+    assert pg.diff(correct_base, correct_raw, X).ok
+    torch.manual_seed(0)
+    base, raw = counted_runs(residual_mlp(torch, 12)), counted_runs(residual_mlp_scaling_input(paddle, 1.03))
+    report = pg.diff(base, raw, X)
+    assert tuple(report.first_divergence) == ("7", "7", "forward")
+    assert "given the base layer's inputs the raw layer agrees" in report.first_divergence.message
+    assert (base.runs, raw.runs) == (correct_base.runs, correct_raw.runs)
+
+
 def _record(kept: KeptCalls, path: str, scaled: float) -> Comparison:
     """One layer call of a run as the raw side's checker hands it over; its verdict (floor 1e-3) settled."""
     tensor = torch.zeros(2)
@@ -81,3 +95,31 @@ def test_the_calls_kept_as_the_verdicts_come_are_the_suspects_the_report_ranks_a
     assert kept.captured(first_failing.base, 0, 0) is not None
     kept_count = sum(kept.captured(c.base, 0, 0) is not None for c in comparisons)
     assert kept_count == len(ranked) + 1  # nothing else is held
+
+
+def test_the_calls_running_around_the_first_failing_record_are_kept_for_the_callers_replays() -> None:
+    kept = KeptCalls(adapter_named("torch"), adapter_named("torch"))
+    tensor, value = torch.zeros(2), np.ones(3, np.float32)
+
+    def enter(path: str) -> None:
+        kept.started("base")(path, 0, (tensor,), {})
+        kept.started("raw")(path, 0, (tensor,), {})
+        kept.compared(RecordKey(0, "input", path, 0, 0), np.ones(2, np.float32), np.ones(2, np.float32), "float32")
+
+    def leave(path: str, scaled: float = 0.0) -> None:
+        kept.compared(RecordKey(0, "forward", path, 0, 0), value, value, "float32")
+        verdict = Verdict(scaled == 0, scaled, scaled, scaled=scaled, floor=1e-3)
+        kept.settled(Comparison(path, path, "forward", 0, 0, verdict))
+
+    enter("")
+    enter("before")
+    leave("before")
+    enter("block")
+    enter("block.fc")
+    leave("block.fc", 0.5)  # fails outright; every other layer agrees
+    leave("block")
+    enter("after")
+    leave("after")
+    leave("")
+    assert all(kept.captured(path, 0, 0) is not None for path in ("block.fc", "block", ""))
+    assert kept.captured("before", 0, 0) is None and kept.captured("after", 0, 0) is None

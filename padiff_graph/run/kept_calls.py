@@ -6,9 +6,10 @@ forward of a ResNet-50 is a third of its training step. The run already copies e
 output of both sides to compare them; :class:`KeptCalls` holds on, of those, to the calls the checks
 will ask for, told as the verdicts come in record order: the inherited-looking forward records that grew
 most over the largest error before them (the ranking of :func:`padiff_graph.run.results.suspects`), and
-the first forward record that fails outright (:func:`padiff_graph.run.confirm.confirmed` replays it).
+the first forward record that fails outright with the calls around it
+(:func:`padiff_graph.run.confirm.confirmed` replays it, then, where it agrees alone, its callers).
 Each is the call as the run saw it: a copy taken as the layer ran, not a rerun's. A call it did not keep
-(a divergence's caller, a layer whose sides take other numbers of tensors, a run past
+(another call of a caller, a layer whose sides take other numbers of tensors, a run past
 :data:`KEPT_BYTES`) is captured by a rerun, as before.
 """
 
@@ -65,6 +66,7 @@ class KeptCalls:
         self._ranked: list[tuple[float, int, Output]] = []  # the suspects so far: growth, minus arrival, record
         self._arrivals = count()
         self._failing: Output | None = None  # the first forward record failing outright
+        self._around: set[Call] = set()  # the calls of the layers above it that were running then
         self._largest = 0.0  # the largest scaled error of the records settled so far
         self._holders: dict[int, int] = {}  # id of each array held -> the places holding it
         self._bytes = 0  # of the arrays held, each counted once (a tensor is often several layers' input)
@@ -95,7 +97,8 @@ class KeptCalls:
             self._hold(base)
 
     def settled(self, comparison: Comparison) -> None:
-        """One verdict of the first step, in record order: keep its call if it is a suspect so far."""
+        """One verdict of the first step, in record order: keep its call if it is a suspect so far, the first
+        record failing outright, or a call that was running around that one."""
         if comparison.kind == "input":
             return  # the report ranks suspects without the inputs' records
         verdict = comparison.verdict
@@ -109,6 +112,9 @@ class KeptCalls:
             elif not inherited and self._failing is None:
                 self._failing = output
                 self._keep(output, held)
+                self._around = {call for call in self._inputs if _above(call[0], output[0])}
+        if held is not None and output[:2] in self._around and comparison.kind == "forward":
+            self._keep(output, held)  # a caller the replays may walk up to
         if held is not None:
             self._release(held[0])
             if not any(key[:2] == output[:2] for key in self._outputs):
@@ -136,6 +142,8 @@ class KeptCalls:
         self._keep(output, held)
 
     def _keep(self, output: Output, held: tuple[np.ndarray, str]) -> None:
+        if output in self._kept:
+            return
         call = output[:2]
         base_inputs, raw_inputs = self._inputs[call]
         base_form, raw_form = self._forms["base"].get(call), self._forms["raw"].get(call)
@@ -172,6 +180,11 @@ class KeptCalls:
                 self._holders[id(array)] = holders
             elif holders == 0:
                 self._bytes -= array.nbytes
+
+
+def _above(path: str, inner: str) -> bool:
+    """Whether the layer at ``path`` contains the one at ``inner`` (the root contains every layer)."""
+    return not path or inner.startswith(path + ".")
 
 
 def _filled(form: Any, arrays: dict[int, np.ndarray]) -> Any:
