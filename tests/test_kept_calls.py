@@ -123,3 +123,59 @@ def test_the_calls_running_around_the_first_failing_record_are_kept_for_the_call
     leave("")
     assert all(kept.captured(path, 0, 0) is not None for path in ("block.fc", "block", ""))
     assert kept.captured("before", 0, 0) is None and kept.captured("after", 0, 0) is None
+
+
+class TorchInner(torch.nn.Module):
+    """Takes a second tensor its port does not (a mask the port builds inside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 64)
+
+    def forward(self, x, mask):
+        return self.fc(x) * mask
+
+
+class PaddleInner(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = paddle.nn.Linear(64, 64)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class TorchOuter(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TorchInner()
+
+    def forward(self, x):
+        return self.inner(x, torch.ones_like(x))
+
+
+class PaddleOuter(paddle.nn.Layer):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.inner, self.scale = PaddleInner(), scale
+
+    def forward(self, x):
+        return self.inner(x * self.scale)  # the port's bug, if any: in the caller
+
+
+def test_a_layer_taking_more_tensors_than_its_port_is_replayed_on_the_call_the_run_kept() -> None:
+    """The inner layers agree alone on the base's inputs (the base one's extra tensor has no counterpart): the
+    caller is named, from calls the run kept; the models themselves do not run again."""
+
+    def pair(scale: float):
+        torch.manual_seed(0)
+        base = counted_runs(torch.nn.Sequential(TorchOuter()))
+        return base, counted_runs(paddle.nn.Sequential(PaddleOuter(scale)))
+
+    correct_base, correct_raw = pair(1.0)
+    assert pg.diff(correct_base, correct_raw, X).ok
+    base, raw = pair(1.5)
+    report = pg.diff(base, raw, X)
+    assert tuple(report.first_divergence) == ("0", "0", "forward")
+    assert "given the base layer's inputs the raw layer agrees" in report.first_divergence.message
+    assert (base.runs, raw.runs) == (correct_base.runs, correct_raw.runs)

@@ -459,6 +459,17 @@ class BaseStore:
                 inputs[index] = (stored[0], stored[1])
         return inputs
 
+    def pop_untaken_inputs(self, step: int, path: str, call: int) -> BaseInputs:
+        """The inputs of one base layer call whose records the raw side did not take (its layer takes fewer
+        tensors), by position: asked once the call's output came, all its inputs came before it."""
+        inputs: BaseInputs = {}
+        for index in self._input_positions.pop((path, call), []):
+            key = RecordKey(step, "input", path, call, index)
+            stored = self.pop(key) if key in self.records else None
+            if stored is not None and isinstance(stored[0], np.ndarray):
+                inputs[index] = (stored[0], stored[1])
+        return inputs
+
     def pop(self, key: RecordKey) -> tuple[np.ndarray | Summary, str] | None:
         if not self.arrived(key):
             return None
@@ -575,6 +586,8 @@ class RawChecker:
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
         if stored is None:
+            if self.kept is not None and key.stage == "input":  # the base layer takes fewer tensors
+                self.kept.unpaired_input(key, "raw", self._snapshots.array(value))
             return None
         base_value, base_dtype = stored
         activation = self.plan.activations.get(key.path) if key.stage in ("forward", "backward") else None
@@ -585,14 +598,16 @@ class RawChecker:
         compared = self.plan.forward if key.stage in ("input", "forward") else self.plan.backward
         if compared:
             raw_value = (self._summaries if isinstance(base_value, Summary) else self._snapshots).array(value)
-            if key.path in self.plan.containers and not same_elements(base_value.shape, raw_value.shape):
+            other_form = key.path in self.plan.containers and not same_elements(base_value.shape, raw_value.shape)
+            judged = not (other_form and key.stage == "forward")  # an input of another form still feeds a replay
+            if self.kept is not None and isinstance(base_value, np.ndarray) and judged:
+                _keep_for_replays(self.kept, self.store, key, base_value, raw_value, base_dtype)
+            if other_form:
                 raw_path = self.raw_of.get(key.path, key.path)
                 why = f"the containers return other tensors ({key.stage} shape {list(base_value.shape)} vs "
                 why += f"{list(raw_value.shape)}): code around their layers sits inside one, outside the other"
                 self.other_outputs.setdefault((key.path, raw_path), NotCompared(key.path, raw_path, why))
                 return None
-            if self.kept is not None and isinstance(base_value, np.ndarray) and isinstance(raw_value, np.ndarray):
-                self.kept.compared(key, base_value, raw_value, base_dtype)
             if activation is not None:
                 base_value, raw_value = _activated(activation, base_value, raw_value)
             verdict = self._verdict(key, base_value, raw_value, base_dtype, dtype)
@@ -775,6 +790,18 @@ class RawChecker:
         if self.store.grads is not None:
             return self.store.grads.get(name)
         return self.base.adapter.grad(tensor, copy=False)
+
+
+def _keep_for_replays(
+    kept: KeptCalls, store: BaseStore, key: RecordKey, base: np.ndarray, raw: np.ndarray, base_dtype: str
+) -> None:
+    """Hand ``kept`` a layer input or output as the raw side compares it (an input also where the containers'
+    shapes differ: a replay feeds it by value); at a call's first output, the base layer's inputs the raw one
+    has none for (it takes fewer tensors)."""
+    if key.stage == "forward" and key.index == 0:
+        for index, (array, _) in store.pop_untaken_inputs(key.step, key.path, key.call).items():
+            kept.unpaired_input(replace(key, stage="input", index=index), "base", array)
+    kept.compared(key, base, raw, base_dtype)
 
 
 def _activated(activation: BuiltinActivation, base: Any, raw: np.ndarray) -> tuple[Any, np.ndarray]:

@@ -9,8 +9,7 @@ most over the largest error before them (the ranking of :func:`padiff_graph.run.
 the first forward record that fails outright with the calls around it
 (:func:`padiff_graph.run.confirm.confirmed` replays it, then, where it agrees alone, its callers).
 Each is the call as the run saw it: a copy taken as the layer ran, not a rerun's. A call it did not keep
-(another call of a caller, a layer whose sides take other numbers of tensors, a run past
-:data:`KEPT_BYTES`) is captured by a rerun, as before.
+(another call of a caller, a run past :data:`KEPT_BYTES`) is captured by a rerun, as before.
 """
 
 from __future__ import annotations
@@ -52,7 +51,8 @@ class KeptCalls:
 
     The base and raw :class:`~padiff_graph.run.hooks.Recorder` tell it where each call's tensors sit in its
     arguments (:meth:`started`); the raw side's checker hands it each layer input and output it compared
-    (:meth:`compared`) and each verdict as it comes, in record order (:meth:`settled`).
+    (:meth:`compared`), each input one side has and the other has none for (:meth:`unpaired_input`), and
+    each verdict as it comes, in record order (:meth:`settled`).
     """
 
     def __init__(self, base_adapter: FrameworkAdapter, raw_adapter: FrameworkAdapter, limit: int = REPLAY_SUSPECTS):
@@ -95,6 +95,15 @@ class KeptCalls:
         elif key.stage == "forward" and call in self._inputs:
             self._outputs[(key.path, key.call, key.index)] = (base, base_dtype)
             self._hold(base)
+
+    def unpaired_input(self, key: RecordKey, side: str, array: np.ndarray) -> None:
+        """A layer input of the first step that one side (``"base"`` or ``"raw"``) has and the other has none
+        for: the two layers take other numbers of tensors (HF's and paddleformers' decoder layers)."""
+        if self.full:
+            return
+        base_inputs, raw_inputs = self._inputs.setdefault((key.path, key.call), ({}, {}))
+        (base_inputs if side == "base" else raw_inputs)[key.index] = array
+        self._hold(array)
 
     def settled(self, comparison: Comparison) -> None:
         """One verdict of the first step, in record order: keep its call if it is a suspect so far, the first
@@ -150,7 +159,7 @@ class KeptCalls:
         base_args = _filled(base_form, base_inputs)
         raw_args = _filled(raw_form, raw_inputs)
         if base_args is None or raw_args is None:
-            return  # the sides' tensors were not all compared (other numbers of inputs): a rerun captures it
+            return  # a tensor of the call went unrecorded: a rerun captures it
         arrays = (*base_inputs.values(), *raw_inputs.values(), held[0])
         self._kept[output] = ((base_args, *held), raw_args, arrays)
         self._hold(*arrays)
