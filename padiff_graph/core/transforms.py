@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from padiff_graph.core.arrays import copy_into
+from padiff_graph.core.arrays import contiguous
 from padiff_graph.core.records import join_path
 
 _CONSTANT = re.compile(r"^const\((?P<value>[-+\d.eE]+)\)$")
@@ -225,12 +225,7 @@ class Transform:
 
     def apply(self, base_value: np.ndarray) -> np.ndarray:
         """The value to write into the raw region, from the whole base tensor (C-ordered; a copy unless identity)."""
-        value = self.view(base_value)
-        if value.flags.c_contiguous:
-            return value
-        ordered = np.empty(value.shape, value.dtype)
-        copy_into(ordered, value)  # tile by tile: several times numpy's speed on a transpose
-        return ordered
+        return contiguous(self.view(base_value))  # tile by tile: several times numpy's speed on a transpose
 
     def view(self, base_value: np.ndarray) -> np.ndarray:
         """Like :meth:`apply`, but a view of ``base_value`` where the ops allow (no copy, any strides)."""

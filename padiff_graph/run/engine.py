@@ -451,17 +451,9 @@ class BaseStore:
             self._arrival.wait_for(lambda: self.done)
 
     def pop_inputs(self, step: int, path: str, call: int) -> BaseInputs:
-        """Every input of one base layer call, by position (single-step mode: full arrays)."""
-        inputs: BaseInputs = {}
-        for index in self._input_positions.pop((path, call), []):
-            stored = self.pop(RecordKey(step, "input", path, call, index))
-            if stored is not None and isinstance(stored[0], np.ndarray):
-                inputs[index] = (stored[0], stored[1])
-        return inputs
-
-    def pop_untaken_inputs(self, step: int, path: str, call: int) -> BaseInputs:
-        """The inputs of one base layer call whose records the raw side did not take (its layer takes fewer
-        tensors), by position: asked once the call's output came, all its inputs came before it."""
+        """The inputs of one base layer call still kept, by position, popped: every one in single-step mode,
+        whose raw step starts once the base step is over; those the raw side did not take (its layer takes
+        fewer tensors), asked for at the call's first output, once all its inputs came."""
         inputs: BaseInputs = {}
         for index in self._input_positions.pop((path, call), []):
             key = RecordKey(step, "input", path, call, index)
@@ -799,7 +791,7 @@ def _keep_for_replays(
     shapes differ: a replay feeds it by value); at a call's first output, the base layer's inputs the raw one
     has none for (it takes fewer tensors)."""
     if key.stage == "forward" and key.index == 0:
-        for index, (array, _) in store.pop_untaken_inputs(key.step, key.path, key.call).items():
+        for index, (array, _) in store.pop_inputs(key.step, key.path, key.call).items():
             kept.unpaired_input(replace(key, stage="input", index=index), "base", array)
     kept.compared(key, base, raw, base_dtype)
 
