@@ -33,8 +33,9 @@ from padiff_graph.assign.weights import AssignReport, copy_weights, raise_for_bl
 from padiff_graph.checks import preflight_trees
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
+from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
-from padiff_graph.frameworks import adapter_for, side_beside
+from padiff_graph.frameworks import adapter_for, leaving_a_core, side_beside, worker_side
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
 from padiff_graph.frameworks.inputs import InputPair, StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
@@ -243,9 +244,13 @@ def _diff(
     """:func:`diff` once its options are checked: trees, map, findings, copy, the hooked run, the report."""
     base_adapter, raw_adapter = adapter_for(base), adapter_for(raw)
     step_inputs = StepInputs([(base_adapter, base), (raw_adapter, raw)], inputs)
-    with task("tracing both models"):
-        base_tree = export_prepared(base, step_inputs.first[0], "base")
-        raw_tree = export_prepared(raw, step_inputs.first[1], "raw")
+    with task("tracing both models"):  # beside each other where the steps will run so
+        base_tree, raw_tree = run_sides(
+            partial(export_prepared, base, step_inputs.first[0], "base"),
+            partial(export_prepared, raw, step_inputs.first[1], "raw"),
+            worker_side(base_adapter, base, raw_adapter, raw),
+            leaving_a_core(base_adapter, raw_adapter),
+        )
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
     trees = (base_tree, raw_tree)
     layer_map = probe_layouts((base_adapter, base), (raw_adapter, raw), layer_map, step_inputs.first[0], trees)

@@ -5,6 +5,9 @@ every suspect's call in one run of each model."""
 
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -14,10 +17,11 @@ import torch
 from conftest import load_example
 
 import padiff_graph as pg
-from padiff_graph.assign.weights import copy_weights
+from padiff_graph.assign.weights import AssignReport, copy_weights
+from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.tree import tensor_bytes
 from padiff_graph.errors import AssignError, ModelRunError
-from padiff_graph.frameworks import adapter_for, side_beside
+from padiff_graph.frameworks import adapter_for, side_beside, worker_side
 from padiff_graph.frameworks.export import export_model
 from padiff_graph.frameworks.inputs import prepare
 from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
@@ -146,11 +150,29 @@ def test_a_copy_that_did_not_take_stops_the_one_step_diff(monkeypatch: pytest.Mo
         pg.diff(base, raw, INPUTS)
 
 
-def traced(model, cores: float, activation_bytes: int):
-    """The model's tree as a trace that measured ``cores`` and ``activation_bytes`` would leave it."""
+def traced(model, activation_bytes: int):
+    """The model's tree as a trace that measured ``activation_bytes`` would leave it."""
     tree = export_model(model, INPUTS)
-    tree.graph["trace"] = replace(tree.graph["trace"], cores=cores, activation_bytes=activation_bytes)
+    tree.graph["trace"] = replace(tree.graph["trace"], activation_bytes=activation_bytes)
     return adapter_for(model), model, tree
+
+
+@contextmanager
+def paddle_threads(count: int) -> Iterator[None]:
+    """Paddle's CPU kernels on ``count`` threads for the block (paddle has no getter: our adapter reads it)."""
+    before = PaddleAdapter().cpu_threads()
+    paddle.base.core.set_num_threads(count)
+    try:
+        yield
+    finally:
+        paddle.base.core.set_num_threads(before)
+
+
+def test_paddles_cpu_threads_are_read_from_its_openmp_runtime() -> None:
+    with paddle_threads(1):
+        assert PaddleAdapter().cpu_threads() == 1
+    with paddle_threads(2):
+        assert PaddleAdapter().cpu_threads() == 2
 
 
 def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations_are_small() -> None:
@@ -158,13 +180,16 @@ def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations
     model's weights would make both steps' at once cost more memory than the time is worth."""
     torch_model, paddle_model = TorchNet(), PaddleNet()
     weights = tensor_bytes(export_model(torch_model))
-    assert side_beside(*traced(torch_model, 1.9, 100), *traced(paddle_model, 1.0, 100)) == "base"
-    assert side_beside(*traced(paddle_model, 1.0, 100), *traced(torch_model, 1.9, 100)) == "raw"
-    assert side_beside(*traced(torch_model, 1.0, 100), *traced(paddle_model, 1.9, 100)) is None
-    assert side_beside(*traced(torch_model, 1.0, weights + 1), *traced(paddle_model, 1.0, 100)) is None
-    assert side_beside(*traced(torch_model, 1.0, 100), *traced(TorchNet(), 1.0, 100)) is None
-    untraced = adapter_for(torch_model), torch_model, export_model(torch_model)
-    assert side_beside(*untraced, *traced(paddle_model, 1.0, 100)) is None
+    with paddle_threads(1):
+        assert side_beside(*traced(torch_model, 100), *traced(paddle_model, 100)) == "base"
+        assert side_beside(*traced(paddle_model, 100), *traced(torch_model, 100)) == "raw"
+        assert side_beside(*traced(torch_model, weights + 1), *traced(paddle_model, 100)) is None
+        assert side_beside(*traced(torch_model, 100), *traced(TorchNet(), 100)) is None
+        untraced = adapter_for(torch_model), torch_model, export_model(torch_model)
+        assert side_beside(*untraced, *traced(paddle_model, 100)) is None
+    with paddle_threads(2):  # paddle's step would take the core the torch step was to have
+        assert side_beside(*traced(torch_model, 100), *traced(paddle_model, 100)) is None
+        assert worker_side(adapter_for(torch_model), torch_model, adapter_for(paddle_model), paddle_model) is None
 
 
 def test_the_trace_measures_the_activations_of_the_whole_batch() -> None:
@@ -172,7 +197,54 @@ def test_the_trace_measures_the_activations_of_the_whole_batch() -> None:
     trace = export_model(TorchNet(), INPUTS).graph["trace"]
     assert trace.order == ["", "first", "second"]
     assert trace.activation_bytes == 4 * (16 + 4) * 4  # float32 outputs of first (16) and second (4), batch 4
-    assert trace.cores > 0
+
+
+def test_the_torch_trace_runs_beside_the_paddle_one() -> None:
+    """The trace (no gradients) is the first forward of each model: torch's on the worker thread."""
+    base, raw = TorchNet(), PaddleNet()
+    runs: list[tuple[bool, str]] = []
+    base.register_forward_pre_hook(lambda _, __: runs.append((torch.is_grad_enabled(), current_thread_name())))
+    pg.diff(base, raw, INPUTS)
+    assert runs[0] == (False, "padiff_graph_side_0")
+
+
+def current_thread_name() -> str:
+    return threading.current_thread().name
+
+
+def test_the_side_beside_runs_inside_its_framework_leaving_the_other_a_core() -> None:
+    entered: list[tuple[str, str]] = []
+
+    def marking(side: str):
+        @contextmanager
+        def leaving() -> Iterator[None]:
+            entered.append((side, current_thread_name()))
+            yield
+
+        return leaving
+
+    assert run_sides(lambda: 1, lambda: 2, "base", (marking("base"), marking("raw"))) == (1, 2)
+    assert run_sides(lambda: 1, lambda: 2, "raw", (marking("base"), marking("raw"))) == (1, 2)
+    assert entered == [("base", "padiff_graph_side_0"), ("raw", "padiff_graph_side_0")]
+
+
+def test_torch_on_the_worker_thread_leaves_one_core_and_the_main_threads_count_alone() -> None:
+    adapter, threads = adapter_for(TorchNet()), torch.get_num_threads()
+    inside, main_meanwhile = threading.Event(), []
+
+    def beside() -> tuple[int, int]:
+        with adapter.leaving_a_core():
+            count = torch.get_num_threads()
+            inside.set()
+            time.sleep(0.2)
+        return count, torch.get_num_threads()
+
+    with ThreadPoolExecutor(1) as worker:
+        counts = worker.submit(beside)
+        inside.wait()
+        main_meanwhile.append(torch.get_num_threads())
+        assert counts.result() == (max(1, threads - 1), threads)
+    assert main_meanwhile == [threads] and torch.get_num_threads() == threads
 
 
 class Counting(torch.nn.Module):
@@ -255,20 +327,75 @@ def test_a_parameters_accumulated_gradient_hook_fires_once_with_both_uses_summed
 
 
 def test_parameter_gradients_are_compared_while_the_raw_backward_goes_on(monkeypatch) -> None:
-    """Each raw parameter's gradient goes to the helper thread once its backward accumulated it (both uses of
-    the shared layer summed), not compared here after the backward; the verdicts are those of the final
-    gradients."""
-    threads = []
-    compare = engine.compare_tensor_pair
+    """Each raw parameter's gradient is handed over as soon as its backward accumulated it (both uses of the
+    shared layer summed), not looked up after the backward; the verdicts are those of the final gradients."""
+    handed, verdict = [], engine.RawChecker._gradient_verdict
 
-    def recorded(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return compare(*args, **kwargs)
+    def recorded(checker, tensor, base_name, *args):
+        handed.append(base_name)
+        return verdict(checker, tensor, base_name, *args)
 
-    monkeypatch.setattr(engine, "compare_tensor_pair", recorded)
+    monkeypatch.setattr(engine.RawChecker, "_gradient_verdict", recorded)
     torch.manual_seed(0)
     report = pg.diff(SharedTorch(), SharedPaddle(), {"x": INPUTS["x"]})
     assert report.ok
     grads = [c for c in report.comparisons if c.kind == "grad"]
     assert {c.stage for c in grads} == {"grad:weight", "grad:bias"} and all(c.ok for c in grads)
-    assert threads == ["padiff_graph_compare_0"] * 2  # small: after the backward, they were compared here
+    assert sorted(handed) == ["layer.bias", "layer.weight"]
+
+
+def test_a_gradient_is_compared_once_the_base_backward_has_it_not_once_the_base_step_is_over(monkeypatch) -> None:
+    """The base side's step is over only once the raw side compared a gradient: had the comparison waited
+    for it, it would not come."""
+    compared, verdict = threading.Event(), engine.RawChecker._gradient_verdict
+    came_first, done = [], engine.BaseStore.base_done
+
+    def compared_now(checker, *args):
+        result = verdict(checker, *args)
+        compared.set()
+        return result
+
+    def late(store) -> None:
+        came_first.append(compared.wait(timeout=5))
+        done(store)
+
+    monkeypatch.setattr(engine.RawChecker, "_gradient_verdict", compared_now)
+    monkeypatch.setattr(engine.BaseStore, "base_done", late)
+    with paddle_threads(1):
+        report = pg.diff(TorchNet(), PaddleNet(), INPUTS)
+    assert report.ok and came_first == [True]
+
+
+def test_the_raw_side_compares_gradients_while_the_base_side_verifies_the_copy(monkeypatch) -> None:
+    order, done, verify = [], engine.BaseStore.base_done, AssignReport.verify_rest
+    monkeypatch.setattr(engine.BaseStore, "base_done", lambda store: (order.append("done"), done(store))[1])
+    monkeypatch.setattr(AssignReport, "verify_rest", lambda report: (order.append("verify"), verify(report))[1])
+    assert pg.diff(TorchNet(), PaddleNet(), INPUTS).ok
+    assert order == ["done", "verify"]
+
+
+def test_gradients_the_helper_thread_has_not_started_are_compared_here_after_the_raw_step(monkeypatch) -> None:
+    """The helper thread is kept busy through the raw backward: the gradients queued behind it are taken back
+    and compared on this thread once the raw step is over, the helper let go after."""
+    gate, threads = threading.Event(), []
+    backward, take = PaddleAdapter.backward, engine.RawChecker._take_queued_gradients
+    verdict = engine.RawChecker._gradient_verdict
+
+    def busy_backward(adapter, loss) -> None:
+        engine._comparer().submit(gate.wait, 10)
+        backward(adapter, loss)
+
+    def take_then_let_go(checker) -> None:
+        take(checker)
+        gate.set()
+
+    def recorded(checker, *args):
+        threads.append(current_thread_name())
+        return verdict(checker, *args)
+
+    monkeypatch.setattr(PaddleAdapter, "backward", busy_backward)
+    monkeypatch.setattr(engine.RawChecker, "_take_queued_gradients", take_then_let_go)
+    monkeypatch.setattr(engine.RawChecker, "_gradient_verdict", recorded)
+    report = pg.diff(TorchNet(), PaddleNet(), INPUTS)
+    assert report.ok and len([c for c in report.comparisons if c.kind == "grad"]) == 4
+    assert threads == [current_thread_name()] * 4

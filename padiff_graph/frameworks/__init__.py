@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import Any
 
@@ -68,10 +68,20 @@ def adapter_for(model: object) -> FrameworkAdapter:
     )
 
 
-#: The most cores the other model's trace may have kept busy for a model to run beside it, leaving one idle:
-#: paddle's single-threaded CPU kernels measure 1.0-1.25 (its first run at a new shape keeps helper threads
-#: busy a while), two cores 1.8 and more.
-ONE_CORE = 1.5
+def worker_side(base_adapter: FrameworkAdapter, base: Any, raw_adapter: FrameworkAdapter, raw: Any) -> str | None:
+    """The side (``"base"`` or ``"raw"``) whose work may run on a worker thread while the other's runs on this
+    one (:func:`padiff_graph.core.runtime.run_sides`), or ``None``: one after the other.
+
+    A side goes beside when its framework keeps its speed there and the other's neither leaves this thread nor
+    runs its CPU kernels on more than one thread (paddle's, unless told otherwise): the two take little more
+    than the longer one, the side beside leaving the other its core
+    (:meth:`~padiff_graph.frameworks.base.FrameworkAdapter.leaving_a_core`).
+    """
+    if base_adapter.runs_beside(base) and not raw_adapter.runs_beside(raw) and raw_adapter.cpu_threads() == 1:
+        return "base"
+    if raw_adapter.runs_beside(raw) and not base_adapter.runs_beside(base) and base_adapter.cpu_threads() == 1:
+        return "raw"
+    return None
 
 
 def side_beside(
@@ -82,21 +92,22 @@ def side_beside(
     raw: Any,
     raw_tree: ModelTree,
 ) -> str | None:
-    """The side (``"base"`` or ``"raw"``) whose step runs on a worker thread while the other's runs on this
-    one (:func:`padiff_graph.core.runtime.run_sides`), or ``None``: one after the other.
-
-    From what the traces showed (``tree.graph["trace"]``, :class:`~padiff_graph.frameworks.tracing.Trace`):
-    a side goes beside when its framework keeps its speed there, the other's does not leave this thread and
-    its trace kept about one core busy (a torch model beside a paddle one, whose CPU kernels run on one
-    thread: the two steps take little more than the longer one), and its own activations are no larger than
-    its weights. Both steps then hold their activations at once; a process that holds both models' weights
-    and gradients grows by a quarter at most.
+    """The side whose training step runs beside the other's: the :func:`worker_side`, where the trace
+    (``tree.graph["trace"]``, :class:`~padiff_graph.frameworks.tracing.Trace`) showed its activations no larger
+    than its weights. Both steps then hold their activations at once; a process that holds both models'
+    weights and gradients grows by a quarter at most.
     """
-    base_trace, raw_trace = base_tree.graph.get("trace"), raw_tree.graph.get("trace")
-    if base_trace is None or raw_trace is None:
+    side = worker_side(base_adapter, base, raw_adapter, raw)
+    tree = base_tree if side == "base" else raw_tree
+    trace = tree.graph.get("trace")
+    if side is None or trace is None:
         return None
-    if base_adapter.runs_beside(base) and not raw_adapter.runs_beside(raw) and raw_trace.cores <= ONE_CORE:
-        return "base" if base_trace.activation_bytes <= tensor_bytes(base_tree) else None
-    if raw_adapter.runs_beside(raw) and not base_adapter.runs_beside(base) and base_trace.cores <= ONE_CORE:
-        return "raw" if raw_trace.activation_bytes <= tensor_bytes(raw_tree) else None
-    return None
+    return side if trace.activation_bytes <= tensor_bytes(tree) else None
+
+
+def leaving_a_core(
+    base_adapter: FrameworkAdapter, raw_adapter: FrameworkAdapter
+) -> tuple[Callable[[], AbstractContextManager[None]], Callable[[], AbstractContextManager[None]]]:
+    """Each side's :meth:`~padiff_graph.frameworks.base.FrameworkAdapter.leaving_a_core`, for
+    :func:`padiff_graph.core.runtime.run_sides`."""
+    return base_adapter.leaving_a_core, raw_adapter.leaving_a_core

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
@@ -47,6 +49,17 @@ def _paddle() -> Any:
     with quiet_framework_imports():
         import paddle
     return paddle
+
+
+@cache
+def _openmp_runtime() -> ctypes.CDLL | None:
+    """The OpenMP runtime paddle's wheel ships and loads (``paddle/libs/libiomp5``), if there is one."""
+    for path in sorted((Path(_paddle().__file__).parent / "libs").glob("libiomp5*")):
+        try:
+            return ctypes.CDLL(str(path))
+        except OSError:
+            continue
+    return None
 
 
 @cache
@@ -157,6 +170,15 @@ class PaddleAdapter:
 
     def runs_beside(self, model: Any) -> bool:
         return False  # measured: on a worker thread beside torch's step, its CPU step waits instead of overlapping
+
+    def leaving_a_core(self) -> AbstractContextManager[None]:
+        return nullcontext()  # never runs beside (runs_beside)
+
+    def cpu_threads(self) -> int:
+        # its CPU kernels (MKL, oneDNN) run on paddle's OpenMP runtime, whose count paddle.base.core.set_num_threads
+        # and OMP_NUM_THREADS set; paddle has no getter. Unknown: as many as the machine has
+        runtime = _openmp_runtime()
+        return int(runtime.omp_get_max_threads()) if runtime is not None else os.cpu_count() or 1
 
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _paddle().Tensor)

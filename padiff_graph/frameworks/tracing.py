@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,12 +100,10 @@ class Trace:
         order: layer paths in the order their forward first ran.
         activation_bytes: the bytes of every innermost layer's outputs, scaled from the traced slice to the
             whole batch: about the activations a training step of the model holds.
-        cores: the cores the run kept busy on average (1.0: its framework ran it on one thread).
     """
 
     order: list[str]
     activation_bytes: int
-    cores: float
 
 
 def trace_forward(adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced") -> Trace:
@@ -142,11 +139,9 @@ def _trace(
         output_bytes[0] += sum(_tensor_bytes(adapter, tensor) for tensor in iter_tensors(output, adapter.is_tensor))
 
     counting = [adapter.add_forward_hook(layer, count) for layer in innermost]
-    started, cpu = time.perf_counter(), time.process_time()
     with hooks(track_calls(adapter, layers, tracker) + counting), adapter.no_grad():
         run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
-    cores = (time.process_time() - cpu) / max(time.perf_counter() - started, 1e-9)
-    return Trace(tracker.order, output_bytes[0] * scale, cores)
+    return Trace(tracker.order, output_bytes[0] * scale)
 
 
 def _ancestors(path: str) -> Iterator[str]:

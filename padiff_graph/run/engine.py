@@ -40,6 +40,7 @@ from padiff_graph.core.records import Severity, join_path
 from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
+from padiff_graph.frameworks import leaving_a_core
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
@@ -211,8 +212,8 @@ def run_diff(
 ) -> DiffOutcome:
     """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
     ``fused`` the fused layers to compare against their parts. ``after_base`` runs on the base side's
-    thread after its first step, while the raw side may still run, and before the raw side compares
-    gradients (the weight copy's verification of a one-step run:
+    thread after its first step, while the raw side may still run and compare gradients, its error raised
+    before the raw side's (the weight copy's verification of a one-step run:
     :meth:`padiff_graph.assign.weights.AssignReport.verify_rest`); ``kept`` keeps the first step's calls its
     replays will ask for (not in single-step mode, whose raw layers run on the base's inputs)."""
     outcome = DiffOutcome()
@@ -245,7 +246,9 @@ def run_diff(
             run_raw = partial(
                 _raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store, started
             )
-            base_recorder, raw_recorder = run_sides(run_base, run_raw, beside)
+            base_recorder, raw_recorder = run_sides(
+                run_base, run_raw, beside, leaving_a_core(base.adapter, raw.adapter)
+            )
             outcome.note_autocast(base, base_recorder)
             outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons
@@ -264,12 +267,14 @@ def _base_step(
     ops: Mapping[str, str] | None,
     after: Callable[[], None] | None,
 ) -> Recorder:
-    """The base model's step, its records kept in ``store``, then ``after``; ``store`` learns when both are
-    over, also when they failed (the raw side waits for no more records)."""
+    """The base model's step, its records kept in ``store``, then ``after``; ``store`` learns when the step is
+    over, also when it failed (the raw side waits for no more records), before ``after`` runs: the raw side
+    compares gradients meanwhile, and :func:`~padiff_graph.core.runtime.run_sides` raises ``after``'s error first."""
     with ExitStack() as stack:
-        stack.callback(store.base_done)
         if after is not None:
             stack.callback(after)  # also after a failed step: a copy that did not take is the error to raise
+        stack.callback(store.base_done)
+        stack.enter_context(hooks(store.watch_gradients(base.model)))
         with task("running the base model"):
             after_backward = partial(store.snapshot_grads, base.model)
             run_step(
@@ -417,6 +422,7 @@ class BaseStore:
         self.whole = whole
         self.records: dict[RecordKey, Stored] = {}
         self.grads: dict[str, np.ndarray] | None = None
+        self._accumulated: dict[str, np.ndarray | None] = {}  # tensor name -> its gradient, final (a view)
         self.done = False  # the base step is over (or failed): no record is coming any more
         self._arrival = Condition()
         self._keeping = Lock()
@@ -444,6 +450,31 @@ class BaseStore:
         with self._arrival:
             self._arrival.wait_for(lambda: self.done or key in self.records)
             return key in self.records
+
+    def watch_gradients(self, model: Any) -> list[RemovableHandle]:
+        """Hooks that hold each trainable tensor's gradient once the base backward has accumulated it, for
+        :meth:`accumulated_gradient`; none where gradients are kept past an optimizer step (``keep_grads``)."""
+        if self.keep_grads or not self.plan.backward:
+            return []
+        tensors = self.adapter.named_tensors(model)
+        return [
+            self.adapter.watch_accumulated_grad(tensor, partial(self._accumulated_now, name))
+            for name, tensor in tensors.items()
+            if self.adapter.requires_grad(tensor)
+        ]
+
+    def _accumulated_now(self, name: str, grad: Any) -> None:
+        value = None if grad is None else self.adapter.to_numpy(grad, copy=False)
+        with self._arrival:
+            self._accumulated[name] = value
+            self._arrival.notify_all()
+
+    def accumulated_gradient(self, name: str) -> np.ndarray | None:
+        """Base tensor ``name``'s gradient once its backward has accumulated it (:meth:`watch_gradients`);
+        ``None`` once the step is over without it (not watched, or no gradient came)."""
+        with self._arrival:
+            self._arrival.wait_for(lambda: self.done or name in self._accumulated)
+            return self._accumulated.get(name)
 
     def wait_done(self) -> None:
         """Return once the base step is over (its gradients and weights are final)."""
@@ -571,8 +602,9 @@ class RawChecker:
         self._normalized = {path for path, _ in plan.variances}
         self.sizes: dict[str, int] = {}  # base path -> elements of its last output (layers in plan.variances)
         self.kept = kept
-        # (base path, raw path, tensor index) -> the verdict on a parameter gradient compared during the backward
-        self._early: dict[tuple[str, str, int], Future[Verdict]] = {}
+        # (base path, raw path, tensor index) -> the verdict on a parameter gradient compared during the backward,
+        # and the comparison
+        self._early: dict[tuple[str, str, int], tuple[Future[Verdict], Callable[[], Verdict]]] = {}
         self._base_tensors: dict[str, Any] | None = None  # looked up once, on the helper thread
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
@@ -698,16 +730,28 @@ class RawChecker:
         raw_dtype = self.raw.adapter.dtype_name(raw_tensor)
         for pair, index, tensor in entries:
             compare = partial(self._gradient_verdict, tensor, join_path(pair.base, tensor.base), raw_value, raw_dtype)
-            self._early[(pair.base, pair.raw, index)] = _comparer().submit(compare)
+            self._early[(pair.base, pair.raw, index)] = _comparer().submit(compare), compare
+
+    def _take_queued_gradients(self) -> None:
+        """Compare here the gradients queued early (:meth:`watch_gradients`) that the helper thread has not
+        started, the last queued first: the raw step is over, and the helper works from the other end."""
+        for key, (verdict, compare) in reversed(list(self._early.items())):
+            if not verdict.cancel():
+                return  # queued before are started or done
+            self._early[key] = _now(compare), compare
 
     def _gradient_verdict(self, tensor: TensorPair, base_name: str, raw_value: np.ndarray, raw_dtype: str) -> Verdict:
-        """A parameter gradient's verdict, once the base step is over (it may still run beside)."""
-        self.store.wait_done()
+        """A parameter gradient's verdict, once the base backward has accumulated its own (the base step may
+        still run beside), else once the base step is over."""
+        base_value = self.store.accumulated_gradient(base_name)
         if self._base_tensors is None:
             self._base_tensors = self.base.adapter.named_tensors(self.base.model)
         base_tensor = self._base_tensors[base_name]
+        if base_value is None:  # not watched, or none came: what the step left
+            self.store.wait_done()
+            base_value = self._base_grad(base_name, base_tensor)
         dtypes = self.base.adapter.dtype_name(base_tensor), raw_dtype
-        return compare_tensor_pair(tensor, self._base_grad(base_name, base_tensor), raw_value, self.tolerance, *dtypes)
+        return compare_tensor_pair(tensor, base_value, raw_value, self.tolerance, *dtypes)
 
     def gradients_done(self, raw_call_order: list[str]) -> None:
         """Compare the parameter gradients; then, before the raw optimizer steps, give it the base's
@@ -718,6 +762,8 @@ class RawChecker:
 
     def compare_tensors(self, stage: str, raw_call_order: list[str]) -> None:
         """Parameter gradients (``grad``) or weights after the step (``weights``), last-called layer first."""
+        if stage == "grad":
+            self._take_queued_gradients()
         self.settle()
         if not self.plan.backward:
             return
@@ -735,7 +781,7 @@ class RawChecker:
                     continue  # a tensor one layer lacks (torch InstanceNorm2d() against paddle's scale)
                 early = self._early.pop((pair.base, pair.raw, index), None) if stage == "grad" else None
                 if early is not None:  # compared as the backward went on (watch_gradients)
-                    verdicts.append((pair, tensor, index, early))
+                    verdicts.append((pair, tensor, index, early[0]))
                     continue
                 base_name = join_path(pair.base, tensor.base)
                 base_tensor, raw_tensor = base_tensors[base_name], raw_tensors[join_path(pair.raw, tensor.raw)]
