@@ -3,6 +3,8 @@ verdicts are those of one step after the other, whichever side gets ahead, and e
 the weight copy's verification of trainable tensors runs there too, after the base step. Replays capture
 every suspect's call in one run of each model."""
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from conftest import load_example
 
 import padiff_graph as pg
 from padiff_graph.assign.weights import AssignReport, copy_weights
-from padiff_graph.core.runtime import run_sides
+from padiff_graph.core.runtime import BACKGROUND_NICENESS, run_sides
 from padiff_graph.core.tree import tensor_bytes
 from padiff_graph.errors import AssignError, ModelRunError
 from padiff_graph.frameworks import adapter_for, side_beside, worker_side
@@ -399,3 +401,17 @@ def test_gradients_the_helper_thread_has_not_started_are_compared_here_after_the
     report = pg.diff(TorchNet(), PaddleNet(), INPUTS)
     assert report.ok and len([c for c in report.comparisons if c.kind == "grad"]) == 4
     assert threads == [current_thread_name()] * 4
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice level is Linux's")
+def test_the_side_beside_and_the_comparisons_run_behind_the_main_threads_model() -> None:
+    """Where cores are short, the model on the main thread keeps its core; the helpers take what is left."""
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    main = niceness()
+    beside = run_sides(lambda: niceness(), lambda: niceness(), "base")
+    compared = engine._comparer().submit(niceness).result()
+    assert beside == (min(19, main + BACKGROUND_NICENESS), main)
+    assert compared == min(19, main + BACKGROUND_NICENESS)

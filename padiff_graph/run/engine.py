@@ -37,7 +37,7 @@ import numpy as np
 from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
 from padiff_graph.core.records import Severity, join_path
-from padiff_graph.core.runtime import run_sides
+from padiff_graph.core.runtime import in_background, run_sides
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
 from padiff_graph.frameworks import leaving_a_core
@@ -539,8 +539,8 @@ COMPARED_INLINE = CHUNK
 
 @cache
 def _comparer() -> ThreadPoolExecutor:
-    """One thread comparing arrays beside the models (numpy lets go of the GIL in its loops)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare")
+    """One thread comparing arrays beside the models (numpy lets go of the GIL in its loops), behind them."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="padiff_graph_compare", initializer=in_background)
 
 
 def _now(compare: Callable[[], Verdict]) -> Future[Verdict]:
