@@ -23,7 +23,7 @@ from padiff_graph.assign.weights import AssignReport, copy_weights
 from padiff_graph.core.runtime import BACKGROUND_NICENESS, run_sides
 from padiff_graph.core.tree import tensor_bytes
 from padiff_graph.errors import AssignError, ModelRunError
-from padiff_graph.frameworks import adapter_for, side_beside, worker_side
+from padiff_graph.frameworks import adapter_for, paddle_adapter, side_beside, worker_side
 from padiff_graph.frameworks.export import export_model
 from padiff_graph.frameworks.inputs import prepare
 from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
@@ -170,11 +170,13 @@ def paddle_threads(count: int) -> Iterator[None]:
         paddle.base.core.set_num_threads(before)
 
 
-def test_paddles_cpu_threads_are_read_from_its_openmp_runtime() -> None:
+def test_paddles_cpu_threads_are_read_from_its_openmp_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     with paddle_threads(1):
         assert PaddleAdapter().cpu_threads() == 1
     with paddle_threads(2):
         assert PaddleAdapter().cpu_threads() == 2
+    monkeypatch.setattr(paddle_adapter, "_openmp_runtime", lambda: None)  # a wheel without it: every core
+    assert PaddleAdapter().cpu_threads() == os.cpu_count()
 
 
 def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations_are_small() -> None:
