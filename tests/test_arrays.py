@@ -1,5 +1,7 @@
 """``core.arrays``: strided copies and exact comparisons without array-sized temporaries; the weight copy uses them."""
 
+from functools import partial
+
 import numpy as np
 import paddle
 import pytest
@@ -7,6 +9,7 @@ import torch
 
 import padiff_graph as pg
 from padiff_graph.core import arrays
+from padiff_graph.run import numerics
 from padiff_graph.run.numerics import Mode, Tolerance
 
 
@@ -31,15 +34,30 @@ def test_copy_into_a_transposed_out_and_a_contiguous_copy_give_numpys_result(sha
     assert arrays.contiguous(value) is value
 
 
-def test_a_transposed_gradient_is_judged_as_its_contiguous_copy() -> None:
+@pytest.mark.parametrize("mode", [Mode.STRICT, Mode.MEAN])
+def test_a_transposed_gradient_is_judged_as_its_contiguous_copy(mode: Mode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In either mode the passes over the arrays run on contiguous copies: numpy walks a transposed array
+    element by element across its rows (mean mode took 15 ms for BERT's 3072 x 768 gradients, against 2)."""
     rng = np.random.default_rng(1)
     base = rng.standard_normal((768, 3072), dtype=np.float32)
     raw = base.T + rng.standard_normal((3072, 768), dtype=np.float32) * 1e-6
     raw[2000, 700] += 1e-2
-    tolerance = Tolerance.chosen(None, None, Mode.STRICT, ["float32"])
+    passed = []
+    for name in ("_strict_in_chunks", "_compare_means"):
+        original = getattr(numerics, name)
+        spy = partial(_seen_contiguous, original, passed)
+        monkeypatch.setattr(numerics, name, spy)
+    tolerance = Tolerance.chosen(None, None, mode, ["float32"])
     strided = tolerance.verdict(base.T, raw, "float32", "float32")
     assert strided == tolerance.verdict(np.ascontiguousarray(base.T), raw, "float32", "float32")
-    assert not strided.ok and strided.max_abs == pytest.approx(1e-2, rel=1e-3)
+    assert strided.max_abs == pytest.approx(1e-2, rel=1e-3)
+    assert mode is Mode.MEAN or not strided.ok
+    assert passed and all(passed)
+
+
+def _seen_contiguous(original, passed: list[bool], reference: np.ndarray, value: np.ndarray, *args):
+    passed.append(reference.flags.c_contiguous and value.flags.c_contiguous)
+    return original(reference, value, *args)
 
 
 def test_equal_is_bit_for_bit_within_a_dtype() -> None:

@@ -595,3 +595,20 @@ def test_full_precision_widens_a_layer_for_a_replay_and_gives_back_its_own_memor
     for name, tensor in adapter.named_tensors(layer).items():
         assert adapter.dtype_name(tensor) == before[name][0] == "bfloat16"
         assert np.array_equal(adapter.to_numpy(tensor), before[name][1])
+
+
+def test_mean_mode_judges_the_means_and_reports_the_largest_differences_over_every_chunk() -> None:
+    """More elements than one pass takes (a 3072 x 768 gradient): the means decide; the largest difference,
+    wherever it is, is reported; NaN in the same places on both sides is left out, in one side only fails."""
+    base = np.random.default_rng(3).standard_normal((3072, 768), dtype=np.float32)
+    raw = base.copy()
+    raw[3000, 5] += 0.5  # far into the array; the mean moves by 0.5 / 2.4 M
+    verdict = compare_arrays(base, raw, 1e-4, 1e-4, Mode.MEAN)
+    assert verdict.ok and verdict.max_abs == pytest.approx(0.5, rel=1e-6)
+    assert verdict.magnitude == pytest.approx(float(np.abs(base).max()))
+    assert not compare_arrays(base, raw + 1e-3, 1e-4, 1e-4, Mode.MEAN).ok
+    base[7, 7] = raw[7, 7] = np.nan
+    assert compare_arrays(base, raw, 1e-4, 1e-4, Mode.MEAN).max_abs == pytest.approx(0.5, rel=1e-6)
+    raw[7, 8] = np.nan
+    assert not compare_arrays(base, raw, 1e-4, 1e-4, Mode.MEAN).ok
+    assert compare_arrays(base[:0], raw[:0], 1e-4, 1e-4, Mode.MEAN).ok

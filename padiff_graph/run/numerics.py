@@ -257,12 +257,12 @@ def _broadcast_axes(small: tuple[int, ...], large: tuple[int, ...]) -> tuple[int
 
 def _compare_aligned(base: np.ndarray, raw: np.ndarray, atol: float, rtol: float, mode: Mode, floor: float) -> Verdict:
     work = _working_dtype(base, raw)
-    reference = np.atleast_1d(base.astype(work, copy=False))
-    value = np.atleast_1d(raw.astype(work, copy=False))
+    # a transposed gradient copied in tiles: numpy's elementwise passes over it are 5x slower
+    reference = contiguous(np.atleast_1d(base.astype(work, copy=False)))
+    value = contiguous(np.atleast_1d(raw.astype(work, copy=False)))
     if mode is Mode.MEAN:
         return _compare_means(reference, value, atol, rtol)
-    flat = contiguous(reference).reshape(-1), contiguous(value).reshape(-1)  # a transposed gradient: 5x numpy's
-    verdict = _strict_in_chunks(*flat, atol, rtol, floor)
+    verdict = _strict_in_chunks(reference.reshape(-1), value.reshape(-1), atol, rtol, floor)
     if verdict is not None:
         return verdict
     # NaN or Inf somewhere: equal only if in the same places with the same values
@@ -334,24 +334,23 @@ def _non_finite(reference: np.ndarray, value: np.ndarray) -> Verdict | None:
 
 
 def _compare_means(reference: np.ndarray, value: np.ndarray, atol: float, rtol: float) -> Verdict:
-    bad = _non_finite(reference, value)
-    if bad is not None:
-        return bad
-    finite = np.isfinite(reference)
-    if not finite.all():
-        reference, value = reference[finite], value[finite]
+    """The means judged under ``atol``/``rtol``; the largest differences measured as strict mode measures them,
+    in cache-sized chunks (whole-array temporaries made a 3072 x 768 gradient take 14 ms instead of 3.5)."""
     if reference.size == 0:
         return Verdict(True, 0.0, 0.0)
-    difference = np.abs(value - reference)
-    max_abs = float(difference.max())
-    magnitude = np.abs(reference)
-    floor = max(atol, 1e-30, float(np.finfo(reference.dtype).eps) * float(magnitude.max()))
-    max_rel = float((difference / np.maximum(magnitude, floor)).max())
+    spread = _strict_in_chunks(reference.reshape(-1), value.reshape(-1), atol, rtol, 0.0)
+    if spread is None:  # NaN or Inf somewhere: the same places and values on both sides, or a failure
+        bad = _non_finite(reference, value)
+        if bad is not None:
+            return bad
+        finite = np.isfinite(reference)
+        reference, value = reference[finite], value[finite]
+        if reference.size == 0:
+            return Verdict(True, 0.0, 0.0)
+        spread = _strict_in_chunks(reference, value, atol, rtol, 0.0)
+        assert spread is not None  # finite in the same places on both sides
     base_mean, raw_mean = float(reference.mean(dtype=np.float64)), float(value.mean(dtype=np.float64))
-    largest = float(magnitude.max())
-    scaled = max_abs / largest if largest else float(max_abs > 0)  # the evidence messages quote, as in strict mode
-    ok = abs(raw_mean - base_mean) <= atol + rtol * abs(base_mean)
-    return Verdict(ok, max_abs, max_rel, scaled=scaled, magnitude=largest)
+    return replace(spread, ok=abs(raw_mean - base_mean) <= atol + rtol * abs(base_mean))
 
 
 @dataclass(frozen=True)
