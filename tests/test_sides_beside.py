@@ -417,3 +417,20 @@ def test_the_side_beside_and_the_comparisons_run_behind_the_main_threads_model()
     compared = engine._comparer().submit(niceness).result()
     assert beside == (min(19, main + BACKGROUND_NICENESS), main)
     assert compared == min(19, main + BACKGROUND_NICENESS)
+
+
+def test_the_base_side_holds_the_gradients_it_reads_as_views_and_leaves_the_rest_to_the_steps_end() -> None:
+    """A bfloat16 tensor's gradient would be a widened copy held to the step's end (so would a GPU model's):
+    not held early; its verdict waits for the base step, as before."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4).to(torch.bfloat16))
+    adapter = adapter_for(model)
+    with Spill(budget=float("inf")) as spill:
+        store = engine.BaseStore(adapter, Mode.STRICT, engine.Plan(), keep_grads=False, spill=spill)
+        handles = store.watch_gradients(model)
+        x = torch.randn(2, 4)
+        model[1](model[0](x).to(torch.bfloat16)).float().mean().backward()
+        for handle in handles:
+            handle.remove()
+        assert np.array_equal(store.accumulated_gradient("0.weight"), model[0].weight.grad.numpy())
+        store.base_done()
+        assert store.accumulated_gradient("1.weight") is None  # the step is over: read from the tensor then

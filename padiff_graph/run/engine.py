@@ -453,14 +453,16 @@ class BaseStore:
 
     def watch_gradients(self, model: Any) -> list[RemovableHandle]:
         """Hooks that hold each trainable tensor's gradient once the base backward has accumulated it, for
-        :meth:`accumulated_gradient`; none where gradients are kept past an optimizer step (``keep_grads``)."""
+        :meth:`accumulated_gradient`: only tensors in host memory, whose gradient is read as a view, not a copy
+        held to the step's end (a GPU model's); none where gradients are kept past an optimizer step
+        (``keep_grads``)."""
         if self.keep_grads or not self.plan.backward:
             return []
         tensors = self.adapter.named_tensors(model)
         return [
             self.adapter.watch_accumulated_grad(tensor, partial(self._accumulated_now, name))
             for name, tensor in tensors.items()
-            if self.adapter.requires_grad(tensor)
+            if self.adapter.requires_grad(tensor) and self.adapter.host_memory(tensor) is not None
         ]
 
     def _accumulated_now(self, name: str, grad: Any) -> None:
