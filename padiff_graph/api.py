@@ -35,7 +35,7 @@ from padiff_graph.core.findings import Code, Finding
 from padiff_graph.core.progress import task
 from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.tree import ModelTree, descendants_of, has_trainable, tensor_dtypes
-from padiff_graph.frameworks import adapter_for, leaving_a_core, side_beside, worker_side
+from padiff_graph.frameworks import adapter_for, side_beside, worker_side
 from padiff_graph.frameworks.export import export_model, export_pair, export_prepared
 from padiff_graph.frameworks.inputs import InputPair, StepInputs
 from padiff_graph.knowledge.apis import API_EQUIVALENTS, names_for
@@ -249,7 +249,6 @@ def _diff(
             partial(export_prepared, base, step_inputs.first[0], "base"),
             partial(export_prepared, raw, step_inputs.first[1], "raw"),
             worker_side(base_adapter, base, raw_adapter, raw),
-            leaving_a_core(base_adapter, raw_adapter),
         )
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
     trees = (base_tree, raw_tree)

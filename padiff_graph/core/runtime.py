@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import copy_context
 from functools import cache
 from typing import TypeVar
@@ -35,16 +35,9 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def run_sides(
-    run_base: Callable[[], T],
-    run_raw: Callable[[], T],
-    beside: str | None,
-    leaving_a_core: tuple[Callable[[], AbstractContextManager[None]], ...] = (nullcontext, nullcontext),
-) -> tuple[T, T]:
+def run_sides(run_base: Callable[[], T], run_raw: Callable[[], T], beside: str | None) -> tuple[T, T]:
     """``run_base()`` then ``run_raw()``; with ``beside`` (``"base"`` or ``"raw"``), that one on a worker thread
-    while the other runs here (:func:`padiff_graph.frameworks.side_beside` says which), inside that side's
-    ``leaving_a_core`` (base's, raw's: its framework's
-    :meth:`~padiff_graph.frameworks.base.FrameworkAdapter.leaving_a_core`).
+    while the other runs here (:func:`padiff_graph.frameworks.worker_side` says which).
 
     Either way the base side's error is the one raised when both fail, as if they ran one after the other;
     neither is left running when this returns. Called on the worker thread itself, it runs one after the other.
@@ -52,8 +45,7 @@ def run_sides(
     if beside is None or threading.current_thread().name.startswith(_WORKER):
         return run_base(), run_raw()
     worker, here = (run_base, run_raw) if beside == "base" else (run_raw, run_base)
-    sharing = leaving_a_core[0 if beside == "base" else 1]
-    elsewhere = _side_runner().submit(copy_context().run, _inside, sharing, worker)  # the progress reporter too
+    elsewhere = _side_runner().submit(copy_context().run, worker)  # the progress reporter goes along
     here_side = "raw" if beside == "base" else "base"
     errors: dict[str, BaseException] = {}
     results: dict[str, T] = {}
@@ -69,11 +61,6 @@ def run_sides(
         if side in errors:
             raise errors[side]
     return results["base"], results["raw"]
-
-
-def _inside(context: Callable[[], AbstractContextManager[None]], work: Callable[[], T]) -> T:
-    with context():
-        return work()
 
 
 _WORKER = "padiff_graph_side"

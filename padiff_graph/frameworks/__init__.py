@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -74,8 +74,7 @@ def worker_side(base_adapter: FrameworkAdapter, base: Any, raw_adapter: Framewor
 
     A side goes beside when its framework keeps its speed there and the other's neither leaves this thread nor
     runs its CPU kernels on more than one thread (paddle's, unless told otherwise): the two take little more
-    than the longer one, the side beside leaving the other its core
-    (:meth:`~padiff_graph.frameworks.base.FrameworkAdapter.leaving_a_core`).
+    than the longer one.
     """
     if base_adapter.runs_beside(base) and not raw_adapter.runs_beside(raw) and raw_adapter.cpu_threads() == 1:
         return "base"
@@ -103,11 +102,3 @@ def side_beside(
     if side is None or trace is None:
         return None
     return side if trace.activation_bytes <= tensor_bytes(tree) else None
-
-
-def leaving_a_core(
-    base_adapter: FrameworkAdapter, raw_adapter: FrameworkAdapter
-) -> tuple[Callable[[], AbstractContextManager[None]], Callable[[], AbstractContextManager[None]]]:
-    """Each side's :meth:`~padiff_graph.frameworks.base.FrameworkAdapter.leaving_a_core`, for
-    :func:`padiff_graph.core.runtime.run_sides`."""
-    return base_adapter.leaving_a_core, raw_adapter.leaving_a_core

@@ -82,10 +82,6 @@ class FrameworkAdapter(Protocol):
     def cpu_threads(self) -> int:
         """The threads this framework's CPU kernels use when called from this thread."""
 
-    def leaving_a_core(self) -> AbstractContextManager[None]:
-        """For the block, this thread's CPU kernels leave one core to the other model's step, which runs
-        beside it on one core (:func:`padiff_graph.core.runtime.run_sides`)."""
-
     def add_forward_hook(self, layer: Any, hook: Callable[[Any], None]) -> RemovableHandle:
         """Call ``hook(output)`` after each call of ``layer``."""
 

@@ -171,9 +171,6 @@ class PaddleAdapter:
     def runs_beside(self, model: Any) -> bool:
         return False  # measured: on a worker thread beside torch's step, its CPU step waits instead of overlapping
 
-    def leaving_a_core(self) -> AbstractContextManager[None]:
-        return nullcontext()  # never runs beside (runs_beside)
-
     def cpu_threads(self) -> int:
         # its CPU kernels (MKL, oneDNN) run on paddle's OpenMP runtime, whose count paddle.base.core.set_num_threads
         # and OMP_NUM_THREADS set; paddle has no getter. Unknown: as many as the machine has

@@ -6,8 +6,8 @@ import pickle
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -128,19 +128,6 @@ class TorchAdapter:
 
     def cpu_threads(self) -> int:
         return int(_torch().get_num_threads())
-
-    @contextmanager
-    def leaving_a_core(self) -> Iterator[None]:
-        # one intra-op thread fewer: a thread more than the cores left preempts the other step's, and torch's
-        # OpenMP team waits at each barrier for the thread that lost its core (measured: the 2-layer BERT's
-        # paddle step beside 134-146 ms against 110-114). The count is this thread's own (OpenMP's and MKL's).
-        torch = _torch()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads - 1))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
 
     def is_tensor(self, value: object) -> bool:
         return isinstance(value, _torch().Tensor)

@@ -40,7 +40,6 @@ from padiff_graph.core.records import Severity, join_path
 from padiff_graph.core.runtime import in_background, run_sides
 from padiff_graph.core.transforms import TensorPair
 from padiff_graph.errors import ModelRunError, describe
-from padiff_graph.frameworks import leaving_a_core
 from padiff_graph.frameworks.base import FrameworkAdapter, RemovableHandle
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks, run_forward
@@ -246,9 +245,7 @@ def run_diff(
             run_raw = partial(
                 _raw_step, raw, raw_arguments, raw_layers, compare, plan, raw_ops, outcome.ops, op_store, started
             )
-            base_recorder, raw_recorder = run_sides(
-                run_base, run_raw, beside, leaving_a_core(base.adapter, raw.adapter)
-            )
+            base_recorder, raw_recorder = run_sides(run_base, run_raw, beside)
             outcome.note_autocast(base, base_recorder)
             outcome.note_autocast(raw, raw_recorder)
             outcome.comparisons += checker.comparisons

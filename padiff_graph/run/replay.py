@@ -26,7 +26,6 @@ import numpy as np
 
 from padiff_graph.core.runtime import run_sides
 from padiff_graph.core.tree import ModelTree
-from padiff_graph.frameworks import leaving_a_core
 from padiff_graph.frameworks.base import FrameworkAdapter, iter_tensors, map_tensors
 from padiff_graph.frameworks.inputs import CallArguments
 from padiff_graph.frameworks.tracing import hooks
@@ -134,7 +133,6 @@ class Replays:
             partial(capture_calls, self.base, self.arguments[0], [(c.base, c.call, c.index) for c in wanted.values()]),
             partial(capture_calls, self.raw, self.arguments[1], [(c.raw, c.call, c.index) for c in wanted.values()]),
             self.beside,
-            leaving_a_core(self.base.adapter, self.raw.adapter),
         )
         for key, comparison in wanted.items():
             base_call = base.get((comparison.base, comparison.call, comparison.index))
