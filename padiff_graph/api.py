@@ -244,7 +244,7 @@ def _diff(
     """:func:`diff` once its options are checked: trees, map, findings, copy, the hooked run, the report."""
     base_adapter, raw_adapter = adapter_for(base), adapter_for(raw)
     step_inputs = StepInputs([(base_adapter, base), (raw_adapter, raw)], inputs)
-    with task("tracing both models"):  # beside each other where the steps will run so
+    with task("tracing both models"):  # beside each other where the frameworks allow it (worker_side)
         base_tree, raw_tree = run_sides(
             partial(export_prepared, base, step_inputs.first[0], "base"),
             partial(export_prepared, raw, step_inputs.first[1], "raw"),

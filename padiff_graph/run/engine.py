@@ -239,7 +239,9 @@ def run_diff(
             started = None if keeping is None else keeping.started("base")
             record_base = _recorder(base, base_layers, store.keep, step, plan, op_store, started)
             after = after_base if step == 0 else None
-            run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops, after)
+            run_base = partial(
+                _base_step, base, base_arguments, record_base, store, plan, base_ops, after, beside is not None
+            )
             compare = FusedChecker(fused, store, checker)
             started = None if keeping is None else keeping.started("raw")
             run_raw = partial(
@@ -263,15 +265,18 @@ def _base_step(
     plan: Plan,
     ops: Mapping[str, str] | None,
     after: Callable[[], None] | None,
+    beside: bool,
 ) -> Recorder:
     """The base model's step, its records kept in ``store``, then ``after``; ``store`` learns when the step is
     over, also when it failed (the raw side waits for no more records), before ``after`` runs: the raw side
-    compares gradients meanwhile, and :func:`~padiff_graph.core.runtime.run_sides` raises ``after``'s error first."""
+    compares gradients meanwhile, and :func:`~padiff_graph.core.runtime.run_sides` raises ``after``'s error first.
+    ``beside``: the raw step runs meanwhile, and ``store`` holds each gradient as it accumulates (one after
+    the other, the step is over before the raw side asks for any)."""
     with ExitStack() as stack:
         if after is not None:
             stack.callback(after)  # also after a failed step: a copy that did not take is the error to raise
         stack.callback(store.base_done)
-        stack.enter_context(hooks(store.watch_gradients(base.model)))
+        stack.enter_context(hooks(store.watch_gradients(base.model) if beside else []))
         with task("running the base model"):
             after_backward = partial(store.snapshot_grads, base.model)
             run_step(
@@ -604,7 +609,7 @@ class RawChecker:
         # (base path, raw path, tensor index) -> the verdict on a parameter gradient compared during the backward,
         # and the comparison
         self._early: dict[tuple[str, str, int], tuple[Future[Verdict], Callable[[], Verdict]]] = {}
-        self._base_tensors: dict[str, Any] | None = None  # looked up once, on the helper thread
+        self._base_tensors: dict[str, Any] | None = None  # looked up once, by the first gradient compared early
 
     def check(self, key: RecordKey, value: Any, dtype: str) -> np.ndarray | None:
         stored = self._fed_input(key, value, dtype) if self.plan.single_step else self.store.pop(key)
