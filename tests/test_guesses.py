@@ -119,6 +119,41 @@ def test_index_offset_is_found_from_structure_and_only_when_clear() -> None:
     assert index_offsets(base, base) == []  # equal numbering: nothing to renumber
 
 
+def _offset_by_definition(base: dict[int, int], raw: dict[int, int]) -> tuple[int, int] | None:
+    """The offset rule stated offset by offset: it lines up the most blocks, enough of them, and alone."""
+    from padiff_graph.match.offsets import MIN_OFFSET_AGREEMENT, MIN_OFFSET_RUN
+
+    scores = {}
+    for offset in range(min(base) - max(raw), max(base) - min(raw) + 1):
+        overlap = [index for index in base if index - offset in raw]
+        aligned = sum(base[index] == raw[index - offset] for index in overlap)
+        if aligned >= MIN_OFFSET_RUN and aligned >= MIN_OFFSET_AGREEMENT * len(overlap):
+            scores[offset] = aligned
+    best = [(offset, aligned) for offset, aligned in scores.items() if aligned == max(scores.values())]
+    return best[0] if len(best) == 1 else None
+
+
+@pytest.mark.parametrize("pairs_at_once", [1 << 20, 7])
+def test_index_offset_counts_offsets_as_defined(monkeypatch: pytest.MonkeyPatch, pairs_at_once: int) -> None:
+    """Counted for all offsets at once (numpy; 20k-layer MoE matching 2.9 -> 1.3 s): the same answers as offset
+    by offset, also when the pairs are counted in several passes."""
+    from padiff_graph.match import offsets
+
+    monkeypatch.setattr(offsets, "_PAIRS_AT_ONCE", pairs_at_once)
+    rng = np.random.default_rng(0)
+    found = 0
+    for _ in range(400):
+        kinds = [int(h) for h in rng.integers(-(2**62), 2**62, size=int(rng.integers(1, 4)))]
+        base = {5 + i: kinds[int(rng.integers(len(kinds)))] for i in range(int(rng.integers(1, 20)))}
+        raw = {int(i): kinds[int(rng.integers(len(kinds)))] for i in rng.choice(30, int(rng.integers(1, 20)), False)}
+        expected = _offset_by_definition(base, raw)
+        assert offsets._best_offset(base, raw) == expected, (base, raw)
+        found += expected is not None
+    assert found > 50  # the cases exercise offsets that are believed, not only refusals
+    assert offsets._best_offset({i: i * 7 for i in range(1, 9)}, {i: (i + 1) * 7 for i in range(8)}) == (1, 8)
+    assert offsets._best_offset({0: 1, 1: 1, 2: 1, 10: 1, 11: 1, 12: 1}, {0: 1, 1: 1, 2: 1}) is None  # 0 and 10 tie
+
+
 def test_index_offset_alignment_is_reported_not_taken_for_an_order_mismatch() -> None:
     import index_offset
 

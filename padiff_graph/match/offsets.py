@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from padiff_graph.core.records import join_path
 from padiff_graph.match.features import TreeFeatures
 
@@ -22,6 +24,8 @@ from padiff_graph.match.features import TreeFeatures
 MIN_OFFSET_RUN = 3
 #: Least share of the overlapping blocks an offset must line up.
 MIN_OFFSET_AGREEMENT = 0.75
+#: (base block, raw block) pairs counted in one numpy pass: bounds the pass's memory on long runs.
+_PAIRS_AT_ONCE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,16 +56,23 @@ def _numbered_runs(features: TreeFeatures) -> Iterator[tuple[str, dict[int, int]
 
 def _best_offset(base: dict[int, int], raw: dict[int, int]) -> tuple[int, int] | None:
     """``(offset, blocks aligned)`` for the single offset lining up most blocks, ``None`` if not clear."""
-    scores = []
-    for offset in range(min(base) - max(raw), max(base) - min(raw) + 1):
-        overlap = [index for index in base if index - offset in raw]
-        aligned = sum(base[index] == raw[index - offset] for index in overlap)
-        if aligned >= MIN_OFFSET_RUN and aligned >= MIN_OFFSET_AGREEMENT * len(overlap):
-            scores.append((aligned, offset))
-    scores.sort(reverse=True)
-    if not scores or (len(scores) > 1 and scores[1][0] == scores[0][0]):
+    base_index, base_hash = np.fromiter(base, np.int64, len(base)), np.fromiter(base.values(), np.int64, len(base))
+    raw_index, raw_hash = np.fromiter(raw, np.int64, len(raw)), np.fromiter(raw.values(), np.int64, len(raw))
+    lowest = int(base_index.min() - raw_index.max())
+    offsets = int(base_index.max() - raw_index.min()) - lowest + 1
+    overlap, aligned = np.zeros(offsets, np.int64), np.zeros(offsets, np.int64)
+    rows = max(1, _PAIRS_AT_ONCE // len(raw))
+    for start in range(0, len(base), rows):  # every (base block, raw block) pair, counted under its offset
+        shifts = np.subtract.outer(base_index[start : start + rows], raw_index) - lowest
+        overlap += np.bincount(shifts.ravel(), minlength=offsets)
+        same = np.equal.outer(base_hash[start : start + rows], raw_hash)
+        aligned += np.bincount(shifts[same], minlength=offsets)
+    believed = (aligned >= MIN_OFFSET_RUN) & (aligned >= MIN_OFFSET_AGREEMENT * overlap)
+    if not believed.any():
         return None
-    return scores[0][1], scores[0][0]
+    most = int(aligned[believed].max())
+    best = np.flatnonzero(believed & (aligned == most))
+    return None if len(best) > 1 else (int(best[0]) + lowest, most)
 
 
 def index_offsets(base: TreeFeatures, raw: TreeFeatures) -> list[IndexOffset]:
