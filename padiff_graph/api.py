@@ -268,11 +268,10 @@ def _diff(
     if random and options.random_ops == "error":
         return stopped_report(random[0], findings, layer_map, settings)
     training = options.steps > 1 or options.optimizers != (None, None)
-    copied = AssignReport()
     if assign:
         raise_for_blocking(findings)
-        with task("copying weights base -> raw"):  # a one-step run verifies the trainable tensors beside it
-            copied = copy_weights(base, raw, layer_map, base_adapter, raw_adapter, verify_trainable=training)
+        with task("copying weights base -> raw"):
+            copy_weights(base, raw, layer_map, base_adapter, raw_adapter)
     run_map = with_corresponding_containers(layer_map, base_tree, raw_tree)
     findings = [finding for finding in findings if not _paired_wrapper(finding, run_map)]
     activations, unapplied = builtin_activations(run_map, base_tree, raw_tree)
@@ -325,7 +324,6 @@ def _diff(
                 plan,
                 op_names,
                 fused,
-                after_base=copied.verify_rest,
                 kept=kept,
             )
     except RandomOpFound:

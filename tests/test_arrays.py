@@ -12,22 +12,26 @@ from padiff_graph.core import arrays
 from padiff_graph.run import numerics
 from padiff_graph.run.numerics import Mode, Tolerance
 
+COPIES = [arrays.copy_into, arrays.copy_checked]
+
 
 # the last two are large enough to be shared with the helper thread, half the rows each (odd sizes, a batch axis)
+@pytest.mark.parametrize("copy", COPIES)
 @pytest.mark.parametrize("shape", [(300, 70), (5, 130, 33), (7,), (1537, 1029), (3, 777, 600)])
-def test_copy_into_a_transposed_view_gives_numpys_result(shape) -> None:
+def test_copy_into_a_transposed_view_gives_numpys_result(shape, copy) -> None:
     value = np.random.default_rng(0).standard_normal(shape[::-1]).T  # float64, strided
     out = np.zeros(shape, np.float32)
-    arrays.copy_into(out, value)
+    assert copy(out, value) is not False  # copy_checked: each piece holds value as float32 holds it
     assert np.array_equal(out, value.astype(np.float32))
     assert arrays.equal(out, np.ascontiguousarray(value, dtype=np.float32))
 
 
+@pytest.mark.parametrize("copy", COPIES)
 @pytest.mark.parametrize("shape", [(300, 70), (1537, 1029)])
-def test_copy_into_a_transposed_out_and_a_contiguous_copy_give_numpys_result(shape) -> None:
+def test_copy_into_a_transposed_out_and_a_contiguous_copy_give_numpys_result(shape, copy) -> None:
     value = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     out = np.zeros(shape[::-1], np.float32).T  # written across its memory order: tiles the other way round
-    arrays.copy_into(out, value)
+    assert copy(out, value) is not False
     assert np.array_equal(out, value)
     copied = arrays.contiguous(value.T)
     assert copied.flags.c_contiguous and np.array_equal(copied, value.T)
@@ -67,6 +71,18 @@ def test_equal_is_bit_for_bit_within_a_dtype() -> None:
     assert not arrays.equal(np.array([0.0]), np.array([-0.0]))  # the bits differ
     assert arrays.equal(np.array([np.nan, 1.0]), np.array([np.nan, 1.0]))
     assert arrays.equal(np.array([1.0, np.nan]), np.array([1.0, np.nan], np.float32))  # values across dtypes
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, arrays.CHUNK + 7)])  # one piece, and pieces
+def test_copy_checked_reads_back_what_it_wrote(shape) -> None:
+    value = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    value[0, 1] = np.nan
+    out = np.empty(shape, np.float32)
+    assert arrays.copy_checked(out, value) and arrays.equal(out, value)
+    memory = np.zeros(shape[1], np.float32)  # every row of this out is the same memory: row 0 does not hold
+    aliased = np.lib.stride_tricks.as_strided(memory, shape=shape, strides=(0, 4), writeable=True)
+    assert not arrays.copy_checked(aliased, value)
+    assert np.array_equal(memory, value[-1], equal_nan=True)  # every piece was still written
 
 
 def test_copy_into_overlapping_memory_reads_the_source_first() -> None:

@@ -2,19 +2,20 @@
 
 Every tensor pair's transform is applied to the base value (a region of it,
 for fused layouts) and written into the raw tensor (a region of it, for
-split layouts); afterwards each raw tensor is read back and compared bit for
-bit with what should be there. A whole-tensor pair moves each byte once: the
-base tensor is read in place, the transform is a view of it, the raw
-framework writes that view into the tensor's memory, and the read-back
-compares the tensor's memory with the view, tile by tile (``core.arrays``).
+split layouts); each raw tensor is read back and compared bit for bit with
+what should be there. A whole-tensor pair moves each byte once: the base
+tensor is read in place, the transform is a view of it, the view is written
+into the tensor's own memory tile by tile, and each tile is read back and
+compared as soon as it is written, while both are still in cache
+(``core.arrays``); the tensor read through its framework must then show that
+memory. A tensor numpy cannot hold in place (on a GPU, in bfloat16) is
+written by its framework and read back as a copy.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,6 @@ class AssignReport:
     custom_inits: list[str] = field(default_factory=list)
     untouched_raw: list[str] = field(default_factory=list)
     outputs: OutputCheck | None = None
-    unverified: list[Callable[[], None]] = field(default_factory=list, repr=False)
-
-    def verify_rest(self) -> None:
-        """Compare the raw tensors :func:`copy_weights` left unverified (``verify_trainable=False``) with what
-        was copied into them; raises :class:`AssignError` like the copy would have."""
-        checks, self.unverified = self.unverified, []
-        for check in checks:
-            check()
 
 
 GUESS_CODES = (Code.AMBIGUOUS_MATCH, Code.AMBIGUOUS_TRANSFORM)
@@ -98,18 +91,12 @@ def copy_weights(
     base_adapter: FrameworkAdapter,
     raw_adapter: FrameworkAdapter,
     registry: ConversionRegistry = DEFAULT_REGISTRY,
-    verify_trainable: bool = True,
 ) -> AssignReport:
     """Copy every tensor pair of ``layer_map`` and verify the result.
 
     ``const(...)`` sides fill a raw tensor with a neutral value, or require
     the base tensor to hold it; opaque ``init`` functions copy their pair
     themselves (run backwards when registered the other way round).
-
-    ``verify_trainable=False`` leaves the comparison of the raw tensors that train (no forward or backward
-    writes them, only an optimizer) to :meth:`AssignReport.verify_rest`, so that it can run beside the
-    models' step; it must run before an optimizer changes either side's tensors, and before any result counts.
-    Only tensors read back as views of their memory wait (on a GPU every one is checked at once).
     """
     base_tensors = base_adapter.named_tensors(base_model)
     raw_tensors = raw_adapter.named_tensors(raw_model)
@@ -134,15 +121,7 @@ def copy_weights(
             value = _source(base_adapter, base_tensors, base_name, transform, tuple(target.shape))
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
         assert expected is not None
-        raw_adapter.write(target, expected)
-        written = raw_adapter.to_numpy(target, copy=False)
-        check = partial(_verify, raw_name, written, raw_adapter.dtype_name(target), expected)
-        # kept for later only as views: a copy (a GPU tensor read back, assembled parts) is checked and let go
-        views = not written.flags.owndata and not expected.flags.owndata
-        if verify_trainable or not views or not raw_adapter.requires_grad(target):
-            check()
-        else:
-            report.unverified.append(check)
+        _write_verified(raw_adapter, target, raw_name, expected)
         report.tensors += len(parts)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
@@ -218,6 +197,26 @@ def _place(
     assert current is not None
     arrays.copy_into(current[transform.raw_index], value)
     return current
+
+
+def _write_verified(adapter: FrameworkAdapter, target: Any, name: str, expected: np.ndarray) -> None:
+    """Write ``expected`` into raw tensor ``target`` and read it back, bit for bit. Into the tensor's own host
+    memory, each piece is read back as it is written (:func:`~padiff_graph.core.arrays.copy_checked`), and the
+    tensor, read through its framework, must show that memory; else the framework writes and is read back."""
+    memory = adapter.host_memory(target)
+    if memory is not None and memory.shape == expected.shape:
+        held = arrays.copy_checked(memory, expected)
+        if held and _same_memory(adapter.to_numpy(target, copy=False), memory):
+            return
+    else:
+        adapter.write(target, expected)
+    _verify(name, adapter.to_numpy(target, copy=False), adapter.dtype_name(target), expected)
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are views of the same bytes, laid out alike."""
+    layout = (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype)
+    return layout == (b.__array_interface__["data"][0], b.shape, b.strides, b.dtype)
 
 
 def _verify(name: str, written: np.ndarray, dtype: str, expected: np.ndarray) -> None:

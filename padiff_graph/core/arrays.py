@@ -58,26 +58,48 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 def copy_into(out: np.ndarray, value: np.ndarray) -> None:
     """``out[...] = value`` (same shape; numpy's casting), tile by tile when either is strided."""
+    _move(out, value, check=False)
+
+
+def copy_checked(out: np.ndarray, value: np.ndarray) -> bool:
+    """:func:`copy_into`, each piece of ``out`` read back as soon as it is written and compared bit for bit with
+    ``value`` as ``out``'s dtype holds it, while both are still in cache; whether every piece holds it. BERT's
+    transposed weights: 15 ms, against 9 ms for the copy and 23 ms more for reading it back afterwards."""
+    return _move(out, value, check=True)
+
+
+def _move(out: np.ndarray, value: np.ndarray, check: bool) -> bool:
     if np.may_share_memory(out, value):
         value = value.copy()
     if not strided(out, value):
-        np.copyto(out, value, casting="unsafe")
-        return
+        flat_out, flat_value = out.reshape(-1), value.reshape(-1)  # views: both C-ordered, or of one axis
+        pieces = range(0, flat_out.size, CHUNK)
+        return all([_move_piece(flat_out[at : at + CHUNK], flat_value[at : at + CHUNK], check) for at in pieces])
     if out.size < SHARED_COPY or out.shape[-1] < 2 * NARROW:
-        _copy_tiles(out, value)
-        return
+        return _move_tiles(out, value, check)
     half = out.shape[-1] // 2 // NARROW * NARROW  # the columns, in whole tiles either way
     left, right = (..., slice(0, half)), (..., slice(half, None))
-    elsewhere = _helper().submit(_copy_tiles, out[left], value[left])
+    elsewhere = _helper().submit(_move_tiles, out[left], value[left], check)
     try:
-        _copy_tiles(out[right], value[right])
+        here = _move_tiles(out[right], value[right], check)
     finally:
-        elsewhere.result()
+        there = elsewhere.result()
+    return here and there
 
 
-def _copy_tiles(out: np.ndarray, value: np.ndarray) -> None:
-    for index in tiles(out.shape, value):
-        np.copyto(out[index], value[index], casting="unsafe")
+def _move_tiles(out: np.ndarray, value: np.ndarray, check: bool) -> bool:
+    return all([_move_piece(out[index], value[index], check) for index in tiles(out.shape, value)])
+
+
+def _move_piece(out: np.ndarray, value: np.ndarray, check: bool) -> bool:
+    np.copyto(out, value, casting="unsafe")
+    if not check:
+        return True
+    wanted = value if value.dtype == out.dtype else value.astype(out.dtype)
+    if out.dtype.itemsize in (1, 2, 4, 8):  # bits: exact, NaN payloads included
+        bits = np.dtype(f"u{out.dtype.itemsize}")
+        return np.array_equal(out.view(bits), wanted.view(bits))
+    return np.array_equal(out, wanted, equal_nan=out.dtype.kind in "fc")
 
 
 @cache

@@ -206,14 +206,10 @@ def run_diff(
     plan: Plan,
     op_names: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
     fused: Sequence[FusedPair] = (),
-    after_base: Callable[[], None] | None = None,
     kept: KeptCalls | None = None,
 ) -> DiffOutcome:
     """Run every step on both models and compare; ``pairs`` are the layer pairs to hook,
-    ``fused`` the fused layers to compare against their parts. ``after_base`` runs on the base side's
-    thread after its first step, while the raw side may still run and compare gradients, its error raised
-    before the raw side's (the weight copy's verification of a one-step run:
-    :meth:`padiff_graph.assign.weights.AssignReport.verify_rest`); ``kept`` keeps the first step's calls its
+    ``fused`` the fused layers to compare against their parts. ``kept`` keeps the first step's calls its
     replays will ask for (not in single-step mode, whose raw layers run on the base's inputs)."""
     outcome = DiffOutcome()
     base_layers, raw_layers, raw_of = _record_keys(pairs, fused)
@@ -238,10 +234,7 @@ def run_diff(
             base_ops, raw_ops = op_names or (None, None)
             started = None if keeping is None else keeping.started("base")
             record_base = _recorder(base, base_layers, store.keep, step, plan, op_store, started)
-            after = after_base if step == 0 else None
-            run_base = partial(
-                _base_step, base, base_arguments, record_base, store, plan, base_ops, after, beside is not None
-            )
+            run_base = partial(_base_step, base, base_arguments, record_base, store, plan, base_ops, beside is not None)
             compare = FusedChecker(fused, store, checker)
             started = None if keeping is None else keeping.started("raw")
             run_raw = partial(
@@ -264,17 +257,13 @@ def _base_step(
     store: BaseStore,
     plan: Plan,
     ops: Mapping[str, str] | None,
-    after: Callable[[], None] | None,
     beside: bool,
 ) -> Recorder:
-    """The base model's step, its records kept in ``store``, then ``after``; ``store`` learns when the step is
-    over, also when it failed (the raw side waits for no more records), before ``after`` runs: the raw side
-    compares gradients meanwhile, and :func:`~padiff_graph.core.runtime.run_sides` raises ``after``'s error first.
-    ``beside``: the raw step runs meanwhile, and ``store`` holds each gradient as it accumulates (one after
-    the other, the step is over before the raw side asks for any)."""
+    """The base model's step, its records kept in ``store``, which learns when the step is over, also when it
+    failed (the raw side waits for no more records). ``beside``: the raw step runs meanwhile, and ``store``
+    holds each gradient as it accumulates (one after the other, the step is over before the raw side asks
+    for any)."""
     with ExitStack() as stack:
-        if after is not None:
-            stack.callback(after)  # also after a failed step: a copy that did not take is the error to raise
         stack.callback(store.base_done)
         stack.enter_context(hooks(store.watch_gradients(base.model) if beside else []))
         with task("running the base model"):
