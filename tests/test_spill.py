@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from padiff_graph import diff
-from padiff_graph.run.spill import READ_AHEAD, Spill
+from padiff_graph.run.spill import DEFAULT_BUDGET_MIB, READ_AHEAD, SLOT, SLOTS, Spill
 
 
 def test_arrays_past_the_budget_go_to_the_spool_file_and_come_back_once() -> None:
@@ -21,6 +21,15 @@ def test_arrays_past_the_budget_go_to_the_spool_file_and_come_back_once() -> Non
         np.testing.assert_array_equal(first, big)
         assert first is second and written.array is None
         assert spill.take(kept) is small and spill.held == 0
+
+
+def test_by_default_records_spill_only_past_what_spilling_holds_itself() -> None:
+    """A spill holds its write buffers and its read-ahead: records smaller than those stay in memory."""
+    assert DEFAULT_BUDGET_MIB * 2**20 >= SLOTS * SLOT + READ_AHEAD
+    with Spill(budget=DEFAULT_BUDGET_MIB * 2**20) as spill:
+        records = [spill.hold(np.ones(2**20, np.float32) * i) for i in range(30)]  # 120 MiB
+        assert all(record.array is not None for record in records)
+        assert [float(spill.take(record)[0]) for record in records] == [float(i) for i in range(30)]
 
 
 def test_the_spool_file_has_no_name_so_nothing_is_left_behind(tmp_path, monkeypatch) -> None:
