@@ -165,14 +165,16 @@ def test_paddles_cpu_threads_are_read_from_its_openmp_runtime(monkeypatch: pytes
 
 
 def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations_are_small() -> None:
-    """Paddle's CPU kernels on one thread leave a core idle for the torch step; activations larger than the
-    model's weights would make both steps' at once cost more memory than the time is worth."""
+    """Paddle's CPU kernels on one thread leave a core idle for the torch step; activations past 4/3 of the
+    model's weights would make both steps' at once cost more than a quarter more memory (4 W + 2 A against
+    4 W + A, the weights and gradients of both models and the activations of one step or two)."""
     torch_model, paddle_model = TorchNet(), PaddleNet()
     weights = tensor_bytes(export_model(torch_model))
     with paddle_threads(1):
         assert side_beside(*traced(torch_model, 100), *traced(paddle_model, 100)) == "base"
         assert side_beside(*traced(paddle_model, 100), *traced(torch_model, 100)) == "raw"
-        assert side_beside(*traced(torch_model, weights + 1), *traced(paddle_model, 100)) is None
+        assert side_beside(*traced(torch_model, weights * 4 // 3), *traced(paddle_model, 100)) == "base"
+        assert side_beside(*traced(torch_model, weights * 4 // 3 + 1), *traced(paddle_model, 100)) is None
         assert side_beside(*traced(torch_model, 100), *traced(TorchNet(), 100)) is None
         untraced = adapter_for(torch_model), torch_model, export_model(torch_model)
         assert side_beside(*untraced, *traced(paddle_model, 100)) is None
