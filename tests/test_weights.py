@@ -146,3 +146,18 @@ def test_derived_table_as_buffer_on_one_side_and_frozen_parameter_on_the_other_p
     assert {pair.base: pair.raw for pair in layer_map.pairs}["rotary"] == "rotary"
     assign_weights(base, raw, layer_map)
     np.testing.assert_allclose(paddle_model.rotary.inv_freq.numpy(), torch_model.rotary.inv_freq.numpy(), rtol=1e-6)
+
+
+def test_two_raw_parameters_over_one_storage_must_each_keep_what_was_copied_into_them() -> None:
+    """Each tile is read back as it is written; a later write into the same bytes would go unseen, so raw
+    tensors sharing memory are read back again once the copy is done: different values stop the copy, the
+    same values (a tie on both sides) pass."""
+    paddle.seed(0)
+    base = paddle.nn.Sequential(paddle.nn.Linear(4, 4), paddle.nn.Linear(4, 4))
+    raw = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    raw[1].weight = torch.nn.Parameter(raw[0].weight.data)  # another parameter, the same storage
+    with pytest.raises(AssignError, match=r"raw tensor '0.weight' does not hold the copied values"):
+        assign_weights(base, raw)
+    base[1].weight.set_value(base[0].weight)
+    assign_weights(base, raw)
+    assert np.array_equal(raw[1].weight.detach().numpy(), base[0].weight.numpy().T)

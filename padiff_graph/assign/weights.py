@@ -8,7 +8,8 @@ tensor is read in place, the transform is a view of it, the view is written
 into the tensor's own memory tile by tile, and each tile is read back and
 compared as soon as it is written, while both are still in cache
 (``core.arrays``); the tensor read through its framework must then show that
-memory. A tensor numpy cannot hold in place (on a GPU, in bfloat16) is
+memory, and raw tensors that share memory are read back again once all are
+written. A tensor numpy cannot hold in place (on a GPU, in bfloat16) is
 written by its framework and read back as a copy.
 """
 
@@ -114,6 +115,8 @@ def copy_weights(
                 _check_constant(base_adapter, base_tensors[full.base], full, pair.raw)
                 report.tensors += 1
     writes = planned_writes(layer_map)
+    shared = _sharing_memory(raw_adapter, {name: raw_tensors[name] for name in writes})
+    written_over: list[tuple[str, Any, np.ndarray]] = []  # what a later write into the same memory may change
     for raw_name, parts in writes.items():
         target = raw_tensors[raw_name]
         expected = _read(raw_adapter, target, raw_name, "raw", copy=True) if _partial(parts) else None
@@ -122,7 +125,11 @@ def copy_weights(
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
         assert expected is not None
         _write_verified(raw_adapter, target, raw_name, expected)
+        if raw_name in shared:
+            written_over.append((raw_name, target, expected))
         report.tensors += len(parts)
+    for raw_name, target, expected in written_over:  # each must still hold its own values once all are written
+        _verify(raw_name, raw_adapter.to_numpy(target, copy=False), raw_adapter.dtype_name(target), expected)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
 
@@ -211,6 +218,26 @@ def _write_verified(adapter: FrameworkAdapter, target: Any, name: str, expected:
     else:
         adapter.write(target, expected)
     _verify(name, adapter.to_numpy(target, copy=False), adapter.dtype_name(target), expected)
+
+
+def _sharing_memory(adapter: FrameworkAdapter, tensors: dict[str, Any]) -> set[str]:
+    """Names of the tensors whose host memory overlaps another's (two parameters viewing one storage): each is
+    read back again once every tensor is written, since a copy verified as it is written says nothing about a
+    later write into the same bytes."""
+    spans = []
+    for name, tensor in tensors.items():
+        memory = adapter.host_memory(tensor)
+        if memory is not None and memory.nbytes:
+            start = memory.__array_interface__["data"][0]
+            spans.append((start, start + memory.nbytes, name))
+    shared: set[str] = set()
+    reach, furthest = -1, ""  # the end of the spans seen so far that reaches furthest, and whose it is
+    for start, end, name in sorted(spans):
+        if start < reach:
+            shared.update((name, furthest))
+        if end > reach:
+            reach, furthest = end, name
+    return shared
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
