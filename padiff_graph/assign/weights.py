@@ -115,7 +115,8 @@ def copy_weights(
                 _check_constant(base_adapter, base_tensors[full.base], full, pair.raw)
                 report.tensors += 1
     writes = planned_writes(layer_map)
-    shared = _sharing_memory(raw_adapter, {name: raw_tensors[name] for name in writes})
+    memories = {name: raw_adapter.host_memory(raw_tensors[name]) for name in writes}
+    shared = _sharing_memory(memories)
     written_over: list[tuple[str, Any, np.ndarray]] = []  # what a later write into the same memory may change
     for raw_name, parts in writes.items():
         target = raw_tensors[raw_name]
@@ -124,12 +125,12 @@ def copy_weights(
             value = _source(base_adapter, base_tensors, base_name, transform, tuple(target.shape))
             expected = _place(expected, value, transform, base_name, raw_name, tuple(target.shape))
         assert expected is not None
-        _write_verified(raw_adapter, target, raw_name, expected)
+        _write_verified(raw_adapter, target, raw_name, expected, memories[raw_name])
         if raw_name in shared:
             written_over.append((raw_name, target, expected))
         report.tensors += len(parts)
     for raw_name, target, expected in written_over:  # each must still hold its own values once all are written
-        _verify(raw_name, raw_adapter.to_numpy(target, copy=False), raw_adapter.dtype_name(target), expected)
+        _read_back(raw_adapter, target, raw_name, expected)
     report.untouched_raw = [name for name in raw_tensors if name not in writes]
     return report
 
@@ -206,27 +207,32 @@ def _place(
     return current
 
 
-def _write_verified(adapter: FrameworkAdapter, target: Any, name: str, expected: np.ndarray) -> None:
+def _write_verified(
+    adapter: FrameworkAdapter, target: Any, name: str, expected: np.ndarray, memory: np.ndarray | None
+) -> None:
     """Write ``expected`` into raw tensor ``target`` and read it back, bit for bit. Into the tensor's own host
-    memory, each piece is read back as it is written (:func:`~padiff_graph.core.arrays.copy_checked`), and the
-    tensor, read through its framework, must show that memory; else the framework writes and is read back."""
-    memory = adapter.host_memory(target)
+    ``memory``, each piece is read back as it is written (:func:`~padiff_graph.core.arrays.copy_checked`), and
+    the tensor, read through its framework, must show that memory; else the framework writes and is read back."""
     if memory is not None and memory.shape == expected.shape:
         held = arrays.copy_checked(memory, expected)
         if held and _same_memory(adapter.to_numpy(target, copy=False), memory):
             return
     else:
         adapter.write(target, expected)
+    _read_back(adapter, target, name, expected)
+
+
+def _read_back(adapter: FrameworkAdapter, target: Any, name: str, expected: np.ndarray) -> None:
+    """Raw tensor ``target``, read through its framework, holds ``expected`` bit for bit (:func:`_verify`)."""
     _verify(name, adapter.to_numpy(target, copy=False), adapter.dtype_name(target), expected)
 
 
-def _sharing_memory(adapter: FrameworkAdapter, tensors: dict[str, Any]) -> set[str]:
+def _sharing_memory(memories: dict[str, np.ndarray | None]) -> set[str]:
     """Names of the tensors whose host memory overlaps another's (two parameters viewing one storage): each is
     read back again once every tensor is written, since a copy verified as it is written says nothing about a
     later write into the same bytes."""
     spans = []
-    for name, tensor in tensors.items():
-        memory = adapter.host_memory(tensor)
+    for name, memory in memories.items():
         if memory is not None and memory.nbytes:
             start = memory.__array_interface__["data"][0]
             spans.append((start, start + memory.nbytes, name))

@@ -95,11 +95,8 @@ def _move_piece(out: np.ndarray, value: np.ndarray, check: bool) -> bool:
     np.copyto(out, value, casting="unsafe")
     if not check:
         return True
-    wanted = value if value.dtype == out.dtype else value.astype(out.dtype)
-    if out.dtype.itemsize in (1, 2, 4, 8):  # bits: exact, NaN payloads included
-        bits = np.dtype(f"u{out.dtype.itemsize}")
-        return np.array_equal(out.view(bits), wanted.view(bits))
-    return np.array_equal(out, wanted, equal_nan=out.dtype.kind in "fc")
+    held, wanted, same_nan = _comparable(out, value if value.dtype == out.dtype else value.astype(out.dtype))
+    return np.array_equal(held, wanted, equal_nan=same_nan)
 
 
 @cache
@@ -116,10 +113,7 @@ def equal(a: np.ndarray, b: np.ndarray) -> bool:
     """
     if a.shape != b.shape:
         return False
-    if a.dtype == b.dtype and a.dtype.itemsize in (1, 2, 4, 8):
-        bits = np.dtype(f"u{a.dtype.itemsize}")
-        a, b = a.view(bits), b.view(bits)  # exact, and skips the NaN bookkeeping of float comparisons
-    same_nan = a.dtype.kind in "fc"
+    a, b, same_nan = _comparable(a, b)
     if strided(a, b):
         read = b if a.flags.c_contiguous else a
         return all(np.array_equal(a[index], b[index], equal_nan=same_nan) for index in tiles(a.shape, read))
@@ -128,3 +122,13 @@ def equal(a: np.ndarray, b: np.ndarray) -> bool:
         np.array_equal(flat_a[start : start + CHUNK], flat_b[start : start + CHUNK], equal_nan=same_nan)
         for start in range(0, flat_a.size, CHUNK)
     )
+
+
+def _comparable(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``a`` and ``b`` as :func:`equal` compares them, and whether NaN equals NaN there: views of their bits
+    within one dtype of 1-8 bytes (exact, and without the NaN bookkeeping of float comparisons), else the
+    values themselves."""
+    if a.dtype == b.dtype and a.dtype.itemsize in (1, 2, 4, 8):
+        bits = np.dtype(f"u{a.dtype.itemsize}")
+        return a.view(bits), b.view(bits), False
+    return a, b, a.dtype.kind in "fc"
