@@ -244,11 +244,12 @@ def _diff(
     """:func:`diff` once its options are checked: trees, map, findings, copy, the hooked run, the report."""
     base_adapter, raw_adapter = adapter_for(base), adapter_for(raw)
     step_inputs = StepInputs([(base_adapter, base), (raw_adapter, raw)], inputs)
-    with task("tracing both models"):  # beside each other where the frameworks allow it (worker_side)
-        base_tree, raw_tree = run_sides(
-            partial(export_prepared, base, step_inputs.first[0], "base"),
-            partial(export_prepared, raw, step_inputs.first[1], "raw"),
-            worker_side(base_adapter, base, raw_adapter, raw),
+    worker = worker_side(base_adapter, base, raw_adapter, raw)
+    with task("tracing both models"):  # beside each other where the frameworks allow it
+        base_tree, raw_tree = run_sides(  # the worker side's activations decide whether the steps run beside
+            partial(export_prepared, base, step_inputs.first[0], "base", measure=worker == "base"),
+            partial(export_prepared, raw, step_inputs.first[1], "raw", measure=worker == "raw"),
+            worker,
         )
     layer_map = _complete_map(base_tree, raw_tree, layer_map)
     trees = (base_tree, raw_tree)

@@ -1,5 +1,6 @@
 """Export of real torch and paddle models into trees."""
 
+import numpy as np
 import paddle
 import pytest
 import torch
@@ -73,7 +74,83 @@ def test_call_order_is_traced_with_inputs() -> None:
         def forward(self, x):
             return self.second(self.first(x))
 
-    import numpy as np
-
     tree = export_tree(Net(), {"x": np.ones((1, 2), np.float32)})
     assert tree.graph["call_order"] == ["", "first", "second"]
+
+
+class Gated(torch.nn.Module):
+    """Runs ``head`` only on a batch with samples (``skip_empty``), or rejects an empty one (``reject_empty``)."""
+
+    def __init__(self, skip_empty: bool = False, reject_empty: bool = False) -> None:
+        super().__init__()
+        self.body, self.head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        self.skip_empty, self.reject_empty = skip_empty, reject_empty
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        if self.reject_empty and not x.shape[0]:
+            raise ValueError("expected a non-empty batch")
+        x = self.body(x)
+        return self.head(x) if x.shape[0] or not self.skip_empty else x
+
+
+class Listed(torch.nn.Module):
+    """Its blocks sit in a ModuleList, a container whose own forward never runs, beside a ReLU it never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(2))
+        self.unused = torch.nn.ReLU()
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class PaddleSequence(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.second = paddle.nn.Linear(2, 2)
+        self.first = paddle.nn.Linear(2, 2)
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.second(paddle.nn.functional.relu(self.first(x)))
+
+
+BATCH = {"x": np.ones((3, 2), np.float32)}
+
+
+@pytest.mark.parametrize(
+    ("model_class", "order"),
+    [(Gated, ["body", "head"]), (PaddleSequence, ["first", "second"]), (Listed, ["blocks.0", "blocks.1"])],
+)
+def test_call_order_alone_is_traced_on_an_empty_batch(model_class, order: list[str]) -> None:
+    """No arithmetic for the order: every layer holding tensors runs on a batch of none (a container or a
+    parameter-less layer that never runs does not count)."""
+    model = model_class()
+    tree = export_tree(model, BATCH)
+    assert model.batches == [0]
+    assert tree.graph["call_order"] == ["", *order]
+
+
+@pytest.mark.parametrize("gate", ["skip_empty", "reject_empty"])
+def test_a_model_that_skips_a_layer_or_fails_on_an_empty_batch_is_traced_on_one_sample(gate: str) -> None:
+    """The empty batch's order is kept only where every layer holding tensors ran: one it skipped would be
+    missing from the order."""
+    model = Gated(**{gate: True})
+    tree = export_tree(model, BATCH)
+    assert model.batches == [0, 1]
+    assert tree.graph["call_order"] == ["", "body", "head"]
+
+
+def test_a_batch_of_one_is_traced_empty_and_a_layer_it_skips_on_the_whole_batch() -> None:
+    model = Gated(skip_empty=True)
+    tree = export_tree(model, {"x": np.ones((1, 2), np.float32)})
+    assert model.batches == [0, 1]
+    assert tree.graph["call_order"] == ["", "body", "head"]

@@ -25,6 +25,7 @@ from padiff_graph.frameworks import adapter_for, paddle_adapter, side_beside, wo
 from padiff_graph.frameworks.export import export_model
 from padiff_graph.frameworks.inputs import prepare
 from padiff_graph.frameworks.paddle_adapter import PaddleAdapter
+from padiff_graph.frameworks.tracing import trace_forward
 from padiff_graph.run import engine
 from padiff_graph.run.engine import Side
 from padiff_graph.run.numerics import Mode, Tolerance, Verdict
@@ -185,18 +186,26 @@ def test_a_torch_model_goes_beside_a_paddle_one_on_one_core_when_its_activations
 
 def test_the_trace_measures_the_activations_of_the_whole_batch() -> None:
     """Every innermost layer's output bytes from the one-sample slice, scaled to the batch of 4."""
-    trace = export_model(TorchNet(), INPUTS).graph["trace"]
+    model = TorchNet()
+    trace = trace_forward(adapter_for(model), model, prepare(adapter_for(model), model, INPUTS), measure=True)
     assert trace.order == ["", "first", "second"]
     assert trace.activation_bytes == 4 * (16 + 4) * 4  # float32 outputs of first (16) and second (4), batch 4
+    assert export_model(model, INPUTS).graph["trace"].activation_bytes is None  # the order alone: not measured
 
 
-def test_the_torch_trace_runs_beside_the_paddle_one() -> None:
-    """The trace (no gradients) is the first forward of each model: torch's on the worker thread."""
+def test_the_torch_trace_runs_beside_the_paddle_one_and_alone_measures_its_activations() -> None:
+    """The trace (no gradients) is the first forward of each model: torch's on the worker thread, on one
+    sample (its activations decide whether its step runs beside), paddle's here on an empty batch."""
     base, raw = TorchNet(), PaddleNet()
-    runs: list[tuple[bool, str]] = []
-    base.register_forward_pre_hook(lambda _, __: runs.append((torch.is_grad_enabled(), current_thread_name())))
+    runs: list[tuple[bool, str, int]] = []
+    base.first.register_forward_pre_hook(
+        lambda _, args: runs.append((torch.is_grad_enabled(), current_thread_name(), args[0].shape[0]))
+    )
+    raw_batches: list[int] = []
+    raw.first.register_forward_pre_hook(lambda _, args: raw_batches.append(args[0].shape[0]))
     pg.diff(base, raw, INPUTS)
-    assert runs[0] == (False, "padiff_graph_side_0")
+    assert runs[0] == (False, "padiff_graph_side_0", 1)
+    assert raw_batches[0] == 0
 
 
 def current_thread_name() -> str:

@@ -91,8 +91,8 @@ def side_beside(
     raw: Any,
     raw_tree: ModelTree,
 ) -> str | None:
-    """The side whose training step runs beside the other's: the :func:`worker_side`, where the trace
-    (``tree.graph["trace"]``, :class:`~padiff_graph.frameworks.tracing.Trace`) showed its activations (A) no
+    """The side whose training step runs beside the other's: the :func:`worker_side`, where its trace
+    (``tree.graph["trace"]``, :class:`~padiff_graph.frameworks.tracing.Trace`) measured its activations (A) no
     larger than 4/3 of its weights (W). Both steps then hold their activations at once: one after the other,
     the process holds both models' weights and gradients (4 W, the models alike) and one step's activations,
     4 W + A; beside, 4 W + 2 A, a quarter more at most while 3 A <= 4 W.
@@ -100,6 +100,6 @@ def side_beside(
     side = worker_side(base_adapter, base, raw_adapter, raw)
     tree = base_tree if side == "base" else raw_tree
     trace = tree.graph.get("trace")
-    if side is None or trace is None:
+    if side is None or trace is None or trace.activation_bytes is None:
         return None
     return side if 3 * trace.activation_bytes <= 4 * tensor_bytes(tree) else None

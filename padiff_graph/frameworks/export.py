@@ -1,7 +1,7 @@
 """A model in, its layer tree out: the first stage of the pipeline.
 
-With inputs, one traced forward run (on a one-sample slice where it can)
-adds the call order that separates same-shaped siblings.
+With inputs, one traced forward run (on an empty or one-sample slice where
+it can) adds the call order that separates same-shaped siblings.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ def export_model(model: Any, inputs: Any = None, side: str = "traced") -> ModelT
     return export_prepared(model, arguments, side)
 
 
-def export_prepared(model: Any, arguments: CallArguments | None, side: str) -> ModelTree:
-    """:func:`export_model` on inputs already prepared for ``model``."""
+def export_prepared(model: Any, arguments: CallArguments | None, side: str, measure: bool = False) -> ModelTree:
+    """:func:`export_model` on inputs already prepared for ``model``; ``measure``: the trace measures the
+    activations too (:func:`~padiff_graph.frameworks.tracing.trace_forward`)."""
     adapter = adapter_for(model)
     trace = None
     if arguments is not None:
         with task(f"tracing the {side} model"):
-            trace = trace_forward(adapter, model, arguments, side)
+            trace = trace_forward(adapter, model, arguments, side, measure)
     with task(f"exporting the {side} model"), paused_gc():
         shared = adapter.shared_layers(model)
         tree = build_tree(adapter.export(model), None if trace is None else trace.order, shared)

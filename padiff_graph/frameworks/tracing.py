@@ -99,40 +99,56 @@ class Trace:
     Attributes:
         order: layer paths in the order their forward first ran.
         activation_bytes: the bytes of every innermost layer's outputs, scaled from the traced slice to the
-            whole batch: about the activations a training step of the model holds.
+            whole batch: about the activations a training step of the model holds; ``None`` where the trace
+            was not asked to measure them and ran on an empty batch.
     """
 
     order: list[str]
-    activation_bytes: int
+    activation_bytes: int | None
 
 
-def trace_forward(adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced") -> Trace:
-    """A forward run on ``arguments`` under hooks: the call order, and what the run cost (:class:`Trace`).
+def trace_forward(
+    adapter: FrameworkAdapter, model: Any, arguments: CallArguments, side: str = "traced", measure: bool = False
+) -> Trace:
+    """A forward run on ``arguments`` under hooks: the call order, and (``measure``) what the run cost.
 
     The run changes nothing in the model: no gradients, and every layer in
     eval mode (each layer's own mode restored after), so BatchNorm keeps its
-    running statistics and dropout draws no random numbers. It runs on the
-    first sample of the batch when every input shares one batch dimension (a
-    fraction of a full forward), falling back to the whole batch if the model
-    rejects the slice.
+    running statistics and dropout draws no random numbers. When every input
+    shares one batch dimension it runs on a slice of the batch. For the order
+    alone, an empty one: no arithmetic at all, and its order is kept where
+    every layer holding tensors ran (a model that skips one for want of
+    samples, an expert no token was routed to, or that rejects an empty
+    batch, is traced on one sample). To ``measure`` the activations, the
+    first sample. A model that rejects the slice is traced on the whole batch.
     """
     layers = adapter.named_layers(model)
     with evaluation_mode(layers):
-        sample = first_sample(adapter, arguments)
-        if sample is not None:
+        for size in (1,) if measure else (0, 1):
+            part = batch_slice(adapter, arguments, size)
+            if part is None:
+                break
             try:
-                return _trace(adapter, model, layers, sample, side, scale=_batch_size(arguments))
+                trace = _trace(adapter, model, layers, part, side, scale=size and _batch_size(arguments))
             except ModelRunError:
-                pass  # e.g. a layer that needs more than one sample: trace the whole batch
+                continue  # e.g. a layer that needs more samples: a larger slice, or the whole batch
+            if size or _holders(adapter, model) <= set(trace.order):
+                return trace
         return _trace(adapter, model, layers, arguments, side, scale=1)
+
+
+def _holders(adapter: FrameworkAdapter, model: Any) -> set[str]:
+    """The paths of the layers that hold tensors of their own."""
+    return {name.rpartition(".")[0] for name in adapter.named_tensors(model)}
 
 
 def _trace(
     adapter: FrameworkAdapter, model: Any, layers: dict[str, Any], arguments: CallArguments, side: str, scale: int
 ) -> Trace:
+    """``scale``: the batch over the traced part's size; 0 (an empty batch): no activations measured."""
     tracker = CallTracker()
     containers = {ancestor for path in layers for ancestor in _ancestors(path)}
-    innermost = [layer for path, layer in layers.items() if path and path not in containers]
+    innermost = [layer for path, layer in layers.items() if path and path not in containers] if scale else []
     output_bytes = [0]
 
     def count(output: Any) -> None:
@@ -141,7 +157,7 @@ def _trace(
     counting = [adapter.add_forward_hook(layer, count) for layer in innermost]
     with hooks(track_calls(adapter, layers, tracker) + counting), adapter.no_grad():
         run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
-    return Trace(tracker.order, output_bytes[0] * scale)
+    return Trace(tracker.order, output_bytes[0] * scale if scale else None)
 
 
 def _ancestors(path: str) -> Iterator[str]:
@@ -168,15 +184,16 @@ def evaluation_mode(layers: dict[str, Any]) -> Iterator[None]:
             layer.training = modes[path]
 
 
-def first_sample(adapter: FrameworkAdapter, arguments: CallArguments) -> CallArguments | None:
-    """The arguments cut to their first sample, if all are tensors with one batch size above 1."""
+def batch_slice(adapter: FrameworkAdapter, arguments: CallArguments, size: int) -> CallArguments | None:
+    """The arguments cut to their first ``size`` samples, if all are tensors with one batch size above it."""
     values = [*arguments.args, *arguments.kwargs.values()]
     if not values or not all(adapter.is_tensor(value) and len(value.shape) > 0 for value in values):
         return None
-    if _batch_size(arguments) < 2:
+    if _batch_size(arguments) <= size:
         return None
     return CallArguments(
-        tuple(value[:1] for value in arguments.args), {name: value[:1] for name, value in arguments.kwargs.items()}
+        tuple(value[:size] for value in arguments.args),
+        {name: value[:size] for name, value in arguments.kwargs.items()},
     )
 
 
