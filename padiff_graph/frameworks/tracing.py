@@ -147,8 +147,7 @@ def _trace(
 ) -> Trace:
     """``scale``: the batch over the traced part's size; 0 (an empty batch): no activations measured."""
     tracker = CallTracker()
-    containers = {ancestor for path in layers for ancestor in _ancestors(path)}
-    innermost = [layer for path, layer in layers.items() if path and path not in containers] if scale else []
+    innermost = _innermost(layers) if scale else []
     output_bytes = [0]
 
     def count(output: Any) -> None:
@@ -158,6 +157,12 @@ def _trace(
     with hooks(track_calls(adapter, layers, tracker) + counting), adapter.no_grad():
         run_forward(adapter, model, arguments, tracker, side, FIRST_RUN_HINT)
     return Trace(tracker.order, output_bytes[0] * scale if scale else None)
+
+
+def _innermost(layers: dict[str, Any]) -> list[Any]:
+    """The layers that contain no other layer."""
+    containers = {ancestor for path in layers for ancestor in _ancestors(path)}
+    return [layer for path, layer in layers.items() if path and path not in containers]
 
 
 def _ancestors(path: str) -> Iterator[str]:
