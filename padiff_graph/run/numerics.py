@@ -25,7 +25,7 @@ from enum import Enum
 
 import numpy as np
 
-from padiff_graph.core.arrays import contiguous
+from padiff_graph.core.arrays import contiguous, pieces
 from padiff_graph.core.transforms import TensorPair
 
 
@@ -221,7 +221,7 @@ def _aligned(base: np.ndarray, raw: np.ndarray, gradient: bool) -> tuple[np.ndar
     small, large = (base, raw) if target == raw.shape else (raw, base)
     if gradient:
         axes = _broadcast_axes(small.shape, large.shape)
-        summed = large.sum(axis=axes, dtype=np.float64).reshape(small.shape)
+        summed = contiguous(large).sum(axis=axes, dtype=np.float64).reshape(small.shape)  # in C order
         pair = (base, summed) if large is raw else (summed, raw)
         return *pair, f"gradient of {list(large.shape)} summed to {list(small.shape)} (a broadcast tensor)"
     expanded = np.broadcast_to(small, target)
@@ -257,12 +257,13 @@ def _broadcast_axes(small: tuple[int, ...], large: tuple[int, ...]) -> tuple[int
 
 def _compare_aligned(base: np.ndarray, raw: np.ndarray, atol: float, rtol: float, mode: Mode, floor: float) -> Verdict:
     work = _working_dtype(base, raw)
-    # a transposed gradient copied in tiles: numpy's elementwise passes over it are 5x slower
-    reference = contiguous(np.atleast_1d(base.astype(work, copy=False))).reshape(-1)
-    value = contiguous(np.atleast_1d(raw.astype(work, copy=False))).reshape(-1)
+    reference = np.atleast_1d(base.astype(work, copy=False))
+    value = np.atleast_1d(raw.astype(work, copy=False))
     if mode is not Mode.MEAN:
         return _measured(reference, value, atol, rtol, floor)[0]
-    # mean mode: the largest differences measured as strict mode measures them, the means judged
+    # mean mode: the largest differences measured as strict mode measures them, the means judged (summed in
+    # C order, as laid out in memory: a transposed gradient is copied in tiles, numpy's passes over it are slow)
+    reference, value = contiguous(reference).reshape(-1), contiguous(value).reshape(-1)
     spread, reference, value = _measured(reference, value, atol, rtol, 0.0)
     if reference.size == 0:
         return spread
@@ -273,9 +274,9 @@ def _compare_aligned(base: np.ndarray, raw: np.ndarray, atol: float, rtol: float
 def _measured(
     reference: np.ndarray, value: np.ndarray, atol: float, rtol: float, floor: float
 ) -> tuple[Verdict, np.ndarray, np.ndarray]:
-    """:func:`_strict_in_chunks` over flat ``reference`` and ``value``, and the elements it was taken over: all
-    of them; where NaN or Inf is somewhere, the finite ones if the others sit in the same places with the same
-    values on both sides, else none, under a failing verdict."""
+    """:func:`_strict_in_chunks` over ``reference`` and ``value`` (one shape), and the elements it was taken over:
+    all of them; where NaN or Inf is somewhere, the finite ones (flat) if the others sit in the same places with
+    the same values on both sides, else none, under a failing verdict."""
     verdict = _strict_in_chunks(reference, value, atol, rtol, floor)
     if verdict is not None:
         return verdict, reference, value
@@ -299,8 +300,9 @@ CHUNK = 1 << 16
 def _strict_in_chunks(
     reference: np.ndarray, value: np.ndarray, atol: float, rtol: float, floor: float
 ) -> Verdict | None:
-    """Max abs/rel differences and the scaled error of flat arrays, judged elementwise
-    (no ``floor``) or by scaled error; ``None`` on NaN/Inf."""
+    """Max abs/rel differences and the scaled error of two arrays of one shape, judged elementwise
+    (no ``floor``) or by scaled error; ``None`` on NaN/Inf. Taken :data:`CHUNK` elements at a time in C order
+    (:func:`~padiff_graph.core.arrays.pieces`: a transposed gradient is read once, in tiles)."""
     size = reference.size
     if size == 0:
         return Verdict(True, 0.0, 0.0, floor=floor)
@@ -311,8 +313,7 @@ def _strict_in_chunks(
     max_abs = max_rel = largest = 0.0
     ok = True
     with np.errstate(invalid="ignore", over="ignore"):
-        for start in range(0, size, CHUNK):
-            base_part, raw_part = reference[start : start + CHUNK], value[start : start + CHUNK]
+        for base_part, raw_part in zip(pieces(reference, CHUNK), pieces(value, CHUNK), strict=True):
             part = difference[: base_part.size]
             scale = magnitude[: base_part.size]
             np.subtract(raw_part, base_part, out=part)
@@ -410,6 +411,7 @@ def compare_tensor_pair(
 
 
 def through_map(tensor: TensorPair, base_value: np.ndarray, raw_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The base value transformed as the map writes it, and the raw region it is written into."""
+    """The base value transformed as the map writes it (a view where the transform allows: a transposed
+    weight is compared in tiles, :func:`_strict_in_chunks`), and the raw region it is written into."""
     region = raw_value[tensor.transform.raw_index] if tensor.transform.raw_index else raw_value
-    return tensor.transform.apply(base_value), region
+    return tensor.transform.view(base_value), region
