@@ -102,6 +102,39 @@ def test_parameter_gradients_are_compared_through_the_transpose() -> None:
     assert {c.stage for c in grads} == {"grad:weight", "grad:bias"} and all(c.ok for c in grads)
 
 
+class SpareTorch(torch.nn.Module):
+    """A Linear the forward uses, and one it does not (an unused head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used, self.spare = torch.nn.Linear(8, 3), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+class SparePaddle(paddle.nn.Layer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.used, self.spare = paddle.nn.Linear(8, 3), paddle.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_gradients_left_from_before_are_cleared_to_none_not_to_zeros() -> None:
+    """Gradients a user's own backward left are not added to; a parameter the step does not reach ends with no
+    gradient, as torch's does (paddle's zeroed gradients would be written with zeros, then read and added to)."""
+    base, raw = SpareTorch(), SparePaddle()
+    x = paddle.to_tensor(X[0])
+    (raw.used(x).sum() + raw.spare(x).sum()).backward()  # a user's earlier step, through both layers
+    assert raw.spare.weight.grad is not None
+    report = diff(base, raw, X)
+    assert report.ok, report.first_divergence
+    assert raw.spare.weight.grad is None and raw.spare.bias.grad is None
+    np.testing.assert_allclose(raw.used.weight.grad.numpy(), base.used.weight.grad.numpy().T, rtol=1e-5, atol=1e-6)
+
+
 # --- training steps, phases, single-step -------------------------------------------------------
 
 WIDE = [X[0] * 4]  # GELU's tanh approximation is off by ~5e-4 at pre-activations of this scale
