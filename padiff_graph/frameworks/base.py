@@ -148,7 +148,7 @@ class FrameworkAdapter(Protocol):
     def backward(self, loss: Any) -> None: ...
 
     def clear_grads(self, model: Any) -> None:
-        """Gradients cleared to none at all (not to zeros): a parameter the step does not reach has none after it."""
+        """Drop the model's gradients (none, not zeros): a parameter the next step does not reach has none after it."""
 
     def no_grad(self) -> Any:
         """A context manager that disables autograd."""
